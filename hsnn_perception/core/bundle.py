@@ -1,0 +1,203 @@
+"""Deployable hybrid model bundles: a directory with ``manifest.json``, the SNN part as netx HDF5
+and the ANN part as ONNX.
+
+``manifest.json`` (format ``hsnn-bundle/1``)::
+
+    {
+      "format": "hsnn-bundle/1",
+      "name": "synthetic-S2A4",
+      "sensor": {"height": 128, "width": 128},           # geometry of the event stream
+      "input": {"channels": 2, "height": 64, "width": 64},  # after spatial downsampling
+      "bin_us": 10000, "timesteps": 16, "interval": 4,
+      "labels": ["...", ...],
+      "snn": {"file": "snn.net", "output_shape": [C, H, W]},    # or null (ANN baseline)
+      "ann": {"file": "ann.onnx", "input_name": "frames",        # or null (SNN baseline)
+              "output_name": "logits"},
+      "recipe": {...},   # how it was trained (free form)
+      "metrics": {...}   # e.g. {"test_accuracy": 0.93, "measured_with": "..."}
+    }
+
+The SNN sees binary input spikes (a pixel spikes in a bin if it had at least one event of that
+polarity), shape ``(channels, height, width)`` per timestep. With ``snn`` null the input spikes go
+straight to the accumulator. The accumulator sums the SNN output over ``interval`` steps, giving
+``timesteps // interval`` frames that are stacked on the channel axis as the ANN input
+``(1, frames * C, H, W)``. With ``ann`` null, the class is the argmax of the output spike counts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUNDLE_FORMAT = "hsnn-bundle/1"
+MANIFEST = "manifest.json"
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    path: Path
+    name: str
+    sensor_height: int
+    sensor_width: int
+    channels: int
+    height: int
+    width: int
+    bin_us: int
+    timesteps: int
+    interval: int
+    labels: tuple[str, ...]
+    snn_file: Path | None
+    snn_output_shape: tuple[int, ...] | None
+    ann_file: Path | None
+    ann_input_name: str = "frames"
+    ann_output_name: str = "logits"
+    recipe: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def frames(self) -> int:
+        """Accumulated frames per window (T / I)."""
+        return self.timesteps // self.interval
+
+    @property
+    def window_us(self) -> int:
+        return self.bin_us * self.timesteps
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape of one timestep of what reaches the accumulator (SNN output, or input spikes)."""
+        if self.snn_output_shape is not None:
+            return self.snn_output_shape
+        return (self.channels, self.height, self.width)
+
+    @property
+    def ann_input_shape(self) -> tuple[int, ...]:
+        c, h, w = self.feature_shape
+        return (1, self.frames * c, h, w)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelBundle:
+        root = Path(path)
+        manifest_path = root / MANIFEST if root.is_dir() else root
+        root = manifest_path.parent
+        if not manifest_path.is_file():
+            raise BundleError(f"no model bundle at {path}: {manifest_path} does not exist")
+        try:
+            doc = json.loads(manifest_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
+        return cls.from_manifest(doc, root)
+
+    @classmethod
+    def from_manifest(cls, doc: dict[str, Any], root: Path) -> ModelBundle:
+        if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{root / MANIFEST}: format is not {BUNDLE_FORMAT!r}")
+        try:
+            snn = doc.get("snn")
+            ann = doc.get("ann")
+            bundle = cls(
+                path=root,
+                name=str(doc["name"]),
+                sensor_height=int(doc["sensor"]["height"]),
+                sensor_width=int(doc["sensor"]["width"]),
+                channels=int(doc["input"]["channels"]),
+                height=int(doc["input"]["height"]),
+                width=int(doc["input"]["width"]),
+                bin_us=int(doc["bin_us"]),
+                timesteps=int(doc["timesteps"]),
+                interval=int(doc["interval"]),
+                labels=tuple(str(label) for label in doc["labels"]),
+                snn_file=(root / snn["file"]) if snn else None,
+                snn_output_shape=tuple(int(d) for d in snn["output_shape"]) if snn else None,
+                ann_file=(root / ann["file"]) if ann else None,
+                ann_input_name=str(ann.get("input_name", "frames")) if ann else "frames",
+                ann_output_name=str(ann.get("output_name", "logits")) if ann else "logits",
+                recipe=dict(doc.get("recipe") or {}),
+                metrics=dict(doc.get("metrics") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{root / MANIFEST}: missing or invalid field: {exc}") from exc
+        bundle.validate()
+        return bundle
+
+    def validate(self) -> None:
+        where = self.path / MANIFEST
+        if self.timesteps < 1 or self.bin_us < 1:
+            raise BundleError(f"{where}: timesteps and bin_us must be positive")
+        if self.interval < 1 or self.timesteps % self.interval:
+            raise BundleError(
+                f"{where}: interval {self.interval} does not divide timesteps {self.timesteps}"
+            )
+        if self.sensor_height % self.height or self.sensor_width % self.width:
+            raise BundleError(
+                f"{where}: input {self.height}x{self.width} must divide sensor "
+                f"{self.sensor_height}x{self.sensor_width} (integer downsampling)"
+            )
+        if not self.labels:
+            raise BundleError(f"{where}: no labels")
+        if self.snn_file is None and self.ann_file is None:
+            raise BundleError(f"{where}: a bundle needs an SNN part, an ANN part or both")
+        if self.snn_output_shape is not None and len(self.snn_output_shape) != 3:
+            raise BundleError(f"{where}: snn.output_shape must be [C, H, W]")
+        for part in (self.snn_file, self.ann_file):
+            if part is not None and not part.is_file():
+                raise BundleError(f"{where}: model file {part} does not exist")
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "name": self.name,
+            "sensor": {"height": self.sensor_height, "width": self.sensor_width},
+            "input": {"channels": self.channels, "height": self.height, "width": self.width},
+            "bin_us": self.bin_us,
+            "timesteps": self.timesteps,
+            "interval": self.interval,
+            "labels": list(self.labels),
+            "snn": None
+            if self.snn_file is None
+            else {
+                "file": self.snn_file.name,
+                "output_shape": list(self.snn_output_shape or ()),
+            },
+            "ann": None
+            if self.ann_file is None
+            else {
+                "file": self.ann_file.name,
+                "input_name": self.ann_input_name,
+                "output_name": self.ann_output_name,
+            },
+            "recipe": self.recipe,
+            "metrics": self.metrics,
+        }
+
+    def save_manifest(self) -> Path:
+        out = self.path / MANIFEST
+        out.write_text(json.dumps(self.to_manifest(), indent=2) + "\n")
+        return out
+
+
+def default_bundle_path() -> Path:
+    """The model shipped with the package (models/default in a checkout or the install share dir)."""
+    here = Path(__file__).resolve()
+    for candidate in (
+        here.parents[2] / "models" / "default",  # source checkout
+    ):
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        share = Path(get_package_share_directory("hsnn_perception"))
+        return share / "models" / "default"
+    except Exception:
+        return here.parents[2] / "models" / "default"

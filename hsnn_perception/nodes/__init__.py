@@ -1,0 +1,1 @@
+"""Thin rclpy adapters around hsnn_perception.core."""
