@@ -1,0 +1,1 @@
+"""Accumulator bridge between the spiking and the non-spiking stages (ROS node)."""

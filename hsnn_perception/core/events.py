@@ -1,0 +1,591 @@
+"""Events as numpy structured arrays, and the codecs of ``event_camera_msgs/EventPacket`` payloads.
+
+Inside Python an event stream is a structured array of :data:`EVENT_DTYPE`: ``t`` in microseconds of
+*sensor* time, ``x``/``y`` pixel coordinates, ``p`` polarity (0 = off, 1 = on).
+
+Message conventions (as event_camera_msgs / event_camera_codecs define them): ``header.stamp`` is the
+host time at which the packet was sent (arrival time, for latency figures only); the events carry
+sensor time, reconstructed from the packet's ``time_base`` (nanoseconds) and the payload. Three
+encodings are implemented, all numpy-vectorised (no Python loop per event):
+
+``mono``
+    One little-endian 64-bit word per event: bit 63 polarity, bits 48-62 y (15 bits), bits 32-47 x
+    (16 bits), bits 0-31 ``dt`` in nanoseconds; event time = ``time_base + dt``. The encoder sets
+    ``time_base`` to the first event's time, so a packet may span at most 2**32 ns (4.29 s).
+``evt3``
+    Prophesee EVT 3.0: little-endian 16-bit words, code in the top 4 bits. ``EVT_ADDR_Y`` (0) sets y,
+    ``EVT_ADDR_X`` (2) is one event at x with polarity bit 11, ``VECT_BASE_X`` (3) sets the base x and
+    polarity of vector events, ``VECT_12`` (4) / ``VECT_8`` (5) carry a validity mask of 12 / 8
+    pixels from the base x (the base then advances by 12 / 8), ``TIME_LOW`` (6) and ``TIME_HIGH``
+    (8) hold bits 0-11 and 12-23 of the microsecond time. A ``TIME_HIGH`` that goes back by more
+    than 10 units is a 24-bit rollover (as event_camera_codecs does). ``time_base`` only tells which
+    2**24 us epoch the packet lies in: the first timestamp is placed in the epoch nearest to it
+    (our encoder writes the first event's time there, like event_camera_codecs' encoder does).
+    ``EXT_TRIGGER`` (10), ``OTHERS`` (14), ``CONTINUED_*`` (7, 15) and padding (9) are skipped.
+    A packet must carry its own time and y before its first event, unless an :class:`Evt3State`
+    from the previous packet is passed in (for raw sensor streams that are cut anywhere).
+``libcaer``
+    libcaer polarity events, 8 bytes each, little-endian: ``uint32 data`` (bit 0 valid mark,
+    bit 1 polarity, bits 2-16 y, bits 17-31 x) then ``int32`` timestamp, the low 31 bits of the
+    microsecond time; event time = ``time_base + ts * 1000`` ns, plus ``2**31`` us for every
+    rollover of ``ts`` inside the packet. Events whose valid mark is 0 are skipped (libcaer's own
+    iterators skip them) and counted as ``invalid_mark``.
+
+Errors: every problem raises :class:`EventDecodeError` / :class:`EventEncodeError` (both
+``ValueError``) naming what is wrong. With ``strict=False`` the decoder drops the bad events
+instead and adds how many it dropped, per reason, to the ``drops`` counter the caller passes in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
+ENCODINGS = ("mono", "evt3", "libcaer")
+
+_MONO_MAX_DT_NS = (1 << 32) - 1
+_EVT3_EPOCH_US = 1 << 24
+_EVT3_ROLLOVER_MIN_DISTANCE = 10  # TIME_HIGH jitter tolerated without a rollover
+_EVT3_MAX_GAP_US = 1 << 23  # a larger gap between two events would make rollovers ambiguous
+_LIBCAER_EPOCH_US = 1 << 31
+
+# EVT 3.0 word codes.
+EVT3_ADDR_Y = 0x0
+EVT3_ADDR_X = 0x2
+EVT3_VECT_BASE_X = 0x3
+EVT3_VECT_12 = 0x4
+EVT3_VECT_8 = 0x5
+EVT3_TIME_LOW = 0x6
+EVT3_CONTINUED_4 = 0x7
+EVT3_TIME_HIGH = 0x8
+EVT3_PADDING = 0x9
+EVT3_EXT_TRIGGER = 0xA
+EVT3_OTHERS = 0xE
+EVT3_CONTINUED_12 = 0xF
+_EVT3_SKIPPED = (EVT3_CONTINUED_4, EVT3_PADDING, EVT3_EXT_TRIGGER, EVT3_OTHERS, EVT3_CONTINUED_12)
+_EVT3_KNOWN = (
+    EVT3_ADDR_Y,
+    EVT3_ADDR_X,
+    EVT3_VECT_BASE_X,
+    EVT3_VECT_12,
+    EVT3_VECT_8,
+    EVT3_TIME_LOW,
+    EVT3_TIME_HIGH,
+) + _EVT3_SKIPPED
+
+
+class EventCodecError(ValueError):
+    """Base class of the codec errors."""
+
+
+class EventDecodeError(EventCodecError):
+    """A packet payload cannot be decoded (names the encoding and what is wrong)."""
+
+
+class EventEncodeError(EventCodecError):
+    """Events cannot be represented in the requested encoding."""
+
+
+def empty_events(n: int = 0) -> np.ndarray:
+    """Return a zeroed event array of length ``n``."""
+    return np.zeros(n, dtype=EVENT_DTYPE)
+
+
+def make_events(t: Any, x: Any, y: Any, p: Any) -> np.ndarray:
+    """Build an event array from four equally long sequences (values are cast, not checked)."""
+    t = np.asarray(t)
+    ev = empty_events(len(t))
+    ev["t"] = t
+    ev["x"] = x
+    ev["y"] = y
+    ev["p"] = p
+    return ev
+
+
+def check_events(events: Any, what: str = "events") -> np.ndarray:
+    """Return ``events`` as a 1-D :data:`EVENT_DTYPE` array, or raise ``EventCodecError``."""
+    if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
+        desc = (
+            f"ndarray dtype={events.dtype} ndim={events.ndim}"
+            if isinstance(events, np.ndarray)
+            else type(events).__name__
+        )
+        raise EventCodecError(f"{what} must be a 1-D array of EVENT_DTYPE, got {desc}")
+    return events
+
+
+@dataclass
+class Evt3State:
+    """Decoder state carried from one EVT3 packet to the next (raw streams cut anywhere).
+
+    ``epoch`` counts 2**24 us rollovers; ``None`` fields are not known yet.
+    """
+
+    time_high: int | None = None
+    time_low: int | None = None
+    epoch: int = 0
+    y: int | None = None
+    base_x: int | None = None
+    polarity: int = 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_bytes_view(payload: Any) -> np.ndarray:
+    if isinstance(payload, np.ndarray):
+        return np.ascontiguousarray(payload).view(np.uint8).reshape(-1)
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return np.frombuffer(payload, dtype=np.uint8)
+    try:  # array.array (rclpy uint8[] fields) and other buffer objects
+        return np.frombuffer(memoryview(payload).cast("B"), dtype=np.uint8)
+    except TypeError as exc:
+        raise EventDecodeError(
+            f"payload must be bytes-like or a numpy array, got {type(payload).__name__}"
+        ) from exc
+
+
+def _drop(drops: Counter | None, reason: str, n: int) -> None:
+    if drops is not None and n:
+        drops[reason] += int(n)
+
+
+def _words(raw: np.ndarray, size: int, encoding: str, strict: bool, drops: Counter | None):
+    rem = raw.size % size
+    if rem:
+        if strict:
+            raise EventDecodeError(
+                f"{encoding} payload of {raw.size} bytes is not a multiple of the {size}-byte word"
+            )
+        _drop(drops, "trailing_bytes", rem)
+        raw = raw[: raw.size - rem]
+    return raw
+
+
+def _finish(
+    t: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    p: np.ndarray,
+    width: int,
+    height: int,
+    encoding: str,
+    strict: bool,
+    drops: Counter | None,
+) -> np.ndarray:
+    """Check geometry and time order, then pack into an event array."""
+    keep = None
+    if width > 0 and height > 0 and x.size:
+        bad = (x >= width) | (y >= height)
+        nbad = int(np.count_nonzero(bad))
+        if nbad:
+            if strict:
+                i = int(np.flatnonzero(bad)[0])
+                raise EventDecodeError(
+                    f"{encoding}: {nbad} events beyond the {width}x{height} sensor, first "
+                    f"x={int(x[i])} y={int(y[i])}"
+                )
+            _drop(drops, "out_of_bounds", nbad)
+            keep = ~bad
+    if keep is not None:
+        t, x, y, p = t[keep], x[keep], y[keep], p[keep]
+    if t.size > 1:
+        back = t[1:] < t[:-1]
+        if back.any():
+            if strict:
+                i = int(np.flatnonzero(back)[0]) + 1
+                raise EventDecodeError(
+                    f"{encoding}: time goes backwards inside the packet at event {i} "
+                    f"({int(t[i - 1])} us -> {int(t[i])} us)"
+                )
+            # Keep events not older than everything before them (a glitch costs only itself).
+            ok = t >= np.maximum.accumulate(t)
+            _drop(drops, "time_backwards", t.size - int(np.count_nonzero(ok)))
+            t, x, y, p = t[ok], x[ok], y[ok], p[ok]
+    ev = np.empty(t.size, dtype=EVENT_DTYPE)
+    ev["t"] = t
+    ev["x"] = x
+    ev["y"] = y
+    ev["p"] = p
+    return ev
+
+
+def _check_encodable(events: np.ndarray, encoding: str, width: int, height: int) -> None:
+    check_events(events)
+    if events.size == 0:
+        return
+    t = events["t"]
+    if t[0] < 0:
+        raise EventEncodeError(f"{encoding}: negative timestamps cannot be encoded ({int(t[0])})")
+    if events.size > 1 and np.any(t[1:] < t[:-1]):
+        raise EventEncodeError(f"{encoding}: events must be sorted by time")
+    if width > 0 and height > 0:
+        if int(events["x"].max()) >= width or int(events["y"].max()) >= height:
+            raise EventEncodeError(
+                f"{encoding}: events beyond the {width}x{height} sensor "
+                f"(max x={int(events['x'].max())}, max y={int(events['y'].max())})"
+            )
+    if np.any(events["p"] > 1):
+        raise EventEncodeError(f"{encoding}: polarity must be 0 or 1")
+
+
+# --------------------------------------------------------------------------- mono
+
+
+def _encode_mono(events: np.ndarray) -> tuple[int, bytes]:
+    if events.size == 0:
+        return 0, b""
+    if int(events["y"].max()) > 0x7FFF:
+        raise EventEncodeError("mono: y does not fit in 15 bits")
+    t = events["t"]
+    t0 = int(t[0])
+    dt = (t - t0).astype(np.uint64) * np.uint64(1000)
+    if int(dt[-1]) > _MONO_MAX_DT_NS:
+        raise EventEncodeError(
+            f"mono: packet spans {int(t[-1]) - t0} us, more than the 32-bit ns offset allows "
+            f"({_MONO_MAX_DT_NS // 1000} us); split it into smaller packets"
+        )
+    w = (
+        (events["p"].astype(np.uint64) << np.uint64(63))
+        | (events["y"].astype(np.uint64) << np.uint64(48))
+        | (events["x"].astype(np.uint64) << np.uint64(32))
+        | dt
+    )
+    return t0 * 1000, w.astype("<u8").tobytes()
+
+
+def _decode_mono(raw, time_base_ns, width, height, is_bigendian, strict, drops) -> np.ndarray:
+    raw = _words(raw, 8, "mono", strict, drops)
+    w = raw.view(">u8" if is_bigendian else "<u8")
+    dt = (w & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    t = (dt + int(time_base_ns)) // 1000
+    x = ((w >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.uint16)
+    y = ((w >> np.uint64(48)) & np.uint64(0x7FFF)).astype(np.uint16)
+    p = (w >> np.uint64(63)).astype(np.uint8)
+    return _finish(t, x, y, p, width, height, "mono", strict, drops)
+
+
+# --------------------------------------------------------------------------- libcaer
+
+
+def _encode_libcaer(events: np.ndarray) -> tuple[int, bytes]:
+    if events.size == 0:
+        return 0, b""
+    if int(events["x"].max()) > 0x7FFF or int(events["y"].max()) > 0x7FFF:
+        raise EventEncodeError("libcaer: x and y must fit in 15 bits")
+    t = events["t"]
+    if events.size > 1 and int(np.max(np.diff(t))) >= _LIBCAER_EPOCH_US // 2:
+        raise EventEncodeError("libcaer: a gap of 2**30 us or more inside a packet is ambiguous")
+    high = (int(t[0]) // _LIBCAER_EPOCH_US) * _LIBCAER_EPOCH_US
+    out = np.empty((events.size, 2), dtype="<u4")
+    out[:, 0] = (
+        (events["x"].astype(np.uint32) << np.uint32(17))
+        | (events["y"].astype(np.uint32) << np.uint32(2))
+        | (events["p"].astype(np.uint32) << np.uint32(1))
+        | np.uint32(1)  # valid mark
+    )
+    out[:, 1] = (t & (_LIBCAER_EPOCH_US - 1)).astype(np.uint32)
+    return high * 1000, out.tobytes()
+
+
+def _decode_libcaer(raw, time_base_ns, width, height, strict, drops) -> np.ndarray:
+    raw = _words(raw, 8, "libcaer", strict, drops)
+    pairs = raw.view("<u4").reshape(-1, 2)
+    data = pairs[:, 0]
+    ts = pairs[:, 1].view("<i4")
+    valid = (data & np.uint32(1)).astype(bool)
+    if ts.size and (ts < 0).any():
+        if strict:
+            raise EventDecodeError(
+                f"libcaer: {int(np.count_nonzero(ts < 0))} events with a negative timestamp"
+            )
+        _drop(drops, "bad_timestamp", np.count_nonzero(valid & (ts < 0)))
+        valid &= ts >= 0
+    if not valid.all():
+        _drop(drops, "invalid_mark", np.count_nonzero(~valid & (ts >= 0)))
+        data, ts = data[valid], ts[valid]
+    ts = ts.astype(np.int64)
+    # A drop of the low 31 bits by more than 2**30 us is a rollover; a smaller one is time
+    # going backwards (event_camera_codecs treats every drop as a rollover).
+    rollover = np.zeros(ts.size, dtype=np.int64)
+    if ts.size > 1:
+        np.cumsum(ts[:-1] - ts[1:] > _LIBCAER_EPOCH_US // 2, out=rollover[1:])
+    t = (int(time_base_ns) // 1000) + ts + rollover * _LIBCAER_EPOCH_US
+    x = (data >> np.uint32(17)).astype(np.uint16)
+    y = ((data >> np.uint32(2)) & np.uint32(0x7FFF)).astype(np.uint16)
+    p = ((data >> np.uint32(1)) & np.uint32(1)).astype(np.uint8)
+    return _finish(t, x, y, p, width, height, "libcaer", strict, drops)
+
+
+# --------------------------------------------------------------------------- evt3
+
+
+def _encode_evt3(events: np.ndarray, use_vectors: bool) -> tuple[int, bytes]:
+    if events.size == 0:
+        return 0, b""
+    if int(events["x"].max()) > 0x7FF or int(events["y"].max()) > 0x7FF:
+        raise EventEncodeError("evt3: x and y must fit in 11 bits")
+    t, x, y, p = (events[k].astype(np.int64) for k in ("t", "x", "y", "p"))
+    n = t.size
+    if n > 1 and int(np.max(np.diff(t))) >= _EVT3_MAX_GAP_US:
+        raise EventEncodeError(
+            f"evt3: a gap of {_EVT3_MAX_GAP_US} us or more between two events of one packet "
+            "makes the 24-bit time ambiguous; split the packet"
+        )
+    t24 = t & (_EVT3_EPOCH_US - 1)
+    th, tl = t24 >> 12, t24 & 0xFFF
+    first = np.ones(n, dtype=bool)
+    new_th = first.copy()
+    new_th[1:] = t[1:] >> 12 != t[:-1] >> 12
+    new_tl = new_th.copy()
+    new_tl[1:] |= tl[1:] != tl[:-1]
+    new_y = new_th.copy()  # re-send y after a time change, as a sensor would
+    new_y[1:] |= y[1:] != y[:-1]
+
+    # Group runs of events with equal t, y, p, strictly rising x inside one 12-pixel block.
+    block = x // 12
+    if use_vectors:
+        start = first.copy()
+        start[1:] = (
+            new_tl[1:] | new_y[1:] | (p[1:] != p[:-1]) | (block[1:] != block[:-1]) | (x[1:] <= x[:-1])
+        )
+    else:
+        start = first
+    gid = np.cumsum(start) - 1
+    gsize = np.bincount(gid)
+    starts = np.flatnonzero(start)
+    is_vec = gsize[gid[starts]] > 1 if use_vectors else np.zeros(starts.size, dtype=bool)
+
+    # Words per group: TIME_HIGH?, TIME_LOW?, ADDR_Y?, then ADDR_X or (VECT_BASE_X, VECT_12).
+    nh, nl, ny = new_th[starts], new_tl[starts], new_y[starts]
+    nwords = nh.astype(np.int64) + nl + ny + 1 + is_vec
+    off = np.cumsum(nwords) - nwords
+    out = np.zeros(int(nwords.sum()), dtype=np.uint16)
+    s = starts
+    pos = off.copy()
+    out[pos[nh]] = (EVT3_TIME_HIGH << 12) | th[s][nh]
+    pos += nh
+    out[pos[nl]] = (EVT3_TIME_LOW << 12) | tl[s][nl]
+    pos += nl
+    out[pos[ny]] = (EVT3_ADDR_Y << 12) | y[s][ny]
+    pos += ny
+    single = ~is_vec
+    out[pos[single]] = (EVT3_ADDR_X << 12) | (p[s][single] << 11) | x[s][single]
+    if is_vec.any():
+        vs = s[is_vec]
+        base = block[vs] * 12
+        out[pos[is_vec]] = (EVT3_VECT_BASE_X << 12) | (p[vs] << 11) | base
+        mask = np.zeros(starts.size, dtype=np.int64)
+        np.add.at(mask, gid, 1 << (x - block * 12))
+        out[pos[is_vec] + 1] = (EVT3_VECT_12 << 12) | mask[is_vec]
+    return int(t[0]) * 1000, out.astype("<u2").tobytes()
+
+
+def _ffill_index(mask: np.ndarray) -> np.ndarray:
+    """For each position, the index of the last True at or before it (-1 if none)."""
+    idx = np.where(mask, np.arange(mask.size), -1)
+    return np.maximum.accumulate(idx) if idx.size else idx
+
+
+def _decode_evt3(raw, time_base_ns, width, height, strict, drops, state) -> np.ndarray:
+    raw = _words(raw, 2, "evt3", strict, drops)
+    fresh = state is None
+    st = Evt3State() if fresh else state
+    words = raw.view("<u2")
+    # Prepend the carried state as words so the forward fills below see it.
+    pre = []
+    if st.time_high is not None:
+        pre.append((EVT3_TIME_HIGH << 12) | st.time_high)
+    if st.time_low is not None:
+        pre.append((EVT3_TIME_LOW << 12) | st.time_low)
+    if st.y is not None:
+        pre.append((EVT3_ADDR_Y << 12) | st.y)
+    if st.base_x is not None:
+        pre.append((EVT3_VECT_BASE_X << 12) | (st.polarity << 11) | (st.base_x & 0x7FF))
+    npre = len(pre)
+    w = np.concatenate([np.asarray(pre, dtype=np.uint16), words]).astype(np.int64)
+    code = w >> 12
+    val = w & 0xFFF
+
+    unknown = ~np.isin(code, _EVT3_KNOWN)
+    if unknown.any():
+        if strict:
+            i = int(np.flatnonzero(unknown)[0])
+            raise EventDecodeError(f"evt3: unknown word code {int(code[i])} at word {i - npre}")
+        _drop(drops, "unknown_code", np.count_nonzero(unknown))
+
+    is_th = code == EVT3_TIME_HIGH
+    is_tl = code == EVT3_TIME_LOW
+    is_y = code == EVT3_ADDR_Y
+    is_base = code == EVT3_VECT_BASE_X
+    is_ax = code == EVT3_ADDR_X
+    is_v12 = code == EVT3_VECT_12
+    is_v8 = code == EVT3_VECT_8
+    is_vec = is_v12 | is_v8
+
+    # Time: forward-fill TIME_HIGH (with rollovers) and TIME_LOW.
+    th_pos = np.flatnonzero(is_th)
+    th_val = val[th_pos]
+    prev_high = np.empty_like(th_val)
+    if th_val.size:
+        prev_high[0] = st.time_high if st.time_high is not None else th_val[0]
+        prev_high[1:] = th_val[:-1]
+    roll = np.cumsum(prev_high - th_val > _EVT3_ROLLOVER_MIN_DISTANCE)
+    if st.time_high is not None and npre:
+        roll[0] = 0  # the prepended word repeats the carried state, no rollover there
+        roll = np.cumsum(np.r_[0, (prev_high - th_val > _EVT3_ROLLOVER_MIN_DISTANCE)[1:]])
+    hi_full = np.zeros(w.size, dtype=np.int64)
+    hi_idx = _ffill_index(is_th)
+    rank = np.cumsum(is_th) - 1  # which TIME_HIGH word is in force
+    has_hi = hi_idx >= 0
+    hi_full[has_hi] = ((roll[rank[has_hi]]) << 24) | (th_val[rank[has_hi]] << 12)
+    lo_idx = _ffill_index(is_tl)
+    has_lo = lo_idx >= 0
+    lo_full = np.where(has_lo, val[np.maximum(lo_idx, 0)], 0)
+    t24 = hi_full | lo_full
+    has_time = has_hi & has_lo
+
+    # Epoch: from the carried state, or the one that puts the first time nearest to time_base.
+    if fresh or st.time_high is None:
+        epoch = 0
+        first = np.flatnonzero(has_time)
+        if first.size and time_base_ns > 0:
+            tb_us = int(time_base_ns) // 1000
+            epoch = max(0, round((tb_us - int(t24[first[0]])) / _EVT3_EPOCH_US))
+    else:
+        epoch = st.epoch
+
+    y_idx = _ffill_index(is_y)
+    base_idx = _ffill_index(is_base)
+
+    # Event-producing words and their 12-bit validity masks (bit i = pixel base_x + i).
+    cd = is_ax | is_vec
+    no_time = cd & ~has_time
+    no_y = cd & (y_idx < 0)
+    no_base = is_vec & (base_idx < 0)
+    for bad, reason, what in (
+        (no_time, "no_time_reference", "event words before any TIME_HIGH/TIME_LOW"),
+        (no_y, "no_y_address", "event words before any EVT_ADDR_Y"),
+        (no_base, "vector_without_base", "vector words before any VECT_BASE_X"),
+    ):
+        nbad = int(np.count_nonzero(bad))
+        if nbad:
+            if strict:
+                raise EventDecodeError(
+                    f"evt3: truncated packet, {nbad} {what} (first at word "
+                    f"{int(np.flatnonzero(bad)[0]) - npre}); pass the previous packet's Evt3State"
+                )
+            _drop(drops, reason, nbad)
+    ok = cd & ~no_time & ~no_y & ~no_base
+
+    # Base x of each vector word = last VECT_BASE_X + widths of the vectors since then.
+    widths = np.where(is_v12, 12, np.where(is_v8, 8, 0))
+    cumw = np.cumsum(widths) - widths  # exclusive
+    safe_base = np.maximum(base_idx, 0)
+    vec_base = val[safe_base] & 0x7FF
+    vec_base = vec_base + cumw - cumw[safe_base]
+    vec_pol = (val[safe_base] >> 11) & 1
+
+    sel = np.flatnonzero(ok)
+    mask = np.where(is_ax[sel], 1, np.where(is_v12[sel], val[sel], val[sel] & 0xFF))
+    base = np.where(is_ax[sel], val[sel] & 0x7FF, vec_base[sel])
+    pol = np.where(is_ax[sel], (val[sel] >> 11) & 1, vec_pol[sel])
+    bits = (mask[:, None] >> np.arange(12)) & 1
+    row, col = np.nonzero(bits)
+    src = sel[row]
+    t = t24[src] + epoch * _EVT3_EPOCH_US
+    x = base[row] + col
+    yv = val[y_idx[src]]
+    p = pol[row]
+
+    # Carry the state forward for the next packet.
+    if state is not None:
+        if th_pos.size:
+            state.time_high = int(th_val[-1])
+            state.epoch = epoch + int(roll[-1])
+        if is_tl.any():
+            state.time_low = int(val[np.flatnonzero(is_tl)[-1]])
+        if is_y.any():
+            state.y = int(val[np.flatnonzero(is_y)[-1]])
+        if base_idx.size and base_idx[-1] >= 0:
+            state.base_x = int(vec_base[-1] + widths[-1])
+            state.polarity = int(vec_pol[-1])
+
+    big = x > 0xFFFF
+    if big.any():  # vectors running past 65535: out of any sensor, clamp for the uint16 cast
+        x = np.minimum(x, 0xFFFF)
+    return _finish(
+        t,
+        x.astype(np.uint16),
+        yv.astype(np.uint16),
+        p.astype(np.uint8),
+        width,
+        height,
+        "evt3",
+        strict,
+        drops,
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def encode_packet(
+    events: np.ndarray,
+    encoding: str = "mono",
+    width: int = 0,
+    height: int = 0,
+    *,
+    use_vectors: bool = True,
+) -> tuple[int, bytes]:
+    """Encode sorted ``events`` into an EventPacket payload; return ``(time_base_ns, payload)``.
+
+    ``width``/``height`` (0 = unchecked) are the sensor geometry the events must lie in.
+    ``use_vectors`` (evt3 only) packs runs of same-time, same-row events into ``VECT_12`` words.
+    An empty packet encodes to ``(0, b"")``.
+    """
+    check_events(events)
+    if encoding not in ENCODINGS:
+        raise EventEncodeError(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    _check_encodable(events, encoding, width, height)
+    if encoding == "mono":
+        return _encode_mono(events)
+    if encoding == "libcaer":
+        return _encode_libcaer(events)
+    return _encode_evt3(events, use_vectors)
+
+
+def decode_packet(
+    payload: bytes | bytearray | memoryview | np.ndarray,
+    encoding: str,
+    time_base_ns: int,
+    width: int,
+    height: int,
+    is_bigendian: bool = False,
+    *,
+    strict: bool = True,
+    drops: Counter | None = None,
+    evt3_state: Evt3State | None = None,
+) -> np.ndarray:
+    """Decode an EventPacket payload into an :data:`EVENT_DTYPE` array (t in us, sensor time).
+
+    ``width``/``height`` are the message's sensor geometry; events beyond it are an error
+    (0 disables the check). ``is_bigendian`` applies to ``mono`` words only: EVT3 and libcaer
+    are little-endian byte streams by definition. ``strict=False`` drops bad events (and trailing
+    bytes) instead of raising, adding per-reason counts to ``drops`` if given. ``evt3_state``
+    carries EVT3 decoder state across packets and is updated in place.
+    """
+    if encoding not in ENCODINGS:
+        raise EventDecodeError(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    if width < 0 or height < 0:
+        raise EventDecodeError(f"sensor geometry must be non-negative, got {width}x{height}")
+    raw = _as_bytes_view(payload)
+    if encoding == "mono":
+        return _decode_mono(raw, time_base_ns, width, height, is_bigendian, strict, drops)
+    if encoding == "libcaer":
+        return _decode_libcaer(raw, time_base_ns, width, height, strict, drops)
+    return _decode_evt3(raw, time_base_ns, width, height, strict, drops, evt3_state)
