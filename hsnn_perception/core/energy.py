@@ -134,9 +134,10 @@ class NeuromorphicProfile:
 # Davies et al., "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning", IEEE Micro 38(1),
 # 2018, Table 2 ("Loihi pre-silicon performance and energy measurements", values at 0.75 V, from
 # SDF/SPICE simulation "consistent with early post-silicon characterization"):
-#   energy per synaptic spike op (min) 23.6 pJ; per synaptic update (pairwise STDP) 120 pJ (not used:
-#   no on-chip learning here); per neuron update active / inactive 81 pJ / 52 pJ; within-tile spike
-#   energy 1.7 pJ; per tile hop E-W / N-S 3.0 / 4.0 pJ (not used: the mapping is unknown);
+#   energy per synaptic spike op (min) 23.6 pJ; per synaptic update (pairwise STDP) 120 pJ
+#   (not used: no on-chip learning here); per neuron update active / inactive 81 pJ / 52 pJ;
+#   within-tile spike energy 1.7 pJ; per tile hop E-W / N-S 3.0 / 4.0 pJ (not used: the mapping
+#   is unknown);
 #   time per synaptic spike op (max) 3.5 ns; per neuron update active / inactive 8.4 / 5.3 ns;
 #   mesh-wide barrier sync 113-465 ns (1-32 tiles); 128 neuromorphic cores per chip.
 # Static power: Frady et al., "Neuromorphic Nearest-Neighbor Search Using Intel's Pohoiki Springs",
@@ -157,9 +158,9 @@ LOIHI = NeuromorphicProfile(
     static_source="Frady et al. 2020 (NICE) Table 1 static power 3.34 W / 32 chips",
 )
 
-# Loihi 2: Intel has published no per-operation energy table for Loihi 2 (the 2021 technology brief
-# "Taking Neuromorphic Computing to the Next Level with Loihi 2" gives only relative speed-ups), nor a
-# static power per chip. The Loihi 1 figures stand in and every figure says so.
+# Loihi 2: Intel has published no per-operation energy table for Loihi 2 (the 2021 technology
+# brief "Taking Neuromorphic Computing to the Next Level with Loihi 2" gives only relative
+# speed-ups), nor a static power per chip. The Loihi 1 figures stand in and every figure says so.
 LOIHI2 = replace(
     LOIHI,
     name="loihi2",
@@ -180,7 +181,7 @@ def loihi_latency(
 ) -> float:
     """Modelled wall time of ``timesteps`` on Loihi, from Davies 2018 Table 2 operation times.
 
-    Work is spread evenly over ``n_cores`` cores that run in parallel, plus one barrier per timestep.
+    Work is spread evenly over ``n_cores`` cores running in parallel, plus one barrier per timestep.
     With the default single core this is an upper bound.
     """
     prof = _neuromorphic_profile(chip)

@@ -3,27 +3,28 @@
 Inside Python an event stream is a structured array of :data:`EVENT_DTYPE`: ``t`` in microseconds of
 *sensor* time, ``x``/``y`` pixel coordinates, ``p`` polarity (0 = off, 1 = on).
 
-Message conventions (as event_camera_msgs / event_camera_codecs define them): ``header.stamp`` is the
-host time at which the packet was sent (arrival time, for latency figures only); the events carry
-sensor time, reconstructed from the packet's ``time_base`` (nanoseconds) and the payload. Three
-encodings are implemented, all numpy-vectorised (no Python loop per event):
+Message conventions (as event_camera_msgs / event_camera_codecs define them): ``header.stamp`` is
+the host time at which the packet was sent (arrival time, for latency figures only); the events
+carry sensor time, reconstructed from the packet's ``time_base`` (nanoseconds) and the payload.
+Three encodings are implemented, all numpy-vectorised (no Python loop per event):
 
 ``mono``
     One little-endian 64-bit word per event: bit 63 polarity, bits 48-62 y (15 bits), bits 32-47 x
     (16 bits), bits 0-31 ``dt`` in nanoseconds; event time = ``time_base + dt``. The encoder sets
     ``time_base`` to the first event's time, so a packet may span at most 2**32 ns (4.29 s).
 ``evt3``
-    Prophesee EVT 3.0: little-endian 16-bit words, code in the top 4 bits. ``EVT_ADDR_Y`` (0) sets y,
-    ``EVT_ADDR_X`` (2) is one event at x with polarity bit 11, ``VECT_BASE_X`` (3) sets the base x and
-    polarity of vector events, ``VECT_12`` (4) / ``VECT_8`` (5) carry a validity mask of 12 / 8
-    pixels from the base x (the base then advances by 12 / 8), ``TIME_LOW`` (6) and ``TIME_HIGH``
-    (8) hold bits 0-11 and 12-23 of the microsecond time. A ``TIME_HIGH`` that goes back by more
-    than 10 units is a 24-bit rollover (as event_camera_codecs does). ``time_base`` only tells which
-    2**24 us epoch the packet lies in: the first timestamp is placed in the epoch nearest to it
-    (our encoder writes the first event's time there, like event_camera_codecs' encoder does).
-    ``EXT_TRIGGER`` (10), ``OTHERS`` (14), ``CONTINUED_*`` (7, 15) and padding (9) are skipped.
-    A packet must carry its own time and y before its first event, unless an :class:`Evt3State`
-    from the previous packet is passed in (for raw sensor streams that are cut anywhere).
+    Prophesee EVT 3.0: little-endian 16-bit words, code in the top 4 bits. ``EVT_ADDR_Y`` (0)
+    sets y; ``EVT_ADDR_X`` (2) is one event at x with polarity in bit 11; ``VECT_BASE_X`` (3)
+    sets the base x and polarity of vector events; ``VECT_12`` (4) / ``VECT_8`` (5) carry a
+    validity mask of 12 / 8 pixels from the base x (the base then advances by 12 / 8);
+    ``TIME_LOW`` (6) and ``TIME_HIGH`` (8) hold bits 0-11 and 12-23 of the microsecond time.
+    A ``TIME_HIGH`` that goes back by more than 10 units is a 24-bit rollover (as
+    event_camera_codecs does). ``time_base`` only tells which 2**24 us epoch the packet lies
+    in: the first timestamp is placed in the epoch nearest to it (our encoder writes the first
+    event's time there, like event_camera_codecs' encoder does). ``EXT_TRIGGER`` (10),
+    ``OTHERS`` (14), ``CONTINUED_*`` (7, 15) and padding (9) are skipped. A packet must carry
+    its own time and y before its first event, unless an :class:`Evt3State` from the previous
+    packet is passed in (for raw sensor streams that are cut anywhere).
 ``libcaer``
     libcaer polarity events, 8 bytes each, little-endian: ``uint32 data`` (bit 0 valid mark,
     bit 1 polarity, bits 2-16 y, bits 17-31 x) then ``int32`` timestamp, the low 31 bits of the
@@ -351,7 +352,11 @@ def _encode_evt3(events: np.ndarray, use_vectors: bool) -> tuple[int, bytes]:
     if use_vectors:
         start = first.copy()
         start[1:] = (
-            new_tl[1:] | new_y[1:] | (p[1:] != p[:-1]) | (block[1:] != block[:-1]) | (x[1:] <= x[:-1])
+            new_tl[1:]
+            | new_y[1:]
+            | (p[1:] != p[:-1])
+            | (block[1:] != block[:-1])
+            | (x[1:] <= x[:-1])
         )
     else:
         start = first
@@ -379,24 +384,32 @@ def _encode_evt3(events: np.ndarray, use_vectors: bool) -> tuple[int, bytes]:
         vs = s[is_vec]
         base = block[vs] * 12
         out[pos[is_vec]] = (EVT3_VECT_BASE_X << 12) | (p[vs] << 11) | base
-        mask = np.zeros(starts.size, dtype=np.int64)
-        np.add.at(mask, gid, 1 << (x - block * 12))
+        # Distinct bits within a group (x strictly rising), so a sum is a bitwise or.
+        mask = np.add.reduceat(np.left_shift(1, x - block * 12), starts)
         out[pos[is_vec] + 1] = (EVT3_VECT_12 << 12) | mask[is_vec]
     return int(t[0]) * 1000, out.astype("<u2").tobytes()
 
 
-def _ffill_index(mask: np.ndarray) -> np.ndarray:
-    """For each position, the index of the last True at or before it (-1 if none)."""
-    idx = np.where(mask, np.arange(mask.size), -1)
-    return np.maximum.accumulate(idx) if idx.size else idx
+_EVT3_KNOWN_LUT = np.isin(np.arange(16), _EVT3_KNOWN)
+_EVT3_CD_LUT = np.isin(np.arange(16), (EVT3_ADDR_X, EVT3_VECT_12, EVT3_VECT_8))
+_EVT3_WIDTH_LUT = np.zeros(16, dtype=np.int64)
+_EVT3_WIDTH_LUT[EVT3_VECT_12] = 12
+_EVT3_WIDTH_LUT[EVT3_VECT_8] = 8
+_POPCOUNT12 = np.array([bin(i).count("1") for i in range(4096)], dtype=np.int64)
+
+
+def _last_before(marks: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Index into ``marks`` (sorted word positions) of the last mark before each of ``where``."""
+    return np.searchsorted(marks, where) - 1
 
 
 def _decode_evt3(raw, time_base_ns, width, height, strict, drops, state) -> np.ndarray:
+    # Vectorised: the stateful parts (current time, y, vector base) are looked up for each
+    # event word as "the last word of that kind before it", with searchsorted on their positions.
     raw = _words(raw, 2, "evt3", strict, drops)
-    fresh = state is None
-    st = Evt3State() if fresh else state
+    st = Evt3State() if state is None else state
     words = raw.view("<u2")
-    # Prepend the carried state as words so the forward fills below see it.
+    # Prepend the carried state as words so the look-ups below see it.
     pre = []
     if st.time_high is not None:
         pre.append((EVT3_TIME_HIGH << 12) | st.time_high)
@@ -405,68 +418,42 @@ def _decode_evt3(raw, time_base_ns, width, height, strict, drops, state) -> np.n
     if st.y is not None:
         pre.append((EVT3_ADDR_Y << 12) | st.y)
     if st.base_x is not None:
-        pre.append((EVT3_VECT_BASE_X << 12) | (st.polarity << 11) | (st.base_x & 0x7FF))
+        pre.append((EVT3_VECT_BASE_X << 12) | (st.polarity << 11) | st.base_x)
     npre = len(pre)
-    w = np.concatenate([np.asarray(pre, dtype=np.uint16), words]).astype(np.int64)
-    code = w >> 12
-    val = w & 0xFFF
+    if npre:
+        words = np.concatenate([np.asarray(pre, dtype=np.uint16), words])
+    code = (words >> 12).astype(np.intp)
+    val = words & np.uint16(0xFFF)
 
-    unknown = ~np.isin(code, _EVT3_KNOWN)
-    if unknown.any():
+    known = _EVT3_KNOWN_LUT[code]
+    if not known.all():
+        unknown = np.flatnonzero(~known)
         if strict:
-            i = int(np.flatnonzero(unknown)[0])
+            i = int(unknown[0])
             raise EventDecodeError(f"evt3: unknown word code {int(code[i])} at word {i - npre}")
-        _drop(drops, "unknown_code", np.count_nonzero(unknown))
+        _drop(drops, "unknown_code", unknown.size)
 
-    is_th = code == EVT3_TIME_HIGH
-    is_tl = code == EVT3_TIME_LOW
-    is_y = code == EVT3_ADDR_Y
-    is_base = code == EVT3_VECT_BASE_X
-    is_ax = code == EVT3_ADDR_X
-    is_v12 = code == EVT3_VECT_12
-    is_v8 = code == EVT3_VECT_8
-    is_vec = is_v12 | is_v8
+    pos_th = np.flatnonzero(code == EVT3_TIME_HIGH)
+    pos_tl = np.flatnonzero(code == EVT3_TIME_LOW)
+    pos_y = np.flatnonzero(code == EVT3_ADDR_Y)
+    pos_base = np.flatnonzero(code == EVT3_VECT_BASE_X)
+    sel = np.flatnonzero(_EVT3_CD_LUT[code])  # event-producing words
+    scode = code[sel]
+    sval = val[sel].astype(np.int64)
 
-    # Time: forward-fill TIME_HIGH (with rollovers) and TIME_LOW.
-    th_pos = np.flatnonzero(is_th)
-    th_val = val[th_pos]
-    prev_high = np.empty_like(th_val)
-    if th_val.size:
-        prev_high[0] = st.time_high if st.time_high is not None else th_val[0]
-        prev_high[1:] = th_val[:-1]
-    roll = np.cumsum(prev_high - th_val > _EVT3_ROLLOVER_MIN_DISTANCE)
-    if st.time_high is not None and npre:
-        roll[0] = 0  # the prepended word repeats the carried state, no rollover there
-        roll = np.cumsum(np.r_[0, (prev_high - th_val > _EVT3_ROLLOVER_MIN_DISTANCE)[1:]])
-    hi_full = np.zeros(w.size, dtype=np.int64)
-    hi_idx = _ffill_index(is_th)
-    rank = np.cumsum(is_th) - 1  # which TIME_HIGH word is in force
-    has_hi = hi_idx >= 0
-    hi_full[has_hi] = ((roll[rank[has_hi]]) << 24) | (th_val[rank[has_hi]] << 12)
-    lo_idx = _ffill_index(is_tl)
-    has_lo = lo_idx >= 0
-    lo_full = np.where(has_lo, val[np.maximum(lo_idx, 0)], 0)
-    t24 = hi_full | lo_full
-    has_time = has_hi & has_lo
+    # TIME_HIGH values with rollovers (a drop of more than 10 units), counted from the first one.
+    th_val = val[pos_th].astype(np.int64)
+    roll = np.cumsum(np.r_[th_val[:1], th_val[:-1]] - th_val > _EVT3_ROLLOVER_MIN_DISTANCE)
+    high_full = (roll << 24) | (th_val << 12)
+    i_th = _last_before(pos_th, sel)
+    i_tl = _last_before(pos_tl, sel)
+    i_y = _last_before(pos_y, sel)
+    i_b = _last_before(pos_base, sel)
+    is_vec = scode != EVT3_ADDR_X
 
-    # Epoch: from the carried state, or the one that puts the first time nearest to time_base.
-    if fresh or st.time_high is None:
-        epoch = 0
-        first = np.flatnonzero(has_time)
-        if first.size and time_base_ns > 0:
-            tb_us = int(time_base_ns) // 1000
-            epoch = max(0, round((tb_us - int(t24[first[0]])) / _EVT3_EPOCH_US))
-    else:
-        epoch = st.epoch
-
-    y_idx = _ffill_index(is_y)
-    base_idx = _ffill_index(is_base)
-
-    # Event-producing words and their 12-bit validity masks (bit i = pixel base_x + i).
-    cd = is_ax | is_vec
-    no_time = cd & ~has_time
-    no_y = cd & (y_idx < 0)
-    no_base = is_vec & (base_idx < 0)
+    no_time = (i_th < 0) | (i_tl < 0)
+    no_y = i_y < 0
+    no_base = is_vec & (i_b < 0)
     for bad, reason, what in (
         (no_time, "no_time_reference", "event words before any TIME_HIGH/TIME_LOW"),
         (no_y, "no_y_address", "event words before any EVT_ADDR_Y"),
@@ -477,58 +464,99 @@ def _decode_evt3(raw, time_base_ns, width, height, strict, drops, state) -> np.n
             if strict:
                 raise EventDecodeError(
                     f"evt3: truncated packet, {nbad} {what} (first at word "
-                    f"{int(np.flatnonzero(bad)[0]) - npre}); pass the previous packet's Evt3State"
+                    f"{int(sel[np.flatnonzero(bad)[0]]) - npre}); pass the previous packet's "
+                    "Evt3State"
                 )
             _drop(drops, reason, nbad)
-    ok = cd & ~no_time & ~no_y & ~no_base
 
-    # Base x of each vector word = last VECT_BASE_X + widths of the vectors since then.
-    widths = np.where(is_v12, 12, np.where(is_v8, 8, 0))
-    cumw = np.cumsum(widths) - widths  # exclusive
-    safe_base = np.maximum(base_idx, 0)
-    vec_base = val[safe_base] & 0x7FF
-    vec_base = vec_base + cumw - cumw[safe_base]
-    vec_pol = (val[safe_base] >> 11) & 1
+    # Base x of each vector word = its VECT_BASE_X + widths of the vectors since that base.
+    widths = _EVT3_WIDTH_LUT[scode]
+    cumw = np.cumsum(widths) - widths  # exclusive, over event words
+    bpos = pos_base[np.maximum(i_b, 0)] if pos_base.size else np.zeros(sel.size, np.intp)
+    first_after_base = np.searchsorted(sel, bpos)
+    cumw_ext = np.r_[cumw, cumw[-1:] + widths[-1:]]
+    bval = val[bpos].astype(np.int64) if pos_base.size else np.zeros(sel.size, np.int64)
+    vbase = (bval & 0x7FF) + cumw - cumw_ext[first_after_base]
+    vpol = bval >> 11
 
-    sel = np.flatnonzero(ok)
-    mask = np.where(is_ax[sel], 1, np.where(is_v12[sel], val[sel], val[sel] & 0xFF))
-    base = np.where(is_ax[sel], val[sel] & 0x7FF, vec_base[sel])
-    pol = np.where(is_ax[sel], (val[sel] >> 11) & 1, vec_pol[sel])
-    bits = (mask[:, None] >> np.arange(12)) & 1
-    row, col = np.nonzero(bits)
-    src = sel[row]
-    t = t24[src] + epoch * _EVT3_EPOCH_US
-    x = base[row] + col
-    yv = val[y_idx[src]]
-    p = pol[row]
-
-    # Carry the state forward for the next packet.
+    # Carry the state forward for the next packet (before dropping anything).
+    epoch_known = st.time_high is not None
     if state is not None:
-        if th_pos.size:
-            state.time_high = int(th_val[-1])
-            state.epoch = epoch + int(roll[-1])
-        if is_tl.any():
-            state.time_low = int(val[np.flatnonzero(is_tl)[-1]])
-        if is_y.any():
-            state.y = int(val[np.flatnonzero(is_y)[-1]])
-        if base_idx.size and base_idx[-1] >= 0:
-            state.base_x = int(vec_base[-1] + widths[-1])
-            state.polarity = int(vec_pol[-1])
+        if pos_tl.size:
+            state.time_low = int(val[pos_tl[-1]])
+        if pos_y.size:
+            state.y = int(val[pos_y[-1]])
+        if pos_base.size:
+            advanced = int(_EVT3_WIDTH_LUT[code[pos_base[-1] :]].sum())
+            nxt = (int(val[pos_base[-1]]) & 0x7FF) + advanced
+            # A base past 11 bits cannot be carried; later vectors then count as base-less.
+            state.base_x = nxt if nxt <= 0x7FF else None
+            state.polarity = int(val[pos_base[-1]]) >> 11
 
-    big = x > 0xFFFF
-    if big.any():  # vectors running past 65535: out of any sensor, clamp for the uint16 cast
-        x = np.minimum(x, 0xFFFF)
-    return _finish(
-        t,
-        x.astype(np.uint16),
-        yv.astype(np.uint16),
-        p.astype(np.uint8),
-        width,
-        height,
-        "evt3",
-        strict,
-        drops,
-    )
+    ok = ~(no_time | no_y | no_base)
+    if not ok.all():
+        keep = np.flatnonzero(ok)
+        sel, scode, sval, is_vec = sel[keep], scode[keep], sval[keep], is_vec[keep]
+        i_th, i_tl, i_y, vbase, vpol = i_th[keep], i_tl[keep], i_y[keep], vbase[keep], vpol[keep]
+    t24 = high_full[i_th] | val[pos_tl[i_tl]]
+    yv = val[pos_y[i_y]]
+
+    # Epoch: carried, or the one that puts the first time nearest to time_base.
+    if epoch_known:
+        epoch = st.epoch
+    else:
+        epoch = 0
+        if t24.size and time_base_ns > 0:
+            tb_us = int(time_base_ns) // 1000
+            epoch = max(0, round((tb_us - int(t24[0])) / _EVT3_EPOCH_US))
+        elif pos_th.size and time_base_ns > 0:
+            tb_us = int(time_base_ns) // 1000
+            epoch = max(0, round((tb_us - int(high_full[0])) / _EVT3_EPOCH_US))
+    if state is not None and pos_th.size:
+        state.time_high = int(th_val[-1])
+        state.epoch = epoch + int(roll[-1])
+    t24 = t24 + epoch * _EVT3_EPOCH_US
+
+    if not is_vec.any():  # fast path: single events only
+        x = sval & 0x7FF
+        return _finish(
+            t24,
+            x.astype(np.uint16),
+            yv,
+            (sval >> 11).astype(np.uint8),
+            width,
+            height,
+            "evt3",
+            strict,
+            drops,
+        )
+    # Expand vector masks; each word's events go at its offset in the output, in bit order.
+    mask = np.where(is_vec, np.where(scode == EVT3_VECT_12, sval, sval & 0xFF), 1)
+    cnt = np.where(is_vec, _POPCOUNT12[mask], 1)
+    off = np.cumsum(cnt) - cnt
+    total = int(cnt.sum())
+    t = np.empty(total, dtype=np.int64)
+    x = np.empty(total, dtype=np.int64)
+    y = np.empty(total, dtype=np.uint16)
+    p = np.empty(total, dtype=np.uint8)
+    single = np.flatnonzero(~is_vec)
+    o = off[single]
+    t[o] = t24[single]
+    x[o] = sval[single] & 0x7FF
+    y[o] = yv[single]
+    p[o] = sval[single] >> 11
+    vec = np.flatnonzero(is_vec)
+    row, col = np.nonzero((mask[vec, None] >> np.arange(12)) & 1)
+    vw = vec[row]
+    rank = np.arange(row.size) - (np.cumsum(cnt[vec]) - cnt[vec])[row]
+    o = off[vw] + rank
+    t[o] = t24[vw]
+    x[o] = vbase[vw] + col
+    y[o] = yv[vw]
+    p[o] = vpol[vw]
+    # Vectors running past 65535 are beyond any sensor; clamp for the uint16 cast.
+    x = np.minimum(x, 0xFFFF).astype(np.uint16)
+    return _finish(t, x, y, p, width, height, "evt3", strict, drops)
 
 
 # --------------------------------------------------------------------------- public API

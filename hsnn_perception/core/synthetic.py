@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hsnn_perception.core.events import EVENT_DTYPE
+
 GESTURE_LABELS: tuple[str, ...] = (
     "swipe_left",
     "swipe_right",
@@ -61,13 +63,6 @@ class DvsParams:
     threshold_min: float = 0.05
     refractory_us: float = 500.0
     noise_hz: float = 0.2  # background noise events per pixel per second (both polarities)
-
-
-def _event_dtype() -> np.dtype:
-    # Imported lazily: events.py is the single owner of the event layout.
-    from hsnn_perception.core.events import EVENT_DTYPE
-
-    return EVENT_DTYPE
 
 
 class SyntheticGestures:
@@ -137,7 +132,7 @@ class SyntheticGestures:
     # ------------------------------------------------------------------ public API
 
     def sample(self, index: int, class_id: int | None = None) -> tuple[np.ndarray, int]:
-        """Return ``(events, class_id)`` of sample ``index`` (events sorted by t, t in [0, sample_us))."""
+        """Return ``(events, class_id)`` of sample ``index``: sorted by t, t in [0, sample_us)."""
         if index < 0:
             raise SyntheticConfigError(f"sample index must be >= 0, got {index}")
         if class_id is None:
@@ -205,8 +200,7 @@ class SyntheticGestures:
         scale = np.ones(n)
         if label.startswith("swipe"):
             dist = size * rng.uniform(0.35, 0.6)
-            # Smooth start/stop with a random part of the motion profile inside the window.
-            prog = u - 0.5
+            prog = u - 0.5  # constant speed, centred on the window's middle
             direction = {
                 "swipe_left": (-1, 0),
                 "swipe_right": (1, 0),
@@ -298,7 +292,7 @@ class SyntheticGestures:
         u = dx * cos + dy * sin
         v = dy * cos - dx * sin
         sd = _signed_distance(scene["shape"], u, v, scene["radius"])
-        # alpha = clip(0.5 - sd_pixels / edge): the edge ramp is ~edge image pixels wide at any zoom.
+        # alpha = clip(0.5 - sd_pixels / edge): the ramp is ~edge image pixels wide at any zoom.
         sd *= (-scale / scene["edge"]).astype(f32)[:, None, None]
         sd += f32(0.5)
         np.clip(sd, 0.0, 1.0, out=sd)
@@ -321,7 +315,7 @@ class SyntheticGestures:
         y = np.concatenate([p[2] for p in parts])
         pol = np.concatenate([p[3] for p in parts])
         order = np.argsort(t, kind="stable")
-        events = np.empty(order.size, dtype=_event_dtype())
+        events = np.empty(order.size, dtype=EVENT_DTYPE)
         events["t"] = t[order]
         events["x"] = x[order]
         events["y"] = y[order]
@@ -331,88 +325,17 @@ class SyntheticGestures:
     def _dvs_events(
         self, video: np.ndarray, y0: int, x0: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Events of the pixels in ``video`` (frames, h, w): threshold crossings with refractory."""
-        n_frames, h, w = video.shape
-        flat = video.reshape(n_frames, h * w)
-        # Only pixels whose intensity ever changes can fire: skip the rest of the window.
-        active = np.flatnonzero(flat.max(axis=0) != flat.min(axis=0))
-        empty = np.zeros(0, np.int64)
-        if active.size == 0 or n_frames < 2:
-            return empty, empty.astype(np.uint16), empty.astype(np.uint16), empty.astype(np.uint8)
-        lv = np.ascontiguousarray(flat[:, active]).astype(np.float64)
-        py = active // w + y0
-        px = active % w + x0
-        c_on = self._c_on[py, px].astype(np.float64)
-        c_off = self._c_off[py, px].astype(np.float64)
-        ref = lv[0].copy()  # reference level: log intensity at the last reset
-        refr = float(self.dvs.refractory_us)
-        last_t = np.full(active.size, -np.inf)
-        times = self._times
-        out_first: list[np.ndarray] = []
-        out_step: list[np.ndarray] = []
-        out_count: list[np.ndarray] = []
-        out_idx: list[np.ndarray] = []
-        out_pol: list[np.ndarray] = []
-        for k in range(1, n_frames):
-            t_prev, t_now = times[k - 1], times[k]
-            dt = t_now - t_prev
-            if dt <= 0:
-                continue
-            l_prev, l_now = lv[k - 1], lv[k]
-            diff = l_now - ref
-            up = diff >= c_on
-            down = -diff >= c_off
-            fire = np.flatnonzero(up | down)
-            if fire.size == 0:
-                continue
-            is_on = up[fire]
-            sgn = np.where(is_on, 1.0, -1.0)
-            c = np.where(is_on, c_on[fire], c_off[fire])
-            # In the firing direction: a = start offset from the reference, b = end offset.
-            a = sgn * (l_prev[fire] - ref[fire])
-            b = sgn * diff[fire]
-            n_cross = np.floor(b / c).astype(np.int64)
-            ref[fire] += sgn * n_cross * c  # the reference follows every crossing, fired or not
-            slope = b - a  # > 0 whenever a crossing happened in this sub-step
-            spacing = dt * c / slope  # time between successive crossings
-            # First crossing j0 (1-based) not inside the refractory period of the last event.
-            lt = last_t[fire]
-            need = ((lt + refr - t_prev) / dt) * slope + a
-            j0 = np.maximum(1, np.ceil(need / c - 1e-9)).astype(np.int64)
-            every = np.maximum(1, np.ceil(refr / spacing - 1e-9)).astype(np.int64) if refr else 1
-            count = np.where(j0 <= n_cross, 1 + (n_cross - j0) // every, 0)
-            ok = count > 0
-            if not ok.any():
-                continue
-            first = t_prev + dt * (j0 * c - a) / slope
-            step = spacing * every
-            sel = fire[ok]
-            first, step, count = first[ok], np.broadcast_to(step, ok.shape)[ok], count[ok]
-            last_t[sel] = first + (count - 1) * step
-            out_first.append(first)
-            out_step.append(step)
-            out_count.append(count)
-            out_idx.append(sel)
-            out_pol.append(is_on[ok])
-        if not out_count:
-            return empty, empty.astype(np.uint16), empty.astype(np.uint16), empty.astype(np.uint8)
-        first = np.concatenate(out_first)
-        step = np.concatenate(out_step)
-        count = np.concatenate(out_count)
-        idx = np.concatenate(out_idx)
-        pol = np.concatenate(out_pol)
-        total = int(count.sum())
-        group = np.repeat(np.arange(count.size), count)
-        # Position of each event inside its group: 0, 1, ..., count-1.
-        offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-        t = first[group] + offsets * step[group]
-        t = np.clip(np.floor(t), 0, self.sample_us - 1).astype(np.int64)
-        return (
-            t,
-            px[idx][group].astype(np.uint16),
-            py[idx][group].astype(np.uint16),
-            pol[group].astype(np.uint8),
+        """Events of the pixels of ``video`` (frames, h, w) whose top-left is at (y0, x0)."""
+        _, h, w = video.shape
+        t, x, y, p = simulate_dvs(
+            video,
+            self._times,
+            self._c_on[y0 : y0 + h, x0 : x0 + w],
+            self._c_off[y0 : y0 + h, x0 : x0 + w],
+            self.dvs.refractory_us,
         )
+        t = np.minimum(t, self.sample_us - 1)
+        return t, (x + x0).astype(np.uint16), (y + y0).astype(np.uint16), p
 
     def _noise_events(
         self, rng: np.random.Generator
@@ -425,6 +348,117 @@ class SyntheticGestures:
         y = rng.integers(0, self.height, n).astype(np.uint16)
         p = rng.integers(0, 2, n).astype(np.uint8)
         return t, x, y, p
+
+
+def simulate_dvs(
+    log_video: np.ndarray,
+    times_us: np.ndarray,
+    c_on: np.ndarray,
+    c_off: np.ndarray,
+    refractory_us: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Turn a log-intensity video into DVS events; returns ``(t, x, y, p)`` arrays.
+
+    ``log_video`` is ``(frames, h, w)`` at the (increasing) times ``times_us``; between frames the
+    log intensity is taken as linear. A pixel emits an ON (OFF) event each time its log intensity
+    rises (falls) by its threshold ``c_on`` (``c_off``, ``(h, w)`` or scalars) from its reference
+    level, which starts at the first frame and moves by one threshold per crossing. Crossings less
+    than ``refractory_us`` after the pixel's previous event are lost (the reference still moves).
+    Event times are the interpolated crossing times, floored to whole microseconds; the result is
+    grouped by sub-step, not sorted inside one.
+    """
+    video = np.asarray(log_video)
+    times = np.asarray(times_us, dtype=np.float64)
+    if video.ndim != 3 or times.shape != (video.shape[0],):
+        raise SyntheticConfigError(
+            f"log_video must be (frames, h, w) with one time per frame, got {video.shape} "
+            f"and {times.shape} times"
+        )
+    if np.any(np.diff(times) < 0):
+        raise SyntheticConfigError("times_us must be non-decreasing")
+    n_frames, h, w = video.shape
+    c_on = np.broadcast_to(np.asarray(c_on, dtype=np.float64), (h, w)).reshape(-1)
+    c_off = np.broadcast_to(np.asarray(c_off, dtype=np.float64), (h, w)).reshape(-1)
+    if np.any(c_on <= 0) or np.any(c_off <= 0):
+        raise SyntheticConfigError("DVS thresholds must be positive")
+    empty = np.zeros(0, np.int64)
+    no_events = (empty, empty.astype(np.uint16), empty.astype(np.uint16), empty.astype(np.uint8))
+    if n_frames < 2 or h * w == 0:
+        return no_events
+    flat = video.reshape(n_frames, h * w)
+    # Only pixels whose intensity ever changes can fire: skip the rest of the window.
+    active = np.flatnonzero(flat.max(axis=0) != flat.min(axis=0))
+    if active.size == 0:
+        return no_events
+    lv = flat[:, active].astype(np.float64)
+    c_on = c_on[active]
+    c_off = c_off[active]
+    ref = lv[0].copy()  # reference level: log intensity at the last reset
+    refr = float(refractory_us)
+    last_t = np.full(active.size, -np.inf)
+    out_first: list[np.ndarray] = []
+    out_step: list[np.ndarray] = []
+    out_count: list[np.ndarray] = []
+    out_idx: list[np.ndarray] = []
+    out_pol: list[np.ndarray] = []
+    for k in range(1, n_frames):
+        t_prev = times[k - 1]
+        dt = times[k] - t_prev
+        if dt <= 0:
+            continue
+        l_prev, l_now = lv[k - 1], lv[k]
+        diff = l_now - ref
+        up = diff >= c_on
+        down = -diff >= c_off
+        fire = np.flatnonzero(up | down)
+        if fire.size == 0:
+            continue
+        is_on = up[fire]
+        sgn = np.where(is_on, 1.0, -1.0)
+        c = np.where(is_on, c_on[fire], c_off[fire])
+        # In the firing direction: a = offset from the reference at t_prev, b = at t_now.
+        a = sgn * (l_prev[fire] - ref[fire])
+        b = sgn * diff[fire]
+        n_cross = np.floor(b / c).astype(np.int64)
+        ref[fire] += sgn * n_cross * c  # the reference follows every crossing, fired or not
+        slope = b - a  # > 0: a < c <= b whenever a crossing happened in this sub-step
+        spacing = dt * c / slope  # time between successive crossings
+        # Crossing j (1-based) happens at t_prev + dt * (j*c - a) / slope. The first one kept is
+        # the first outside the refractory period of the pixel's last event, then every
+        # `every`-th one (crossings are evenly spaced inside a sub-step).
+        need = (last_t[fire] + refr - t_prev) / dt * slope + a
+        j0 = np.maximum(1, np.ceil(need / c - 1e-9)).astype(np.int64)
+        if refr > 0:
+            every = np.maximum(1, np.ceil(refr / spacing - 1e-9)).astype(np.int64)
+        else:
+            every = np.ones_like(n_cross)
+        count = np.where(j0 <= n_cross, 1 + (n_cross - j0) // every, 0)
+        ok = count > 0
+        if not ok.any():
+            continue
+        first = t_prev + dt * (j0[ok] * c[ok] - a[ok]) / slope[ok]
+        step = spacing[ok] * every[ok]
+        sel = fire[ok]
+        last_t[sel] = first + (count[ok] - 1) * step
+        out_first.append(first)
+        out_step.append(step)
+        out_count.append(count[ok])
+        out_idx.append(active[sel])
+        out_pol.append(is_on[ok])
+    if not out_count:
+        return no_events
+    first = np.concatenate(out_first)
+    step = np.concatenate(out_step)
+    count = np.concatenate(out_count)
+    idx = np.concatenate(out_idx)
+    pol = np.concatenate(out_pol)
+    total = int(count.sum())
+    group = np.repeat(np.arange(count.size), count)
+    # Position of each event inside its group: 0, 1, ..., count-1.
+    offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    t = np.floor(first[group] + offsets * step[group]).astype(np.int64)
+    pix = idx[group]
+    return t, (pix % w).astype(np.uint16), (pix // w).astype(np.uint16), pol[group].astype(np.uint8)
 
 
 def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:

@@ -1,0 +1,151 @@
+"""Accumulator bridge node: sums SNN output spikes over intervals of I timesteps and publishes the
+ANN's input tensor (the paper's accumulator circuit between Loihi and the edge-AI device)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from hsnn_perception.msg import EnergyReport, TensorList
+from rclpy.lifecycle import State, TransitionCallbackReturn
+
+from hsnn_perception.core.accumulator import accumulate, check_interval, frames_to_channels
+from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.energy import SOURCE_MODELLED, EnergyFigure, cpu_meter
+from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
+from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
+from hsnn_perception.nodes.conversions import energy_report, make_tensor_list, read_tensor_list
+
+SPIKES_TENSOR = "spikes"
+
+
+class AccumulatorBridgeNode(HsnnNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("accumulator_bridge", **kwargs)
+        p = self.declare
+        p("model", "")  # bundle: gives T, the feature shape and the ANN input name
+        p("interval", 0)  # I; 0 = the bundle's
+        p("output_name", "")  # tensor name; empty = the ANN's input name in the bundle
+        # Energy of the accumulator on the host CPU: measured by RAPL when readable, otherwise
+        # modelled as additions x this many joules (0 = report unavailable).
+        p("energy_per_add_j", 0.0)
+        self._sub = None
+        self._meter = None
+
+    @guarded_transition
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.bundle = ModelBundle.load(str(self.param("model")) or str(default_bundle_path()))
+            interval = int(self.param("interval")) or self.bundle.interval
+            check_interval(self.bundle.timesteps, interval)
+        except ValueError as exc:
+            self.reject("parameter", f"cannot configure: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        if interval != self.bundle.interval:
+            self.get_logger().warn(
+                f"interval {interval} differs from the {self.bundle.interval} the model was "
+                "trained with; the ANN's input shape will not match"
+            )
+        self.interval = interval
+        self.output_name = str(self.param("output_name")) or self.bundle.ann_input_name
+        self._meter = cpu_meter()
+        self._pub = self.create_lifecycle_publisher(TensorList, TENSORS, reliable_qos(20))
+        self._energy_pub = self.create_lifecycle_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        self.get_logger().info(
+            f"accumulating {self.bundle.timesteps} steps in intervals of {interval} -> "
+            f"{self.bundle.timesteps // interval} frames as {self.output_name!r}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    @guarded_transition
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._sub = self.create_subscription(TensorList, SPIKES, self._on_spikes, reliable_qos(20))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.destroy_lifecycle_publisher(self._pub)
+        self.destroy_lifecycle_publisher(self._energy_pub)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _on_spikes(self, msg: TensorList) -> None:
+        self.count("received.windows")
+        try:
+            window_id, start_us, arrays = read_tensor_list(msg)
+            spikes = arrays.get(SPIKES_TENSOR)
+            if spikes is None:
+                raise ValueError(f"no tensor named {SPIKES_TENSOR!r} (got {sorted(arrays)})")
+            expected = (self.bundle.timesteps, *self.bundle.feature_shape)
+            if spikes.shape != expected:
+                raise ValueError(f"spikes of shape {spikes.shape}, expected {expected}")
+        except ValueError as exc:
+            self.reject("tensor", str(exc))
+            return
+        if self._meter is not None:
+            self._meter.start()
+        started = time.perf_counter()
+        frames = accumulate(spikes[np.newaxis], self.interval)  # (1, T/I, C, H, W)
+        tensor = frames_to_channels(frames)
+        latency = time.perf_counter() - started
+        measured = self._meter.stop() if self._meter is not None else None
+        self._pub.publish(
+            make_tensor_list(window_id, start_us, msg.header.frame_id, {self.output_name: tensor})
+        )
+        self.count("published.tensors")
+        adds = int(spikes.size)
+        figure = self._energy(adds, int(spikes.sum()), latency, measured)
+        self._energy_pub.publish(
+            energy_report(figure, window_id, start_us, self.get_clock().now().to_msg())
+        )
+
+    def _energy(
+        self, adds: int, spikes: int, latency: float, measured: tuple[float, float] | None
+    ) -> EnergyFigure:
+        from hsnn_perception.core.energy import SOURCE_MEASURED, unavailable
+
+        if measured is not None:
+            energy, power = measured
+            return EnergyFigure(
+                "bridge",
+                "cpu",
+                SOURCE_MEASURED,
+                self._meter.description,
+                energy,
+                power,
+                latency,
+                spikes=spikes,
+                macs=0,
+            )
+        per_add = float(self.param("energy_per_add_j"))
+        if per_add > 0:
+            energy = adds * per_add
+            return EnergyFigure(
+                "bridge",
+                "cpu",
+                SOURCE_MODELLED,
+                f"{adds} additions x {per_add:g} J (parameter energy_per_add_j)",
+                energy,
+                energy / latency if latency > 0 else math.nan,
+                latency,
+                spikes=spikes,
+            )
+        figure = unavailable(
+            "bridge", "cpu", "no RAPL energy counter readable and no energy_per_add_j set", latency
+        )
+        figure.spikes = spikes
+        return figure
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(AccumulatorBridgeNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

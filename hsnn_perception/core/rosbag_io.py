@@ -1,0 +1,1174 @@
+"""rosbag2 files (MCAP and sqlite3) without ROS: record, convert to labelled event bags, read back.
+
+Built on the pure-Python ``rosbags`` library. The package's own message types are registered from
+the ``.msg`` text in ``msg/`` (next to this package in a checkout, or the install share dir) on top
+of a ROS 2 distribution's store (std_msgs, builtin_interfaces, diagnostic_msgs ...), so every bag
+carries the full message definitions and RIHS01 type hashes: in MCAP as schema records, in sqlite3
+(format version 9) in the ``message_definitions`` table. ``ros2 bag info/play`` on a full ROS 2
+install can therefore read them, and so can foreign tools (Foxglove).
+
+Time conventions: an event bag's log time (the message timestamp in the bag) is *sensor* time, so
+``ros2 bag play`` replays at sensor pace. ``/labels`` carries :class:`GestureLabel` spans stamped
+at their start (sensor time). ``/events`` packets are :class:`EventPacket` with the events encoded
+by :func:`hsnn_perception.core.events.encode_packet`; their log time is the first event's time.
+
+Reading is forgiving where a file is damaged but still a bag: a truncated MCAP (a recorder that
+died) or sqlite3 file, a missing ``metadata.yaml``, undecodable messages, unknown types: what can
+be read is read and :class:`ReadReport` says what was skipped. What is not a bag at all raises
+:class:`BagError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import struct
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hsnn_perception.core.events import (
+    EVENT_DTYPE,
+    EventCodecError,
+    check_events,
+    decode_packet,
+    encode_packet,
+)
+
+PACKAGE = "hsnn_perception"
+
+TOPIC_EVENTS = "/events"
+TOPIC_LABELS = "/labels"
+TOPIC_SNN_SPIKES = "/snn/spikes"
+TOPIC_TENSORS = "/tensors"
+TOPIC_CLASSIFICATION = "/classification"
+TOPIC_ENERGY = "/energy"
+TOPIC_ENERGY_TOTAL = "/energy/total"
+TOPIC_DIAGNOSTICS = "/diagnostics"
+
+MSG_EVENT_PACKET = f"{PACKAGE}/msg/EventPacket"
+MSG_GESTURE_LABEL = f"{PACKAGE}/msg/GestureLabel"
+MSG_TENSOR_LIST = f"{PACKAGE}/msg/TensorList"
+MSG_CLASSIFICATION = f"{PACKAGE}/msg/Classification"
+MSG_ENERGY_REPORT = f"{PACKAGE}/msg/EnergyReport"
+MSG_DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+
+TOPIC_TYPES: dict[str, str] = {
+    TOPIC_EVENTS: MSG_EVENT_PACKET,
+    TOPIC_LABELS: MSG_GESTURE_LABEL,
+    TOPIC_SNN_SPIKES: MSG_TENSOR_LIST,
+    TOPIC_TENSORS: MSG_TENSOR_LIST,
+    TOPIC_CLASSIFICATION: MSG_CLASSIFICATION,
+    TOPIC_ENERGY: MSG_ENERGY_REPORT,
+    TOPIC_ENERGY_TOTAL: MSG_ENERGY_REPORT,
+    TOPIC_DIAGNOSTICS: MSG_DIAGNOSTIC_ARRAY,
+}
+
+STORAGES = ("mcap", "sqlite3")
+DEFAULT_DISTRO = "ROS2_KILTED"
+
+# Fields an event packet type must have (ours, or event_camera_msgs/msg/EventPacket: same fields).
+_EVENT_PACKET_FIELDS = ("header", "height", "width", "time_base", "encoding", "events")
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class BagError(ValueError):
+    """A path is not a readable rosbag2, or a bag cannot be written as asked."""
+
+
+# --------------------------------------------------------------------------------------------
+# Types
+# --------------------------------------------------------------------------------------------
+
+
+def msg_dir() -> Path:
+    """The directory holding the package's ``.msg`` files (checkout, else the install share)."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "msg"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE)) / "msg")
+    except Exception:  # no ament index: only the checkout can have it
+        pass
+    for cand in candidates:
+        if cand.is_dir() and any(cand.glob("*.msg")):
+            return cand
+    raise BagError(f"cannot find the {PACKAGE} .msg files (looked in {candidates})")
+
+
+def normalize_msgtype(msgtype: str) -> str:
+    """``pkg/Type`` or ``pkg/msg/Type`` -> ``pkg/msg/Type`` (the form bags and rosbags use)."""
+    parts = msgtype.strip().split("/")
+    if len(parts) == 2 and all(parts):
+        return f"{parts[0]}/msg/{parts[1]}"
+    if len(parts) == 3 and all(parts):
+        return msgtype.strip()
+    raise BagError(f"not a ROS message type name: {msgtype!r} (expected pkg/msg/Type)")
+
+
+@lru_cache(maxsize=4)
+def _cached_typestore(distro: str, directory: str) -> Any:
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    try:
+        store = get_typestore(getattr(Stores, distro))
+    except AttributeError:
+        raise BagError(f"unknown ROS distribution store {distro!r}") from None
+    types: dict[str, Any] = {}
+    for path in sorted(Path(directory).glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+def package_typestore(distro: str = DEFAULT_DISTRO, directory: Path | None = None) -> Any:
+    """A rosbags ``Typestore`` of a ROS 2 distribution plus this package's message types.
+
+    Shared (cached) per distro: register extra types on a copy, not on this object.
+    """
+    return _cached_typestore(distro, str(directory or msg_dir()))
+
+
+def _zero_value(store: Any, desc: tuple) -> Any:
+    from rosbags.typesys.base import Nodetype
+
+    kind, rest = desc
+    if kind == Nodetype.BASE:
+        name = rest[0]
+        if name == "string":
+            return ""
+        if name == "bool":
+            return False
+        if name in ("float32", "float64"):
+            return 0.0
+        return 0
+    if kind == Nodetype.NAME:
+        return message_from_dict(store, rest, {})
+    if kind == Nodetype.ARRAY:
+        sub, count = rest
+        if sub[0] == Nodetype.BASE and sub[1][0] not in ("string", "bool"):
+            return np.zeros(count, dtype=_NUMPY_TYPES.get(sub[1][0], np.uint8))
+        return [_zero_value(store, sub) for _ in range(count)]
+    return _empty_sequence(rest[0])
+
+
+_NUMPY_TYPES = {
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "byte": np.uint8,
+    "char": np.uint8,
+    "int16": np.int16,
+    "uint16": np.uint16,
+    "int32": np.int32,
+    "uint32": np.uint32,
+    "int64": np.int64,
+    "uint64": np.uint64,
+    "float32": np.float32,
+    "float64": np.float64,
+}
+
+
+def _empty_sequence(sub: tuple) -> Any:
+    from rosbags.typesys.base import Nodetype
+
+    if sub[0] == Nodetype.BASE and sub[1][0] in _NUMPY_TYPES:
+        return np.zeros(0, dtype=_NUMPY_TYPES[sub[1][0]])
+    return []
+
+
+def _convert(store: Any, desc: tuple, value: Any, where: str) -> Any:
+    from rosbags.typesys.base import Nodetype
+
+    kind, rest = desc
+    if kind == Nodetype.BASE:
+        name = rest[0]
+        if name == "string":
+            return str(value)
+        if name == "bool":
+            return bool(value)
+        if name in ("float32", "float64"):
+            return float(value)
+        if name in ("byte", "char") and isinstance(value, (bytes, bytearray)):
+            return int(value[0]) if value else 0
+        return int(value)
+    if kind == Nodetype.NAME:
+        if isinstance(value, dict):
+            return message_from_dict(store, rest, value, where)
+        return value  # already a message object
+    sub = rest[0]
+    if sub[0] == Nodetype.BASE and sub[1][0] in _NUMPY_TYPES:
+        dtype = _NUMPY_TYPES[sub[1][0]]
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return np.frombuffer(value, dtype=np.uint8).view(dtype).copy()
+        return np.asarray(value, dtype=dtype)
+    return [_convert(store, sub, v, f"{where}[]") for v in value]
+
+
+def message_from_dict(store: Any, msgtype: str, doc: dict[str, Any], where: str = "") -> Any:
+    """Build a rosbags message object of ``msgtype`` from a (nested) dict; missing fields are 0."""
+    msgtype = normalize_msgtype(msgtype)
+    if msgtype not in store.fielddefs:
+        raise BagError(f"unknown message type {msgtype!r}")
+    _, fields = store.fielddefs[msgtype]
+    names = {name for name, _ in fields}
+    extra = set(doc) - names
+    if extra:
+        raise BagError(f"{where or msgtype}: no field(s) {sorted(extra)} in {msgtype}")
+    kwargs = {}
+    for name, desc in fields:
+        try:
+            if name in doc:
+                kwargs[name] = _convert(store, desc, doc[name], f"{where or msgtype}.{name}")
+            else:
+                kwargs[name] = _zero_value(store, desc)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, BagError):
+                raise
+            raise BagError(
+                f"{where or msgtype}.{name}: bad value {doc.get(name)!r}: {exc}"
+            ) from exc
+    return store.types[msgtype](**kwargs)
+
+
+def ns_to_time(store: Any, ns: int) -> Any:
+    """builtin_interfaces/Time of ``ns`` nanoseconds."""
+    sec, nsec = divmod(int(ns), 1_000_000_000)
+    return store.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
+
+
+def time_to_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def _storage_plugin(storage: str) -> Any:
+    from rosbags.rosbag2 import StoragePlugin
+
+    if storage not in STORAGES:
+        raise BagError(f"storage must be one of {STORAGES}, got {storage!r}")
+    return StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+
+
+class BagRecorder:
+    """Writes messages to a new rosbag2 directory; safe to call from several threads.
+
+    ``write(topic, msgtype, ros_time_ns, data)`` takes ``data`` as serialized CDR bytes (e.g.
+    ``rclpy.serialization.serialize_message(msg)``: stored as they are), a rosbags message object,
+    or a dict of fields (built with :func:`message_from_dict`). A topic's type is fixed by its first
+    message. The message type must be known to the typestore (the bag embeds its definition).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        storage: str = "mcap",
+        typestore: Any | None = None,
+        custom_data: dict[str, str] | None = None,
+    ) -> None:
+        from rosbags.rosbag2 import Writer, WriterError
+
+        self.path = Path(path)
+        self.storage = storage
+        self.typestore = typestore if typestore is not None else package_typestore()
+        self._lock = threading.Lock()
+        self._connections: dict[str, tuple[str, Any]] = {}
+        self.counts: Counter[str] = Counter()
+        try:
+            self._writer = Writer(self.path, version=9, storage_plugin=_storage_plugin(storage))
+            for key, value in (custom_data or {}).items():
+                self._writer.set_custom_data(key, str(value))
+            self._writer.open()
+        except WriterError as exc:
+            raise BagError(f"cannot create bag {self.path}: {exc}") from exc
+        self._open = True
+
+    def _connection(self, topic: str, msgtype: str) -> Any:
+        known = self._connections.get(topic)
+        if known is not None:
+            if known[0] != msgtype:
+                raise BagError(f"topic {topic} has type {known[0]}, cannot write a {msgtype}")
+            return known[1]
+        if msgtype not in self.typestore.fielddefs:
+            raise BagError(
+                f"unknown message type {msgtype} for {topic}: register it in the typestore"
+            )
+        conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+        self._connections[topic] = (msgtype, conn)
+        return conn
+
+    def write(self, topic: str, msgtype: str, ros_time_ns: int, data: Any) -> None:
+        """Append one message with log time ``ros_time_ns``."""
+        msgtype = normalize_msgtype(msgtype)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+            if len(raw) < 4 or raw[0] != 0 or raw[1] not in (0, 1):
+                raise BagError(f"{topic}: data is not CDR (no encapsulation header)")
+        elif isinstance(data, dict):
+            raw = self.typestore.serialize_cdr(
+                message_from_dict(self.typestore, msgtype, data), msgtype
+            )
+        elif getattr(data, "__msgtype__", None) == msgtype:
+            raw = self.typestore.serialize_cdr(data, msgtype)
+        else:
+            raise BagError(
+                f"{topic}: data must be CDR bytes, a dict or a {msgtype} object, "
+                f"got {type(data).__name__}"
+            )
+        if ros_time_ns < 0:
+            raise BagError(f"{topic}: negative log time {ros_time_ns}")
+        with self._lock:
+            if not self._open:
+                raise BagError(f"bag {self.path} is closed")
+            conn = self._connection(topic, msgtype)
+            self._writer.write(conn, int(ros_time_ns), raw)
+            self.counts[topic] += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._open:
+                self._open = False
+                self._writer.close()
+
+    def __enter__(self) -> BagRecorder:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # keep what was written: a bag that closes is more useful than none
+            self.close()
+
+
+@dataclass(frozen=True)
+class Label:
+    """Ground truth for ``[start_us, end_us)`` of sensor time."""
+
+    class_id: int
+    label: str
+    start_us: int
+    end_us: int
+
+    def contains(self, t_us: int) -> bool:
+        return self.start_us <= t_us < self.end_us
+
+
+@dataclass(frozen=True)
+class EventPacketData:
+    """One EventPacket as read from (or to be written to) a bag; ``payload`` is still encoded."""
+
+    log_time_ns: int
+    time_base_ns: int
+    encoding: str
+    width: int
+    height: int
+    payload: bytes
+    seq: int = 0
+    is_bigendian: bool = False
+    stamp_ns: int = 0
+
+    def decode(self, strict: bool = True, drops: Counter | None = None) -> np.ndarray:
+        """The events (EVENT_DTYPE, t in us of sensor time)."""
+        return decode_packet(
+            self.payload,
+            self.encoding,
+            self.time_base_ns,
+            self.width,
+            self.height,
+            self.is_bigendian,
+            strict=strict,
+            drops=drops,
+        )
+
+
+def packetize(
+    events: np.ndarray,
+    packet_us: int,
+    width: int,
+    height: int,
+    encoding: str = "mono",
+    seq0: int = 0,
+) -> list[EventPacketData]:
+    """Cut time-sorted ``events`` into packets of at most ``packet_us`` of sensor time each."""
+    check_events(events)
+    if packet_us < 1:
+        raise BagError(f"packet_us must be >= 1, got {packet_us}")
+    if events.size == 0:
+        return []
+    slot = (events["t"] - events["t"][0]) // packet_us
+    cuts = np.flatnonzero(np.diff(slot)) + 1
+    out = []
+    for i, chunk in enumerate(np.split(events, cuts)):
+        try:
+            time_base, payload = encode_packet(chunk, encoding, width, height)
+        except EventCodecError as exc:
+            raise BagError(f"cannot encode events: {exc}") from exc
+        t_ns = int(chunk["t"][0]) * 1000
+        out.append(
+            EventPacketData(
+                t_ns, time_base, encoding, width, height, payload, seq0 + i, False, t_ns
+            )
+        )
+    return out
+
+
+def event_packet_message(store: Any, pkt: EventPacketData) -> Any:
+    return store.types[MSG_EVENT_PACKET](
+        header=store.types["std_msgs/msg/Header"](
+            stamp=ns_to_time(store, pkt.stamp_ns or pkt.log_time_ns), frame_id="event_camera"
+        ),
+        height=pkt.height,
+        width=pkt.width,
+        seq=pkt.seq,
+        time_base=pkt.time_base_ns,
+        encoding=pkt.encoding,
+        is_bigendian=pkt.is_bigendian,
+        events=np.frombuffer(pkt.payload, dtype=np.uint8),
+    )
+
+
+def label_message(store: Any, label: Label) -> Any:
+    start = ns_to_time(store, label.start_us * 1000)
+    return store.types[MSG_GESTURE_LABEL](
+        header=store.types["std_msgs/msg/Header"](stamp=start, frame_id="event_camera"),
+        start=start,
+        end=ns_to_time(store, label.end_us * 1000),
+        class_id=int(label.class_id),
+        label=label.label,
+    )
+
+
+def write_event_bag(
+    path: Path | str,
+    packets: Iterable[EventPacketData],
+    labels: Iterable[Label] = (),
+    storage: str = "mcap",
+    custom_data: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Write a labelled event bag: ``/events`` and ``/labels`` with log time = sensor time.
+
+    ``packets`` must come in time order (streamed, never all in memory); ``labels`` are merged in
+    at their start time. Returns the message count per topic.
+    """
+    store = package_typestore()
+    pending = sorted(labels, key=lambda lab: lab.start_us)
+    for lab in pending:
+        if lab.end_us <= lab.start_us or lab.start_us < 0:
+            raise BagError(f"label {lab} does not span a positive time range")
+    li = 0
+    with BagRecorder(path, storage, store, custom_data) as rec:
+        last = -1
+        for pkt in packets:
+            if pkt.log_time_ns < last:
+                raise BagError(
+                    f"packets are not in time order ({pkt.log_time_ns} ns after {last} ns)"
+                )
+            last = pkt.log_time_ns
+            while li < len(pending) and pending[li].start_us * 1000 <= pkt.log_time_ns:
+                lab = pending[li]
+                rec.write(
+                    TOPIC_LABELS, MSG_GESTURE_LABEL, lab.start_us * 1000, label_message(store, lab)
+                )
+                li += 1
+            rec.write(
+                TOPIC_EVENTS, MSG_EVENT_PACKET, pkt.log_time_ns, event_packet_message(store, pkt)
+            )
+        for lab in pending[li:]:
+            rec.write(
+                TOPIC_LABELS, MSG_GESTURE_LABEL, lab.start_us * 1000, label_message(store, lab)
+            )
+        return dict(rec.counts)
+
+
+def synthetic_to_bag(
+    path: Path | str,
+    n_samples: int,
+    seed: int = 0,
+    storage: str = "mcap",
+    packet_us: int = 10_000,
+    encoding: str = "mono",
+    height: int = 128,
+    width: int = 128,
+    sample_us: int = 160_000,
+) -> dict[str, int]:
+    """Synthetic gesture set -> labelled event bag (one label per sample)."""
+    from hsnn_perception.core.synthetic import SyntheticGestures
+
+    gen = SyntheticGestures(height=height, width=width, seed=seed, sample_us=sample_us)
+    labels: list[Label] = []
+
+    def packets() -> Iterator[EventPacketData]:
+        seq = 0
+        for events, class_id, t0, t1 in gen.stream(n_samples):
+            labels.append(Label(class_id, gen.labels[class_id], t0, t1))
+            for pkt in packetize(events, packet_us, width, height, encoding, seq):
+                seq += 1
+                yield pkt
+
+    # Labels are known only while the stream runs; write them as they come (each precedes its
+    # sample's packets, as sample starts are increasing).
+    store = package_typestore()
+    with BagRecorder(
+        path,
+        storage,
+        store,
+        {
+            "hsnn.source": f"synthetic seed={seed} n={n_samples}",
+            "hsnn.labels": ",".join(gen.labels),
+        },
+    ) as rec:
+        written = 0
+        for pkt in packets():
+            while written < len(labels):
+                lab = labels[written]
+                rec.write(
+                    TOPIC_LABELS, MSG_GESTURE_LABEL, lab.start_us * 1000, label_message(store, lab)
+                )
+                written += 1
+            rec.write(
+                TOPIC_EVENTS, MSG_EVENT_PACKET, pkt.log_time_ns, event_packet_message(store, pkt)
+            )
+        for lab in labels[written:]:  # samples without events
+            rec.write(
+                TOPIC_LABELS, MSG_GESTURE_LABEL, lab.start_us * 1000, label_message(store, lab)
+            )
+        return dict(rec.counts)
+
+
+def read_label_csv(
+    path: Path | str, class_base: int = 0, names: Iterable[str] | None = None
+) -> list[Label]:
+    """Read ``class,start_us,end_us`` rows (a header row is skipped; DvsGesture's label files have
+    one and count classes from 1: pass ``class_base=1``). ``class`` may also be a name in ``names``.
+    """
+    names = list(names or [])
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BagError(f"cannot read label file {path}: {exc}") from exc
+    labels = []
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) < 3:
+            raise BagError(f"{path}:{lineno}: expected class,start_us,end_us, got {row}")
+        cls, start, end = (c.strip() for c in row[:3])
+        try:
+            start_us, end_us = int(float(start)), int(float(end))
+        except ValueError:
+            if lineno == 1:
+                continue  # header
+            raise BagError(f"{path}:{lineno}: start/end are not numbers: {row}") from None
+        if cls in names:
+            class_id = names.index(cls)
+        else:
+            try:
+                class_id = int(cls) - class_base
+            except ValueError:
+                raise BagError(f"{path}:{lineno}: unknown class {cls!r}") from None
+        if class_id < 0 or (names and class_id >= len(names)):
+            raise BagError(f"{path}:{lineno}: class {cls} out of range")
+        if end_us <= start_us:
+            raise BagError(f"{path}:{lineno}: end {end_us} is not after start {start_us}")
+        name = names[class_id] if names and class_id < len(names) else str(class_id)
+        labels.append(Label(class_id, name, start_us, end_us))
+    if not labels:
+        raise BagError(f"{path}: no labels")
+    return labels
+
+
+def aedat4_to_bag(
+    aedat_path: Path | str,
+    labels_csv: Path | str | None,
+    path: Path | str,
+    storage: str = "mcap",
+    packet_us: int = 10_000,
+    encoding: str = "mono",
+    class_base: int = 0,
+    names: Iterable[str] | None = None,
+) -> dict[str, int]:
+    """AEDAT4 recording (+ label CSV) -> labelled event bag, via dv-processing."""
+    import dv_processing as dv
+
+    aedat_path = Path(aedat_path)
+    if not aedat_path.is_file():
+        raise BagError(f"no AEDAT4 file at {aedat_path}")
+    try:
+        reader = dv.io.MonoCameraRecording(str(aedat_path))
+    except Exception as exc:  # dv raises RuntimeError with its own message
+        raise BagError(f"cannot open {aedat_path} as AEDAT4: {exc}") from exc
+    if not reader.isEventStreamAvailable():
+        raise BagError(f"{aedat_path} has no event stream")
+    width, height = reader.getEventResolution()
+    labels = read_label_csv(labels_csv, class_base, names) if labels_csv is not None else []
+
+    def packets() -> Iterator[EventPacketData]:
+        seq = 0
+        carry = np.zeros(0, dtype=EVENT_DTYPE)
+        while reader.isRunning():
+            batch = reader.getNextEventBatch()
+            if batch is None:
+                break
+            if batch.size() == 0:
+                continue
+            arr = batch.numpy()
+            ev = np.empty(arr.shape[0], dtype=EVENT_DTYPE)
+            ev["t"], ev["x"], ev["y"] = arr["timestamp"], arr["x"], arr["y"]
+            ev["p"] = arr["polarity"].astype(np.uint8)
+            ev = np.concatenate([carry, ev])
+            # Packets are cut on a fixed grid of sensor time so batch edges do not matter; the
+            # last (possibly incomplete) slot waits for the next batch.
+            slot = ev["t"] // packet_us
+            keep = slot == slot[-1]
+            done, carry = ev[~keep], ev[keep]
+            for pkt in _grid_packets(done, packet_us, width, height, encoding, seq):
+                seq += 1
+                yield pkt
+        for pkt in _grid_packets(carry, packet_us, width, height, encoding, seq):
+            yield pkt
+
+    return write_event_bag(
+        path,
+        packets(),
+        labels,
+        storage,
+        {"hsnn.source": f"aedat4 {aedat_path.name}"},
+    )
+
+
+def _grid_packets(
+    events: np.ndarray, packet_us: int, width: int, height: int, encoding: str, seq0: int
+) -> list[EventPacketData]:
+    if events.size == 0:
+        return []
+    slot = events["t"] // packet_us
+    cuts = np.flatnonzero(np.diff(slot)) + 1
+    out = []
+    for i, chunk in enumerate(np.split(events, cuts)):
+        out.extend(packetize(chunk, packet_us, width, height, encoding, seq0 + i))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReadReport:
+    """What reading a bag found, and what it had to skip."""
+
+    path: str
+    storage: str = ""
+    recovered: bool = False  # read by the recovery scanner (bag index or metadata damaged)
+    topics: dict[str, str] = field(default_factory=dict)  # topic -> msgtype
+    read: Counter = field(default_factory=Counter)  # topic -> messages read
+    expected: dict[str, int] = field(default_factory=dict)  # topic -> count the index announces
+    skipped: Counter = field(default_factory=Counter)  # reason -> messages (or bytes) skipped
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.recovered and not self.skipped
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "storage": self.storage,
+            "recovered": self.recovered,
+            "topics": dict(self.topics),
+            "read": dict(self.read),
+            "expected": dict(self.expected),
+            "skipped": dict(self.skipped),
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> str:
+        lines = [f"{self.path} ({self.storage}{', recovered' if self.recovered else ''})"]
+        lines += [f"  read {n} on {t}" for t, n in sorted(self.read.items())]
+        lines += [f"  skipped {n}: {why}" for why, n in sorted(self.skipped.items())]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Conn:
+    topic: str
+    msgtype: str
+    msgdef: str  # ros2msg text ("" when the bag has none)
+
+
+class _Source:
+    """Raw messages of a bag: ``connections`` and ``messages(topics)`` -> (conn, log_ns, raw)."""
+
+    connections: list[_Conn]
+
+    def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
+        raise NotImplementedError
+
+
+class _RosbagsSource(_Source):
+    def __init__(self, path: Path, report: ReadReport) -> None:
+        from rosbags.rosbag2 import Reader
+
+        self.path, self.report = path, report
+        self._reader = Reader(path)
+        self._reader.open()  # raises on damage; the caller falls back to recovery
+        self._by_id: dict[int, _Conn] = {}
+        try:
+            for c in self._reader.connections:
+                text = c.msgdef.data if c.msgdef is not None else ""
+                self._by_id[c.id] = _Conn(c.topic, c.msgtype, text or "")
+                report.expected[c.topic] = report.expected.get(c.topic, 0) + int(c.msgcount)
+        finally:
+            self._reader.close()
+        self.connections = list(dict.fromkeys(self._by_id.values()))
+
+    def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
+        from rosbags.rosbag2 import Reader
+
+        with Reader(self.path) as reader:
+            conns = [c for c in reader.connections if c.topic in topics]
+            if not conns:
+                return
+            it = reader.messages(connections=conns)
+            while True:
+                try:
+                    conn, ts, raw = next(it)
+                except StopIteration:
+                    return
+                except Exception as exc:  # damaged storage part-way: keep what was read
+                    self.report.skipped["rest of the bag after a read error"] += 1
+                    self.report.note(f"reading stopped early: {type(exc).__name__}: {exc}")
+                    return
+                yield self._by_id[conn.id], ts, bytes(raw)
+
+
+def _u16(b: bytes, o: int) -> int:
+    return struct.unpack_from("<H", b, o)[0]
+
+
+def _u32(b: bytes, o: int) -> int:
+    return struct.unpack_from("<I", b, o)[0]
+
+
+def _u64(b: bytes, o: int) -> int:
+    return struct.unpack_from("<Q", b, o)[0]
+
+
+def _mcap_str(b: bytes, o: int) -> tuple[str, int]:
+    n = _u32(b, o)
+    if o + 4 + n > len(b):
+        raise ValueError("string beyond record")
+    return b[o + 4 : o + 4 + n].decode("utf-8"), o + 4 + n
+
+
+class _McapScanSource(_Source):
+    """Reads an MCAP file record by record from the start, without its index or footer, stopping
+    at the first incomplete record (what a recorder that died leaves behind)."""
+
+    def __init__(self, path: Path, report: ReadReport) -> None:
+        self.path, self.report = path, report
+        self._conns: dict[int, _Conn] = {}
+        self._schemas: dict[int, tuple[str, str]] = {}
+        self.connections = []
+        for _ in self._scan(set(), collect=True):
+            pass
+        self.connections = list(dict.fromkeys(self._conns.values()))
+
+    def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
+        yield from self._scan(topics, collect=False)
+
+    def _scan(self, topics: set[str], collect: bool) -> Iterator[tuple[_Conn, int, bytes]]:
+        data = self.path.read_bytes()
+        if not data.startswith(_MCAP_MAGIC):
+            raise BagError(f"{self.path} is not an MCAP file (bad magic)")
+        yield from self._records(data, len(_MCAP_MAGIC), len(data), topics, collect, top=True)
+
+    def _records(
+        self, data: bytes, pos: int, end: int, topics: set[str], collect: bool, top: bool
+    ) -> Iterator[tuple[_Conn, int, bytes]]:
+        while pos < end:
+            if top and data[pos:end] == _MCAP_MAGIC:  # closing magic after the footer
+                return
+            if pos + 9 > end:
+                self._truncated(collect, end - pos, top)
+                return
+            op, size = data[pos], _u64(data, pos + 1)
+            body = pos + 9
+            if body + size > end:
+                if op == 0x06 and top:  # a cut chunk: its records up to the cut are still whole
+                    yield from self._partial_chunk(data[body:end], topics, collect)
+                self._truncated(collect, end - pos, top)
+                return
+            rec = data[body : body + size]
+            pos = body + size
+            try:
+                if op == 0x03 and collect:  # schema
+                    sid = _u16(rec, 0)
+                    name, o = _mcap_str(rec, 2)
+                    _, o = _mcap_str(rec, o)  # encoding
+                    n = _u32(rec, o)
+                    self._schemas[sid] = (name, rec[o + 4 : o + 4 + n].decode("utf-8"))
+                elif op == 0x04 and collect:  # channel
+                    cid, sid = _u16(rec, 0), _u16(rec, 2)
+                    topic, _ = _mcap_str(rec, 4)
+                    name, text = self._schemas.get(sid, ("", ""))
+                    self._conns[cid] = _Conn(topic, name, text)
+                elif op == 0x05 and not collect:  # message
+                    conn = self._conns.get(_u16(rec, 0))
+                    if conn is not None and conn.topic in topics:
+                        yield conn, _u64(rec, 6), rec[22:]
+                elif op == 0x06:  # chunk
+                    compression, o = _mcap_str(rec, 28)
+                    n = _u64(rec, o)
+                    inner = rec[o + 8 : o + 8 + n]
+                    if compression == "zstd":
+                        from rosbags.rosbag2.storage_mcap import zstd
+
+                        inner = zstd.decompress(inner)
+                    elif compression == "lz4":
+                        from lz4.frame import decompress
+
+                        inner = decompress(inner)
+                    elif compression:
+                        raise ValueError(f"unknown chunk compression {compression!r}")
+                    yield from self._records(inner, 0, len(inner), topics, collect, top=False)
+            except (ValueError, struct.error, UnicodeDecodeError, RuntimeError) as exc:
+                if collect:
+                    self.report.skipped[f"damaged MCAP record (op {op:#x})"] += 1
+                    self.report.note(f"damaged MCAP record: {exc}")
+
+    def _partial_chunk(
+        self, rec: bytes, topics: set[str], collect: bool
+    ) -> Iterator[tuple[_Conn, int, bytes]]:
+        try:
+            compression, o = _mcap_str(rec, 28)
+        except (ValueError, struct.error):
+            return
+        if compression:  # a cut compressed stream cannot be decoded
+            return
+        inner = rec[o + 8 :]
+        yield from self._records(inner, 0, len(inner), topics, collect, top=False)
+
+    def _truncated(self, collect: bool, nbytes: int, top: bool) -> None:
+        if collect and top:
+            self.report.skipped[
+                "bytes of the cut last MCAP record (a cut chunk is read up to the cut)"
+            ] += nbytes
+            self.report.note("the MCAP file is truncated (no footer): read up to the cut")
+        elif collect:
+            self.report.skipped["incomplete record inside an MCAP chunk"] += 1
+
+
+class _SqliteScanSource(_Source):
+    """Reads a rosbag2 sqlite3 file with the standard sqlite3 module, row by row, skipping rows
+    that fail (a damaged or truncated database)."""
+
+    def __init__(self, path: Path, report: ReadReport) -> None:
+        self.path, self.report = path, report
+        try:
+            con = self._connect()
+            rows = con.execute("SELECT id, name, type FROM topics").fetchall()
+            try:
+                defs = dict(
+                    con.execute(
+                        "SELECT topic_type, encoded_message_definition FROM message_definitions"
+                    ).fetchall()
+                )
+            except sqlite3.DatabaseError:
+                defs = {}
+            con.close()
+        except sqlite3.DatabaseError as exc:
+            raise BagError(
+                f"{path}: damaged or truncated sqlite3 bag, cannot be recovered: {exc}"
+            ) from exc
+        self._by_id = {tid: _Conn(name, typ, defs.get(typ, "")) for tid, name, typ in rows}
+        self.connections = list(self._by_id.values())
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
+
+    def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
+        ids = [tid for tid, c in self._by_id.items() if c.topic in topics]
+        if not ids:
+            return
+        con = self._connect()
+        marks = ",".join("?" * len(ids))
+        try:
+            try:
+                rows = con.execute(
+                    f"SELECT topic_id, timestamp, data FROM messages WHERE topic_id IN ({marks}) "
+                    "ORDER BY timestamp",
+                    ids,
+                ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                self.report.note(f"sorted read failed ({exc}); reading row by row")
+                rows = list(self._row_by_row(con, set(ids)))
+            for tid, ts, data in rows:
+                yield self._by_id[tid], int(ts), bytes(data)
+        finally:
+            con.close()
+
+    def _row_by_row(self, con: sqlite3.Connection, ids: set[int]) -> Iterator[tuple]:
+        try:
+            (top,) = con.execute("SELECT max(id) FROM messages").fetchone()
+        except sqlite3.DatabaseError:
+            top = None
+        if top is None:
+            self.report.skipped["unreadable messages table"] += 1
+            return
+        for rowid in range(1, int(top) + 1):
+            try:
+                row = con.execute(
+                    "SELECT topic_id, timestamp, data FROM messages WHERE id = ?", (rowid,)
+                ).fetchone()
+            except sqlite3.DatabaseError:
+                self.report.skipped["unreadable sqlite3 row"] += 1
+                continue
+            if row is not None and row[0] in ids:
+                yield row
+
+
+def _storage_file(path: Path) -> Path | None:
+    for pattern in ("*.mcap", "*.db3"):
+        files = sorted(path.glob(pattern))
+        if files:
+            return files[0]
+    return None
+
+
+def open_source(path: Path | str, report: ReadReport | None = None) -> tuple[_Source, ReadReport]:
+    """Open a bag for reading raw messages, recovering from damage where possible."""
+    from rosbags.rosbag2 import ReaderError
+
+    path = Path(path)
+    report = report or ReadReport(str(path))
+    if not path.exists():
+        raise BagError(f"no bag at {path}: it does not exist")
+    if path.is_dir():
+        storage_file = _storage_file(path)
+        if storage_file is None:
+            raise BagError(f"{path} is not a rosbag2: no metadata.yaml and no .mcap/.db3 file")
+        if len(sorted(path.glob("*.mcap"))) + len(sorted(path.glob("*.db3"))) > 1:
+            report.note("bag split into several files: only the first is read")
+    else:
+        storage_file = path
+    head = storage_file.open("rb").read(16)
+    if head.startswith(_MCAP_MAGIC):
+        report.storage = "mcap"
+    elif head.startswith(_SQLITE_MAGIC):
+        report.storage = "sqlite3"
+    else:
+        raise BagError(f"{storage_file} is not a rosbag2 file (neither MCAP nor sqlite3)")
+    target = path
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        report.note("no metadata.yaml (recording not closed?): read the storage file directly")
+        target = storage_file
+    try:
+        return _RosbagsSource(target, report), report
+    except (ReaderError, OSError, ValueError, KeyError, sqlite3.DatabaseError) as exc:
+        first_error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # apsw errors and other storage-level failures
+        first_error = f"{type(exc).__name__}: {exc}"
+    report.recovered = True
+    report.note(f"bag index unreadable ({first_error}); recovered by scanning the file")
+    if report.storage == "mcap":
+        return _McapScanSource(storage_file, report), report
+    return _SqliteScanSource(storage_file, report), report
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    msg: Any
+
+
+class MessageReader:
+    """Decoded messages of chosen topics, in log-time order per storage, with a :class:`ReadReport`.
+
+    Types unknown to the package typestore are registered from the definitions the bag embeds;
+    messages of types that still cannot be decoded are skipped and counted.
+    """
+
+    def __init__(self, path: Path | str, typestore: Any | None = None) -> None:
+        self.source, self.report = open_source(path)
+        self.typestore = typestore if typestore is not None else package_typestore()
+        self._own_store = typestore is None
+        self.undecodable: set[str] = set()
+        for conn in self.source.connections:
+            self.report.topics[conn.topic] = conn.msgtype
+            self._ensure_type(conn)
+
+    def _ensure_type(self, conn: _Conn) -> None:
+        from rosbags.typesys import get_types_from_msg
+
+        if conn.msgtype in self.typestore.fielddefs:
+            return
+        if not conn.msgdef:
+            self.undecodable.add(conn.msgtype)
+            self.report.note(f"unknown message type {conn.msgtype} ({conn.topic}), no definition")
+            return
+        if self._own_store:  # never change the shared cached store
+            self.typestore = _copy_store(self.typestore)
+            self._own_store = False
+        try:
+            self.typestore.register(
+                _types_from_msgdef(conn.msgtype, conn.msgdef, get_types_from_msg)
+            )
+        except Exception as exc:  # a definition rosbags cannot parse
+            self.undecodable.add(conn.msgtype)
+            self.report.note(f"cannot use the bag's definition of {conn.msgtype}: {exc}")
+
+    def has_topic(self, topic: str) -> bool:
+        return topic in self.report.topics
+
+    def messages(self, topics: Iterable[str]) -> Iterator[BagMessage]:
+        wanted = set(topics)
+        for conn, ts, raw in self.source.messages(wanted):
+            if conn.msgtype in self.undecodable:
+                self.report.skipped[f"unknown type {conn.msgtype} on {conn.topic}"] += 1
+                continue
+            try:
+                msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
+            except Exception as exc:  # corrupt CDR: rosbags raises assorted errors
+                self.report.skipped[f"undecodable {conn.msgtype} on {conn.topic}"] += 1
+                self.report.note(f"undecodable message on {conn.topic}: {type(exc).__name__}")
+                continue
+            self.report.read[conn.topic] += 1
+            yield BagMessage(conn.topic, conn.msgtype, ts, msg)
+
+
+def _copy_store(store: Any) -> Any:
+    from rosbags.typesys import get_typestore
+    from rosbags.typesys.stores import Stores
+
+    fresh = get_typestore(Stores.EMPTY)
+    fresh.register(dict(store.fielddefs))
+    return fresh
+
+
+def _types_from_msgdef(msgtype: str, text: str, parse: Callable) -> dict[str, Any]:
+    """Parse a ros2msg bag definition: the main type, then ``====`` / ``MSG: pkg/Type`` blocks."""
+    types: dict[str, Any] = {}
+    name, block = msgtype, []
+    for line in text.splitlines() + ["=" * 8]:
+        if line.startswith("=" * 8):
+            if block:
+                types.update(parse("\n".join(block), name))
+            name, block = None, []
+        elif name is None and line.startswith("MSG: "):
+            name = normalize_msgtype(line[5:].strip())
+        else:
+            block.append(line)
+    return types
+
+
+class EventBag:
+    """A labelled event bag opened for reading.
+
+    ``labels`` (read at open, small) and ``packets()`` (streamed) come from ``/events`` and
+    ``/labels``; ``report`` says what was read and skipped. The ``/events`` topic may hold this
+    package's EventPacket or event_camera_msgs/msg/EventPacket (the same fields).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        require_labels: bool = False,
+        events_topic: str = TOPIC_EVENTS,
+        labels_topic: str = TOPIC_LABELS,
+    ) -> None:
+        self.path = Path(path)
+        self.events_topic, self.labels_topic = events_topic, labels_topic
+        self._reader = MessageReader(path)
+        self.report = self._reader.report
+        if not self.report.topics and self.report.recovered:
+            raise BagError(f"{path} is damaged beyond use: no readable topic ({self.report.notes})")
+        if not self._reader.has_topic(events_topic):
+            raise BagError(
+                f"{path} has no {events_topic} topic "
+                f"(topics: {sorted(self.report.topics) or 'none'})"
+            )
+        msgtype = self.report.topics[events_topic]
+        fields = {n for n, _ in self._reader.typestore.fielddefs.get(msgtype, ((), ()))[1]}
+        if msgtype in self._reader.undecodable or not set(_EVENT_PACKET_FIELDS) <= fields:
+            raise BagError(
+                f"{path}: {events_topic} has type {msgtype}, which is not an EventPacket"
+            )
+        self.labels: list[Label] = []
+        if self._reader.has_topic(labels_topic):
+            for m in self._reader.messages([labels_topic]):
+                try:
+                    self.labels.append(
+                        Label(
+                            int(m.msg.class_id),
+                            str(m.msg.label),
+                            time_to_ns(m.msg.start) // 1000,
+                            time_to_ns(m.msg.end) // 1000,
+                        )
+                    )
+                except AttributeError:
+                    self.report.skipped[f"{labels_topic} message without label fields"] += 1
+            self.labels.sort(key=lambda lab: lab.start_us)
+        else:
+            self.report.note(f"no {labels_topic} topic: no ground truth")
+        if require_labels and not self.labels:
+            raise BagError(f"{path} has no labels on {labels_topic}: ground truth is needed")
+        self._starts = np.array([lab.start_us for lab in self.labels], dtype=np.int64)
+
+    def packets(self) -> Iterator[EventPacketData]:
+        for m in self._reader.messages([self.events_topic]):
+            msg = m.msg
+            try:
+                yield EventPacketData(
+                    log_time_ns=m.log_time_ns,
+                    time_base_ns=int(msg.time_base),
+                    encoding=str(msg.encoding),
+                    width=int(msg.width),
+                    height=int(msg.height),
+                    payload=np.asarray(msg.events, dtype=np.uint8).tobytes(),
+                    seq=int(getattr(msg, "seq", 0)),
+                    is_bigendian=bool(getattr(msg, "is_bigendian", False)),
+                    stamp_ns=time_to_ns(msg.header.stamp),
+                )
+            except (AttributeError, TypeError, ValueError):
+                self.report.skipped[f"malformed packet on {self.events_topic}"] += 1
+
+    def label_at(self, t_us: int) -> Label | None:
+        """The label whose span holds sensor time ``t_us`` (None outside every span)."""
+        if not self.labels:
+            return None
+        i = int(np.searchsorted(self._starts, t_us, side="right")) - 1
+        if i >= 0 and self.labels[i].contains(t_us):
+            return self.labels[i]
+        return None
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return {lab.class_id: lab.label for lab in self.labels}
+
+
+def read_event_bag(path: Path | str, require_labels: bool = False) -> EventBag:
+    """Open a labelled event bag (see :class:`EventBag`); raises :class:`BagError` if it is not
+    one."""
+    return EventBag(path, require_labels=require_labels)

@@ -1,0 +1,80 @@
+"""numpy arrays to and from the fields of an Isaac ROS style Tensor (name, shape, data_type, strides, data).
+
+Kept free of ROS so that it can be unit-tested alone; hsnn_perception.nodes.conversions wraps it
+around the generated message classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# isaac_ros_tensor_list_interfaces/Tensor data_type codes.
+DATA_TYPE_CODES: dict[np.dtype, int] = {
+    np.dtype(np.int8): 1,
+    np.dtype(np.uint8): 2,
+    np.dtype(np.int16): 3,
+    np.dtype(np.uint16): 4,
+    np.dtype(np.int32): 5,
+    np.dtype(np.uint32): 6,
+    np.dtype(np.int64): 7,
+    np.dtype(np.uint64): 8,
+    np.dtype(np.float32): 9,
+    np.dtype(np.float64): 10,
+}
+CODE_DTYPES: dict[int, np.dtype] = {code: dtype for dtype, code in DATA_TYPE_CODES.items()}
+
+
+class TensorFormatError(ValueError):
+    """A tensor's fields do not describe a valid array (size, strides, unknown type, ...)."""
+
+
+@dataclass(frozen=True)
+class TensorFields:
+    name: str
+    dims: tuple[int, ...]
+    data_type: int
+    strides: tuple[int, ...]
+    data: bytes
+
+
+def encode_tensor(name: str, array: np.ndarray) -> TensorFields:
+    """Describe ``array`` as tensor fields: little-endian, C order, strides in bytes."""
+    dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    code = DATA_TYPE_CODES.get(np.dtype(dtype.str.replace(">", "<")))
+    if code is None:
+        raise TensorFormatError(f"tensor {name!r}: dtype {array.dtype} has no TensorList data_type")
+    contiguous = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    return TensorFields(
+        name=name,
+        dims=tuple(int(d) for d in contiguous.shape),
+        data_type=code,
+        strides=tuple(int(s) for s in contiguous.strides),
+        data=contiguous.tobytes(),
+    )
+
+
+def decode_tensor(fields: TensorFields, *, copy: bool = False) -> np.ndarray:
+    """Array view of tensor fields, after checking that they are consistent."""
+    dtype = CODE_DTYPES.get(int(fields.data_type))
+    if dtype is None:
+        raise TensorFormatError(f"tensor {fields.name!r}: unknown data_type {fields.data_type}")
+    dims = tuple(int(d) for d in fields.dims)
+    if any(d < 0 for d in dims):
+        raise TensorFormatError(f"tensor {fields.name!r}: negative dimension in shape {dims}")
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(fields.data) != expected:
+        raise TensorFormatError(
+            f"tensor {fields.name!r}: {len(fields.data)} bytes of data for shape {dims} of "
+            f"{dtype} (expected {expected})"
+        )
+    if fields.strides:
+        dense = tuple(int(s) for s in np.empty((0,) if not dims else dims, dtype=dtype).strides)
+        if tuple(int(s) for s in fields.strides) != dense:
+            raise TensorFormatError(
+                f"tensor {fields.name!r}: strides {tuple(fields.strides)} are not the row-major "
+                f"strides {dense} of shape {dims}"
+            )
+    array = np.frombuffer(fields.data, dtype=dtype).reshape(dims)
+    return array.copy() if copy else array

@@ -1,0 +1,196 @@
+"""Per-window evaluation records, filled by the offline evaluator or by a DDS replay, so one report
+code path serves both.
+
+An :class:`EvalRecord` holds what is known about one event window: ground truth, prediction and
+scores, per-stage latency and :class:`~hsnn_perception.core.energy.EnergyFigure`, per-layer spike
+counts. A :class:`ReplayResult` is a run: the records plus what was read, dropped and skipped.
+DDS replay fills records from Classification / EnergyReport messages (``window_id`` joins them);
+:func:`record_from_window_record` adapts the live monitor's ``results.WindowRecord``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hsnn_perception.core.energy import SOURCE_MEASURED, EnergyFigure
+
+STAGE_ORDER = ("driver", "snn", "bridge", "classifier")
+RESULT_FORMAT = "hsnn-eval/1"
+
+
+class ResultFormatError(ValueError):
+    """A saved evaluation result cannot be read."""
+
+
+@dataclass
+class EvalRecord:
+    window_id: int
+    t_start_us: int
+    t_end_us: int
+    label: int | None = None  # true class; None when the window has no ground truth
+    prediction: int | None = None
+    scores: list[float] = field(default_factory=list)
+    latency_s: dict[str, float] = field(default_factory=dict)  # stage -> compute time
+    energy: dict[str, EnergyFigure] = field(default_factory=dict)  # stage (and "total")
+    n_events: int = 0
+    layers: list[dict[str, Any]] = field(default_factory=list)  # layer, spikes, neuron_updates
+    end_to_end_s: float = math.nan  # NaN: sum of stage latencies is used
+
+    @property
+    def correct(self) -> bool | None:
+        if self.label is None or self.prediction is None:
+            return None
+        return self.label == self.prediction
+
+    def end_to_end(self) -> float:
+        if not math.isnan(self.end_to_end_s):
+            return self.end_to_end_s
+        if not self.latency_s:
+            return math.nan
+        return float(sum(self.latency_s.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_id": self.window_id,
+            "t_start_us": self.t_start_us,
+            "t_end_us": self.t_end_us,
+            "label": self.label,
+            "prediction": self.prediction,
+            "scores": [float(s) for s in self.scores],
+            "latency_s": dict(self.latency_s),
+            "energy": {k: v.to_dict() for k, v in self.energy.items()},
+            "n_events": self.n_events,
+            "layers": self.layers,
+            "end_to_end_s": None if math.isnan(self.end_to_end_s) else self.end_to_end_s,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> EvalRecord:
+        try:
+            e2e = doc.get("end_to_end_s")
+            return cls(
+                window_id=int(doc["window_id"]),
+                t_start_us=int(doc["t_start_us"]),
+                t_end_us=int(doc["t_end_us"]),
+                label=None if doc.get("label") is None else int(doc["label"]),
+                prediction=None if doc.get("prediction") is None else int(doc["prediction"]),
+                scores=[float(s) for s in doc.get("scores", [])],
+                latency_s={k: float(v) for k, v in doc.get("latency_s", {}).items()},
+                energy={k: EnergyFigure.from_dict(v) for k, v in doc.get("energy", {}).items()},
+                n_events=int(doc.get("n_events", 0)),
+                layers=list(doc.get("layers", [])),
+                end_to_end_s=math.nan if e2e is None else float(e2e),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"not an evaluation record: {exc}") from exc
+
+
+@dataclass
+class ReplayResult:
+    """One evaluation run of one model over one bag."""
+
+    bag: str
+    bundle: str
+    mode: str  # "offline" | "dds"
+    labels: list[str]  # class names, by class id
+    records: list[EvalRecord] = field(default_factory=list)
+    events_read: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> events (or windows)
+    bag_report: dict[str, Any] = field(default_factory=dict)  # rosbag_io.ReadReport.to_dict()
+    settings: dict[str, Any] = field(default_factory=dict)  # backend, chip, devices ...
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RESULT_FORMAT,
+            "bag": self.bag,
+            "bundle": self.bundle,
+            "mode": self.mode,
+            "labels": list(self.labels),
+            "events_read": self.events_read,
+            "dropped": dict(self.dropped),
+            "bag_report": self.bag_report,
+            "settings": self.settings,
+            "notes": list(self.notes),
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ReplayResult:
+        if not isinstance(doc, dict) or doc.get("format") != RESULT_FORMAT:
+            raise ResultFormatError(f"not an {RESULT_FORMAT} result")
+        try:
+            return cls(
+                bag=str(doc["bag"]),
+                bundle=str(doc["bundle"]),
+                mode=str(doc["mode"]),
+                labels=[str(s) for s in doc["labels"]],
+                records=[EvalRecord.from_dict(r) for r in doc.get("records", [])],
+                events_read=int(doc.get("events_read", 0)),
+                dropped={k: int(v) for k, v in doc.get("dropped", {}).items()},
+                bag_report=dict(doc.get("bag_report", {})),
+                settings=dict(doc.get("settings", {})),
+                notes=list(doc.get("notes", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed evaluation result: {exc}") from exc
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), allow_nan=False, default=_json_default) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> ReplayResult:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ResultFormatError(f"cannot read {path}: {exc}") from exc
+        return cls.from_dict(doc)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def record_from_window_record(wr: Any) -> EvalRecord:
+    """Adapt a ``hsnn_perception.core.results.WindowRecord`` (live monitor / DDS replay)."""
+    energy: dict[str, EnergyFigure] = {}
+    latency: dict[str, float] = {}
+    for stage, s in wr.stages.items():
+        latency[stage] = float(s.latency_s)
+        energy[stage] = EnergyFigure(
+            stage=stage,
+            device=s.device,
+            source=s.source,
+            method=s.method,
+            energy_j=float(s.energy_j),
+            power_w=(s.energy_j / s.latency_s) if s.latency_s > 0 else math.nan,
+            latency_s=float(s.latency_s),
+        )
+    if not math.isnan(wr.total_energy_j):
+        energy["total"] = EnergyFigure(
+            "total",
+            "+".join(s.device for s in wr.stages.values()),
+            wr.total_source or SOURCE_MEASURED,
+            "reported by the energy aggregator",
+            float(wr.total_energy_j),
+            math.nan,
+            math.nan,
+        )
+    return EvalRecord(
+        window_id=int(wr.window_id),
+        t_start_us=int(wr.start_us),
+        t_end_us=int(wr.start_us),
+        label=wr.true_class,
+        prediction=wr.predicted_class,
+        latency_s=latency,
+        energy=energy,
+        end_to_end_s=float(wr.end_to_end_s()),
+    )

@@ -1,0 +1,154 @@
+"""The pipeline graph, described once: nodes, executables, topics, parameters.
+
+The launch files, the single-process composed runner (hsnn_perception.runner), the multi-process
+launcher used by the demo and the tests (hsnn_perception.launcher) all build the pipeline from
+:func:`pipeline`. No rclpy here, so it can be imported by launch files and plain tools.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+PACKAGE = "hsnn_perception"
+
+# Topic names, relative so that a namespace applies; every one is remappable.
+EVENTS = "events"
+LABELS = "labels"
+SPIKES = "snn/spikes"
+TENSORS = "tensors"
+CLASSIFICATION = "classification"
+ENERGY = "energy"
+ENERGY_TOTAL = "energy/total"
+DIAGNOSTICS = "/diagnostics"
+CLOCK = "/clock"
+
+SOURCES = ("synthetic", "aedat4", "camera", "network")
+SNN_BACKENDS = ("native", "lava", "lava-hw")
+CLASSIFIER_BACKENDS = ("onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the pipeline: how to start it and with what."""
+
+    name: str
+    executable: str  # `ros2 run hsnn_perception <executable>`
+    module: str  # python -m <module> runs the same node
+    node_class: str  # "<module>:<Class>" for the composed runner
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    package: str = PACKAGE
+
+    def with_parameters(self, **overrides: Any) -> NodeSpec:
+        return replace(self, parameters={**self.parameters, **overrides})
+
+
+def pipeline(
+    *,
+    model: str = "",
+    source: str = "synthetic",
+    interval: int = 0,
+    snn_backend: str = "native",
+    classifier_backend: str = "onnxruntime",
+    use_sim_time: bool = False,
+    autostart: bool = True,
+    num_samples: int = 0,
+    seed: int = 0,
+    speed: float = 1.0,
+    source_path: str = "",
+    overrides: dict[str, dict[str, Any]] | None = None,
+    remappings: dict[str, tuple[tuple[str, str], ...]] | None = None,
+) -> list[NodeSpec]:
+    """The four stages and the energy aggregator with their parameters.
+
+    ``model`` empty means the shipped default bundle; ``interval`` 0 means the bundle's own.
+    ``overrides`` maps a node name to extra parameters; ``remappings`` a node name to remaps.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    if snn_backend not in SNN_BACKENDS:
+        raise ValueError(f"unknown snn backend {snn_backend!r}; expected one of {SNN_BACKENDS}")
+    if classifier_backend not in CLASSIFIER_BACKENDS:
+        raise ValueError(
+            f"unknown classifier backend {classifier_backend!r}; expected one of "
+            f"{CLASSIFIER_BACKENDS}"
+        )
+    common = {"use_sim_time": use_sim_time, "autostart": autostart}
+    nodes = [
+        NodeSpec(
+            name="event_driver",
+            executable="event_driver",
+            module="hsnn_perception.nodes.event_driver",
+            node_class="hsnn_perception.nodes.event_driver:EventDriverNode",
+            parameters={
+                **common,
+                "source": source,
+                "path": source_path,
+                "seed": int(seed),
+                "num_samples": int(num_samples),
+                "speed": float(speed),
+            },
+        ),
+        NodeSpec(
+            name="snn_feature",
+            executable="snn_node",
+            module="hsnn_perception.nodes.snn_node",
+            node_class="hsnn_perception.nodes.snn_node:SnnFeatureNode",
+            parameters={**common, "model": model, "backend": snn_backend},
+        ),
+        NodeSpec(
+            name="accumulator_bridge",
+            executable="accumulator_bridge",
+            module="hsnn_bridge.accumulator_node",
+            node_class="hsnn_bridge.accumulator_node:AccumulatorBridgeNode",
+            parameters={**common, "model": model, "interval": int(interval)},
+        ),
+        NodeSpec(
+            name="classifier",
+            executable="classifier_node",
+            module="hsnn_perception.nodes.classifier_node",
+            node_class="hsnn_perception.nodes.classifier_node:ClassifierNode",
+            parameters={**common, "model": model, "backend": classifier_backend},
+        ),
+        NodeSpec(
+            name="energy_aggregator",
+            executable="energy_aggregator",
+            module="hsnn_perception.nodes.energy_aggregator",
+            node_class="hsnn_perception.nodes.energy_aggregator:EnergyAggregatorNode",
+            parameters={**common},
+        ),
+    ]
+    overrides = overrides or {}
+    remappings = remappings or {}
+    unknown = (set(overrides) | set(remappings)) - {n.name for n in nodes}
+    if unknown:
+        raise ValueError(f"overrides name unknown nodes: {sorted(unknown)}")
+    return [
+        replace(
+            n.with_parameters(**overrides.get(n.name, {})),
+            remappings=tuple(remappings.get(n.name, ())),
+        )
+        for n in nodes
+    ]
+
+
+def specs_to_json(specs: list[NodeSpec] | tuple[NodeSpec, ...]) -> str:
+    return json.dumps([asdict(s) for s in specs], indent=1)
+
+
+def specs_from_json(text: str) -> list[NodeSpec]:
+    docs = json.loads(text)
+    return [
+        NodeSpec(**{**d, "remappings": tuple(tuple(r) for r in d.get("remappings", ()))})
+        for d in docs
+    ]
+
+
+def qualified_name(namespace: str, name: str) -> str:
+    """``/namespace/name`` for a relative topic or node name; absolute names are kept."""
+    if name.startswith("/"):
+        return name
+    ns = namespace.strip("/")
+    return f"/{ns}/{name}" if ns else f"/{name}"

@@ -1,0 +1,204 @@
+"""What every hsnn node shares: lifecycle with optional autostart, QoS profiles, counted errors and
+a diagnostics publisher."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from hsnn_perception.graph import DIAGNOSTICS
+
+
+def sensor_qos(depth: int) -> QoSProfile:
+    """Best-effort, volatile, keep-last: ROS 2's sensor-data profile with a deeper queue, so a
+    burst of packets during a long SNN step is kept but a slow reader never blocks the driver."""
+    return QoSProfile(
+        reliability=qos_profile_sensor_data.reliability,
+        durability=qos_profile_sensor_data.durability,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+    )
+
+
+def reliable_qos(depth: int = 50) -> QoSProfile:
+    return QoSProfile(
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+    )
+
+
+class ParameterValueError(ValueError):
+    """A node parameter has a value the node cannot use."""
+
+
+def guarded_transition(
+    fn: Callable[[Any, State], TransitionCallbackReturn],
+) -> Callable[[Any, State], TransitionCallbackReturn]:
+    """A lifecycle callback that fails the transition (logged and counted) instead of raising:
+    a bad parameter or a missing model leaves the node up, in its previous state."""
+
+    @functools.wraps(fn)
+    def wrapper(self: HsnnNode, state: State) -> TransitionCallbackReturn:
+        try:
+            return fn(self, state)
+        except Exception as exc:
+            self.reject("transition", f"{fn.__name__} failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+
+    return wrapper
+
+
+class HsnnNode(LifecycleNode):
+    """Lifecycle node with counters that end up on /diagnostics.
+
+    With ``autostart`` (default) the node configures and activates itself, which is what
+    ``ros2 run`` users expect; set it false to let a lifecycle manager (e.g. nav2's) drive it.
+    """
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self._defaults: dict[str, Any] = {}
+        self.declare_parameter("autostart", True)
+        self.declare_parameter("diagnostics_period_s", 1.0)
+        self.counters: Counter[str] = Counter()
+        self.last_errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, reliable_qos(10))
+        period = float(self.get_parameter("diagnostics_period_s").value)
+        self._diag_timer = self.create_timer(max(period, 0.05), self.publish_diagnostics)
+        if self.get_parameter("autostart").value:
+            # After construction, so subclasses have declared their parameters.
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    def declare(self, name: str, default: Any, description: str = "") -> None:
+        """Declare a parameter that accepts any type at launch, so that a wrong type (an int for a
+        float, a string for a number) is reported by :meth:`param` instead of killing the node."""
+        self.declare_parameter(
+            name, default, ParameterDescriptor(description=description, dynamic_typing=True)
+        )
+        self._defaults[name] = default
+
+    def param(self, name: str) -> Any:
+        """The parameter converted to its default's type; ParameterValueError if it cannot be."""
+        value = self.get_parameter(name).value
+        default = self._defaults.get(name)
+        try:
+            if isinstance(default, bool):
+                if isinstance(value, str) and value.lower() in ("true", "false"):
+                    return value.lower() == "true"
+                if not isinstance(value, bool):
+                    raise TypeError
+                return value
+            if isinstance(default, int):
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise TypeError
+                return int(value)
+            if isinstance(default, float):
+                if isinstance(value, bool):
+                    raise TypeError
+                return float(value)
+            if isinstance(default, str):
+                return "" if value is None else str(value)
+            if isinstance(default, list):
+                return list(value)
+        except (TypeError, ValueError):
+            raise ParameterValueError(
+                f"parameter {name!r} = {value!r} is not a valid {type(default).__name__}"
+            ) from None
+        return value
+
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # counting -------------------------------------------------------------------------------------
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] += n
+
+    def reject(self, kind: str, detail: str) -> None:
+        """Log bad input with what was wrong, count it, and carry on."""
+        with self._lock:
+            self.counters[f"errors.{kind}"] += 1
+            self.counters["errors"] += 1
+            self.last_errors[kind] = detail
+        self.get_logger().warn(f"{kind}: {detail}", throttle_duration_sec=1.0)
+
+    def diagnostic_values(self) -> dict[str, str]:
+        """Extra key/values for this node's diagnostic status (subclasses add theirs)."""
+        return {}
+
+    def publish_diagnostics(self) -> None:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        with self._lock:
+            counters = dict(self.counters)
+            errors = dict(self.last_errors)
+        status = DiagnosticStatus()
+        status.name = f"hsnn/{self.get_name()}"
+        status.hardware_id = self.get_fully_qualified_name()
+        state = self._state_machine.current_state[1] if hasattr(self, "_state_machine") else ""
+        if counters.get("errors", 0):
+            status.level = DiagnosticStatus.WARN
+            status.message = f"{counters['errors']} bad inputs rejected; last: " + "; ".join(
+                f"{k}: {v}" for k, v in list(errors.items())[-3:]
+            )
+        else:
+            status.level = DiagnosticStatus.OK
+            status.message = "ok"
+        values = {"lifecycle_state": str(state), "uptime_s": f"{elapsed:.1f}"}
+        for key, value in sorted(counters.items()):
+            values[key] = str(value)
+            if key.startswith(("received", "published")):
+                values[f"{key}.rate_hz"] = f"{value / elapsed:.2f}"
+        values.update(self.diagnostic_values())
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [status]
+        self._diag_pub.publish(msg)
+
+    # lifecycle defaults -----------------------------------------------------------------------------
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self.get_logger().error(f"lifecycle error in state {state.label}")
+        return TransitionCallbackReturn.SUCCESS
+
+
+def run_node(node_class: type[HsnnNode], args: list[str] | None = None) -> int:
+    """``main`` of a node executable: spin until Ctrl-C or shutdown, exit cleanly."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_class()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,228 @@
+"""Classifier node: runs the non-spiking layers (ONNX Runtime anywhere, TensorRT on NVIDIA GPUs) on
+the accumulator's tensors and publishes classifications and the stage's energy report."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from rclpy.lifecycle import State, TransitionCallbackReturn
+
+from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.energy import (
+    ann_energy,
+    cpu_meter,
+    gpu_meter,
+    jetson_meter,
+    measured_figure,
+    unavailable,
+)
+from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
+from hsnn_perception.msg import Classification, EnergyReport, TensorList
+from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
+from hsnn_perception.nodes.conversions import (
+    energy_report,
+    read_tensor_list,
+    us_to_duration,
+    us_to_time,
+)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - np.max(logits)
+    e = np.exp(z)
+    return (e / e.sum()).astype(np.float32)
+
+
+class SpikeCountReadout:
+    """For bundles without an ANN part (the SNN baseline): the class is the output neuron with the
+    most spikes over the window. Logits are the spike counts."""
+
+    name = "spike-count readout (SNN baseline)"
+    device = "cpu"
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        counts = x.reshape(x.shape[0], -1, self.num_classes).sum(axis=1)
+        return counts.astype(np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+class ClassifierNode(HsnnNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("classifier", **kwargs)
+        p = self.declare
+        p("model", "")
+        p("backend", "onnxruntime")  # onnxruntime | tensorrt
+        p("providers", "auto")  # onnxruntime: auto | tensorrt | cuda | cpu (comma list)
+        p("precision", "fp32")  # fp32 | fp16 | int8
+        p("cache_dir", "")  # TensorRT engines; empty = ~/.cache/hsnn/engines
+        p("force_rebuild", False)
+        p("input_name", "")  # empty = the bundle's ANN input name
+        # Energy when nothing can be measured here: a device profile of hsnn_perception.core.energy
+        # (e.g. jetson-orin-nano) to model from MACs, or empty to report "unavailable".
+        p("energy_model_device", "jetson-orin-nano")
+        self._sub = None
+        self._backend: Any = None
+        self._meter = None
+
+    @guarded_transition
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        kind = str(self.param("backend"))
+        if kind not in CLASSIFIER_BACKENDS:
+            self.reject("parameter", f"backend {kind!r} unknown; expected {CLASSIFIER_BACKENDS}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self.bundle = ModelBundle.load(str(self.param("model")) or str(default_bundle_path()))
+            self.input_name = str(self.param("input_name")) or self.bundle.ann_input_name
+            started = time.monotonic()
+            if self.bundle.ann_file is None:
+                self._backend = SpikeCountReadout(self.bundle.num_classes)
+                self.macs = 0
+            else:
+                from hsnn_perception.core.classifier_backends import create_backend
+                from hsnn_perception.core.onnx_macs import count_macs
+
+                self._backend = create_backend(
+                    kind,
+                    self.bundle.ann_file,
+                    providers=str(self.param("providers")),
+                    precision=str(self.param("precision")),
+                    cache_dir=str(self.param("cache_dir")) or None,
+                    force_rebuild=bool(self.param("force_rebuild")),
+                    logger=lambda m: self.get_logger().info(str(m)),
+                )
+                self.macs = count_macs(self.bundle.ann_file, self.bundle.ann_input_shape)
+            self.get_logger().info(
+                f"classifier {self._backend.name} on {self._backend.device} ready in "
+                f"{time.monotonic() - started:.2f} s ({self.macs} MACs per inference)"
+            )
+        except Exception as exc:  # missing model, no GPU for tensorrt, ...: stay up and say why
+            self.reject("model", f"cannot load the classifier: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        device = str(self._backend.device)
+        if device.startswith("cuda"):
+            self._meter = gpu_meter()
+        else:
+            self._meter = jetson_meter() or cpu_meter()
+        self._pub = self.create_lifecycle_publisher(
+            Classification, CLASSIFICATION, reliable_qos(50)
+        )
+        self._energy_pub = self.create_lifecycle_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        return TransitionCallbackReturn.SUCCESS
+
+    @guarded_transition
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._sub = self.create_subscription(
+            TensorList, TENSORS, self._on_tensors, reliable_qos(20)
+        )
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._close_backend()
+        self.destroy_lifecycle_publisher(self._pub)
+        self.destroy_lifecycle_publisher(self._energy_pub)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._close_backend()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _close_backend(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def _on_tensors(self, msg: TensorList) -> None:
+        self.count("received.tensors")
+        try:
+            window_id, start_us, arrays = read_tensor_list(msg)
+            x = arrays.get(self.input_name)
+            if x is None:
+                raise ValueError(f"no tensor named {self.input_name!r} (got {sorted(arrays)})")
+            expected = self.bundle.ann_input_shape
+            if x.shape != expected:
+                raise ValueError(
+                    f"tensor {self.input_name!r} of shape {x.shape}, expected {expected}"
+                )
+            x = x.astype(np.float32, copy=False)
+            if not np.isfinite(x).all():
+                raise ValueError(f"tensor {self.input_name!r} holds NaN or infinite values")
+        except ValueError as exc:
+            self.reject("tensor", str(exc))
+            return
+        if self._meter is not None:
+            self._meter.start()
+        started = time.perf_counter()
+        try:
+            logits = np.asarray(self._backend.infer(x)).reshape(-1)
+        except Exception as exc:
+            if self._meter is not None:
+                self._meter.stop()
+            self.reject("inference", f"window {window_id}: {exc}")
+            return
+        latency = time.perf_counter() - started
+        measured = self._meter.stop() if self._meter is not None else None
+        if logits.size != self.bundle.num_classes or not np.isfinite(logits).all():
+            self.reject("inference", f"window {window_id}: model gave invalid logits {logits}")
+            return
+        scores = softmax(logits)
+        class_id = int(np.argmax(scores))
+        out = Classification()
+        out.header.stamp = us_to_time(start_us)
+        out.header.frame_id = msg.header.frame_id
+        out.window_id = max(window_id, 0)
+        out.window_stamp = us_to_time(start_us)
+        out.window_duration = us_to_duration(self.bundle.window_us)
+        out.class_id = class_id
+        out.label = self.bundle.labels[class_id]
+        out.score = float(scores[class_id])
+        out.scores = [float(s) for s in scores]
+        self._pub.publish(out)
+        self.count("published.classifications")
+        self._energy_pub.publish(
+            energy_report(
+                self._energy(latency, measured),
+                window_id,
+                start_us,
+                self.get_clock().now().to_msg(),
+            )
+        )
+
+    def _energy(self, latency: float, measured: tuple[float, float] | None):
+        device = str(self._backend.device)
+        if measured is not None and self._meter is not None:
+            return measured_figure(
+                "classifier", device, self._meter, measured[0], latency, macs=self.macs
+            )
+        profile = str(self.param("energy_model_device"))
+        if not profile:
+            figure = unavailable(
+                "classifier", device, "no power meter here and no energy_model_device set", latency
+            )
+            figure.macs = self.macs
+            return figure
+        # Modelled for the target device from MACs (its own latency), not from this host's time.
+        figure = ann_energy(self.macs, None, device=profile)
+        figure.method += f"; ran here on {self._backend.name}, host latency below"
+        figure.latency_s = latency
+        return figure
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(ClassifierNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""Energy aggregator: adds up the stages' EnergyReports of each inference (window), publishes the
+totals, and reports the health of every stage (rates, missing reports, latency) on /diagnostics."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+from rclpy.lifecycle import State, TransitionCallbackReturn
+
+from hsnn_perception.core.energy import total
+from hsnn_perception.graph import ENERGY, ENERGY_TOTAL
+from hsnn_perception.msg import EnergyReport
+from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
+from hsnn_perception.nodes.conversions import (
+    energy_report,
+    figure_from_report,
+    time_to_ns,
+    time_to_us,
+)
+
+
+class EnergyAggregatorNode(HsnnNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("energy_aggregator", **kwargs)
+        self.declare("stages", ["snn", "bridge", "classifier"])
+        # A window still missing a stage after this long is published as a partial total.
+        self.declare("timeout_s", 2.0)
+        self._pending: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._stage_counts: defaultdict[str, int] = defaultdict(int)
+        self._stage_latency: defaultdict[str, float] = defaultdict(float)
+        self._missing: defaultdict[str, int] = defaultdict(int)
+        self._sub = None
+        self._timer = None
+
+    @guarded_transition
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self.stages = [str(s) for s in self.param("stages")]
+        if not self.stages:
+            self.reject("parameter", "stages is empty")
+            return TransitionCallbackReturn.FAILURE
+        self.timeout_s = float(self.param("timeout_s"))
+        self._pub = self.create_lifecycle_publisher(EnergyReport, ENERGY_TOTAL, reliable_qos(100))
+        return TransitionCallbackReturn.SUCCESS
+
+    @guarded_transition
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._sub = self.create_subscription(
+            EnergyReport, ENERGY, self._on_report, reliable_qos(200)
+        )
+        self._timer = self.create_timer(0.2, self._expire)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.destroy_lifecycle_publisher(self._pub)
+        self._pending.clear()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _on_report(self, msg: EnergyReport) -> None:
+        self.count("received.reports")
+        if msg.stage not in self.stages:
+            if msg.stage != "total":
+                self.reject("report", f"report of unknown stage {msg.stage!r} ignored")
+            return
+        self._stage_counts[msg.stage] += 1
+        self._stage_latency[msg.stage] += msg.latency_s
+        entry = self._pending.setdefault(
+            msg.window_id, {"reports": {}, "first_seen": time.monotonic()}
+        )
+        if msg.stage in entry["reports"]:
+            self.reject("report", f"second {msg.stage} report for window {msg.window_id}")
+            return
+        entry["reports"][msg.stage] = msg
+        if all(s in entry["reports"] for s in self.stages):
+            self._publish(msg.window_id)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for window_id in [
+            w for w, e in self._pending.items() if now - e["first_seen"] > self.timeout_s
+        ]:
+            entry = self._pending[window_id]
+            for stage in self.stages:
+                if stage not in entry["reports"]:
+                    self._missing[stage] += 1
+            self._publish(window_id)
+
+    def _publish(self, window_id: int) -> None:
+        entry = self._pending.pop(window_id)
+        reports: dict[str, EnergyReport] = entry["reports"]
+        figure = total([figure_from_report(r) for r in reports.values()])
+        missing = [s for s in self.stages if s not in reports]
+        if missing:
+            figure.method += "; no report from: " + ", ".join(missing)
+        first = next(iter(reports.values()))
+        # End-to-end: from the start of the earliest stage to the end of the last one (node clocks).
+        starts = [time_to_ns(r.header.stamp) - r.latency_s * 1e9 for r in reports.values()]
+        ends = [time_to_ns(r.header.stamp) for r in reports.values()]
+        self._e2e_last = (max(ends) - min(starts)) * 1e-9
+        self._pub.publish(
+            energy_report(
+                figure, window_id, time_to_us(first.window_stamp), self.get_clock().now().to_msg()
+            )
+        )
+        self.count("published.totals")
+
+    def diagnostic_values(self) -> dict[str, str]:
+        values = {}
+        for stage in self.stages:
+            n = self._stage_counts[stage]
+            values[f"{stage}.reports"] = str(n)
+            values[f"{stage}.missing_windows"] = str(self._missing[stage])
+            if n:
+                values[f"{stage}.mean_latency_ms"] = f"{self._stage_latency[stage] / n * 1e3:.3f}"
+        if hasattr(self, "_e2e_last"):
+            values["end_to_end_latency_ms"] = f"{self._e2e_last * 1e3:.3f}"
+        values["pending_windows"] = str(len(self._pending))
+        return values
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(EnergyAggregatorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""Event-camera driver node: publishes EventPacket messages from a synthetic source, an AEDAT4
+file, a live iniVation camera or a DV network stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rosgraph_msgs.msg import Clock
+
+from hsnn_perception.core.events import encode_packet
+from hsnn_perception.core.streams import Pacer, Packet
+from hsnn_perception.graph import CLOCK, EVENTS, LABELS, SOURCES
+from hsnn_perception.msg import EventPacket, GestureLabel
+from hsnn_perception.nodes.base import (
+    HsnnNode,
+    guarded_transition,
+    reliable_qos,
+    run_node,
+    sensor_qos,
+)
+from hsnn_perception.nodes.conversions import us_to_time
+
+
+class EventDriverNode(HsnnNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("event_driver", **kwargs)
+        p = self.declare
+        p("source", "synthetic")  # synthetic | aedat4 | camera | network
+        p("path", "")  # aedat4: file
+        p("width", 128)  # synthetic sensor geometry
+        p("height", 128)
+        p("seed", 0)
+        p("num_samples", 0)  # synthetic: samples to play, 0 = endless
+        p("speed", 1.0)  # 1 = real time, 0 = as fast as possible
+        p("loop", False)
+        p("packet_us", 5000)  # sensor time per packet
+        p("encoding", "mono")
+        p("frame_id", "dvs")
+        p("publish_clock", False)  # publish sensor time on /clock for use_sim_time graphs
+        p("qos_depth", 200)
+        p("timer_period_s", 0.002)
+        p("max_packets_per_tick", 50)
+        self._packets: Iterator[Packet] | None = None
+        self._pending: Packet | None = None
+        self._seq = 0
+        self._timer = None
+        self._finished = False
+
+    # lifecycle --------------------------------------------------------------------------------------
+    @guarded_transition
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        source = str(self.param("source"))
+        if source not in SOURCES:
+            self.reject("parameter", f"source {source!r} unknown; expected one of {SOURCES}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self._pacer = Pacer(float(self.param("speed")))
+            self._packets, self._width, self._height = self._open_source(source)
+        except Exception as exc:  # a bad parameter or a missing file must not kill the node
+            self.reject("source", f"cannot open {source} source: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        depth = int(self.param("qos_depth"))
+        self._events_pub = self.create_lifecycle_publisher(EventPacket, EVENTS, sensor_qos(depth))
+        self._labels_pub = self.create_lifecycle_publisher(GestureLabel, LABELS, reliable_qos(100))
+        self._clock_pub = (
+            self.create_lifecycle_publisher(Clock, CLOCK, reliable_qos(10))
+            if self.param("publish_clock")
+            else None
+        )
+        self._encoding = str(self.param("encoding"))
+        self._frame_id = str(self.param("frame_id"))
+        self.get_logger().info(
+            f"{source} source ready ({self._width}x{self._height}, {self._encoding}, "
+            f"speed {self._pacer.speed:g})"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    @guarded_transition
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._pacer.reset()
+        self._timer = self.create_timer(float(self.param("timer_period_s")), self._tick)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        for pub in (self._events_pub, self._labels_pub, self._clock_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._packets = None
+        return TransitionCallbackReturn.SUCCESS
+
+    # sources ----------------------------------------------------------------------------------------
+    def _open_source(self, source: str) -> tuple[Iterator[Packet], int, int]:
+        packet_us = int(self.param("packet_us"))
+        if source == "synthetic":
+            from hsnn_perception.core.streams import synthetic_packets
+            from hsnn_perception.core.synthetic import SyntheticGestures
+
+            width, height = int(self.param("width")), int(self.param("height"))
+            gen = SyntheticGestures(height=height, width=width, seed=int(self.param("seed")))
+            n = int(self.param("num_samples"))
+            return synthetic_packets(gen, packet_us, n if n > 0 else None), width, height
+        from hsnn_perception.core import sources
+
+        return sources.open_packet_source(
+            source,
+            path=str(self.param("path")),
+            packet_us=packet_us,
+            loop=bool(self.param("loop")),
+        )
+
+    # publishing -------------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        budget = int(self.param("max_packets_per_tick"))
+        for _ in range(budget):
+            if self._pending is None:
+                self._pending = self._next_packet()
+                if self._pending is None:
+                    return
+            if not self._pacer.due(self._pending.t_end_us):
+                return
+            packet, self._pending = self._pending, None
+            self._publish(packet)
+
+    def _next_packet(self) -> Packet | None:
+        if self._packets is None or self._finished:
+            return None
+        try:
+            return next(self._packets)
+        except StopIteration:
+            self._finished = True
+            self.get_logger().info(f"source finished after {self._seq} packets")
+        except Exception as exc:  # corrupt data in a file: report, stop this source, stay up
+            self._finished = True
+            self.reject("source", f"reading the source failed: {exc}")
+        return None
+
+    def _publish(self, packet: Packet) -> None:
+        for span in packet.labels:
+            label = GestureLabel()
+            label.header.stamp = us_to_time(span.start_us)
+            label.header.frame_id = self._frame_id
+            label.start = us_to_time(span.start_us)
+            label.end = us_to_time(span.end_us)
+            label.class_id = span.class_id
+            label.label = span.label
+            self._labels_pub.publish(label)
+            self.count("published.labels")
+        try:
+            time_base, payload = encode_packet(
+                packet.events, self._encoding, self._width, self._height
+            )
+        except ValueError as exc:
+            self.reject("encode", str(exc))
+            return
+        msg = EventPacket()
+        msg.header.stamp = self.get_clock().now().to_msg()  # host time, as event_camera drivers do
+        msg.header.frame_id = self._frame_id
+        msg.height, msg.width = self._height, self._width
+        msg.seq = self._seq
+        msg.time_base = time_base if len(packet.events) else packet.t_start_us * 1000
+        msg.encoding = self._encoding
+        msg.is_bigendian = False
+        msg.events = payload
+        self._events_pub.publish(msg)
+        self._seq += 1
+        self.count("published.packets")
+        self.count("published.events", len(packet.events))
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=us_to_time(packet.t_end_us)))
+
+    def diagnostic_values(self) -> dict[str, str]:
+        return {"source_finished": str(self._finished), "seq": str(self._seq)}
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(EventDriverNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""A plain rclpy node that listens to the pipeline's outputs (labels, classifications, energy) and
+collects per-window records. Used by the demo, the integration tests and DDS replay."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable
+
+from rclpy.node import Node
+
+from hsnn_perception.core.results import StageRecord, WindowRecord
+from hsnn_perception.graph import (
+    CLASSIFICATION,
+    ENERGY,
+    ENERGY_TOTAL,
+    EVENTS,
+    LABELS,
+    SPIKES,
+    TENSORS,
+    qualified_name,
+)
+from hsnn_perception.msg import Classification, EnergyReport, GestureLabel
+from hsnn_perception.nodes.base import reliable_qos
+from hsnn_perception.nodes.conversions import time_to_ns, time_to_us
+
+
+class PipelineMonitor(Node):
+    def __init__(
+        self,
+        namespace: str = "",
+        on_classification: Callable[[WindowRecord], None] | None = None,
+    ) -> None:
+        super().__init__("hsnn_monitor", namespace=namespace)
+        self.records: dict[int, WindowRecord] = {}
+        self.diag_errors: dict[str, int] = {}
+        self._label_starts: list[int] = []
+        self._labels: list[GestureLabel] = []
+        self._lock = threading.Lock()
+        self._on_classification = on_classification
+        qos = reliable_qos(500)
+        self.create_subscription(GestureLabel, LABELS, self._on_label, qos)
+        self.create_subscription(Classification, CLASSIFICATION, self._on_classification_msg, qos)
+        self.create_subscription(EnergyReport, ENERGY, self._on_energy, qos)
+        self.create_subscription(EnergyReport, ENERGY_TOTAL, self._on_total, qos)
+
+    def _record(self, window_id: int, start_us: int) -> WindowRecord:
+        rec = self.records.get(window_id)
+        if rec is None:
+            rec = self.records[window_id] = WindowRecord(window_id, start_us)
+        return rec
+
+    def _on_label(self, msg: GestureLabel) -> None:
+        with self._lock:
+            start = time_to_us(msg.start)
+            i = bisect.bisect(self._label_starts, start)
+            self._label_starts.insert(i, start)
+            self._labels.insert(i, msg)
+            for rec in self.records.values():
+                if rec.true_class is None:
+                    self._attach_label(rec)
+
+    def _attach_label(self, rec: WindowRecord) -> None:
+        i = bisect.bisect_right(self._label_starts, rec.start_us) - 1
+        if i >= 0:
+            label = self._labels[i]
+            if rec.start_us < time_to_us(label.end):
+                rec.true_class = int(label.class_id)
+                rec.true_label = label.label
+
+    def _on_classification_msg(self, msg: Classification) -> None:
+        with self._lock:
+            rec = self._record(int(msg.window_id), time_to_us(msg.window_stamp))
+            rec.predicted_class = int(msg.class_id)
+            rec.predicted_label = msg.label
+            rec.score = float(msg.score)
+            self._attach_label(rec)
+        if self._on_classification is not None:
+            self._on_classification(rec)
+
+    def _on_energy(self, msg: EnergyReport) -> None:
+        with self._lock:
+            rec = self._record(int(msg.window_id), time_to_us(msg.window_stamp))
+            rec.stages[msg.stage] = StageRecord(
+                latency_s=msg.latency_s,
+                energy_j=msg.energy_j,
+                source=msg.source,
+                method=msg.method,
+                device=msg.device,
+                end_ns=time_to_ns(msg.header.stamp),
+            )
+
+    def _on_total(self, msg: EnergyReport) -> None:
+        with self._lock:
+            rec = self._record(int(msg.window_id), time_to_us(msg.window_stamp))
+            rec.total_energy_j = msg.energy_j
+            rec.total_source = msg.source
+
+    def classified(self) -> list[WindowRecord]:
+        with self._lock:
+            return sorted(
+                (r for r in self.records.values() if r.predicted_class is not None),
+                key=lambda r: r.window_id,
+            )
+
+
+# Topics that must be connected before the source may start, as (topic, publishers, subscribers):
+# the stages subscribe on activation, so this also says every stage is configured and active.
+PIPELINE_CONNECTIONS = (
+    (EVENTS, 0, 1),
+    (SPIKES, 1, 1),
+    (TENSORS, 1, 1),
+    (CLASSIFICATION, 1, 1),
+    (ENERGY, 3, 2),
+    (ENERGY_TOTAL, 1, 1),
+)
+
+
+def missing_connections(node: Node, namespace: str) -> list[str]:
+    """What is not yet connected in the pipeline graph, as readable strings (empty when ready)."""
+    missing = []
+    for topic, pubs, subs in PIPELINE_CONNECTIONS:
+        name = qualified_name(namespace, topic)
+        have_pubs, have_subs = node.count_publishers(name), node.count_subscribers(name)
+        if have_pubs < pubs or have_subs < subs:
+            missing.append(f"{name}: {have_pubs}/{pubs} publishers, {have_subs}/{subs} subscribers")
+    return missing
+
+
+class LifecycleClient:
+    """Drives a managed node through its lifecycle services, like nav2's lifecycle manager."""
+
+    def __init__(self, node: Node, target: str) -> None:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self._node = node
+        self.target = target
+        self._change = node.create_client(ChangeState, f"{target}/change_state")
+        self._get = node.create_client(GetState, f"{target}/get_state")
+
+    def _call(self, client, request, spin: Callable[[float], None], timeout_s: float):  # noqa: ANN001
+        deadline = time.monotonic() + timeout_s
+        while not client.service_is_ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{client.srv_name} is not available")
+            spin(0.05)
+        future = client.call_async(request)
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{client.srv_name} did not answer")
+            spin(0.05)
+        return future.result()
+
+    def state(self, spin: Callable[[float], None], timeout_s: float = 10.0) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self._call(self._get, GetState.Request(), spin, timeout_s).current_state.label
+
+    def transition(self, label: str, spin: Callable[[float], None], timeout_s: float = 30.0) -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        ids = {"configure": Transition.TRANSITION_CONFIGURE,
+               "activate": Transition.TRANSITION_ACTIVATE,
+               "deactivate": Transition.TRANSITION_DEACTIVATE,
+               "cleanup": Transition.TRANSITION_CLEANUP}
+        request = ChangeState.Request()
+        request.transition.id = ids[label]
+        return bool(self._call(self._change, request, spin, timeout_s).success)

@@ -1,0 +1,108 @@
+"""Run the pipeline's processes, wait until the graph is connected, start the source through its
+lifecycle services, and collect the per-window results. Shared by the demo, DDS replay and tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hsnn_perception.core.results import WindowRecord
+from hsnn_perception.graph import NodeSpec, qualified_name
+from hsnn_perception.launcher import ProcessGroup
+
+STAGES = ("snn", "bridge", "classifier")
+
+
+class PipelineError(RuntimeError):
+    """The pipeline did not come up or a node died; the message has the node's log."""
+
+
+@dataclass
+class SessionResult:
+    records: list[WindowRecord]
+    exit_codes: dict[str, int | None]
+    logs: dict[str, str] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def run_session(
+    specs: Sequence[NodeSpec],
+    expected_windows: int,
+    *,
+    namespace: str = "hsnn",
+    composed: bool = False,
+    timeout_s: float = 120.0,
+    startup_timeout_s: float = 60.0,
+    on_classification: Callable[[WindowRecord], None] | None = None,
+    log_dir: Path | None = None,
+    source_node: str = "event_driver",
+) -> SessionResult:
+    """Start ``specs`` (the source held back), connect, play, collect ``expected_windows``."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from hsnn_perception.tools.monitor import LifecycleClient, PipelineMonitor, missing_connections
+
+    specs = [
+        s.with_parameters(autostart=False) if s.name == source_node else s for s in specs
+    ]
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    monitor = PipelineMonitor(namespace=namespace, on_classification=on_classification)
+    executor = SingleThreadedExecutor()
+    executor.add_node(monitor)
+
+    def spin(seconds: float) -> None:
+        executor.spin_once(timeout_sec=seconds)
+
+    group = ProcessGroup(specs, namespace=namespace, composed=composed, log_dir=log_dir)
+
+    def check_alive() -> None:
+        dead = {n: rc for n, rc in group.poll().items() if rc is not None}
+        if dead:
+            logs = "\n".join(f"--- {n} exited with {rc}:\n{group.log(n)}" for n, rc in dead.items())
+            raise PipelineError(f"pipeline process died:\n{logs}")
+
+    try:
+        with group:
+            deadline = time.monotonic() + startup_timeout_s
+            while missing := missing_connections(monitor, namespace):
+                check_alive()
+                if time.monotonic() > deadline:
+                    logs = "\n".join(f"--- {n}:\n{group.log(n)}" for n in group.procs)
+                    raise PipelineError(
+                        "pipeline did not connect in time: " + "; ".join(missing) + "\n" + logs
+                    )
+                spin(0.1)
+            source = LifecycleClient(monitor, qualified_name(namespace, source_node))
+            for transition in ("configure", "activate"):
+                if not source.transition(transition, spin):
+                    raise PipelineError(
+                        f"{source_node} refused to {transition}:\n{group.log(_proc(group, source_node))}"
+                    )
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                spin(0.1)
+                done = monitor.classified()
+                if len(done) >= expected_windows and all(
+                    len(r.stages) == len(STAGES) and r.total_source for r in done
+                ):
+                    break
+                check_alive()
+            spin(0.2)
+            records = monitor.classified()
+            logs = {n: group.log(n) for n in group.procs}
+            codes = group.stop()
+            logs = {n: group.log(n) for n in group.procs}
+    finally:
+        monitor.destroy_node()
+        if own_context:
+            rclpy.try_shutdown()
+    return SessionResult(records=records, exit_codes=codes, logs=logs)
+
+
+def _proc(group: ProcessGroup, node: str) -> str:
+    return "composed_pipeline" if group.composed else node

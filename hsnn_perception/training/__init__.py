@@ -1,0 +1,1 @@
+"""Training and export of hybrid SNN-ANN models (plain Python, no rclpy)."""
