@@ -152,3 +152,60 @@ def qualified_name(namespace: str, name: str) -> str:
         return name
     ns = namespace.strip("/")
     return f"/{ns}/{name}" if ns else f"/{name}"
+
+
+# Launch arguments of launch/pipeline.launch.py: name -> (default, description). The launch file
+# declares exactly these and hands their values to pipeline_from_arguments().
+LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "model": ("", "model bundle directory (empty: the shipped default model)"),
+    "source": ("synthetic", "event source: " + " | ".join(SOURCES)),
+    "source_path": ("", "AEDAT4 file when source is aedat4"),
+    "interval": ("0", "accumulation interval I in timesteps (0: the model's)"),
+    "snn_backend": ("native", "SNN backend: " + " | ".join(SNN_BACKENDS)),
+    "classifier_backend": ("onnxruntime", "classifier backend: " + " | ".join(CLASSIFIER_BACKENDS)),
+    "num_samples": ("0", "synthetic source: gestures to play (0: endless)"),
+    "speed": ("1.0", "playback speed of synthetic/file sources (1: real time, 0: max)"),
+    "seed": ("0", "synthetic source seed"),
+    "namespace": ("", "namespace of every node and topic"),
+    "use_sim_time": ("false", "use /clock (e.g. from rosbag play or the driver's publish_clock)"),
+    "autostart": ("true", "nodes configure and activate themselves (false: a lifecycle manager does)"),
+    "composed": ("false", "run all nodes in one process (one executor)"),
+    "params_file": ("", "YAML parameters file applied to the nodes on top of the arguments"),
+}
+
+
+def parse_bool(name: str, text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"launch argument {name}:={text!r} is not a boolean")
+
+
+def pipeline_from_arguments(arguments: dict[str, str]) -> list[NodeSpec]:
+    """The node specs for launch-argument strings (as ``ros2 launch`` hands them over)."""
+    unknown = set(arguments) - set(LAUNCH_ARGUMENTS)
+    if unknown:
+        raise ValueError(f"unknown launch arguments: {sorted(unknown)}")
+    args = {k: arguments.get(k, default) for k, (default, _) in LAUNCH_ARGUMENTS.items()}
+
+    def number(name: str, kind: type) -> Any:
+        try:
+            return kind(args[name])
+        except ValueError:
+            raise ValueError(f"launch argument {name}:={args[name]!r} is not a {kind.__name__}") from None
+
+    return pipeline(
+        model=args["model"],
+        source=args["source"],
+        source_path=args["source_path"],
+        interval=number("interval", int),
+        snn_backend=args["snn_backend"],
+        classifier_backend=args["classifier_backend"],
+        num_samples=number("num_samples", int),
+        speed=number("speed", float),
+        seed=number("seed", int),
+        use_sim_time=parse_bool("use_sim_time", args["use_sim_time"]),
+        autostart=parse_bool("autostart", args["autostart"]),
+    )

@@ -681,7 +681,8 @@ def total(figures: Iterable[EnergyFigure], stage: str = "total") -> EnergyFigure
     Source is ``measured`` only when every part is measured, ``modelled`` when some part is
     modelled, ``unavailable`` when no part is available. Unavailable parts are left out of the sum
     and named in ``method`` (so the total is then a lower bound). Latencies add up (the stages run
-    one after the other for one inference).
+    one after the other for one inference); the power is averaged over the latencies of the parts
+    whose energy is known.
     """
     figs = list(figures)
     if not figs:
@@ -712,13 +713,16 @@ def total(figures: Iterable[EnergyFigure], stage: str = "total") -> EnergyFigure
     if missing:
         parts.append("unavailable, not included (lower bound): " + ", ".join(missing))
     energy = sum(f.energy_j for f in have)
+    # Average power over the time of the parts whose energy is known (an unavailable part's
+    # time without its energy would dilute it).
+    have_latency = [f.latency_s for f in have if not math.isnan(f.latency_s)]
     return EnergyFigure(
         stage=stage,
         device=device,
         source=source,
         method="sum of stages; " + "; ".join(parts),
         energy_j=energy,
-        power_w=_power(energy, latency),
+        power_w=_power(energy, sum(have_latency)) if have_latency else math.nan,
         latency_s=latency,
         **counts,
     )

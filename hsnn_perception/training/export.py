@@ -43,6 +43,12 @@ def export_snn(model: Any, path: Path) -> Path:
     spec: ArchSpec = model.spec
     if spec.k == 0:
         raise ExportError("an ANN baseline (k=0) has no SNN part to export")
+    import torch
+
+    # slayer sets each neuron's shape on its first forward pass and export_hdf5 writes it:
+    # a model fresh from load_state_dict needs one (tiny) pass first.
+    with torch.no_grad():
+        model.run_snn(torch.zeros(1, spec.in_channels, spec.height, spec.width, 2))
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         layers = f.create_group("layer")

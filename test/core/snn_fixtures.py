@@ -17,7 +17,7 @@ from hsnn_perception.core.lava_compat import import_slayer
 NEURON_SETS: list[dict[str, float]] = [
     {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.03},
     {"threshold": 0.5, "current_decay": 0.0, "voltage_decay": 0.1},
-    {"threshold": 1.25, "current_decay": 1.0, "voltage_decay": 0.0},
+    {"threshold": 0.5, "current_decay": 1.0, "voltage_decay": 0.0},
     {"threshold": 0.3, "current_decay": 0.5, "voltage_decay": 0.5},
 ]
 
@@ -63,9 +63,10 @@ def conv_dense_blocks(
     oh, ow = (h + 1) // 2, (w + 1) // 2
     dense = slayer.block.cuba.Dense(neuron, channels * oh * ow, outputs, weight_scale=3, delay=delay)
     if delay:
-        # slayer starts delays at zero; spread them so the delay path is exercised
+        # slayer draws delays in [0, 1) on the first forward pass; set integer ones instead
         gen = torch.Generator().manual_seed(seed)
-        dense.delay.delay.data = torch.randint(0, 4, dense.delay.delay.shape, generator=gen).float()
+        dense.delay.delay.data = torch.randint(0, 4, (outputs,), generator=gen).float()
+        dense.delay.init = True
     return [conv, slayer.block.cuba.Flatten(), dense]
 
 
@@ -80,7 +81,8 @@ def dense_blocks(
     first = slayer.block.cuba.Dense(neuron, n_in, hidden, weight_scale=4)
     second = slayer.block.cuba.Dense(neuron, hidden, outputs, weight_scale=4, delay=True)
     gen = torch.Generator().manual_seed(seed + 1)
-    second.delay.delay.data = torch.randint(0, 3, second.delay.delay.shape, generator=gen).float()
+    second.delay.delay.data = torch.randint(0, 3, (outputs,), generator=gen).float()
+    second.delay.init = True
     return [first, second]
 
 

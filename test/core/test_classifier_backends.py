@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -547,3 +550,18 @@ def _sha(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_importing_the_backends_loads_no_heavy_package():
+    code = (
+        "import sys, hsnn_perception.core.classifier_backends, "
+        "hsnn_perception.core.tensorrt_backend; "
+        "print(','.join(m for m in ('onnxruntime', 'onnx', 'torch', 'tensorrt', 'cuda') "
+        "if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert out.stdout.strip() == ""

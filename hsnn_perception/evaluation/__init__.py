@@ -1,0 +1,1 @@
+"""Evaluation of hybrid SNN/ANN models on event bags: offline runs, reports, model families."""

@@ -1,0 +1,347 @@
+"""Reports of an evaluation run: summary figures, Markdown, JSON and PNG plots.
+
+:func:`summarize` turns a :class:`ReplayResult` into plain numbers (accuracy, confusion matrix,
+latency percentiles, energy per stage with how it was obtained, firing rates, drops);
+:func:`write_report` writes ``report.json``, ``report.md`` and ``confusion.png``,
+``latency.png``, ``energy.png`` into a directory. :func:`write_family_report` compares models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hsnn_perception.core.energy import SOURCE_UNAVAILABLE
+from hsnn_perception.evaluation.records import STAGE_ORDER, ReplayResult
+
+PERCENTILES = (50, 95, 99)
+
+
+def _pct(values: list[float]) -> dict[str, float | None]:
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return {f"p{q}": None for q in PERCENTILES} | {"mean": None, "n": 0}
+    arr = np.asarray(finite, dtype=np.float64)
+    out: dict[str, float | None] = {f"p{q}": float(np.percentile(arr, q)) for q in PERCENTILES}
+    out["mean"] = float(arr.mean())
+    out["n"] = len(finite)
+    return out
+
+
+def summarize(result: ReplayResult) -> dict[str, Any]:
+    """Summary numbers of a run (JSON-ready: NaN never appears, None means "no figure")."""
+    recs = result.records
+    n_classes = len(result.labels)
+    labelled = [r for r in recs if r.correct is not None]
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    outside = 0
+    for r in labelled:
+        if 0 <= r.label < n_classes and 0 <= r.prediction < n_classes:
+            confusion[r.label, r.prediction] += 1
+        else:
+            outside += 1
+    correct = int(np.trace(confusion))
+    per_class = []
+    for c in range(n_classes):
+        total = int(confusion[c].sum())
+        per_class.append(
+            {
+                "class_id": c,
+                "label": result.labels[c],
+                "windows": total,
+                "accuracy": int(confusion[c, c]) / total if total else None,
+            }
+        )
+    stages = [s for s in STAGE_ORDER if any(s in r.latency_s for r in recs)]
+    latency = {s: _pct([r.latency_s[s] * 1e3 for r in recs if s in r.latency_s]) for s in stages}
+    latency["end_to_end"] = _pct([r.end_to_end() * 1e3 for r in recs])
+    energy = {}
+    for s in [*stages, "total"]:
+        figs = [r.energy[s] for r in recs if s in r.energy]
+        if not figs:
+            continue
+        avail = [f.energy_j for f in figs if f.source != SOURCE_UNAVAILABLE]
+        power = [f.power_w for f in figs if not math.isnan(f.power_w)]
+        fig_latency = [f.latency_s for f in figs if not math.isnan(f.latency_s)]
+        energy[s] = {
+            "windows": len(figs),
+            "energy_mean_j": float(np.mean(avail)) if avail else None,
+            "power_mean_w": float(np.mean(power)) if power else None,
+            # the time each energy figure is averaged over (on the device that is modelled)
+            "figure_latency_mean_ms": float(np.mean(fig_latency)) * 1e3 if fig_latency else None,
+            "sources": dict(Counter(f.source for f in figs)),
+            "devices": sorted({f.device for f in figs}),
+            "methods": sorted({f.method for f in figs}),
+        }
+    layers: dict[str, dict[str, float]] = {}
+    for r in recs:
+        for d in r.layers:
+            acc = layers.setdefault(str(d["layer"]), {"spikes": 0, "neuron_updates": 0})
+            acc["spikes"] += int(d.get("spikes", 0))
+            acc["neuron_updates"] += int(d.get("neuron_updates", 0))
+    firing = [
+        {
+            "layer": name,
+            "spikes": v["spikes"],
+            "neuron_updates": v["neuron_updates"],
+            "rate_per_neuron_step": v["spikes"] / v["neuron_updates"]
+            if v["neuron_updates"]
+            else None,
+        }
+        for name, v in layers.items()
+    ]
+    return {
+        "model": result.settings.get("model", Path(result.bundle).name),
+        "bag": result.bag,
+        "mode": result.mode,
+        "windows": len(recs),
+        "labelled_windows": len(labelled),
+        "correct": correct,
+        "accuracy": correct / len(labelled) if labelled else None,
+        "labels_outside_model": outside,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "latency_ms": latency,
+        "energy": energy,
+        "firing_rates": firing,
+        "events_read": result.events_read,
+        "events_per_window_mean": float(np.mean([r.n_events for r in recs])) if recs else None,
+        "dropped": dict(result.dropped),
+        "bag_report": result.bag_report,
+        "settings": result.settings,
+        "notes": list(result.notes),
+    }
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def format_energy(joules: float | None) -> str:
+    if joules is None or math.isnan(joules):
+        return "n/a"
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9)):
+        if abs(joules) >= scale:
+            return f"{joules / scale:.3g} {unit}"
+    return f"{joules / 1e-12:.3g} pJ"
+
+
+def to_markdown(summary: dict[str, Any]) -> str:
+    s = summary
+    acc = (
+        "n/a (no labelled windows)"
+        if s["accuracy"] is None
+        else (f"{s['accuracy'] * 100:.2f}% ({s['correct']}/{s['labelled_windows']})")
+    )
+    lines = [
+        f"# Evaluation of `{s['model']}`",
+        "",
+        f"- bag: `{s['bag']}` ({s['mode']})",
+        f"- windows: {s['windows']} (labelled: {s['labelled_windows']})",
+        f"- accuracy: {acc}",
+        f"- events read: {s['events_read']}",
+        "",
+        "## Latency per stage (ms, on this host)",
+        "",
+        "| stage | p50 | p95 | p99 | mean |",
+        "|---|---|---|---|---|",
+    ]
+    for stage, v in s["latency_ms"].items():
+        lines.append(
+            f"| {stage} | {_fmt(v['p50'])} | {_fmt(v['p95'])} | {_fmt(v['p99'])} | "
+            f"{_fmt(v['mean'])} |"
+        )
+    lines += [
+        "",
+        "## Energy per inference",
+        "",
+        "| stage | energy (mean) | power (mean) | over (ms) | source | device |",
+        "|---|---|---|---|---|---|",
+    ]
+    for stage, v in s["energy"].items():
+        sources = ", ".join(f"{k} x{n}" for k, n in v["sources"].items())
+        power = "n/a" if v["power_mean_w"] is None else f"{v['power_mean_w']:.3g} W"
+        lines.append(
+            f"| {stage} | {format_energy(v['energy_mean_j'])} | {power} | "
+            f"{_fmt(v['figure_latency_mean_ms'])} | {sources} | "
+            f"{'; '.join(v['devices'])} |"
+        )
+    lines += ["", "How each figure was obtained:", ""]
+    for stage, v in s["energy"].items():
+        for m in v["methods"]:
+            lines.append(f"- **{stage}**: {m}")
+    lines += [
+        "",
+        "## Accuracy per class",
+        "",
+        "| class | label | windows | accuracy |",
+        "|---|---|---|---|",
+    ]
+    for c in s["per_class"]:
+        a = "n/a" if c["accuracy"] is None else f"{c['accuracy'] * 100:.1f}%"
+        lines.append(f"| {c['class_id']} | {c['label']} | {c['windows']} | {a} |")
+    lines += ["", "## Confusion matrix (rows: truth, columns: prediction)", ""]
+    n = len(s["confusion"])
+    lines.append("| | " + " | ".join(str(i) for i in range(n)) + " |")
+    lines.append("|---" * (n + 1) + "|")
+    for i, row in enumerate(s["confusion"]):
+        lines.append(f"| **{i}** | " + " | ".join(str(v) for v in row) + " |")
+    if s["firing_rates"]:
+        lines += [
+            "",
+            "## Firing rates of the spiking layers",
+            "",
+            "| layer | spikes | neuron updates | spikes per neuron per step |",
+            "|---|---|---|---|",
+        ]
+        for f in s["firing_rates"]:
+            lines.append(
+                f"| {f['layer']} | {f['spikes']} | {f['neuron_updates']} | "
+                f"{_fmt(f['rate_per_neuron_step'])} |"
+            )
+    lines += ["", "## Dropped and skipped", ""]
+    dropped = {
+        **s["dropped"],
+        **{f"bag: {k}": v for k, v in s["bag_report"].get("skipped", {}).items()},
+    }
+    if dropped:
+        lines += [f"- {k}: {v}" for k, v in dropped.items()]
+    else:
+        lines.append("- nothing dropped or skipped")
+    notes = list(s["notes"]) + list(s["bag_report"].get("notes", []))
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    lines += ["", "## Settings", "", "```json", json.dumps(s["settings"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def _plots(result: ReplayResult, summary: dict[str, Any], out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    paths: dict[str, Path] = {}
+    cm = np.asarray(summary["confusion"])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("truth")
+    ax.set_title(f"confusion ({summary['model']})")
+    ticks = range(len(result.labels))
+    ax.set_xticks(list(ticks), result.labels, rotation=90, fontsize=7)
+    ax.set_yticks(list(ticks), result.labels, fontsize=7)
+    for (i, j), v in np.ndenumerate(cm):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    paths["confusion"] = out / "confusion.png"
+    fig.savefig(paths["confusion"], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for stage in [*STAGE_ORDER, "end_to_end"]:
+        if stage == "end_to_end":
+            vals = [r.end_to_end() * 1e3 for r in result.records]
+        else:
+            vals = [r.latency_s[stage] * 1e3 for r in result.records if stage in r.latency_s]
+        vals = [v for v in vals if not math.isnan(v)]
+        if vals:
+            ax.hist(vals, bins=30, alpha=0.5, label=stage)
+    ax.set_xlabel("latency per window (ms, this host)")
+    ax.set_ylabel("windows")
+    ax.legend()
+    fig.tight_layout()
+    paths["latency"] = out / "latency.png"
+    fig.savefig(paths["latency"], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    stages = [s for s in summary["energy"] if s != "total"]
+    values = [summary["energy"][s]["energy_mean_j"] for s in stages]
+    colors = {"measured": "tab:green", "modelled": "tab:blue", "unavailable": "tab:gray"}
+    for i, (stage, v) in enumerate(zip(stages, values, strict=True)):
+        src = max(summary["energy"][stage]["sources"].items(), key=lambda kv: kv[1])[0]
+        ax.bar(i, 0 if v is None else v, color=colors.get(src, "tab:gray"))
+        ax.text(
+            i,
+            0 if v is None else v,
+            "n/a" if v is None else src,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(range(len(stages)), stages)
+    ax.set_ylabel("energy per inference (J)")
+    ax.set_title("energy per stage (bar colour: how it was obtained)")
+    fig.tight_layout()
+    paths["energy"] = out / "energy.png"
+    fig.savefig(paths["energy"], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def write_report(result: ReplayResult, out_dir: Path | str, plots: bool = True) -> dict[str, Path]:
+    """Write report.json, report.md, result.json (per window) and the plots; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result)
+    paths = {
+        "summary": out / "report.json",
+        "markdown": out / "report.md",
+        "result": out / "result.json",
+    }
+    paths["summary"].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    paths["markdown"].write_text(to_markdown(summary))
+    result.save(paths["result"])
+    if plots:
+        paths.update(_plots(result, summary, out))
+    return paths
+
+
+def family_table(summaries: list[dict[str, Any]]) -> str:
+    """Markdown table comparing models (the paper's accuracy / latency / power / energy table)."""
+    lines = [
+        "| model | T/I | accuracy | latency p50 (ms, host) | SNN energy | ANN energy | "
+        "total energy | total power | how obtained |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        e = s["energy"]
+        acc = "n/a" if s["accuracy"] is None else f"{s['accuracy'] * 100:.2f}%"
+        lat = s["latency_ms"]["end_to_end"]["p50"]
+        total = e.get("total", {})
+        power = total.get("power_mean_w")
+        how = "; ".join(
+            f"{stage}: {'/'.join(v['sources'])}" for stage, v in e.items() if stage != "total"
+        )
+        st = s["settings"]
+        lines.append(
+            f"| {s['model']} | {st.get('timesteps', '?')}/{st.get('interval', '?')} | {acc} | "
+            f"{_fmt(lat)} | {format_energy(e.get('snn', {}).get('energy_mean_j'))} | "
+            f"{format_energy(e.get('classifier', {}).get('energy_mean_j'))} | "
+            f"{format_energy(total.get('energy_mean_j'))} | "
+            f"{'n/a' if power is None else f'{power:.3g} W'} | {how} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_family_report(summaries: list[dict[str, Any]], out_dir: Path | str) -> dict[str, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "family.md"
+    md.write_text(
+        "# Model family comparison\n\n"
+        + family_table(summaries)
+        + "\nLatency is measured on this host; energy per stage says in the per-model reports "
+        "whether it was measured, modelled (with the published source) or unavailable.\n"
+    )
+    js = out / "family.json"
+    js.write_text(json.dumps(summaries, indent=2, allow_nan=False) + "\n")
+    return {"markdown": md, "json": js}

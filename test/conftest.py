@@ -1,0 +1,25 @@
+"""Shared test set-up: every test session gets its own DDS domain, on loopback only, so parallel
+runs on one machine do not see each other's nodes."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def default_bundle_dir() -> Path:
+    path = ROOT / "models" / "default"
+    if not (path / "manifest.json").is_file():
+        pytest.fail("the shipped default model models/default is missing")
+    return path
