@@ -478,8 +478,8 @@ class _SamplingMeter:
         self._t0 = 0.0
         self._error: Exception | None = None
 
-    def _sample(self) -> None:
-        last_t, last_p = self._t0, self._read_w()
+    def _sample(self, first_w: float) -> None:
+        last_t, last_p = self._t0, first_w
         while True:
             stopping = self._stop_evt.wait(self.period_s)
             try:
@@ -494,11 +494,11 @@ class _SamplingMeter:
                 return
 
     def start(self) -> None:
-        self._read_w()  # fail here, on the caller's thread, if unreadable
+        first = self._read_w()  # fails here, on the caller's thread, if unreadable
         self._energy, self._error = 0.0, None
         self._stop_evt.clear()
         self._t0 = time.perf_counter()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._sample, args=(first,), daemon=True)
         self._thread.start()
 
     def stop(self) -> tuple[float, float]:

@@ -1,0 +1,222 @@
+"""Native Loihi-exact runtime: against slayer's own forward pass, lava's own weight arithmetic,
+its streaming form, and bad input. (Bit-exactness against Lava's fixed_pt simulation itself is in
+test_lava_backend.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from snn_fixtures import (
+    NEURON_SETS,
+    conv_dense_blocks,
+    conv_spec,
+    cuba,
+    dense_blocks,
+    dense_spec,
+    export_blocks,
+    random_spikes,
+    slayer_forward,
+    write_net,
+)
+
+from hsnn_perception.core.netx_io import read_netx
+from hsnn_perception.core.snn_runtime import (
+    OpCounts,
+    SnnConfigError,
+    SnnInputError,
+    SnnRuntime,
+    load_snn,
+    netx_dense_weights,
+)
+
+IN_SHAPE = (2, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def slayer_cases(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, np.ndarray, np.ndarray]]:
+    """(file, input, slayer output) for conv+dense nets with every neuron set, with and without
+    dense delays, plus a dense-dense net."""
+    rng = np.random.default_rng(7)
+    root = tmp_path_factory.mktemp("slayer")
+    cases = []
+    for k, neuron in enumerate(NEURON_SETS):
+        for delay in (False, True):
+            blocks = conv_dense_blocks(10 * k + delay, neuron, IN_SHAPE, delay=delay)
+            x = random_spikes(rng, (3, 14, *IN_SHAPE))
+            y = slayer_forward(blocks, x)  # the forward pass also fixes the blocks' shapes
+            cases.append((export_blocks(root / f"n{k}{int(delay)}.net", blocks), x, y))
+    blocks = dense_blocks(5, NEURON_SETS[3])
+    x = random_spikes(rng, (2, 12, 12, 1, 1), 0.4)
+    cases.append((export_blocks(root / "dd.net", blocks), x, slayer_forward(blocks, x)))
+    return cases
+
+
+@pytest.mark.parametrize("compute", ["torch", "numpy"])
+def test_equals_slayer_forward(slayer_cases: list, compute: str) -> None:
+    total = 0
+    for path, x, y in slayer_cases:
+        rt = SnnRuntime(read_netx(path, x.shape[2:]), compute=compute)
+        out = rt.run(x)
+        np.testing.assert_array_equal(out, y.reshape(out.shape), err_msg=str(path))
+        total += int(out.sum())
+    assert total > 100  # the networks do spike; equality of silence would prove nothing
+
+
+def test_streaming_equals_batched(slayer_cases: list) -> None:
+    for path, x, _ in slayer_cases[1::3]:
+        rt = load_snn(path, input_shape=x.shape[2:])
+        want, counts = rt.run_with_counts(x)
+        rt.reset()
+        steps = [rt.step(x[:, t]) for t in range(x.shape[1])]
+        np.testing.assert_array_equal(np.stack(steps, axis=1), want)
+        # single sample without batch axis, after a reset
+        rt.reset()
+        single = np.stack([rt.step(x[0, t]) for t in range(x.shape[1])])
+        np.testing.assert_array_equal(single, want[0])
+        assert rt.last_counts == OpCounts.from_array(counts[0, -1:], rt.layer_names)
+
+
+def test_torch_and_numpy_agree_on_grouped_dilated_conv(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    w = rng.integers(-60, 60, (6, 2, 3, 3))
+    spec = conv_spec(w, (6, 4, 4), stride=2, padding=2, groups=2, neuron=cuba(300, 200, 20))
+    spec["dilation"] = np.array([2, 2])
+    path = write_net(tmp_path / "g.net", [spec])
+    x = random_spikes(rng, (2, 10, 4, 8, 8), 0.5)
+    a = load_snn(path, "native-torch", input_shape=(4, 8, 8)).run(x)
+    b = load_snn(path, "native-numpy", input_shape=(4, 8, 8)).run(x)
+    np.testing.assert_array_equal(a, b)
+    assert a.sum() > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(
+        np.int64,
+        st.tuples(st.integers(1, 6), st.integers(1, 6)),
+        elements=st.integers(-300, 300),
+    )
+)
+def test_dense_weights_match_netx_and_lava(weight: np.ndarray) -> None:
+    """Our copy of the weight pipeline equals netx's optimize_weight_bits followed by Lava's
+    clip_weights / truncate_weights (what PyDenseModelBitAcc does on its first step)."""
+    from hsnn_perception.core.lava_compat import import_netx
+
+    import_netx()
+    from lava.lib.dl.netx.utils import optimize_weight_bits
+    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
+    if not weight.any():
+        return  # netx itself fails on an all-zero matrix
+    w, bits, exp, _ = optimize_weight_bits(weight.copy())
+    mode = determine_sign_mode(w)
+    want = truncate_weights(clip_weights(w, mode, num_bits=8), mode, bits)
+    got, got_exp = netx_dense_weights(weight)
+    np.testing.assert_array_equal(got, want)
+    assert got_exp == exp
+
+
+def test_latency_is_one_step_per_synaptic_layer(tmp_path: Path) -> None:
+    """An input at step t reaches a 2-synapse network's output at t + 2 at the earliest."""
+    rng = np.random.default_rng(4)
+    path = write_net(
+        tmp_path / "l.net",
+        [
+            dense_spec(np.full((4, 6), 200), neuron=cuba(4096, 4096, 0)),
+            dense_spec(np.full((3, 4), 200), neuron=cuba(4096, 4096, 0)),
+        ],
+    )
+    rt = load_snn(path)
+    assert rt.latency == 2
+    x = np.zeros((1, 8, 6, 1, 1), np.uint8)
+    x[0, 3, rng.integers(0, 6)] = 1
+    out = rt.run(x)[0, :, :, 0, 0]
+    assert out[:5].sum() == 0 and out[5].all() and out[6:].sum() == 0
+
+
+def test_op_counts(tmp_path: Path) -> None:
+    """Synaptic ops = input spikes x fan-out, brute-forced here from the kernel geometry."""
+    w = np.ones((3, 1, 3, 3))
+    path = write_net(
+        tmp_path / "c.net",
+        [
+            conv_spec(w, (3, 3, 3), stride=1, padding=1, neuron=cuba(4096, 4096, 1000)),
+            {"type": "flatten", "shape": np.array([27, 1, 1])},
+            dense_spec(np.ones((2, 27)), neuron=cuba(4096, 4096, 1000)),
+        ],
+    )
+    rt = load_snn(path, input_shape=(1, 3, 3))
+    rng = np.random.default_rng(5)
+    x = random_spikes(rng, (4, 1, 3, 3), 0.5)
+
+    def fanout(y: int, xx: int) -> int:  # outputs whose 3x3 window (padding 1) covers (y, xx)
+        return sum(
+            1 for oy in range(3) for ox in range(3) if abs(oy - y) <= 1 and abs(ox - xx) <= 1
+        ) * 3
+
+    out, counts = rt.run_window(x)
+    want_conv = sum(fanout(y, xx) for t, _, y, xx in zip(*np.nonzero(x), strict=True))
+    assert counts.per_layer[0]["synaptic_ops"] == want_conv
+    assert counts.per_layer[1]["synaptic_ops"] == 0  # threshold 1000 << 6: the conv never spikes
+    assert counts.neuron_updates == 4 * (27 + 2)
+    assert counts.spikes == 0 and counts.timesteps == 4
+    both = counts + counts
+    assert both.synaptic_ops == 2 * want_conv and both.per_layer[0]["neuron_updates"] == 4 * 54
+    assert sum([counts, counts]) == both
+
+
+def test_bias_int16_wrap_and_saturation(tmp_path: Path) -> None:
+    """A bias beyond int16 wraps like Lava's int16 bias_mant Var; voltage saturates at 2**23-1."""
+    path = write_net(
+        tmp_path / "b.net",
+        [dict(dense_spec(np.zeros((3, 2)) + 1, neuron=cuba(0, 0, 131071)), bias=[70000, 0, -5])],
+    )
+    rt = load_snn(path)
+    rt.step(np.zeros((2, 1, 1), np.uint8))
+    lif = rt._lif[0]
+    assert list(lif.bias) == [(70000 - 65536) << 6, 0, -5 << 6]
+    for _ in range(3000):  # vDecay 0: the voltage integrates the bias until it saturates
+        rt.step(np.zeros((2, 1, 1), np.uint8))
+    assert rt._state[0]["v"][0, 0] == (1 << 23) - 1
+    assert rt._state[0]["v"][0, 2] == -(1 << 23) + 1
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+
+def test_bad_inputs(slayer_cases: list) -> None:
+    path, x, _ = slayer_cases[0]
+    rt = load_snn(path, input_shape=IN_SHAPE)
+    with pytest.raises(SnnInputError, match=r"expected shape \(B, T, C, H, W\).*\[2, 8, 8\]"):
+        rt.run(x[0])
+    with pytest.raises(SnnInputError, match="got \\[3, 14, 2, 8, 9\\]"):
+        rt.run(np.zeros((3, 14, 2, 8, 9), np.uint8))
+    with pytest.raises(SnnInputError, match="binary"):
+        rt.run(x * 2)
+    with pytest.raises(SnnInputError, match="binary"):
+        rt.run_window(x[0].astype(np.float32) * 0.5)
+    with pytest.raises(SnnInputError, match="run_window input"):
+        rt.run_window(x[0, 0])
+    with pytest.raises(SnnInputError, match="not a spike array"):
+        rt.run_window(np.full((2, *IN_SHAPE), "a"))
+    rt.step(x[:, 0])
+    with pytest.raises(SnnInputError, match="call reset"):
+        rt.step(x[:2, 1])
+    with pytest.raises(SnnConfigError, match="unknown SNN backend"):
+        load_snn(path, backend="gpu", input_shape=IN_SHAPE)
+
+
+def test_run_window_matches_run(slayer_cases: list) -> None:
+    path, x, y = slayer_cases[2]
+    rt = load_snn(path, input_shape=IN_SHAPE)
+    out, counts = rt.run_window(x[1].astype(bool))
+    assert out.dtype == np.uint8 and out.shape == (14, *rt.output_shape)
+    np.testing.assert_array_equal(out, y[1].reshape(out.shape))
+    assert counts.spikes == sum(d["spikes"] for d in counts.per_layer)
+    assert counts.per_layer[-1]["spikes"] == int(out.sum())
+    assert rt.backend_name in ("native (torch)", "native (numpy)")

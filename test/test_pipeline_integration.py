@@ -1,0 +1,50 @@
+"""The four stages and the energy aggregator over real DDS on the synthetic source, as separate
+processes and composed in one process."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from hsnn_perception.graph import pipeline
+from hsnn_perception.tools.session import STAGES, run_session
+
+pytestmark = pytest.mark.slow
+
+SAMPLES = 16
+CHANCE = 1 / 11
+
+
+def check_result(result, samples: int) -> None:
+    records = result.records
+    ids = [r.window_id for r in records]
+    assert ids == list(range(samples)), f"a prediction for every window, got {ids}"
+    labelled = [r for r in records if r.correct is not None]
+    assert len(labelled) == samples, "every window matched to its ground-truth label"
+    accuracy = sum(r.correct for r in labelled) / len(labelled)
+    assert accuracy >= 0.6, f"accuracy {accuracy:.2f} is not far above chance ({CHANCE:.2f})"
+    for r in records:
+        assert set(r.stages) == set(STAGES), f"window {r.window_id} has reports {set(r.stages)}"
+        assert r.total_source in ("measured", "modelled"), r.total_source
+        assert not math.isnan(r.total_energy_j) and r.total_energy_j > 0
+        snn = r.stages["snn"]
+        assert snn.source == "modelled" and "Davies" in snn.method
+        assert all(s.latency_s > 0 for s in r.stages.values())
+
+
+@pytest.mark.parametrize("composed", [False, True], ids=["processes", "composed"])
+def test_pipeline_over_dds(default_bundle_dir, tmp_path, composed):
+    specs = pipeline(model=str(default_bundle_dir), num_samples=SAMPLES, seed=11)
+    result = run_session(
+        specs,
+        SAMPLES,
+        namespace=f"it_{random.randint(0, 10**6)}",
+        composed=composed,
+        timeout_s=120,
+        log_dir=tmp_path,
+    )
+    check_result(result, SAMPLES)
+    for name, code in result.exit_codes.items():
+        assert code in (0, -2), f"{name} exited with {code}:\n{result.logs[name]}"
