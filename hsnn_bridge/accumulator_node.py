@@ -102,7 +102,9 @@ class AccumulatorBridgeNode(HsnnNode):
         adds = int(spikes.size)
         figure = self._energy(adds, int(spikes.sum()), latency, measured)
         self._energy_pub.publish(
-            energy_report(figure, window_id, start_us, self.get_clock().now().to_msg())
+            energy_report(
+                figure, window_id, start_us, self.get_clock().now().to_msg(), host_latency_s=latency
+            )
         )
 
     def _energy(

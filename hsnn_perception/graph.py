@@ -24,7 +24,7 @@ ENERGY_TOTAL = "energy/total"
 DIAGNOSTICS = "/diagnostics"
 CLOCK = "/clock"
 
-SOURCES = ("synthetic", "aedat4", "camera", "network")
+SOURCES = ("synthetic", "aedat4", "camera", "network", "rosbag")
 SNN_BACKENDS = ("native", "lava", "lava-hw")
 CLASSIFIER_BACKENDS = ("onnxruntime", "tensorrt")
 
@@ -159,7 +159,7 @@ def qualified_name(namespace: str, name: str) -> str:
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "model": ("", "model bundle directory (empty: the shipped default model)"),
     "source": ("synthetic", "event source: " + " | ".join(SOURCES)),
-    "source_path": ("", "AEDAT4 file when source is aedat4"),
+    "source_path": ("", "AEDAT4 file (source aedat4) or rosbag2 bag (source rosbag)"),
     "interval": ("0", "accumulation interval I in timesteps (0: the model's)"),
     "snn_backend": ("native", "SNN backend: " + " | ".join(SNN_BACKENDS)),
     "classifier_backend": ("onnxruntime", "classifier backend: " + " | ".join(CLASSIFIER_BACKENDS)),

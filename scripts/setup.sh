@@ -50,7 +50,7 @@ fi
 # lava-nc 0.10 declares a dataclass used as a default value of other dataclasses; Python 3.11
 # rejects that on import unless it is hashable (eq=False keeps identity hashing).
 VAR_MODEL="$SITE/lava/magma/compiler/var_model.py"
-if [ -f "$VAR_MODEL" ] && grep -q '^@dataclass$' <(grep -B1 '^class ByteEncoder' "$VAR_MODEL"); then
+if [ -f "$VAR_MODEL" ] && grep -B1 '^class ByteEncoder' "$VAR_MODEL" | grep -q '^@dataclass$'; then
   log "patching lava-nc ByteEncoder for Python 3.11"
   python - "$VAR_MODEL" <<'PYEOF'
 import sys
@@ -64,9 +64,11 @@ if ! have_system_ros; then
   # The wheels' exported CMake targets name include dirs of the machine they were built on.
   PYINC=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   NPINC=$(python -c 'import numpy; print(numpy.get_include())')
-  grep -rl --include='*.cmake' '/opt/python/cp3' "$SITE" "$VENV/share" 2>/dev/null | while read -r f; do
-    sed -i -E "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$PYINC#g; s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_?core/include#$NPINC#g" "$f"
-  done
+  # (grep finds nothing once rewritten: that is not an error.)
+  { grep -rl --include='*.cmake' '/opt/python/cp3' "$SITE" "$VENV/share" 2>/dev/null || true; } |
+    while read -r f; do
+      sed -i -E "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$PYINC#g; s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_?core/include#$NPINC#g" "$f"
+    done
   export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 fi

@@ -231,41 +231,40 @@ class _Synapse:
         self.max_delay = max(d for d, _ in self._groups) if layer.kind == "dense" else 0
 
     # -- setup --------------------------------------------------------------------------------
-    def _int_dtype(self, bound: int) -> Any:
-        return "int32" if bound < (1 << 31) - 1 else "int64"
-
     def _float_dtype(self, bound: int) -> Any:
         # Every partial sum of binary inputs x integer weights is an integer of magnitude <= bound;
-        # float32 represents all of them exactly below 2**24, float64 below 2**53.
+        # float32 represents all of them exactly below 2**24, float64 below 2**53. Float GEMM/conv
+        # is used because it is several times faster on CPU than torch's integer kernels.
         if bound < (1 << 24):
             return np.float32
         if bound < (1 << 53):
             return np.float64
         raise SnnConfigError(f"layer {self.layer.name}: weights too large to accumulate exactly")
 
-    def _init_conv(self, w: np.ndarray) -> None:
-        bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
-        self._groups = [(0, None)]
+    def _setup(self, bound: int) -> None:
+        self.bound = bound
+        self._fdtype = self._float_dtype(bound)
+        self._idtype = np.int32 if bound < (1 << 31) else np.int64
         if self.compute == "torch":
             import torch
 
             self._torch = torch
-            self._tdtype = getattr(torch, self._int_dtype(bound))
-            self._w = torch.from_numpy(w).to(self._tdtype)
+            self._tdtype = torch.float32 if self._fdtype == np.float32 else torch.float64
+
+    def _init_conv(self, w: np.ndarray) -> None:
+        self._setup(int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)))
+        self._groups = [(0, None)]
+        if self.compute == "torch":
+            self._w = self._torch.from_numpy(w).to(self._tdtype)
         else:
-            self._fdtype = self._float_dtype(bound)
             self._w = w.astype(self._fdtype)
 
     def _init_dense(self, groups: list[tuple[int, np.ndarray]]) -> None:
-        bound = max(int(np.abs(w).sum(axis=1).max(initial=0)) for _, w in groups)
+        self._setup(max(int(np.abs(w).sum(axis=1).max(initial=0)) for _, w in groups))
         if self.compute == "torch":
-            import torch
-
-            self._torch = torch
-            self._tdtype = getattr(torch, self._int_dtype(bound))
+            torch = self._torch
             self._groups = [(d, torch.from_numpy(w.T.copy()).to(self._tdtype)) for d, w in groups]
         else:
-            self._fdtype = self._float_dtype(bound)
             self._groups = [(d, np.ascontiguousarray(w.T.astype(self._fdtype))) for d, w in groups]
 
     # -- compute ------------------------------------------------------------------------------
@@ -273,22 +272,31 @@ class _Synapse:
         """``spikes`` (N, C, H, W) binary -> [(delay, int32 (N, n_out)), ...] as Lava sends them."""
         n = spikes.shape[0]
         if self.layer.kind == "conv":
-            acc = self._conv(spikes)
-            # Lava conv: astype(int32), then signed 24-bit wrap.
-            return [(0, wrap_signed(acc.reshape(n, -1), UV_BITS).astype(np.int32))]
+            acc = self._conv(spikes).reshape(n, -1)
+            if self.bound >= MAX_UV:  # Lava conv: signed 24-bit wrap (cannot happen below 2**23)
+                acc = wrap_signed(acc.astype(np.int64), UV_BITS)
+            return [(0, acc.astype(np.int32, copy=False))]
         flat = spikes.reshape(n, -1)
         out = []
         for d, w in self._groups:
             acc = self._matmul(flat, w)
-            out.append((d, shift_exp(acc, self.weight_exp).astype(np.int32)))
+            # shifting the int32 sum equals Lava's int64 shift + int32 cast (both modulo 2**32)
+            out.append((d, shift_exp(acc, self.weight_exp).astype(np.int32, copy=False)))
         return out
+
+    def _to_int(self, y: Any) -> np.ndarray:
+        """Exact float sums -> integers (round only guards against algorithmic float noise)."""
+        if self.compute == "torch":
+            torch = self._torch
+            idt = torch.int32 if self._idtype == np.int32 else torch.int64
+            return y.round_().to(idt).numpy()
+        return np.rint(y).astype(self._idtype)
 
     def _matmul(self, flat: np.ndarray, w: Any) -> np.ndarray:
         if self.compute == "torch":
-            torch = self._torch
-            x = torch.from_numpy(flat).to(self._tdtype)
-            return (x @ w).numpy().astype(np.int64)
-        return np.rint(flat.astype(self._fdtype) @ w).astype(np.int64)
+            x = self._torch.from_numpy(flat).to(self._tdtype)
+            return self._to_int(x @ w)
+        return self._to_int(flat.astype(self._fdtype) @ w)
 
     def _conv(self, spikes: np.ndarray) -> np.ndarray:
         layer = self.layer
@@ -303,8 +311,8 @@ class _Synapse:
                 dilation=layer.dilation,
                 groups=layer.groups,
             )
-            return y.numpy().astype(np.int64)
-        return self._conv_numpy(spikes)
+            return self._to_int(y)
+        return self._to_int(self._conv_numpy(spikes))
 
     def _conv_numpy(self, spikes: np.ndarray) -> np.ndarray:
         layer = self.layer
@@ -328,8 +336,7 @@ class _Synapse:
             cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * h_out * w_out, -1)
             wg = self._w[gi * k_per_group : (gi + 1) * k_per_group].reshape(k_per_group, -1)
             outs.append((cols @ wg.T).reshape(n, h_out, w_out, k_per_group))
-        y = np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
-        return np.rint(y).astype(np.int64)
+        return np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,31 +362,41 @@ class _Lif:
 
     @staticmethod
     def _decay(x: np.ndarray, keep: int) -> np.ndarray:
+        """Lava's ``sign(x) * ((|x| * keep) >> 12)``: the product scaled by 2**-12, rounded toward
+        zero. Done in float64, where it is exact (|x * keep| < 2**37 and the scale is a power of
+        two) and faster than numpy's int64 sign/abs/shift sequence."""
         if keep == DECAY_UNITY:
             return x.copy()
         if keep == 0:
             return np.zeros_like(x)
-        prod = x.astype(np.int64) * keep
-        # Lava: sign(x) * (|x| >> 12), i.e. rounding toward zero
-        return (np.sign(prod) * (np.abs(prod) >> DECAY_SHIFT)).astype(np.int32)
+        scaled = x * (keep / DECAY_UNITY)
+        np.trunc(scaled, out=scaled)
+        return scaled.astype(np.int32)
 
     def step(self, u: np.ndarray, v: np.ndarray, a_in: np.ndarray) -> np.ndarray:
         """Advance state ``u``, ``v`` (int32, modified in place) by one step; return spikes."""
-        act = np.left_shift(a_in.astype(np.int32), ACT_SHIFT)  # int32, wraps as in Lava
+        act = np.left_shift(a_in.astype(np.int32, copy=False), ACT_SHIFT)  # int32 wraps as Lava
         cur = self._decay(u, self.u_keep)
         cur += act  # int32 addition wraps as in Lava
-        wrapped = np.where(cur > MAX_UV, cur - 2 * MAX_UV, cur)
-        wrapped = np.where(wrapped <= -MAX_UV, cur + 2 * MAX_UV, wrapped)
-        u[...] = wrapped
+        if cur.size and (cur.max() > MAX_UV or cur.min() <= -MAX_UV):
+            # Lava's single 24-bit wrap of the current (rare: only checked when it can apply)
+            wrapped = np.where(cur > MAX_UV, cur - 2 * MAX_UV, cur)
+            cur = np.where(wrapped <= -MAX_UV, cur + 2 * MAX_UV, wrapped)
+        u[...] = cur
         volt = self._decay(v, self.v_keep)
         volt += u
         if self.bias is not None:
             volt += self.bias
         np.clip(volt, -MAX_UV + 1, MAX_UV - 1, out=volt)
         spikes = volt > self.vth
-        volt[spikes] = 0
+        np.copyto(volt, 0, where=spikes)
         v[...] = volt
         return spikes
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks and operation counts (shared with the Lava backend)
+# --------------------------------------------------------------------------------------------
 
 
 def check_spikes(
@@ -430,12 +447,19 @@ def count_ops(
     for i, (layer, out) in enumerate(zip(network.layers, layer_spikes, strict=True)):
         fan = layer_fanout(layer)
         if fan is not None:
-            counts[:, i, 0] = prev.astype(np.float64) @ fan
+            counts[:, i, 0] = synaptic_ops(prev, fan)
         counts[:, i, 1] = layer.num_neurons
         out = out.reshape(t, -1)
         counts[:, i, 2] = out.sum(axis=1, dtype=np.int64)
         prev = out
     return counts
+
+
+def synaptic_ops(spikes: np.ndarray, fanout: np.ndarray) -> np.ndarray:
+    """Per row of ``spikes`` (N, n_in) binary: sum of the fan-out of the neurons that spiked."""
+    exact32 = spikes.shape[1] * int(fanout.max(initial=0)) < (1 << 24)
+    dtype = np.float32 if exact32 else np.float64  # exact integer sums either way
+    return np.rint(spikes.astype(dtype) @ fanout.astype(dtype)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -580,7 +604,7 @@ class SnnRuntime:
                 a_in = s.reshape(t, b, -1).astype(np.int32)
             else:
                 flat = s.reshape(t * b, -1)
-                counts[:, :, i, 0] = (flat.astype(np.float64) @ syn.fanout).reshape(t, b)
+                counts[:, :, i, 0] = synaptic_ops(flat, syn.fanout).reshape(t, b)
                 a_in = np.zeros((t, b, lif.n), np.int32)
                 for d, cur in syn.currents(s.reshape(t * b, *syn.layer.in_shape)):
                     lag = d + 1  # one step of synaptic latency, plus the delay

@@ -22,6 +22,7 @@ import numpy as np
 from hsnn_perception.core import energy as en
 from hsnn_perception.core.accumulator import accumulate, frames_to_channels
 from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.readout import softmax, spike_count_readout
 from hsnn_perception.core.rosbag_io import EventBag, Label, read_event_bag
 from hsnn_perception.evaluation.records import EvalRecord, ReplayResult
 
@@ -55,22 +56,6 @@ def label_for_window(labels: list[Label], t0: int, t1: int, min_overlap: float) 
     if best is None or best_cover < min_overlap * (t1 - t0):
         return None
     return best
-
-
-def spike_count_readout(x: np.ndarray, num_classes: int) -> np.ndarray:
-    """SNN baseline (no ANN part): logits are the output spike counts per class neuron."""
-    flat = np.asarray(x, dtype=np.float32).reshape(-1)
-    if flat.size % num_classes:
-        raise EvaluationError(
-            f"SNN output of {flat.size} values cannot be read out as {num_classes} classes"
-        )
-    return flat.reshape(-1, num_classes).sum(axis=0)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) - np.max(logits)
-    e = np.exp(z)
-    return (e / e.sum()).astype(np.float32)
 
 
 class _Stage:

@@ -73,9 +73,12 @@ class HsnnNode(LifecycleNode):
     ``ros2 run`` users expect; set it false to let a lifecycle manager (e.g. nav2's) drive it.
     """
 
+    MAX_LOGS_PER_KIND_PER_S = 20
+
     def __init__(self, name: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
         self._defaults: dict[str, Any] = {}
+        self._log_budget: dict[str, tuple[float, int]] = {}
         self.declare_parameter("autostart", True)
         self.declare_parameter("diagnostics_period_s", 1.0)
         self.counters: Counter[str] = Counter()
@@ -142,7 +145,17 @@ class HsnnNode(LifecycleNode):
             self.counters[f"errors.{kind}"] += 1
             self.counters["errors"] += 1
             self.last_errors[kind] = detail
-        self.get_logger().warn(f"{kind}: {detail}", throttle_duration_sec=1.0)
+        # Every rejection is logged with its reason, up to a rate per kind so that a flood of bad
+        # packets cannot drown the log; the counters keep the full count.
+        now = time.monotonic()
+        window_start, logged = self._log_budget.get(kind, (now, 0))
+        if now - window_start > 1.0:
+            window_start, logged = now, 0
+        if logged < self.MAX_LOGS_PER_KIND_PER_S:
+            self.get_logger().warn(f"{kind}: {detail}")
+        else:
+            self.count(f"suppressed_logs.{kind}")
+        self._log_budget[kind] = (window_start, logged + 1)
 
     def diagnostic_values(self) -> dict[str, str]:
         """Extra key/values for this node's diagnostic status (subclasses add theirs)."""

@@ -10,6 +10,7 @@ import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.readout import softmax, spike_count_readout
 from hsnn_perception.core.energy import (
     ann_energy,
     cpu_meter,
@@ -29,15 +30,9 @@ from hsnn_perception.nodes.conversions import (
 )
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - np.max(logits)
-    e = np.exp(z)
-    return (e / e.sum()).astype(np.float32)
-
-
 class SpikeCountReadout:
     """For bundles without an ANN part (the SNN baseline): the class is the output neuron with the
-    most spikes over the window. Logits are the spike counts."""
+    most spikes over the window."""
 
     name = "spike-count readout (SNN baseline)"
     device = "cpu"
@@ -46,8 +41,7 @@ class SpikeCountReadout:
         self.num_classes = num_classes
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        counts = x.reshape(x.shape[0], -1, self.num_classes).sum(axis=1)
-        return counts.astype(np.float32)
+        return spike_count_readout(x, self.num_classes)
 
     def close(self) -> None:
         pass
@@ -215,8 +209,7 @@ class ClassifierNode(HsnnNode):
             return figure
         # Modelled for the target device from MACs (its own latency), not from this host's time.
         figure = ann_energy(self.macs, None, device=profile)
-        figure.method += f"; ran here on {self._backend.name}, host latency below"
-        figure.latency_s = latency
+        figure.method += f"; ran here on {self._backend.name}"
         return figure
 
 

@@ -93,8 +93,14 @@ def _nan_if_none(value: float | None) -> float:
 
 
 def energy_report(
-    figure: EnergyFigure, window_id: int, window_start_us: int, stamp: Time
+    figure: EnergyFigure,
+    window_id: int,
+    window_start_us: int,
+    stamp: Time,
+    host_latency_s: float | None = None,
 ) -> EnergyReport:
+    """The message of ``figure``; ``host_latency_s`` is what the stage took here when the figure
+    is for another device (a modelled Loihi or Jetson), whose time stays in device_latency_s."""
     msg = EnergyReport()
     msg.header.stamp = stamp
     msg.window_id = int(window_id)
@@ -105,7 +111,8 @@ def energy_report(
     msg.method = figure.method
     msg.energy_j = _nan_if_none(figure.energy_j)
     msg.power_w = _nan_if_none(figure.power_w)
-    msg.latency_s = float(figure.latency_s)
+    msg.device_latency_s = float(figure.latency_s)
+    msg.latency_s = float(figure.latency_s if host_latency_s is None else host_latency_s)
     msg.synaptic_ops = int(figure.synaptic_ops)
     msg.neuron_updates = int(figure.neuron_updates)
     msg.spikes = int(figure.spikes)
@@ -121,7 +128,7 @@ def figure_from_report(msg: EnergyReport) -> EnergyFigure:
         method=msg.method,
         energy_j=msg.energy_j,
         power_w=msg.power_w,
-        latency_s=msg.latency_s,
+        latency_s=msg.device_latency_s,
         synaptic_ops=msg.synaptic_ops,
         neuron_updates=msg.neuron_updates,
         spikes=msg.spikes,

@@ -3,6 +3,7 @@ file, a live iniVation camera or a DV network stream."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -26,8 +27,8 @@ class EventDriverNode(HsnnNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("event_driver", **kwargs)
         p = self.declare
-        p("source", "synthetic")  # synthetic | aedat4 | camera | network
-        p("path", "")  # aedat4: file
+        p("source", "synthetic")  # synthetic | aedat4 | camera | network | rosbag
+        p("path", "")  # aedat4 file or rosbag2 bag
         p("width", 128)  # synthetic sensor geometry
         p("height", 128)
         p("seed", 0)
@@ -41,6 +42,11 @@ class EventDriverNode(HsnnNode):
         p("qos_depth", 200)
         p("timer_period_s", 0.002)
         p("max_packets_per_tick", 50)
+        # Hold playback until this many subscribers listen on the events topic (0: start at
+        # once), then settle_s more so both ends of each DDS connection are matched: a recording
+        # played into an unconnected graph would be lost.
+        p("wait_for_subscribers", 0)
+        p("settle_s", 0.5)
         self._packets: Iterator[Packet] | None = None
         self._pending: Packet | None = None
         self._seq = 0
@@ -78,7 +84,8 @@ class EventDriverNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._pacer.reset()
+        self._ready_since = None if int(self.param("wait_for_subscribers")) > 0 else -1e9
+        self._playing = False
         self._timer = self.create_timer(float(self.param("timer_period_s")), self._tick)
         return super().on_activate(state)
 
@@ -106,6 +113,10 @@ class EventDriverNode(HsnnNode):
             gen = SyntheticGestures(height=height, width=width, seed=int(self.param("seed")))
             n = int(self.param("num_samples"))
             return synthetic_packets(gen, packet_us, n if n > 0 else None), width, height
+        if source == "rosbag":
+            from hsnn_perception.core.bag_source import bag_packets
+
+            return bag_packets(str(self.param("path")), loop=bool(self.param("loop")))
         from hsnn_perception.core import sources
 
         return sources.open_packet_source(
@@ -116,7 +127,22 @@ class EventDriverNode(HsnnNode):
         )
 
     # publishing -------------------------------------------------------------------------------------
+    def _ready_to_play(self) -> bool:
+        if self._ready_since is None:
+            wanted = int(self.param("wait_for_subscribers"))
+            if self._events_pub.get_subscription_count() < wanted:
+                return False
+            self._ready_since = time.monotonic()
+        if time.monotonic() - self._ready_since < float(self.param("settle_s")):
+            return False
+        if not self._playing:
+            self._playing = True
+            self._pacer.reset()
+        return True
+
     def _tick(self) -> None:
+        if not self._ready_to_play():
+            return
         budget = int(self.param("max_packets_per_tick"))
         for _ in range(budget):
             if self._pending is None:

@@ -46,7 +46,8 @@ def run_session(
     from hsnn_perception.tools.monitor import LifecycleClient, PipelineMonitor, missing_connections
 
     specs = [
-        s.with_parameters(autostart=False) if s.name == source_node else s for s in specs
+        s.with_parameters(autostart=False, wait_for_subscribers=1) if s.name == source_node else s
+        for s in specs
     ]
     own_context = not rclpy.ok()
     if own_context:

@@ -164,7 +164,60 @@ def export_qat_int8(
             opset_version=17,
             dynamo=False,
         )
+    fold_weight_quantizers(path)
     return QatResult(path=path, torch_accuracy=torch_acc, act_scales=scales)
+
+
+def fold_weight_quantizers(path: Path) -> int:
+    """Store weights as int8 initializers: ``QuantizeLinear(float W)`` -> precomputed int8 W.
+
+    The exporter writes float weights followed by QuantizeLinear/DequantizeLinear; folding the
+    QuantizeLinear makes the file ~4x smaller and is the standard QDQ form (int8 weight ->
+    DequantizeLinear -> Conv/Gemm) that onnxruntime turns into integer kernels. Returns the number
+    of weights folded.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consts = {
+        n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+        for n in graph.node
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
+    }
+
+    def value(name: str) -> np.ndarray | None:
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        return consts.get(name)
+
+    folded = 0
+    keep = []
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in inits:
+            w = numpy_helper.to_array(inits[node.input[0]])
+            scale = value(node.input[1])
+            zp = value(node.input[2]) if len(node.input) > 2 else np.zeros((), np.uint8)
+            if scale is not None and zp is not None and scale.size == 1:
+                lo, hi = np.iinfo(zp.dtype).min, np.iinfo(zp.dtype).max
+                # ONNX QuantizeLinear: saturate(round_half_to_even(x / scale) + zero_point)
+                q = np.clip(np.rint(w / scale) + zp.astype(np.int64), lo, hi).astype(zp.dtype)
+                graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
+                folded += 1
+                continue
+        keep.append(node)
+    if folded:
+        del graph.node[:]
+        graph.node.extend(keep)
+        used = {i for n in graph.node for i in n.input}
+        unused = [t for t in graph.initializer if t.name not in used]
+        for t in unused:
+            graph.initializer.remove(t)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+    return folded
 
 
 def is_qdq(path: Path) -> bool:

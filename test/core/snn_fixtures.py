@@ -61,7 +61,9 @@ def conv_dense_blocks(
     c, h, w = in_shape
     conv = slayer.block.cuba.Conv(neuron, c, channels, 3, stride=2, padding=1, weight_scale=3)
     oh, ow = (h + 1) // 2, (w + 1) // 2
-    dense = slayer.block.cuba.Dense(neuron, channels * oh * ow, outputs, weight_scale=3, delay=delay)
+    dense = slayer.block.cuba.Dense(
+        neuron, channels * oh * ow, outputs, weight_scale=3, delay=delay
+    )
     if delay:
         # slayer draws delays in [0, 1) on the first forward pass; set integer ones instead
         gen = torch.Generator().manual_seed(seed)

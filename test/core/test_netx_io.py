@@ -1,4 +1,4 @@
-"""netx HDF5 reader: slayer-exported files read back as slayer wrote them, clear errors otherwise."""
+"""netx HDF5 reader: slayer exports read back as slayer wrote them; clear errors otherwise."""
 
 from __future__ import annotations
 

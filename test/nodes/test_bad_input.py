@@ -75,11 +75,13 @@ def start(names: set[str], namespace: str, tmp_path, **overrides) -> ProcessGrou
     return ProcessGroup(specs, namespace=namespace, log_dir=tmp_path).start()
 
 
-def good_packets(bundle: ModelBundle, n_windows: int, seq0: int = 0) -> list[EventPacket]:
+def good_packets(
+    bundle: ModelBundle, n_windows: int, seq0: int = 0, t0_window: int = 0
+) -> list[EventPacket]:
     """Random events filling ``n_windows`` + 1 windows, so the first ``n_windows`` complete."""
     rng = np.random.default_rng(0)
     packets = []
-    for k in range(n_windows + 1):
+    for k in range(t0_window, t0_window + n_windows + 1):
         events = np.zeros(3000, dtype=EVENT_DTYPE)
         events["t"] = np.sort(rng.integers(k * bundle.window_us, (k + 1) * bundle.window_us, 3000))
         events["x"] = rng.integers(0, bundle.sensor_width, 3000)
@@ -128,13 +130,20 @@ def test_snn_node_survives_malformed_packets(ros, tmp_path, default_bundle_dir):
                            time_base=time_base, encoding="mono")
         back.events = swapped
         bad.append(back)
-        for msg in bad:
-            pub.publish(msg)
-            probe.spin_until(lambda: False, 0.05)
+        # A good stream first: once its window comes out, both ends of the connection are matched.
         for msg in good:
             pub.publish(msg)
             probe.spin_until(lambda: False, 0.05)
-        assert probe.spin_until(lambda: len(probe.received["snn/spikes"]) >= 2), (
+        assert probe.spin_until(lambda: len(probe.received["snn/spikes"]) >= 2), group.log(
+            "snn_feature"
+        )
+        for msg in bad:
+            pub.publish(msg)
+            probe.spin_until(lambda: False, 0.05)
+        for msg in good_packets(bundle, 2, seq0=10, t0_window=10):
+            pub.publish(msg)
+            probe.spin_until(lambda: False, 0.05)
+        assert probe.spin_until(lambda: len(probe.received["snn/spikes"]) >= 4), (
             "good packets after bad ones still give windows:\n" + group.log("snn_feature")
         )
         assert probe.spin_until(lambda: int(probe.diag("snn_feature").get("errors.packet", 0)) >= 4)
@@ -153,6 +162,14 @@ def test_bridge_and_classifier_survive_bad_tensors(ros, tmp_path, default_bundle
         probe.wait_for_subscriber(spikes_pub)
         probe.wait_for_subscriber(tensors_pub)
         shape = (bundle.timesteps, *bundle.feature_shape)
+        spikes = (np.random.default_rng(1).random(shape) < 0.2).astype(np.uint8)
+        # Good input until it comes out the far end: then every connection is matched both ways.
+        assert probe.spin_until(
+            lambda: spikes_pub.publish(make_tensor_list(0, 0, "", {"spikes": spikes}))
+            or len(probe.received["classification"]) >= 1,
+            60,
+        )
+        probe.received["classification"].clear()
         # data size that does not match the declared shape
         wrong_size = make_tensor_list(0, 0, "", {"spikes": np.zeros(shape, np.uint8)})
         wrong_size.tensors[0].data = bytes(10)
@@ -165,12 +182,13 @@ def test_bridge_and_classifier_survive_bad_tensors(ros, tmp_path, default_bundle
         bad_rank = make_tensor_list(5, 0, "", {bundle.ann_input_name: nan_input})
         bad_rank.tensors[0].shape.rank = 7
         tensors_pub.publish(bad_rank)
-        spikes = (np.random.default_rng(1).random(shape) < 0.2).astype(np.uint8)
         spikes_pub.publish(make_tensor_list(6, 960_000, "dvs", {"spikes": spikes}))
-        assert probe.spin_until(lambda: len(probe.received["classification"]) >= 1), (
+        assert probe.spin_until(
+            lambda: any(c.window_id == 6 for c in probe.received["classification"])
+        ), (
             group.log("accumulator_bridge") + group.log("classifier")
         )
-        result = probe.received["classification"][0]
+        result = next(c for c in probe.received["classification"] if c.window_id == 6)
         assert result.window_id == 6 and result.window_stamp.sec == 0
         assert result.window_stamp.nanosec == 960_000_000
         assert 0 <= result.class_id < bundle.num_classes and len(result.scores) == 11

@@ -1,0 +1,160 @@
+"""Bit-exactness of the native runtime against Lava's own fixed_pt simulation of the same netx
+file (and against slayer where slayer models the same thing), plus the Lava backend's interface.
+
+Lava runs every process in worker processes; each LavaSnn is closed by a context manager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from snn_fixtures import (
+    NEURON_SETS,
+    add_bias,
+    conv_dense_blocks,
+    conv_spec,
+    cuba,
+    dense_blocks,
+    dense_spec,
+    export_blocks,
+    random_spikes,
+    slayer_forward,
+    write_net,
+)
+
+from hsnn_perception.core.lava_backend import (
+    HW_MISSING,
+    LavaBackendError,
+    LavaSnn,
+    lava_loihi_installed,
+)
+from hsnn_perception.core.snn_runtime import SnnInputError, load_snn
+
+IN_SHAPE = (2, 8, 8)
+T = 12
+
+
+def _compare(path: Path, x: np.ndarray, input_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Run ``x`` (B, T, ...) through Lava and the native runtime; assert equal outputs and
+    counts for every sample; return Lava's output."""
+    native = load_snn(path, input_shape=input_shape)
+    want, counts = native.run_with_counts(x)
+    with load_snn(path, backend="lava", input_shape=input_shape) as lava:
+        assert lava.backend_name == "lava loihi2 sim fixed_pt"
+        outs = []
+        for b, sample in enumerate(x):  # one compiled network, reset between windows
+            out, lava_counts = lava.run_window(sample)
+            assert lava_counts == native.run_window(sample)[1]
+            assert lava_counts.per_layer[0]["synaptic_ops"] == counts[b, :, 0, 0].sum()
+            outs.append(out)
+    got = np.stack(outs)
+    np.testing.assert_array_equal(got, want, err_msg=str(path))
+    return got
+
+
+@pytest.mark.parametrize("k", range(len(NEURON_SETS)))
+def test_slayer_conv_dense_lava_native_slayer(tmp_path: Path, k: int) -> None:
+    """Conv + flatten + dense from slayer, without and with dense delays: Lava == native ==
+    slayer at every timestep, for each neuron parameter set."""
+    rng = np.random.default_rng(100 + k)
+    for delay in (False, True):
+        blocks = conv_dense_blocks(20 + k, NEURON_SETS[k], IN_SHAPE, delay=delay)
+        x = random_spikes(rng, (2, T, *IN_SHAPE))
+        y = slayer_forward(blocks, x)
+        path = export_blocks(tmp_path / f"n{int(delay)}.net", blocks)
+        got = _compare(path, x, IN_SHAPE)
+        np.testing.assert_array_equal(got, y.reshape(got.shape))
+        assert got.sum() > 0
+
+
+def test_slayer_net_with_bias_and_dense_chain(tmp_path: Path) -> None:
+    """Biases (per conv channel and per dense neuron, as netx reads them) and a dense-first net
+    with delays: Lava == native."""
+    rng = np.random.default_rng(7)
+    blocks = conv_dense_blocks(3, NEURON_SETS[0], IN_SHAPE)
+    x = random_spikes(rng, (2, T, *IN_SHAPE))
+    slayer_forward(blocks, x)
+    path = export_blocks(tmp_path / "b.net", blocks)
+    add_bias(path, 0, np.array([40, -30, 0, 25]))
+    add_bias(path, 2, rng.integers(-20, 30, 5))
+    assert _compare(path, x, IN_SHAPE).sum() > 0
+
+    blocks = dense_blocks(9, NEURON_SETS[1])
+    x = random_spikes(rng, (2, T, 12, 1, 1), 0.4)
+    slayer_forward(blocks, x)
+    assert _compare(export_blocks(tmp_path / "d.net", blocks), x).sum() > 0
+
+
+def test_extreme_values_input_neuron_groups(tmp_path: Path) -> None:
+    """Hand-written nets reaching the corners of the arithmetic: conv currents beyond 24 bits
+    (current wrap), voltage saturation, dense weights that netx must clip (> 254), odd
+    excitatory / purely inhibitory weights (truncation), int16 bias wrap, an input layer with a
+    neuron, grouped + dilated strided conv."""
+    rng = np.random.default_rng(11)
+    w_big = rng.integers(-300000, 300000, (3, 2, 3, 3))
+    wrap = write_net(
+        tmp_path / "wrap.net",
+        [
+            {"type": "input", "shape": np.array([2, 6, 6]), **cuba(2048, 1024, 3)},
+            dict(conv_spec(w_big, (3, 4, 4), neuron=cuba(100, 50, 200)), bias=[5000, -3000, 40]),
+            {"type": "flatten", "shape": np.array([48, 1, 1])},
+            dense_spec(rng.integers(-400, 400, (6, 48)), neuron=cuba(0, 4096, 30)),
+        ],
+    )
+    signs = write_net(
+        tmp_path / "signs.net",
+        [
+            dict(
+                dense_spec(rng.integers(0, 255, (7, 10)) | 1, neuron=cuba(2000, 300, 300)),
+                bias=rng.integers(-40000, 40000, 7),
+            ),
+            dict(dense_spec(-rng.integers(1, 200, (5, 7)), neuron=cuba(10, 10, 1)), bias=[900] * 5),
+        ],
+    )
+    grouped = conv_spec(rng.integers(-9, 9, (4, 1, 3, 3)), (4, 3, 3), 2, 1, cuba(512, 256, 3), 2)
+    grouped["dilation"] = np.array([2, 2])
+    groups = write_net(
+        tmp_path / "groups.net",
+        [
+            grouped,
+            {"type": "flatten", "shape": np.array([36, 1, 1])},
+            dense_spec(rng.integers(-7, 11, (3, 36)), neuron=cuba(0, 0, 5)),
+        ],
+    )
+    for path, shape in ((wrap, None), (signs, None), (groups, (2, 8, 8))):
+        native = load_snn(path, input_shape=shape)
+        x = random_spikes(rng, (2, 15, *native.input_shape), 0.4)
+        _, counts = native.run_window(x[0])
+        assert all(d["spikes"] > 0 for d in counts.per_layer), path
+        _compare(path, x, shape)
+
+
+def test_window_length_change_and_close(tmp_path: Path) -> None:
+    blocks = dense_blocks(2, NEURON_SETS[3])
+    rng = np.random.default_rng(2)
+    x = random_spikes(rng, (1, 9, 12, 1, 1), 0.4)
+    slayer_forward(blocks, x)
+    path = export_blocks(tmp_path / "d.net", blocks)
+    native = load_snn(path)
+    lava = LavaSnn(path)
+    try:
+        assert lava.input_shape == (12, 1, 1) and lava.output_shape == (4, 1, 1)
+        np.testing.assert_array_equal(lava.run(x), native.run(x))
+        short = x[:, :5]
+        np.testing.assert_array_equal(lava.run(short), native.run(short))  # rebuilt for T=5
+        with pytest.raises(SnnInputError, match="run_window input"):
+            lava.run_window(np.zeros((5, 3, 1, 1), np.uint8))
+    finally:
+        lava.close()
+    assert lava._state["net"] is None
+    lava.close()  # closing twice is harmless
+
+
+def test_hardware_backend_without_lava_loihi(tmp_path: Path) -> None:
+    if lava_loihi_installed():
+        pytest.skip("lava-loihi is installed here")
+    path = write_net(tmp_path / "d.net", [dense_spec(np.ones((2, 3)))])
+    with pytest.raises(LavaBackendError, match="lava-loihi extension") as info:
+        load_snn(path, backend="lava-hw")
+    assert str(info.value) == HW_MISSING

@@ -1,0 +1,148 @@
+"""Report code (shared by offline and DDS replay): summary numbers, files, round trips."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hsnn_perception.core import energy as en
+from hsnn_perception.core.results import StageRecord, WindowRecord
+from hsnn_perception.evaluation.records import (
+    EvalRecord,
+    ReplayResult,
+    ResultFormatError,
+    record_from_window_record,
+)
+from hsnn_perception.evaluation.report import (
+    family_table,
+    summarize,
+    to_markdown,
+    write_family_report,
+    write_report,
+)
+
+LABELS = ["a", "b", "c"]
+
+
+def _result() -> ReplayResult:
+    rng = np.random.default_rng(0)
+    truth = [0, 0, 1, 1, 2, 2, None]
+    pred = [0, 1, 1, 1, 0, 2, 1]
+    recs = []
+    for i, (t, p) in enumerate(zip(truth, pred, strict=True)):
+        snn = en.loihi_energy(1000 * (i + 1), 100, 10, 1e-4)
+        cls = en.unavailable("classifier", "cpu", "no meter", 2e-3)
+        figs = {"snn": snn, "classifier": cls}
+        figs["total"] = en.total(list(figs.values()))
+        recs.append(
+            EvalRecord(
+                window_id=i,
+                t_start_us=i * 160_000,
+                t_end_us=(i + 1) * 160_000,
+                label=t,
+                prediction=p,
+                scores=[0.2, 0.5, 0.3],
+                latency_s={"snn": float(rng.uniform(1e-3, 5e-3)), "classifier": 1e-3},
+                energy=figs,
+                n_events=100 + i,
+                layers=[{"layer": "1:conv", "synaptic_ops": 5, "neuron_updates": 64, "spikes": 8}],
+            )
+        )
+    return ReplayResult(
+        bag="x.bag",
+        bundle="models/m",
+        mode="offline",
+        labels=LABELS,
+        records=recs,
+        events_read=700,
+        dropped={"late events": 3},
+        bag_report={"skipped": {"damaged record": 1}, "notes": ["cut"]},
+        settings={"model": "m", "timesteps": 16, "interval": 4},
+    )
+
+
+def test_summary_numbers():
+    res = _result()
+    s = summarize(res)
+    assert s["windows"] == 7 and s["labelled_windows"] == 6
+    assert s["correct"] == 4 and s["accuracy"] == pytest.approx(4 / 6)
+    assert s["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert [c["accuracy"] for c in s["per_class"]] == [0.5, 1.0, 0.5]
+    snn_ms = [r.latency_s["snn"] * 1e3 for r in res.records]
+    assert s["latency_ms"]["snn"]["p95"] == pytest.approx(np.percentile(snn_ms, 95))
+    e2e = [(r.latency_s["snn"] + 1e-3) * 1e3 for r in res.records]
+    assert s["latency_ms"]["end_to_end"]["p50"] == pytest.approx(np.median(e2e))
+    snn_e = [r.energy["snn"].energy_j for r in res.records]
+    assert s["energy"]["snn"]["energy_mean_j"] == pytest.approx(np.mean(snn_e))
+    assert s["energy"]["classifier"]["energy_mean_j"] is None
+    assert s["energy"]["classifier"]["sources"] == {"unavailable": 7}
+    assert s["energy"]["total"]["sources"] == {"modelled": 7}
+    assert s["firing_rates"] == [
+        {"layer": "1:conv", "spikes": 56, "neuron_updates": 448, "rate_per_neuron_step": 0.125}
+    ]
+    json.dumps(s, allow_nan=False)  # no NaN anywhere
+
+
+def test_markdown_names_how_figures_were_obtained():
+    md = to_markdown(summarize(_result()))
+    assert "66.67% (4/6)" in md
+    assert "Davies" in md and "no meter" in md
+    assert "late events: 3" in md and "bag: damaged record: 1" in md
+    assert "| **2** | 1 | 0 | 1 |" in md
+
+
+def test_write_report_files_and_result_round_trip(tmp_path):
+    res = _result()
+    paths = write_report(res, tmp_path / "rep")
+    for key in ("summary", "markdown", "result", "confusion", "latency", "energy"):
+        assert paths[key].is_file() and paths[key].stat().st_size > 0
+    assert paths["confusion"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    back = ReplayResult.load(paths["result"])
+    assert summarize(back) == summarize(res)
+    assert json.loads(paths["summary"].read_text())["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_result_format_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ResultFormatError):
+        ReplayResult.load(bad)
+    bad.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ResultFormatError):
+        ReplayResult.load(bad)
+    with pytest.raises(ResultFormatError):
+        EvalRecord.from_dict({"window_id": "x"})
+
+
+def test_empty_result_summarizes():
+    res = ReplayResult("b", "m", "offline", LABELS)
+    s = summarize(res)
+    assert s["accuracy"] is None and s["windows"] == 0
+    assert "n/a" in to_markdown(s)
+
+
+def test_window_record_adapter_for_dds_replay():
+    wr = WindowRecord(window_id=3, start_us=480_000, true_class=1, predicted_class=1)
+    wr.stages["snn"] = StageRecord(2e-3, 1e-6, "modelled", "Davies", "loihi", 10_000_000)
+    wr.stages["classifier"] = StageRecord(1e-3, math.nan, "unavailable", "none", "cpu", 11_000_000)
+    wr.total_energy_j, wr.total_source = 1e-6, "modelled"
+    rec = record_from_window_record(wr)
+    assert rec.correct is True and rec.latency_s == {"snn": 2e-3, "classifier": 1e-3}
+    assert rec.energy["snn"].energy_j == 1e-6 and rec.energy["total"].source == "modelled"
+    assert rec.end_to_end() == pytest.approx(wr.end_to_end_s())
+    res = ReplayResult("b", "m", "dds", LABELS, records=[rec])
+    s = summarize(res)
+    assert s["accuracy"] == 1.0 and s["energy"]["classifier"]["energy_mean_j"] is None
+
+
+def test_family_table(tmp_path):
+    s1 = summarize(_result())
+    s2 = dict(s1, model="other", accuracy=None)
+    table = family_table([s1, s2])
+    assert "| m | 16/4 | 66.67% |" in table and "| other | 16/4 | n/a |" in table
+    paths = write_family_report([s1, s2], tmp_path)
+    assert "Model family" in paths["markdown"].read_text()
+    assert len(json.loads(paths["json"].read_text())) == 2
