@@ -168,7 +168,10 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "seed": ("0", "synthetic source seed"),
     "namespace": ("", "namespace of every node and topic"),
     "use_sim_time": ("false", "use /clock (e.g. from rosbag play or the driver's publish_clock)"),
-    "autostart": ("true", "nodes configure and activate themselves (false: a lifecycle manager does)"),
+    "autostart": (
+        "true",
+        "nodes configure and activate themselves (false: a lifecycle manager does)",
+    ),
     "composed": ("false", "run all nodes in one process (one executor)"),
     "params_file": ("", "YAML parameters file applied to the nodes on top of the arguments"),
 }
@@ -194,7 +197,9 @@ def pipeline_from_arguments(arguments: dict[str, str]) -> list[NodeSpec]:
         try:
             return kind(args[name])
         except ValueError:
-            raise ValueError(f"launch argument {name}:={args[name]!r} is not a {kind.__name__}") from None
+            raise ValueError(
+                f"launch argument {name}:={args[name]!r} is not a {kind.__name__}"
+            ) from None
 
     return pipeline(
         model=args["model"],

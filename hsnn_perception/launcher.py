@@ -1,4 +1,5 @@
-"""Start the pipeline's nodes as separate processes, from the graph description (hsnn_perception.graph).
+"""Start the pipeline's nodes as separate processes, from the graph description
+(hsnn_perception.graph).
 
 This is what ``ros2 launch`` does on a full ROS 2 install; here it also serves the demo and the
 integration tests on machines where the `launch` package is not installable.

@@ -37,7 +37,7 @@ def build_nodes(specs: Sequence[NodeSpec], namespace: str = "") -> list[Any]:
 def spin_composed(
     specs: Sequence[NodeSpec], namespace: str = "", args: list[str] | None = None, until: Any = None
 ) -> int:
-    """Spin all nodes of ``specs`` in one executor until Ctrl-C, shutdown, or ``until()`` is true."""
+    """Spin all nodes of ``specs`` in one executor until Ctrl-C, shutdown or ``until()``."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 

@@ -6,7 +6,6 @@ energy aggregator. Every node and argument comes from hsnn_perception.graph.
 
 import tempfile
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
@@ -17,6 +16,7 @@ from hsnn_perception.graph import (
     pipeline_from_arguments,
     specs_to_json,
 )
+from launch import LaunchDescription
 
 GRAPH_ARGUMENTS = [a for a in LAUNCH_ARGUMENTS if a not in ("namespace", "composed", "params_file")]
 

@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_pipeline_has_the_four_stages_and_the_aggregator():
     names = [s.name for s in pipeline()]
-    assert names == ["event_driver", "snn_feature", "accumulator_bridge", "classifier",
-                     "energy_aggregator"]
+    assert names == [
+        "event_driver",
+        "snn_feature",
+        "accumulator_bridge",
+        "classifier",
+        "energy_aggregator",
+    ]
     executables = {s.executable for s in pipeline()}
     scripts = {p.name for p in (ROOT / "scripts").iterdir()}
     assert executables <= scripts, "every node has an installed executable for ros2 run"
@@ -44,8 +49,13 @@ def test_json_round_trip():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"source": "webcam"}, {"snn_backend": "gpu"}, {"classifier_backend": "tflite"},
-               {"overrides": {"nobody": {}}}]
+    "kwargs",
+    [
+        {"source": "webcam"},
+        {"snn_backend": "gpu"},
+        {"classifier_backend": "tflite"},
+        {"overrides": {"nobody": {}}},
+    ],
 )
 def test_unknown_choices_are_rejected(kwargs):
     with pytest.raises(ValueError):
@@ -69,8 +79,12 @@ def test_launch_arguments_are_parsed_from_strings():
 def test_launch_file_declares_every_argument_from_the_graph():
     source = (ROOT / "launch" / "pipeline.launch.py").read_text()
     tree = ast.parse(source)
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                and n.module == "hsnn_perception.graph" for a in n.names}
+    imported = {
+        a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module == "hsnn_perception.graph"
+        for a in n.names
+    }
     assert {"LAUNCH_ARGUMENTS", "pipeline_from_arguments"} <= imported
     assert "namespace" in LAUNCH_ARGUMENTS and "composed" in LAUNCH_ARGUMENTS
 

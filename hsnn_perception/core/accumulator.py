@@ -20,7 +20,7 @@ class AccumulatorError(ValueError):
 
 
 def check_interval(timesteps: int, interval: int) -> int:
-    """Return the number of accumulated frames, or raise if ``interval`` does not divide ``timesteps``."""
+    """Frames per window (``timesteps // interval``); raises if ``interval`` does not divide it."""
     if interval < 1:
         raise AccumulatorError(f"interval must be >= 1, got {interval}")
     if timesteps % interval:
@@ -33,7 +33,7 @@ def check_interval(timesteps: int, interval: int) -> int:
 def accumulate(spikes: Any, interval: int, time_axis: int = 1) -> Any:
     """Sum ``spikes`` over consecutive blocks of ``interval`` steps along ``time_axis``.
 
-    Works on numpy arrays and torch tensors alike (only ``shape``, ``reshape`` and ``sum`` are used),
+    Works on numpy arrays and torch tensors alike (it uses only ``shape``, ``reshape``, ``sum``),
     returning the same kind. numpy integer/bool input is summed as float32, the ANN's input type.
     """
     shape = tuple(spikes.shape)
@@ -60,7 +60,7 @@ def frames_to_channels(frames: Any, time_axis: int = 1) -> Any:
 class StreamingAccumulator:
     """Step-by-step form of :func:`accumulate` for a stream of single timesteps.
 
-    ``push(step)`` adds one timestep of spikes; every ``interval`` pushes it returns the summed frame
+    ``push(step)`` adds one timestep of spikes; every ``interval`` pushes it returns the sum
     (float32) and starts a new one, otherwise it returns None.
     """
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,14 @@ from hsnn_perception.core.rosbag_io import (
 )
 from hsnn_perception.core.streams import LabelSpan, Packet
 
-__all__ = ["BagError", "BagPacketStream", "bag_packets", "bag_window_count"]
+__all__ = [
+    "BagError",
+    "BagPacketStream",
+    "WindowSpan",
+    "bag_packets",
+    "bag_window_count",
+    "bag_windows",
+]
 
 # Loops shift sensor time by the played span rounded up to this: one window of the paper's
 # set-up (T = 16 bins of 10 ms), so windows of the shipped models line up the same way each loop.
@@ -219,10 +227,22 @@ def bag_packets(
     return stream, stream.width, stream.height
 
 
-def bag_window_count(path: Path | str, bin_us: int, timesteps: int, height: int, width: int) -> int:
-    """How many windows of ``timesteps`` bins of ``bin_us`` the bag's events span, as the SNN
-    node cuts them (:class:`~hsnn_perception.core.binning.EventWindower` on the packets, then
-    flushed at the end of the stream). ``height`` / ``width``: the model's input size."""
+@dataclass(frozen=True)
+class WindowSpan:
+    """One window the SNN node would cut from a bag: ``[t_start_us, t_end_us)``, events in it."""
+
+    window_id: int
+    t_start_us: int
+    t_end_us: int
+    n_events: int
+
+
+def bag_windows(
+    path: Path | str, bin_us: int, timesteps: int, height: int, width: int
+) -> list[WindowSpan]:
+    """The windows of ``timesteps`` bins of ``bin_us`` that the bag's events span, cut the way the
+    SNN node cuts them (:class:`~hsnn_perception.core.binning.EventWindower` with its defaults on
+    the packets, flushed at the end of the stream). ``height`` / ``width``: the model's input."""
     from hsnn_perception.core.binning import BinningError, EventWindower
 
     stream, sensor_w, sensor_h = bag_packets(path)
@@ -232,10 +252,20 @@ def bag_window_count(path: Path | str, bin_us: int, timesteps: int, height: int,
         raise BagError(
             f"{path}: sensor {sensor_w}x{sensor_h} does not fit the model: {exc}"
         ) from exc
-    n = 0
+    out: list[WindowSpan] = []
+
+    def keep(windows: list) -> None:
+        out.extend(WindowSpan(w.window_id, w.t_start_us, w.t_end_us, w.n_events) for w in windows)
+
     for packet in stream:
         try:
-            n += len(windower.push(packet.events))
+            keep(windower.push(packet.events))
         except BinningError:  # the SNN node drops such a packet too
             continue
-    return n + len(windower.flush())
+    keep(windower.flush())
+    return out
+
+
+def bag_window_count(path: Path | str, bin_us: int, timesteps: int, height: int, width: int) -> int:
+    """How many windows the bag's events span (see :func:`bag_windows`)."""
+    return len(bag_windows(path, bin_us, timesteps, height, width))

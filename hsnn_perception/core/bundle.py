@@ -187,7 +187,7 @@ class ModelBundle:
 
 
 def default_bundle_path() -> Path:
-    """The model shipped with the package (models/default in a checkout or the install share dir)."""
+    """The shipped model: models/default in a checkout, or in the package's install share dir."""
     here = Path(__file__).resolve()
     for candidate in (
         here.parents[2] / "models" / "default",  # source checkout

@@ -1,4 +1,5 @@
-"""numpy arrays to and from the fields of an Isaac ROS style Tensor (name, shape, data_type, strides, data).
+"""numpy arrays to and from the fields of an Isaac ROS style Tensor
+(name, shape, data_type, strides, data).
 
 Kept free of ROS so that it can be unit-tested alone; hsnn_perception.nodes.conversions wraps it
 around the generated message classes.

@@ -1,6 +1,11 @@
-"""``hsnn-eval``: evaluate a model (or a family of models) on a labelled event bag, offline.
+"""``hsnn-eval``: evaluate a model (or a family of models) on a labelled event bag.
 
     hsnn-eval BAG [--bundle models/default] [--out reports/NAME] [--chip loihi] ...
+    hsnn-eval BAG --mode dds [--speed 1] [--composed] [--classifier-backend onnxruntime] ...
+
+``--mode offline`` (default) runs the pipeline's core code in this process, without ROS.
+``--mode dds`` plays the bag through the real nodes over DDS (hsnn_perception.tools.replay) and
+collects their Classification and EnergyReport messages; the report has the same form.
 
 ``--bundle`` may be one bundle directory or a directory of bundles (a model family): then each is
 evaluated and ``family.md`` / ``family.json`` compare them. Bad input (not a bag, a bag without
@@ -22,7 +27,8 @@ EXIT_BAD_INPUT = 2
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hsnn-eval",
-        description="Evaluate hybrid SNN/ANN models on a labelled event bag (offline).",
+        description="Evaluate hybrid SNN/ANN models on a labelled event bag (offline or over "
+        "DDS through the pipeline nodes).",
     )
     p.add_argument("bag", type=Path, help="rosbag2 directory or .mcap/.db3 file with /events")
     p.add_argument(
@@ -51,6 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--require-labels", action="store_true", help="fail if the bag has no ground truth"
     )
+    p.add_argument(
+        "--mode",
+        default="offline",
+        choices=("offline", "dds"),
+        help="offline: core code in this process; dds: the pipeline nodes over DDS",
+    )
+    dds = p.add_argument_group("DDS replay (--mode dds)")
+    dds.add_argument(
+        "--speed", type=float, default=1.0, help="1 = sensor pace, 0 = as fast as possible"
+    )
+    dds.add_argument("--composed", action="store_true", help="all nodes in one process")
+    dds.add_argument(
+        "--classifier-backend", default="onnxruntime", choices=("onnxruntime", "tensorrt")
+    )
+    dds.add_argument("--namespace", default="", help="ROS namespace (default: a random one)")
+    dds.add_argument("--timeout", type=float, default=0.0, help="seconds (0: from the bag)")
     return p
 
 
@@ -88,8 +110,12 @@ def eval_main(argv: list[str] | None = None) -> int:
             raise ValueError(f"no model bundle at {bundle_arg} (no {MANIFEST} there or below)")
         family = len(bundles) > 1 or bundles[0] != Path(bundle_arg)
         summaries = []
+        no_output: list[str] = []
         for bundle in bundles:
-            result = evaluate_offline(args.bag, bundle, settings)
+            if args.mode == "dds":
+                result = _replay(args, bundle)
+            else:
+                result = evaluate_offline(args.bag, bundle, settings)
             if args.require_labels and not any(r.label is not None for r in result.records):
                 raise ValueError(f"{args.bag} has no labelled windows (--require-labels)")
             target = out / bundle.name if family else out
@@ -101,16 +127,60 @@ def eval_main(argv: list[str] | None = None) -> int:
                 f"{summary['model']}: {summary['windows']} windows, accuracy "
                 f"{'n/a' if acc is None else f'{acc * 100:.2f}%'} -> {paths['markdown']}"
             )
+            if args.mode == "dds":
+                for why, n in result.dropped.items():
+                    print(f"  dropped: {n} {why}")
+                if not result.records:
+                    no_output.append(bundle.name)
         if family:
             fam = write_family_report(summaries, out)
             print(f"family comparison -> {fam['markdown']}")
     except (ValueError, OSError) as exc:  # all the project's input errors subclass ValueError
         print(f"hsnn-eval: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RuntimeError as exc:  # session.PipelineError: the nodes did not come up or died
+        print(f"hsnn-eval: error: the pipeline failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("hsnn-eval: interrupted", file=sys.stderr)
         return 130
+    if no_output:
+        print(f"hsnn-eval: no window was classified over DDS for {no_output}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _replay(args: argparse.Namespace, bundle: Path):  # noqa: ANN202 - ReplayResult, lazily
+    """One DDS replay of ``args.bag`` with ``bundle`` (the nodes' own processes)."""
+    import os
+    import random
+
+    from hsnn_perception.tools.replay import ReplaySettings, replay_dds
+
+    if args.max_windows:
+        raise ValueError("--max-windows applies to --mode offline only")
+    if args.backend not in ("native", "lava", "lava-hw"):
+        raise ValueError(f"--backend {args.backend!r}: the SNN node offers native, lava, lava-hw")
+    # Like the demo: keep the replay's DDS traffic on this host and off other runs' domains.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+    settings = ReplaySettings(
+        namespace=args.namespace,
+        timeout_s=args.timeout,
+        chip=args.chip,
+        loihi_cores=args.loihi_cores,
+        ann_device=args.ann_device,
+        providers=args.providers if args.classifier_backend == "onnxruntime" else "",
+    )
+    return replay_dds(
+        args.bag,
+        bundle,
+        snn_backend=args.backend,
+        classifier_backend=args.classifier_backend,
+        speed=args.speed,
+        composed=args.composed,
+        settings=settings,
+    )
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ class HsnnNode(LifecycleNode):
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
-    # counting -------------------------------------------------------------------------------------
+    # counting ----
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.counters[key] += n
@@ -190,7 +190,7 @@ class HsnnNode(LifecycleNode):
         msg.status = [status]
         self._diag_pub.publish(msg)
 
-    # lifecycle defaults -----------------------------------------------------------------------------
+    # lifecycle defaults ----
     def on_error(self, state: State) -> TransitionCallbackReturn:
         self.get_logger().error(f"lifecycle error in state {state.label}")
         return TransitionCallbackReturn.SUCCESS

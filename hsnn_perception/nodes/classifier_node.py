@@ -10,7 +10,6 @@ import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.readout import softmax, spike_count_readout
 from hsnn_perception.core.energy import (
     ann_energy,
     cpu_meter,
@@ -19,6 +18,7 @@ from hsnn_perception.core.energy import (
     measured_figure,
     unavailable,
 )
+from hsnn_perception.core.readout import softmax, spike_count_readout
 from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
 from hsnn_perception.msg import Classification, EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node

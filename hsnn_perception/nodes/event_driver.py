@@ -53,7 +53,7 @@ class EventDriverNode(HsnnNode):
         self._timer = None
         self._finished = False
 
-    # lifecycle --------------------------------------------------------------------------------------
+    # lifecycle ----
     @guarded_transition
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         source = str(self.param("source"))
@@ -102,7 +102,7 @@ class EventDriverNode(HsnnNode):
         self._packets = None
         return TransitionCallbackReturn.SUCCESS
 
-    # sources ----------------------------------------------------------------------------------------
+    # sources ----
     def _open_source(self, source: str) -> tuple[Iterator[Packet], int, int]:
         packet_us = int(self.param("packet_us"))
         if source == "synthetic":
@@ -126,7 +126,7 @@ class EventDriverNode(HsnnNode):
             loop=bool(self.param("loop")),
         )
 
-    # publishing -------------------------------------------------------------------------------------
+    # publishing ----
     def _ready_to_play(self) -> bool:
         if self._ready_since is None:
             wanted = int(self.param("wait_for_subscribers"))

@@ -78,7 +78,7 @@ class SnnFeatureNode(HsnnNode):
         self._sub = None
         self._drops: Counter[str] = Counter()
 
-    # lifecycle --------------------------------------------------------------------------------------
+    # lifecycle ----
     @guarded_transition
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         backend = str(self.param("backend"))
@@ -155,7 +155,7 @@ class SnnFeatureNode(HsnnNode):
             self._snn.close()
             self._snn = None
 
-    # data -------------------------------------------------------------------------------------------
+    # data ----
     def _on_events(self, msg: Any) -> None:
         self.count("received.packets")
         self._last_packet = time.monotonic()
@@ -243,7 +243,9 @@ class SnnFeatureNode(HsnnNode):
             n_cores=cores or None,
             device=f"{chip} (modelled; ran on {self._snn.backend_name})",
         )
-        figure.method += f"; {chip} time modelled from Davies 2018 op times ({loihi_s * 1e3:.3f} ms)"
+        figure.method += (
+            f"; {chip} time modelled from Davies 2018 op times ({loihi_s * 1e3:.3f} ms)"
+        )
         return figure
 
     def diagnostic_values(self) -> dict[str, str]:

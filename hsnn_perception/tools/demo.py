@@ -1,5 +1,5 @@
-"""Run the whole pipeline on the embedded default (synthetic DVS gestures, shipped model), print each
-prediction beside the true label, then accuracy, per-stage latency and energy per inference.
+"""Run the whole pipeline on the embedded default (synthetic DVS gestures, shipped model), print
+each prediction beside the true label, then accuracy, per-stage latency and energy per inference.
 
 Each stage runs as its own process talking over DDS (``--composed`` puts them in one process).
 """
@@ -12,6 +12,7 @@ import random
 import sys
 import time
 from pathlib import Path
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="hsnn-demo", description=__doc__)

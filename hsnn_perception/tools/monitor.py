@@ -157,14 +157,18 @@ class LifecycleClient:
 
         return self._call(self._get, GetState.Request(), spin, timeout_s).current_state.label
 
-    def transition(self, label: str, spin: Callable[[float], None], timeout_s: float = 30.0) -> bool:
+    def transition(
+        self, label: str, spin: Callable[[float], None], timeout_s: float = 30.0
+    ) -> bool:
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
-        ids = {"configure": Transition.TRANSITION_CONFIGURE,
-               "activate": Transition.TRANSITION_ACTIVATE,
-               "deactivate": Transition.TRANSITION_DEACTIVATE,
-               "cleanup": Transition.TRANSITION_CLEANUP}
+        ids = {
+            "configure": Transition.TRANSITION_CONFIGURE,
+            "activate": Transition.TRANSITION_ACTIVATE,
+            "deactivate": Transition.TRANSITION_DEACTIVATE,
+            "cleanup": Transition.TRANSITION_CLEANUP,
+        }
         request = ChangeState.Request()
         request.transition.id = ids[label]
         return bool(self._call(self._change, request, spin, timeout_s).success)

@@ -82,7 +82,8 @@ def run_session(
             for transition in ("configure", "activate"):
                 if not source.transition(transition, spin):
                     raise PipelineError(
-                        f"{source_node} refused to {transition}:\n{group.log(_proc(group, source_node))}"
+                        f"{source_node} refused to {transition}:\n"
+                        + group.log(_proc(group, source_node))
                     )
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:

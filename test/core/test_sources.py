@@ -156,7 +156,12 @@ def test_network_stream_source_against_dv_network_writer() -> None:
     assert last_t == int(ev["t"][-1])
     src.close()
     del src
-    del writer  # the writer's destructor waits for connected clients, so the reader goes first
+    # NetworkWriter's destructor blocks while a client is connected: wait for the disconnect.
+    deadline = time.monotonic() + 5
+    while writer.getClientCount() > 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.getClientCount() == 0
+    del writer
 
 
 def test_network_stream_refused_is_clear() -> None:

@@ -11,8 +11,11 @@ def test_packets_cover_the_samples_and_carry_labels():
     assert len(packets) == 3 * 160_000 // 5000
     assert [p.t_start_us for p in packets] == list(range(0, 480_000, 5000))
     labels = [span for p in packets for span in p.labels]
-    assert [(s.start_us, s.end_us) for s in labels] == [(0, 160_000), (160_000, 320_000),
-                                                        (320_000, 480_000)]
+    assert [(s.start_us, s.end_us) for s in labels] == [
+        (0, 160_000),
+        (160_000, 320_000),
+        (320_000, 480_000),
+    ]
     reference = [events for events, *_ in gen.stream(3)]
     joined = np.concatenate([p.events for p in packets])
     np.testing.assert_array_equal(joined, np.concatenate(reference))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from hsnn_perception.msg import Classification, EventPacket, TensorList
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
@@ -18,9 +19,8 @@ from hsnn_perception.core.bundle import ModelBundle
 from hsnn_perception.core.events import EVENT_DTYPE, encode_packet
 from hsnn_perception.graph import pipeline, qualified_name
 from hsnn_perception.launcher import ProcessGroup
-from hsnn_perception.msg import Classification, EventPacket, TensorList
 from hsnn_perception.nodes.base import reliable_qos, sensor_qos
-from hsnn_perception.nodes.conversions import array_to_tensor, make_tensor_list
+from hsnn_perception.nodes.conversions import make_tensor_list
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +35,17 @@ class Probe:
         self.executor.add_node(self.node)
         self.received: dict[str, list] = {"snn/spikes": [], "tensors": [], "classification": []}
         self.diagnostics: dict[str, dict[str, str]] = {}
-        for topic, kind in (("snn/spikes", TensorList), ("tensors", TensorList),
-                            ("classification", Classification)):
-            self.node.create_subscription(kind, topic, self.received[topic].append, reliable_qos(50))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos(50))
+        for topic, kind in (
+            ("snn/spikes", TensorList),
+            ("tensors", TensorList),
+            ("classification", Classification),
+        ):
+            self.node.create_subscription(
+                kind, topic, self.received[topic].append, reliable_qos(50)
+            )
+        self.node.create_subscription(
+            DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos(50)
+        )
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -93,8 +100,14 @@ def good_packets(
 
 def event_packet(events, bundle: ModelBundle, seq: int, encoding: str = "mono") -> EventPacket:
     time_base, payload = encode_packet(events, "mono", bundle.sensor_width, bundle.sensor_height)
-    msg = EventPacket(height=bundle.sensor_height, width=bundle.sensor_width, seq=seq,
-                      time_base=time_base, encoding=encoding, is_bigendian=False)
+    msg = EventPacket(
+        height=bundle.sensor_height,
+        width=bundle.sensor_width,
+        seq=seq,
+        time_base=time_base,
+        encoding=encoding,
+        is_bigendian=False,
+    )
     msg.events = payload
     return msg
 
@@ -117,8 +130,13 @@ def test_snn_node_survives_malformed_packets(ros, tmp_path, default_bundle_dir):
         outside = np.zeros(1, EVENT_DTYPE)
         outside["x"] = bundle.sensor_width + 5
         time_base, payload = encode_packet(outside, "mono", 0, 0)
-        oob = EventPacket(height=bundle.sensor_height, width=bundle.sensor_width, seq=102,
-                          time_base=time_base, encoding="mono")
+        oob = EventPacket(
+            height=bundle.sensor_height,
+            width=bundle.sensor_width,
+            seq=102,
+            time_base=time_base,
+            encoding="mono",
+        )
         oob.events = payload
         bad.append(oob)
         backwards = np.zeros(2, EVENT_DTYPE)
@@ -126,8 +144,13 @@ def test_snn_node_survives_malformed_packets(ros, tmp_path, default_bundle_dir):
         time_base, payload = encode_packet(np.sort(backwards, order="t"), "mono", 0, 0)
         # swap the two 8-byte words so time goes backwards inside the packet
         swapped = payload[8:16] + payload[0:8]
-        back = EventPacket(height=bundle.sensor_height, width=bundle.sensor_width, seq=103,
-                           time_base=time_base, encoding="mono")
+        back = EventPacket(
+            height=bundle.sensor_height,
+            width=bundle.sensor_width,
+            seq=103,
+            time_base=time_base,
+            encoding="mono",
+        )
         back.events = swapped
         bad.append(back)
         # A good stream first: once its window comes out, both ends of the connection are matched.
@@ -165,8 +188,10 @@ def test_bridge_and_classifier_survive_bad_tensors(ros, tmp_path, default_bundle
         spikes = (np.random.default_rng(1).random(shape) < 0.2).astype(np.uint8)
         # Good input until it comes out the far end: then every connection is matched both ways.
         assert probe.spin_until(
-            lambda: spikes_pub.publish(make_tensor_list(0, 0, "", {"spikes": spikes}))
-            or len(probe.received["classification"]) >= 1,
+            lambda: (
+                spikes_pub.publish(make_tensor_list(0, 0, "", {"spikes": spikes}))
+                or len(probe.received["classification"]) >= 1
+            ),
             60,
         )
         probe.received["classification"].clear()
@@ -185,16 +210,16 @@ def test_bridge_and_classifier_survive_bad_tensors(ros, tmp_path, default_bundle
         spikes_pub.publish(make_tensor_list(6, 960_000, "dvs", {"spikes": spikes}))
         assert probe.spin_until(
             lambda: any(c.window_id == 6 for c in probe.received["classification"])
-        ), (
-            group.log("accumulator_bridge") + group.log("classifier")
-        )
+        ), group.log("accumulator_bridge") + group.log("classifier")
         result = next(c for c in probe.received["classification"] if c.window_id == 6)
         assert result.window_id == 6 and result.window_stamp.sec == 0
         assert result.window_stamp.nanosec == 960_000_000
         assert 0 <= result.class_id < bundle.num_classes and len(result.scores) == 11
         assert probe.spin_until(
-            lambda: int(probe.diag("accumulator_bridge").get("errors.tensor", 0)) >= 3
-            and int(probe.diag("classifier").get("errors.tensor", 0)) >= 3
+            lambda: (
+                int(probe.diag("accumulator_bridge").get("errors.tensor", 0)) >= 3
+                and int(probe.diag("classifier").get("errors.tensor", 0)) >= 3
+            )
         ), probe.diagnostics
         assert "NaN" in group.log("classifier")
         assert all(code is None for code in group.poll().values())
@@ -207,12 +232,15 @@ def test_missing_model_and_bad_parameter_leave_nodes_up(ros, tmp_path):
         "snn_feature": {"backend": "quantum"},
         "accumulator_bridge": {"interval": "three"},
     }
-    with start({"classifier", "snn_feature", "accumulator_bridge"}, ns, tmp_path,
-               **overrides) as group:
+    with start(
+        {"classifier", "snn_feature", "accumulator_bridge"}, ns, tmp_path, **overrides
+    ) as group:
         probe = Probe(ns)
         assert probe.spin_until(
-            lambda: all(int(probe.diag(n).get("errors", 0)) >= 1
-                        for n in ("classifier", "snn_feature", "accumulator_bridge")),
+            lambda: all(
+                int(probe.diag(n).get("errors", 0)) >= 1
+                for n in ("classifier", "snn_feature", "accumulator_bridge")
+            ),
             60,
         ), probe.diagnostics
         for node in ("classifier", "snn_feature", "accumulator_bridge"):

@@ -66,11 +66,19 @@ def test_int8_qdq_model_runs_in_onnxruntime_close_to_fake_quant(k, data, tmp_pat
     np.testing.assert_allclose(int8_run.logits, ref, atol=0.02 * spread + 1e-3)
 
 
-def test_file_is_smaller_than_float(data, tmp_path):
+def _weight_bytes(path, dtype):
+    arrays = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
+    return sum(a.nbytes for a in arrays if a.ndim >= 2 and a.dtype == dtype)
+
+
+def test_weights_are_stored_in_a_quarter_of_the_bytes(data, tmp_path):
     res = _train(1, data)
     bundle = write_bundle(res.model, tmp_path, SPEC_IN, GESTURE_LABELS, "t")
     qat = export_qat_int8(res, *data, tmp_path)
-    assert qat.path.stat().st_size < 0.6 * bundle.ann_file.stat().st_size
+    float_bytes = _weight_bytes(bundle.ann_file, np.float32)
+    assert float_bytes > 0
+    assert _weight_bytes(qat.path, np.int8) * 4 == float_bytes
+    assert _weight_bytes(qat.path, np.float32) == 0
     sess = onnx_session(qat.path)
     assert [i.name for i in sess.get_inputs()] == ["frames"]
 

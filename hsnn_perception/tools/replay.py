@@ -1,0 +1,341 @@
+"""DDS replay: a labelled event bag played through the REAL pipeline nodes over DDS, collected into
+the same :class:`~hsnn_perception.evaluation.records.ReplayResult` as the offline evaluation.
+
+The driver node reads the bag (``source: rosbag``, :func:`hsnn_perception.core.bag_source.
+bag_packets`) and publishes it at ``speed`` times sensor pace (0: as fast as the driver's timer
+allows); the SNN, bridge and classifier nodes run as separate processes (or composed in one);
+:func:`hsnn_perception.tools.session.run_session` collects Classification and EnergyReport
+messages per window. The windows the bag spans are computed beforehand from the bag with the
+same windower the SNN node uses, so a window that never came out is counted as dropped, and
+ground truth is matched to windows with the offline rule (a label covering at least half of the
+window), so both modes are scored alike.
+
+Events travel best-effort (sensor QoS), so a consumer that falls behind loses packets rather than
+blocking the driver. What was lost is measured from the nodes' own counters on ``/diagnostics``
+(driver ``published.*`` against SNN node ``received.*``) and reported in ``dropped``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hsnn_perception.core.bag_source import BagPacketStream, WindowSpan, bag_packets, bag_windows
+from hsnn_perception.core.bundle import ModelBundle
+
+DIAG_PERIOD_S = 0.2  # nodes' diagnostics period during a replay: final counters arrive in time
+
+
+class ReplayError(ValueError):
+    """A DDS replay cannot be set up or did not produce results (says why)."""
+
+
+@dataclass
+class ReplaySettings:
+    snn_backend: str = "native"
+    classifier_backend: str = "onnxruntime"
+    speed: float = 1.0  # 1 = sensor pace, 0 = as fast as possible
+    composed: bool = False  # all nodes in one process
+    namespace: str = ""  # empty: a random one (several replays may share a DDS domain)
+    timeout_s: float = 0.0  # 0: from the bag's duration and the speed
+    startup_timeout_s: float = 60.0
+    chip: str = "loihi"  # SNN node energy_chip
+    loihi_cores: int = 0  # SNN node loihi_cores
+    ann_device: str = ""  # classifier energy_model_device ("" keeps the node's default)
+    providers: str = ""  # classifier providers ("" keeps the node's default)
+    min_label_overlap: float = 0.5  # as OfflineSettings
+    log_dir: Path | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> parameters
+
+
+class _DdsListener:
+    """Latest /diagnostics status per node and the scores of every Classification, collected in
+    its own rclpy context on its own thread (run_session owns the default context)."""
+
+    def __init__(self, namespace: str) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.signals import SignalHandlerOptions
+
+        from hsnn_perception.graph import CLASSIFICATION, DIAGNOSTICS
+        from hsnn_perception.msg import Classification
+        from hsnn_perception.nodes.base import reliable_qos
+
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        self.scores: dict[int, list[float]] = {}
+        self._lock = threading.Lock()
+        self._context = rclpy.Context()
+        rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
+        self._node = Node(
+            f"hsnn_replay_listener_{random.randint(0, 10**6)}",
+            namespace=namespace,
+            context=self._context,
+        )
+        self._node.create_subscription(
+            DiagnosticArray, DIAGNOSTICS, self._on_diag, reliable_qos(50)
+        )
+        self._node.create_subscription(
+            Classification, CLASSIFICATION, self._on_class, reliable_qos(500)
+        )
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self._node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name="hsnn-replay-listener", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self._executor.spin_once(timeout_sec=0.05)
+
+    def _on_diag(self, msg: Any) -> None:
+        with self._lock:
+            for status in msg.status:
+                values = {kv.key: kv.value for kv in status.values}
+                values["message"] = status.message
+                self.diagnostics[status.hardware_id] = values
+
+    def _on_class(self, msg: Any) -> None:
+        with self._lock:
+            self.scores[int(msg.window_id)] = [float(s) for s in msg.scores]
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._executor.shutdown()
+        self._node.destroy_node()
+        rclpy.try_shutdown(context=self._context)
+
+    def node(self, qualified: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self.diagnostics.get(qualified, {}))
+
+
+def _int(values: dict[str, str], key: str) -> int:
+    try:
+        return int(float(values.get(key, 0)))
+    except ValueError:
+        return 0
+
+
+def default_timeout(duration_s: float, speed: float, n_windows: int) -> float:
+    """Seconds to wait for all windows: the bag's play time plus generous compute time."""
+    play = duration_s / speed if speed > 0 else 0.0
+    return 30.0 + 1.5 * play + 0.5 * n_windows
+
+
+def replay_dds(
+    bag: Path | str,
+    bundle: Path | str,
+    snn_backend: str = "native",
+    classifier_backend: str = "onnxruntime",
+    speed: float = 1.0,
+    composed: bool = False,
+    settings: ReplaySettings | None = None,
+    on_window: Callable[[Any], None] | None = None,
+) -> Any:
+    """Play ``bag`` through the pipeline nodes over DDS with model ``bundle``; return the
+    :class:`~hsnn_perception.evaluation.records.ReplayResult` (``mode="dds"``).
+
+    The positional options override those in ``settings``. ``on_window`` gets each
+    ``core.results.WindowRecord`` as its classification arrives. Raises :class:`ReplayError`
+    (or ``BagError`` / ``BundleError``) on bad input, ``session.PipelineError`` if the nodes do
+    not come up.
+    """
+    from hsnn_perception.evaluation.offline import label_for_window
+    from hsnn_perception.evaluation.records import ReplayResult, record_from_window_record
+    from hsnn_perception.graph import pipeline, qualified_name
+    from hsnn_perception.tools.session import run_session
+
+    s = settings or ReplaySettings()
+    s.snn_backend, s.classifier_backend = snn_backend, classifier_backend
+    s.speed, s.composed = float(speed), bool(composed)
+    if not s.speed >= 0 or math.isinf(s.speed):
+        raise ReplayError(
+            f"speed must be a finite number >= 0 (0: as fast as possible), got {speed}"
+        )
+    model = ModelBundle.load(bundle)
+    bag = Path(bag)
+    stream, width, height = bag_packets(bag)
+    if (height % model.height) or (width % model.width):
+        raise ReplayError(
+            f"the bag's sensor {width}x{height} cannot be downsampled to the model input "
+            f"{model.width}x{model.height}"
+        )
+    spans = bag_windows(bag, model.bin_us, model.timesteps, model.height, model.width)
+    if not spans:
+        raise ReplayError(f"{bag} spans no window of the model: nothing to classify")
+    labels = list(stream.labels)
+    duration_s = (spans[-1].t_end_us - spans[0].t_start_us) * 1e-6
+    namespace = s.namespace or f"hsnn_replay_{random.randint(0, 10**6)}"
+    overrides: dict[str, dict[str, Any]] = {
+        name: {"diagnostics_period_s": DIAG_PERIOD_S}
+        for name in ("event_driver", "snn_feature", "accumulator_bridge", "classifier")
+    }
+    overrides["snn_feature"].update(energy_chip=s.chip, loihi_cores=int(s.loihi_cores))
+    if s.ann_device:
+        overrides["classifier"]["energy_model_device"] = s.ann_device
+    if s.providers:
+        overrides["classifier"]["providers"] = s.providers
+    for name, params in s.overrides.items():
+        overrides.setdefault(name, {}).update(params)
+    specs = pipeline(
+        model=str(model.path),
+        source="rosbag",
+        source_path=str(bag.resolve()),
+        snn_backend=s.snn_backend,
+        classifier_backend=s.classifier_backend,
+        speed=s.speed,
+        overrides=overrides,
+    )
+    timeout = s.timeout_s or default_timeout(duration_s, s.speed, len(spans))
+    listener = _DdsListener(namespace)
+    started = time.monotonic()
+    try:
+        session = run_session(
+            specs,
+            len(spans),
+            namespace=namespace,
+            composed=s.composed,
+            timeout_s=timeout,
+            startup_timeout_s=s.startup_timeout_s,
+            on_classification=on_window,
+            log_dir=s.log_dir,
+        )
+        time.sleep(2 * DIAG_PERIOD_S)  # the nodes are gone; let the last statuses be handled
+    finally:
+        listener.close()
+    wall_s = time.monotonic() - started
+
+    result = ReplayResult(
+        bag=str(bag),
+        bundle=str(model.path),
+        mode="dds",
+        labels=list(model.labels),
+        settings={
+            "backend": s.snn_backend,
+            "classifier_backend": s.classifier_backend,
+            "speed": s.speed,
+            "composed": s.composed,
+            "namespace": namespace,
+            "ros_domain_id": os.environ.get("ROS_DOMAIN_ID", "0"),
+            "chip": s.chip,
+            "loihi_cores": s.loihi_cores,
+            "ann_device": s.ann_device or "node default",
+            "model": model.name,
+            "bin_us": model.bin_us,
+            "timesteps": model.timesteps,
+            "interval": model.interval,
+            "wall_s": round(wall_s, 3),
+        },
+    )
+    by_id = {w.window_id: w for w in spans}
+    disagree = 0
+    for wr in session.records:
+        rec = record_from_window_record(wr)
+        span: WindowSpan | None = by_id.get(rec.window_id)
+        rec.t_end_us = rec.t_start_us + model.window_us
+        if span is not None:
+            rec.n_events = span.n_events
+        lab = label_for_window(labels, rec.t_start_us, rec.t_end_us, s.min_label_overlap)
+        rec.label = None if lab is None else lab.class_id
+        if wr.true_class is not None and wr.true_class != rec.label:
+            disagree += 1
+        rec.scores = listener.scores.get(rec.window_id, [])
+        result.records.append(rec)
+    if disagree:
+        result.notes.append(
+            f"{disagree} windows: the monitor's label (at the window start) differs from the "
+            f"label covering >= {s.min_label_overlap:.0%} of the window, which is used"
+        )
+    if not labels:
+        result.notes.append("the bag has no labels: accuracy cannot be computed")
+    result.bag_report = stream.report.to_dict()
+    result.events_read = sum(w.n_events for w in spans)
+    result.dropped = _drops(listener, namespace, qualified_name, spans, result, session)
+    return result
+
+
+def _drops(
+    listener: _DdsListener,
+    namespace: str,
+    qualified_name: Callable[[str, str], str],
+    spans: list[WindowSpan],
+    result: Any,
+    session: Any,
+) -> dict[str, int]:
+    drops: dict[str, int] = {}
+    got = {r.window_id for r in result.records}
+    missing = [w.window_id for w in spans if w.window_id not in got]
+    if missing:
+        drops["windows the bag spans with no classification (lost or timed out)"] = len(missing)
+        result.notes.append(f"windows never classified: {missing[:20]}")
+    extra = sorted(got - {w.window_id for w in spans})
+    if extra:
+        result.notes.append(f"classified windows the bag does not span: {extra[:20]}")
+    driver = listener.node(qualified_name(namespace, "event_driver"))
+    snn = listener.node(qualified_name(namespace, "snn_feature"))
+    if not driver or not snn:
+        result.notes.append(
+            "no final /diagnostics from the driver or the SNN node: event losses unknown"
+        )
+        return drops
+    lost_packets = _int(driver, "published.packets") - _int(snn, "received.packets")
+    lost_events = _int(driver, "published.events") - _int(snn, "received.events")
+    if lost_packets > 0:
+        drops["event packets lost between driver and SNN node (best-effort QoS)"] = lost_packets
+    if lost_events > 0:
+        drops["events lost between driver and SNN node (best-effort QoS)"] = lost_events
+    for key, why in (
+        ("late_events", "late events (older than the window being filled)"),
+        ("skipped_windows", "silent windows skipped (long gap)"),
+        ("errors.packet", "event packets rejected by the SNN node"),
+    ):
+        if _int(snn, key):
+            drops[why] = _int(snn, key)
+    result.settings["driver_published_packets"] = _int(driver, "published.packets")
+    result.settings["snn_received_packets"] = _int(snn, "received.packets")
+    return drops
+
+
+def offline_vs_dds(offline: Any, dds: Any) -> dict[str, Any]:
+    """Window-by-window comparison of two results of the same bag and model: windows in both,
+    windows where the predictions differ, largest score difference."""
+    a = {r.window_id: r for r in offline.records}
+    b = {r.window_id: r for r in dds.records}
+    common = sorted(set(a) & set(b))
+    differ = [w for w in common if a[w].prediction != b[w].prediction]
+    score_diff = [
+        max(abs(x - y) for x, y in zip(a[w].scores, b[w].scores, strict=True))
+        for w in common
+        if a[w].scores and len(a[w].scores) == len(b[w].scores)
+    ]
+    return {
+        "windows_offline": len(a),
+        "windows_dds": len(b),
+        "common": len(common),
+        "only_offline": sorted(set(a) - set(b)),
+        "only_dds": sorted(set(b) - set(a)),
+        "predictions_differ": differ,
+        "max_score_diff": max(score_diff) if score_diff else None,
+    }
+
+
+__all__ = [
+    "BagPacketStream",
+    "ReplayError",
+    "ReplaySettings",
+    "default_timeout",
+    "offline_vs_dds",
+    "replay_dds",
+]
