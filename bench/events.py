@@ -41,10 +41,19 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
 
 
 def run(seconds: float, rate: float, repeat: int) -> list[tuple[str, str, str, float]]:
+    rows: list[tuple[str, str, str, float]] = []
+    for height, width in ((480, 640), (128, 128)):
+        rows += sensor_rows(height, width, seconds, rate, repeat)
+    return rows
+
+
+def sensor_rows(
+    height: int, width: int, seconds: float, rate: float, repeat: int
+) -> list[tuple[str, str, str, float]]:
     import dv_processing as dv
 
     rows: list[tuple[str, str, str, float]] = []
-    for height, width in ((480, 640), (128, 128)):
+    if True:  # one sensor geometry
         sensor = f"{width}x{height}"
         n = int(rate * seconds)
         ev = synthetic(n, seconds, height, width)

@@ -130,9 +130,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="samples for the batched native run")
     ap.add_argument("--rate", type=float, default=0.05, help="input spike probability per pixel")
     ap.add_argument("--no-lava", action="store_true", help="native only")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--write-docs", action="store_true", help=f"put the table into {DOC}")
     args = ap.parse_args()
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="snn_bench_"))
     cases: list[tuple[str, Path, tuple[int, ...]]] = []
     bundle_path = args.bundle or ROOT / "models" / "default"

@@ -3,7 +3,6 @@ ANN's input tensor (the paper's accumulator circuit between Loihi and the edge-A
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from hsnn_perception.core.accumulator import accumulate, check_interval, frames_to_channels
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.energy import SOURCE_MODELLED, EnergyFigure, cpu_meter
+from hsnn_perception.core.energy import FP32_ADD_J, EnergyFigure, accumulator_energy, cpu_meter
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
 from hsnn_perception.nodes.conversions import energy_report, make_tensor_list, read_tensor_list
@@ -29,8 +28,8 @@ class AccumulatorBridgeNode(HsnnNode):
         p("interval", 0)  # I; 0 = the bundle's
         p("output_name", "")  # tensor name; empty = the ANN's input name in the bundle
         # Energy of the accumulator on the host CPU: measured by RAPL when readable, otherwise
-        # modelled as additions x this many joules (0 = report unavailable).
-        p("energy_per_add_j", 0.0)
+        # modelled as additions x this many joules (default: a published fp32 add; 0: unavailable).
+        p("energy_per_add_j", FP32_ADD_J)
         self._sub = None
         self._meter = None
 
@@ -127,17 +126,9 @@ class AccumulatorBridgeNode(HsnnNode):
             )
         per_add = float(self.param("energy_per_add_j"))
         if per_add > 0:
-            energy = adds * per_add
-            return EnergyFigure(
-                "bridge",
-                "cpu",
-                SOURCE_MODELLED,
-                f"{adds} additions x {per_add:g} J (parameter energy_per_add_j)",
-                energy,
-                energy / latency if latency > 0 else math.nan,
-                latency,
-                spikes=spikes,
-            )
+            figure = accumulator_energy(adds, latency, per_add)
+            figure.spikes = spikes
+            return figure
         figure = unavailable(
             "bridge", "cpu", "no RAPL energy counter readable and no energy_per_add_j set", latency
         )

@@ -78,8 +78,24 @@ def _bin_counts(
     """
     oh, ow = height // fy, width // fx
     size = n_bins * 2 * oh * ow
+    idx = _bin_index(events, t_start_us, bin_us, n_bins, height, width, fy, fx)
+    return np.bincount(idx, minlength=size), int(idx.size)
+
+
+def _bin_index(
+    events: np.ndarray,
+    t_start_us: int,
+    bin_us: int,
+    n_bins: int,
+    height: int,
+    width: int,
+    fy: int,
+    fx: int,
+) -> np.ndarray:
+    """Flat index into ``(n_bins, 2, height // fy, width // fx)`` of each event in the window."""
+    oh, ow = height // fy, width // fx
     if events.size == 0:
-        return np.zeros(size, dtype=np.int64), 0
+        return np.zeros(0, dtype=np.int64)
     x = events["x"]
     y = events["y"]
     # int64 difference first: t - t_start can be far outside any window.
@@ -102,7 +118,7 @@ def _bin_counts(
     idx += yy
     idx *= ow
     idx += xx
-    return np.bincount(idx, minlength=size), int(idx.size)
+    return idx
 
 
 def bin_events(
@@ -184,8 +200,8 @@ class EventWindower:
         self.windows_emitted = 0
         self._started = False  # no window before the first event is ever emitted
         self._k = 0  # index of the pending window
-        # Events of the pending window, binned once when it is emitted: binning every packet
-        # into a full (T, 2, h, w) array would cost more than the events themselves.
+        # Flat bin indices of the pending window's events, counted once when it is emitted:
+        # counting every packet into a full (T, 2, h, w) array would cost more than the events.
         self._pending: list[np.ndarray] = []
 
     @property
@@ -198,22 +214,13 @@ class EventWindower:
 
     def _window(self, k: int, chunks: list[np.ndarray]) -> Window:
         t0 = self.origin_us + k * self.window_us
-        fy, fx = self.downsample
-        events = chunks[0] if len(chunks) == 1 else np.concatenate(chunks) if chunks else None
-        if events is None:
+        if not chunks:
             frames, n = np.zeros(self._shape(), dtype=np.uint16), 0
         else:
-            counts, n = _bin_counts(
-                events,
-                t0,
-                self.bin_us,
-                self.n_bins,
-                self.sensor_height,
-                self.sensor_width,
-                fy,
-                fx,
-            )
+            idx = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            counts = np.bincount(idx, minlength=int(np.prod(self._shape())))
             frames = np.minimum(counts, _U16_MAX).astype(np.uint16).reshape(self._shape())
+            n = int(idx.size)
         self.windows_emitted += 1
         return Window(k, t0, t0 + self.window_us, frames, n)
 
@@ -237,27 +244,44 @@ class EventWindower:
             tmin = int(t.min())
             self.origin_us = (tmin // self.window_us) * self.window_us
         k = (t - np.int64(self.origin_us)) // self.window_us
-        late = k < self._k
-        n_late = int(np.count_nonzero(late))
-        if n_late:
-            self.late_events += n_late
+        if not self._started:
+            self._k, self._started = int(k.min()), True
+        if int(k.min()) < self._k:
+            late = k < self._k
+            self.late_events += int(np.count_nonzero(late))
             keep = ~late
             events, k = events[keep], k[keep]
             if events.size == 0:
                 return []
-        if not self._started:
-            self._k, self._started = int(k.min()), True
-        if k.size > 1 and np.any(k[1:] < k[:-1]):
-            order = np.argsort(k, kind="stable")
-            events, k = events[order], k[order]
-        ks, starts = np.unique(k, return_index=True)
-        ends = np.r_[starts[1:], k.size]
         out: list[Window] = []
-        for kw, a, b in zip(ks.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        if k[0] == k[-1] and (k.size < 3 or not np.any(k != k[0])):
+            groups = [(int(k[0]), events)]  # common case: the whole packet in one window
+        else:
+            if np.any(k[1:] < k[:-1]):
+                order = np.argsort(k, kind="stable")
+                events, k = events[order], k[order]
+            cuts = np.flatnonzero(k[1:] != k[:-1]) + 1
+            starts = np.r_[0, cuts]
+            groups = [
+                (int(k[a]), events[a:b])
+                for a, b in zip(starts.tolist(), np.r_[cuts, k.size].tolist(), strict=True)
+            ]
+        for kw, chunk in groups:
             if kw != self._k:
                 self._advance(kw, out)
-            # Copy: the caller may reuse its buffer before this window is emitted.
-            self._pending.append(events[a:b].copy())
+            # Keep only each event's flat bin index (int32, small and cache friendly): binning
+            # the whole window at emission would touch every event twice more.
+            t0 = self.origin_us + kw * self.window_us
+            idx = _bin_index(
+                chunk,
+                t0,
+                self.bin_us,
+                self.n_bins,
+                self.sensor_height,
+                self.sensor_width,
+                *self.downsample,
+            )
+            self._pending.append(idx.astype(np.int32))
         return out
 
     def flush(self) -> list[Window]:

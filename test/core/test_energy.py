@@ -278,3 +278,15 @@ def test_total_measured_modelled_and_unavailable_parts():
     assert nothing.source == SOURCE_UNAVAILABLE and math.isnan(nothing.energy_j)
     with pytest.raises(EnergyError):
         en.total([])
+
+
+def test_accumulator_energy_counts_additions():
+    from hsnn_perception.core.energy import FP32_ADD_J, accumulator_energy
+
+    fig = accumulator_energy(1000, 1e-4)
+    assert fig.source == "modelled" and "Horowitz" in fig.method
+    assert fig.energy_j == pytest.approx(1000 * FP32_ADD_J)
+    assert fig.power_w == pytest.approx(fig.energy_j / 1e-4)
+    assert "given" in accumulator_energy(10, 1e-4, per_add_j=2e-12).method
+    with pytest.raises(EnergyError):
+        accumulator_energy(-1, 1e-4)
