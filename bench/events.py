@@ -53,82 +53,79 @@ def sensor_rows(
     import dv_processing as dv
 
     rows: list[tuple[str, str, str, float]] = []
-    if True:  # one sensor geometry
-        sensor = f"{width}x{height}"
-        n = int(rate * seconds)
-        ev = synthetic(n, seconds, height, width)
-        edges = np.searchsorted(ev["t"], np.arange(ev["t"][0], ev["t"][-1] + 1000, 1000))
-        packets_ev = [ev[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-        smap = SpatialMap((height, width), 128, 128) if (height, width) != (128, 128) else None
+    sensor = f"{width}x{height}"
+    n = int(rate * seconds)
+    ev = synthetic(n, seconds, height, width)
+    edges = np.searchsorted(ev["t"], np.arange(ev["t"][0], ev["t"][-1] + 1000, 1000))
+    packets_ev = [ev[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    smap = SpatialMap((height, width), 128, 128) if (height, width) != (128, 128) else None
 
-        for enc in ENCODINGS:
-            packets = [encode_packet(p, enc, width, height) for p in packets_ev]
+    for enc in ENCODINGS:
+        packets = [encode_packet(p, enc, width, height) for p in packets_ev]
 
-            def decode(packets=packets, enc=enc) -> None:
-                for tb, pl in packets:
-                    decode_packet(pl, enc, tb, width, height)
+        def decode(packets=packets, enc=enc) -> None:
+            for tb, pl in packets:
+                decode_packet(pl, enc, tb, width, height)
 
-            def pipeline(packets=packets, enc=enc) -> None:
-                win = EventWindower(BIN_US, T, 128, 128, 128, 128)
-                for tb, pl in packets:
-                    e = decode_packet(pl, enc, tb, width, height)
-                    win.push(smap(e) if smap is not None else e)
-                win.flush()
+        def pipeline(packets=packets, enc=enc) -> None:
+            win = EventWindower(BIN_US, T, 128, 128, 128, 128)
+            for tb, pl in packets:
+                e = decode_packet(pl, enc, tb, width, height)
+                win.push(smap(e) if smap is not None else e)
+            win.flush()
 
-            rows.append((sensor, enc, "decode", n / best_of(decode, repeat) / 1e6))
-            rows.append((sensor, enc, "decode+map+window", n / best_of(pipeline, repeat) / 1e6))
+        rows.append((sensor, enc, "decode", n / best_of(decode, repeat) / 1e6))
+        rows.append((sensor, enc, "decode+map+window", n / best_of(pipeline, repeat) / 1e6))
 
-        # References in C++ on the same events (the store is built outside the timing).
-        store = to_dv_store(ev)
-        t_lo = int(ev["t"][0])
+    # References in C++ on the same events (the store is built outside the timing).
+    store = to_dv_store(ev)
+    t_lo = int(ev["t"][0])
 
-        def dv_edge() -> None:
-            acc = dv.EdgeMapAccumulator((width, height))
-            for k in range(int(np.ceil((ev["t"][-1] - t_lo + 1) / BIN_US))):
-                acc.accept(store.sliceTime(t_lo + k * BIN_US, t_lo + (k + 1) * BIN_US))
-                acc.generateFrame()
+    def dv_edge() -> None:
+        acc = dv.EdgeMapAccumulator((width, height))
+        for k in range(int(np.ceil((ev["t"][-1] - t_lo + 1) / BIN_US))):
+            acc.accept(store.sliceTime(t_lo + k * BIN_US, t_lo + (k + 1) * BIN_US))
+            acc.generateFrame()
 
-        def dv_acc() -> None:
-            acc = dv.Accumulator((width, height))
-            for k in range(int(np.ceil((ev["t"][-1] - t_lo + 1) / BIN_US))):
-                acc.accept(store.sliceTime(t_lo + k * BIN_US, t_lo + (k + 1) * BIN_US))
-                acc.generateFrame()
+    def dv_acc() -> None:
+        acc = dv.Accumulator((width, height))
+        for k in range(int(np.ceil((ev["t"][-1] - t_lo + 1) / BIN_US))):
+            acc.accept(store.sliceTime(t_lo + k * BIN_US, t_lo + (k + 1) * BIN_US))
+            acc.generateFrame()
 
-        def dv_noise() -> None:
-            f = BackgroundActivityFilter((height, width), 2000)
-            f.filter_store(store)
+    def dv_noise() -> None:
+        f = BackgroundActivityFilter((height, width), 2000)
+        f.filter_store(store)
 
-        def our_noise() -> None:
-            f = BackgroundActivityFilter((height, width), 2000)
-            f(ev)
+    def our_noise() -> None:
+        f = BackgroundActivityFilter((height, width), 2000)
+        f(ev)
 
-        rows.append(
-            (
-                sensor,
-                "dv C++",
-                "EdgeMapAccumulator (10 ms frames)",
-                n / best_of(dv_edge, repeat) / 1e6,
-            )
+    rows.append(
+        (
+            sensor,
+            "dv C++",
+            "EdgeMapAccumulator (10 ms frames)",
+            n / best_of(dv_edge, repeat) / 1e6,
         )
-        rows.append(
-            (sensor, "dv C++", "Accumulator (10 ms frames)", n / best_of(dv_acc, repeat) / 1e6)
+    )
+    rows.append((sensor, "dv C++", "Accumulator (10 ms frames)", n / best_of(dv_acc, repeat) / 1e6))
+    rows.append(
+        (
+            sensor,
+            "dv C++",
+            "BA noise filter on dv.EventStore",
+            n / best_of(dv_noise, repeat) / 1e6,
         )
-        rows.append(
-            (
-                sensor,
-                "dv C++",
-                "BA noise filter on dv.EventStore",
-                n / best_of(dv_noise, repeat) / 1e6,
-            )
+    )
+    rows.append(
+        (
+            sensor,
+            "numpy->dv",
+            "BA noise filter incl. to/from_dv_store",
+            n / best_of(our_noise, 1) / 1e6,
         )
-        rows.append(
-            (
-                sensor,
-                "numpy->dv",
-                "BA noise filter incl. to/from_dv_store",
-                n / best_of(our_noise, 1) / 1e6,
-            )
-        )
+    )
     return rows
 
 

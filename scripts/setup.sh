@@ -73,6 +73,7 @@ if ! have_system_ros; then
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 fi
 
+mkdir -p "$ROOT/log"
 log "building the package (colcon)"
 colcon --log-base "$ROOT/log" build --base-paths "$ROOT" --build-base "$ROOT/build" \
   --install-base "$ROOT/install" --merge-install \
