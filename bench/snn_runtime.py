@@ -12,6 +12,7 @@ for bit-exact equal output on the steps both ran.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import resource
@@ -201,7 +202,8 @@ def main() -> None:
         f"{_cpus()} CPUs, {threads}; native engine: {rows[0]['native']['name']}; T={args.steps} "
         f"native steps, {args.lava_steps} Lava steps (after one compile window), input spike "
         f"rate {args.rate}. Peak RSS: this process {rss:.0f} MiB, largest Lava worker "
-        f"{child:.0f} MiB. RTF = simulated time / wall time at {BIN_S * 1000:.0f} ms per step."
+        f"{child:.0f} MiB. RTF = simulated time / wall time at {BIN_S * 1000:.0f} ms per step. "
+        f"1-min load average at the end: {os.getloadavg()[0]:.1f} (shared machine)."
     )
     table = "\n".join(lines)
     print(table)
@@ -214,8 +216,6 @@ def main() -> None:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

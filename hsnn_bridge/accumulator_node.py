@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 import numpy as np
-from hsnn_perception.msg import EnergyReport, TensorList
 from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from hsnn_perception.core.accumulator import accumulate, check_interval, frames_to_channels
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.energy import FP32_ADD_J, EnergyFigure, accumulator_energy, cpu_meter
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
+from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
 from hsnn_perception.nodes.conversions import energy_report, make_tensor_list, read_tensor_list
 

@@ -31,6 +31,9 @@ from hsnn_perception.core.bag_source import BagPacketStream, WindowSpan, bag_pac
 from hsnn_perception.core.bundle import ModelBundle
 
 DIAG_PERIOD_S = 0.2  # nodes' diagnostics period during a replay: final counters arrive in time
+# The SNN node ends the last (partial) window after this long without packets. A bag is finite,
+# so waiting longer than the node's default costs only this much at the end of the replay.
+FLUSH_IDLE_S = 2.0
 
 
 class ReplayError(ValueError):
@@ -56,8 +59,9 @@ class ReplaySettings:
 
 
 class _DdsListener:
-    """Latest /diagnostics status per node and the scores of every Classification, collected in
-    its own rclpy context on its own thread (run_session owns the default context)."""
+    """Latest /diagnostics status per node, the scores of every Classification and the figures of
+    every EnergyReport, collected in its own rclpy context on its own thread (run_session owns
+    the default context and its monitor keeps only part of these messages)."""
 
     def __init__(self, namespace: str) -> None:
         import rclpy
@@ -66,12 +70,13 @@ class _DdsListener:
         from rclpy.node import Node
         from rclpy.signals import SignalHandlerOptions
 
-        from hsnn_perception.graph import CLASSIFICATION, DIAGNOSTICS
-        from hsnn_perception.msg import Classification
+        from hsnn_perception.graph import CLASSIFICATION, DIAGNOSTICS, ENERGY
+        from hsnn_perception.msg import Classification, EnergyReport
         from hsnn_perception.nodes.base import reliable_qos
 
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.scores: dict[int, list[float]] = {}
+        self.energy: dict[tuple[int, str], Any] = {}  # (window, stage) -> EnergyReport
         self._lock = threading.Lock()
         self._context = rclpy.Context()
         rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
@@ -86,6 +91,7 @@ class _DdsListener:
         self._node.create_subscription(
             Classification, CLASSIFICATION, self._on_class, reliable_qos(500)
         )
+        self._node.create_subscription(EnergyReport, ENERGY, self._on_energy, reliable_qos(500))
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._stop = threading.Event()
@@ -106,6 +112,10 @@ class _DdsListener:
     def _on_class(self, msg: Any) -> None:
         with self._lock:
             self.scores[int(msg.window_id)] = [float(s) for s in msg.scores]
+
+    def _on_energy(self, msg: Any) -> None:
+        with self._lock:
+            self.energy[(int(msg.window_id), str(msg.stage))] = msg
 
     def close(self) -> None:
         import rclpy
@@ -182,7 +192,10 @@ def replay_dds(
         name: {"diagnostics_period_s": DIAG_PERIOD_S}
         for name in ("event_driver", "snn_feature", "accumulator_bridge", "classifier")
     }
-    overrides["snn_feature"].update(energy_chip=s.chip, loihi_cores=int(s.loihi_cores))
+    # A stalled driver (a busy host) must not end a window early: its later events would be late.
+    overrides["snn_feature"].update(
+        energy_chip=s.chip, loihi_cores=int(s.loihi_cores), flush_idle_s=FLUSH_IDLE_S
+    )
     if s.ann_device:
         overrides["classifier"]["energy_model_device"] = s.ann_device
     if s.providers:
@@ -252,6 +265,7 @@ def replay_dds(
         if wr.true_class is not None and wr.true_class != rec.label:
             disagree += 1
         rec.scores = listener.scores.get(rec.window_id, [])
+        _add_counts(rec, listener)
         result.records.append(rec)
     if disagree:
         result.notes.append(
@@ -264,6 +278,18 @@ def replay_dds(
     result.events_read = sum(w.n_events for w in spans)
     result.dropped = _drops(listener, namespace, qualified_name, spans, result, session)
     return result
+
+
+def _add_counts(rec: Any, listener: _DdsListener) -> None:
+    """Give the record's energy figures what the monitor leaves out of its WindowRecord: the op
+    counts, and power and latency on the device the figure is for (as offline figures have)."""
+    for stage, fig in rec.energy.items():
+        msg = listener.energy.get((rec.window_id, stage))
+        if msg is None:
+            continue
+        fig.synaptic_ops, fig.neuron_updates = int(msg.synaptic_ops), int(msg.neuron_updates)
+        fig.spikes, fig.macs = int(msg.spikes), int(msg.macs)
+        fig.power_w, fig.latency_s = float(msg.power_w), float(msg.device_latency_s)
 
 
 def _drops(
@@ -308,13 +334,23 @@ def _drops(
     return drops
 
 
+def _snn_input(rec: Any) -> tuple[int, int, int] | None:
+    fig = rec.energy.get("snn")
+    if fig is None:
+        return None
+    return (fig.synaptic_ops, fig.neuron_updates, fig.spikes)
+
+
 def offline_vs_dds(offline: Any, dds: Any) -> dict[str, Any]:
     """Window-by-window comparison of two results of the same bag and model: windows in both,
-    windows where the predictions differ, largest score difference."""
+    windows whose SNN work differs (synaptic ops, neuron updates, spikes: the SNN saw other
+    events, e.g. packets lost over DDS), windows where the predictions differ (all, and among
+    those whose SNN work is the same), largest score difference."""
     a = {r.window_id: r for r in offline.records}
     b = {r.window_id: r for r in dds.records}
     common = sorted(set(a) & set(b))
     differ = [w for w in common if a[w].prediction != b[w].prediction]
+    other_input = [w for w in common if _snn_input(a[w]) != _snn_input(b[w])]
     score_diff = [
         max(abs(x - y) for x, y in zip(a[w].scores, b[w].scores, strict=True))
         for w in common
@@ -326,7 +362,9 @@ def offline_vs_dds(offline: Any, dds: Any) -> dict[str, Any]:
         "common": len(common),
         "only_offline": sorted(set(a) - set(b)),
         "only_dds": sorted(set(b) - set(a)),
+        "snn_work_differs": other_input,
         "predictions_differ": differ,
+        "predictions_differ_same_snn_work": [w for w in differ if w not in other_input],
         "max_score_diff": max(score_diff) if score_diff else None,
     }
 

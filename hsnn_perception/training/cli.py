@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.training.data import DatasetError, InputSpec, SpikeSet
+from hsnn_perception.training.data import InputSpec, SpikeSet
 from hsnn_perception.training.models import ArchSpec
 from hsnn_perception.training.regularization import RateTarget, RegularizationError
 

@@ -67,7 +67,7 @@ def test_synthetic_bag_yields_its_events_and_labels(tmp_path, storage):
 
 
 def test_label_in_a_silent_gap_goes_with_the_next_packet(tmp_path):
-    ev = make_events([1000, 2000, 500_000, 501_000], [1, 2, 3, 4], [1, 1, 1, 1], [0, 1, 0, 1])
+    ev = make_events([1000, 2000, 500_000, 500_500], [1, 2, 3, 4], [1, 1, 1, 1], [0, 1, 0, 1])
     path = tmp_path / "gap"
     labels = [Label(1, "a", 0, 100_000), Label(2, "b", 300_000, 600_000)]
     rb.write_event_bag(path, rb.packetize(ev, 10_000, 8, 8), labels)

@@ -31,7 +31,7 @@ def streams(draw, height: int = 12, width: int = 10, span: int = 2_000):
     return make_events(t.astype(np.int64), xs, ys, ps)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     events=streams(),
     t_start=st.integers(-500, 1500),
@@ -80,7 +80,7 @@ def collect(windower: EventWindower, packets) -> list[Window]:
     return out + windower.flush()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     events=streams(span=5_000),
     cuts=st.lists(st.integers(0, 200), max_size=6),

@@ -44,7 +44,7 @@ def event_streams(draw, max_x: int = W - 1, max_y: int = H - 1, max_span: int = 
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(events=event_streams())
 def test_round_trip_is_identity(encoding: str, events: np.ndarray) -> None:
     time_base, payload = encode_packet(events, encoding, W, H)
@@ -53,7 +53,7 @@ def test_round_trip_is_identity(encoding: str, events: np.ndarray) -> None:
     np.testing.assert_array_equal(out, events)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(events=event_streams(), vectors=st.booleans(), cuts=st.lists(st.integers(0, 2000)))
 def test_evt3_split_anywhere_with_state(events: np.ndarray, vectors: bool, cuts: list[int]) -> None:
     """A raw EVT3 stream cut at arbitrary words decodes the same when the state is carried."""

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from hsnn_perception.msg import Classification, EventPacket, TensorList
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
@@ -19,6 +18,7 @@ from hsnn_perception.core.bundle import ModelBundle
 from hsnn_perception.core.events import EVENT_DTYPE, encode_packet
 from hsnn_perception.graph import pipeline, qualified_name
 from hsnn_perception.launcher import ProcessGroup
+from hsnn_perception.msg import Classification, EventPacket, TensorList
 from hsnn_perception.nodes.base import reliable_qos, sensor_qos
 from hsnn_perception.nodes.conversions import make_tensor_list
 

@@ -46,9 +46,7 @@ def test_int8_qdq_model_runs_in_onnxruntime_close_to_fake_quant(k, data, tmp_pat
     qat = export_qat_int8(res, train, test, tmp_path)
     assert is_qdq(qat.path)
     model = onnx.load(str(qat.path))
-    int8_weights = [
-        t for t in model.graph.initializer if numpy_helper.to_array(t).dtype == np.int8
-    ]
+    int8_weights = [t for t in model.graph.initializer if numpy_helper.to_array(t).dtype == np.int8]
     n_layers = 6 - k
     assert len(int8_weights) == n_layers  # every Conv/Gemm weight is stored as int8
     assert len(qat.act_scales) == n_layers and min(qat.act_scales) > 0

@@ -1,0 +1,76 @@
+"""The SNN feature node with backend lava (Lava's Loihi2SimCfg fixed_pt) gives the same output
+spikes over DDS as with the native runtime, window by window; lava-hw fails clearly here."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import rclpy
+
+from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.msg import EventPacket
+from hsnn_perception.nodes.base import sensor_qos
+from hsnn_perception.nodes.conversions import read_tensor_list
+
+from .test_bad_input import Probe, good_packets, start
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def run_backend(
+    backend: str, bundle: ModelBundle, tmp_path, n_windows: int
+) -> dict[int, np.ndarray]:
+    ns = f"snn_{backend.replace('-', '_')}_{random.randint(0, 10**6)}"
+    with start({"snn_feature"}, ns, tmp_path, snn_feature={"backend": backend}) as group:
+        probe = Probe(ns)
+        pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(100))
+        probe.wait_for_subscriber(pub)
+        # Warm up until one window comes out, so both ends of the connection are matched.
+        warm = good_packets(bundle, 1, seq0=0, t0_window=0)
+        assert probe.spin_until(
+            lambda: [pub.publish(m) for m in warm] and bool(probe.received["snn/spikes"]), 120
+        ), group.log("snn_feature")
+        for msg in good_packets(bundle, n_windows, seq0=100, t0_window=50):
+            pub.publish(msg)
+            probe.spin_until(lambda: False, 0.02)
+        assert probe.spin_until(
+            lambda: (
+                sum(read_tensor_list(m)[0] >= 50 for m in probe.received["snn/spikes"]) >= n_windows
+            ),
+            180,
+        ), group.log("snn_feature")
+        out = {}
+        for m in probe.received["snn/spikes"]:
+            window_id, _, arrays = read_tensor_list(m)
+            if window_id >= 50:
+                out[window_id] = arrays["spikes"].copy()
+        return out
+
+
+def test_lava_backend_matches_native_over_dds(ros, tmp_path, default_bundle_dir):
+    bundle = ModelBundle.load(default_bundle_dir)
+    native = run_backend("native", bundle, tmp_path, 2)
+    lava = run_backend("lava", bundle, tmp_path, 2)
+    assert sorted(native) == sorted(lava) == [50, 51]
+    for window_id in native:
+        assert native[window_id].shape == (bundle.timesteps, *bundle.feature_shape)
+        np.testing.assert_array_equal(lava[window_id], native[window_id])
+    assert sum(int(a.sum()) for a in native.values()) > 0, "the test input makes spikes"
+
+
+def test_lava_hw_without_lava_loihi_is_a_clear_error(ros, tmp_path):
+    ns = f"snn_hw_{random.randint(0, 10**6)}"
+    with start({"snn_feature"}, ns, tmp_path, snn_feature={"backend": "lava-hw"}) as group:
+        probe = Probe(ns)
+        assert probe.spin_until(lambda: int(probe.diag("snn_feature").get("errors", 0)) >= 1, 90)
+        assert "lava-loihi" in probe.diag("snn_feature")["message"]
+        assert group.poll()["snn_feature"] is None

@@ -1,0 +1,255 @@
+"""hsnn-bag: convert, info and errors in-process; record as a subprocess next to a real pipeline
+over DDS, then the recorded MCAP read back with rosbags."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hsnn_perception.core import rosbag_io as rb
+from hsnn_perception.core.bag_source import bag_packets
+from hsnn_perception.core.events import make_events
+from hsnn_perception.core.synthetic import SyntheticGestures
+from hsnn_perception.tools.bag_cli import EXIT_BAD_INPUT, RECORDABLE, main, record
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("storage", rb.STORAGES)
+def test_convert_synthetic_then_info(tmp_path, storage, capsys):
+    out = tmp_path / "syn"
+    argv = ["convert", "synthetic", str(out), "--samples", "3", "--seed", "2"]
+    assert main([*argv, "--storage", storage, "--height", "64", "--width", "64"]) == 0
+    assert "3 messages on /labels" in capsys.readouterr().out
+    bag = rb.read_event_bag(out, require_labels=True)
+    gen = SyntheticGestures(height=64, width=64, seed=2)
+    assert [lab.class_id for lab in bag.labels] == [c for _, c, *_ in gen.stream(3)]
+    assert bag.report.storage == storage
+
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "/events" in text and "/labels" in text and "3 spans" in text
+    assert "skipped:   nothing" in text
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["storage"] == storage
+    assert info["topics"]["/labels"]["messages"] == 3
+    assert info["topics"]["/events"]["messages"] == info["topics"]["/events"]["indexed"] > 0
+    assert info["labels"]["count"] == 3 and info["labels"]["span_us"] == [0, 3 * 160_000]
+    assert 0.3 < info["duration_s"] < 0.48  # log time = sensor time of the events
+
+
+def test_info_reports_what_a_damaged_bag_lost(tmp_path, capsys):
+    out = tmp_path / "cut"
+    assert main(["convert", "synthetic", str(out), "--samples", "3"]) == 0
+    full = rb.read_event_bag(out).report.expected[rb.TOPIC_EVENTS]
+    f = next(out.glob("*.mcap"))
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["recovered"] and info["skipped"]
+    assert 0 < info["topics"]["/events"]["messages"] < full
+    assert main(["info", str(out)]) == 0
+    assert "recovered from damage" in capsys.readouterr().out
+
+
+def _aedat4(path: Path, events: np.ndarray, size: tuple[int, int]) -> None:
+    import dv_processing as dv
+
+    store = dv.EventStore()
+    for e in events:
+        store.push_back(int(e["t"]), int(e["x"]), int(e["y"]), bool(e["p"]))
+    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.EventOnlyConfig("t", size))
+    writer.writeEvents(store)
+    del writer  # closes the file
+
+
+def test_convert_aedat4_with_labels(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    n = 2000
+    t = 1_000_000 + np.sort(rng.integers(0, 200_000, n))
+    events = make_events(t, rng.integers(0, 32, n), rng.integers(0, 24, n), rng.integers(0, 2, n))
+    src = tmp_path / "rec.aedat4"
+    _aedat4(src, events, (32, 24))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("class,start,end\n2,1000000,1100000\n1,1100000,1200000\n")
+    out = tmp_path / "aed"
+    argv = ["convert", "aedat4", str(src), str(out), "--labels", str(labels)]
+    assert main([*argv, "--class-base", "1", "--names", "one,two", "--storage", "sqlite3"]) == 0
+    stream, width, height = bag_packets(out)
+    assert (width, height) == (32, 24)
+    np.testing.assert_array_equal(np.concatenate([p.events for p in stream]), events)
+    assert [(lab.class_id, lab.label) for lab in stream.labels] == [(1, "two"), (0, "one")]
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "one 1, two 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "case", ["info_missing", "info_not_a_bag", "out_exists", "no_aedat", "no_labels", "bad_csv"]
+)
+def test_errors_are_one_line_exit_2(tmp_path, case, capsys):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    aedat = tmp_path / "rec.aedat4"
+    _aedat4(aedat, make_events([10, 20], [1, 2], [1, 2], [0, 1]), (8, 8))
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("1,100,50\n")  # ends before it starts
+    junk = tmp_path / "junk.mcap"
+    junk.write_bytes(b"junk" * 10)
+    argv, match = {
+        "info_missing": (["info", str(tmp_path / "none")], "does not exist"),
+        "info_not_a_bag": (["info", str(junk)], "not a rosbag2"),
+        "out_exists": (["convert", "synthetic", str(existing)], "exists"),
+        "no_aedat": (
+            ["convert", "aedat4", str(tmp_path / "x.aedat4"), str(tmp_path / "o")],
+            "no AEDAT4",
+        ),
+        "no_labels": (
+            ["convert", "aedat4", str(aedat), str(tmp_path / "o"), "--labels", "nope.csv"],
+            "no label file",
+        ),
+        "bad_csv": (
+            ["convert", "aedat4", str(aedat), str(tmp_path / "o"), "--labels", str(bad_csv)],
+            "not after start",
+        ),
+    }[case]
+    assert main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hsnn-bag: error:") and match in err
+    assert "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists(), "nothing half-written"
+
+
+def test_bad_arguments_exit_2_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hsnn_perception.tools.bag_cli",
+            "convert",
+            "synthetic",
+            str(tmp_path / "o"),
+            "--samples",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "must be >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with pytest.raises(SystemExit):
+        main(["record", str(tmp_path / "r"), "--duration", "1", "--windows", "2"])
+    assert main(["record", str(tmp_path / "r"), "--topics", "nonsense"]) == EXIT_BAD_INPUT
+
+
+def _start_recorder(out: Path, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hsnn_perception.tools.bag_cli", "record", str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
+    line = proc.stdout.readline()  # printed once the subscriptions exist
+    assert line.startswith("recording into"), line + proc.stdout.read()
+    return proc
+
+
+def test_record_stops_on_sigint_and_closes_the_bag(tmp_path):
+    out = tmp_path / "idle"
+    proc = _start_recorder(out, "--namespace", f"idle_{random.randint(0, 10**6)}")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "stopped (SIGINT)" in output and "Traceback" not in output
+    assert (out / "metadata.yaml").is_file(), "the bag was closed properly"
+    from rosbags.rosbag2 import Reader
+
+    with Reader(out) as reader:
+        assert reader.message_count == 0
+
+
+@pytest.mark.slow
+def test_record_a_running_pipeline(tmp_path, default_bundle_dir):
+    from rosbags.rosbag2 import Reader
+
+    from hsnn_perception.graph import pipeline
+    from hsnn_perception.tools.session import STAGES, run_session
+
+    samples, seed = 4, 21
+    ns = f"rec_{random.randint(0, 10**6)}"
+    out = tmp_path / "live"
+    # In-process (the command line's signal handling is tested above), in its own rclpy context
+    # next to run_session's; subscribed before the pipeline starts, so nothing is missed.
+    ready = threading.Event()
+    done: list = []
+    thread = threading.Thread(
+        target=lambda: done.append(
+            record(out, namespace=ns, windows=samples, duration_s=120, on_ready=ready.set)
+        )
+    )
+    thread.start()
+    try:
+        assert ready.wait(30), "the recorder did not come up"
+        result = run_session(
+            pipeline(model=str(default_bundle_dir), num_samples=samples, seed=seed),
+            samples,
+            namespace=ns,
+            composed=True,
+            timeout_s=90,
+            log_dir=tmp_path,
+        )
+    finally:
+        thread.join(timeout=150)
+    assert done and done[0].stopped_by == f"{samples} windows", done
+    assert [r.window_id for r in result.records] == list(range(samples))
+
+    store = rb.package_typestore()
+    with Reader(out) as reader:
+        conns = {c.topic: c for c in reader.connections}
+        assert set(conns) == {"/" + t.lstrip("/") for t in RECORDABLE}
+        counts = {t: c.msgcount for t, c in conns.items()}
+        assert conns["/events"].msgtype == rb.MSG_EVENT_PACKET
+        assert "uint64 time_base" in conns["/events"].msgdef.data  # definitions embedded
+        msgs: dict[str, list] = {t: [] for t in conns}
+        for conn, _, raw in reader.messages():
+            msgs[conn.topic].append(store.deserialize_cdr(raw, conn.msgtype))
+    # one of each per window; three stage reports per window on /energy
+    assert counts["/classification"] == samples
+    assert counts["/snn/spikes"] == counts["/tensors"] == counts["/energy/total"] == samples
+    assert counts["/energy"] == len(STAGES) * samples
+    assert counts["/labels"] == samples and counts["/diagnostics"] > 0
+    assert sorted(m.window_id for m in msgs["/classification"]) == list(range(samples))
+    preds = {r.window_id: r.predicted_class for r in result.records}
+    assert {m.window_id: m.class_id for m in msgs["/classification"]} == preds
+    # the recorded events are exactly the synthetic stream the driver played
+    recorded = np.concatenate(
+        [
+            rb.EventPacketData(
+                0, m.time_base, m.encoding, m.width, m.height, m.events.tobytes()
+            ).decode()
+            for m in msgs["/events"]
+        ]
+    )
+    gen = SyntheticGestures(height=128, width=128, seed=seed)
+    np.testing.assert_array_equal(recorded, np.concatenate([e for e, *_ in gen.stream(samples)]))
+    # and the recording is itself a replayable event bag with the same labels
+    stream, width, height = bag_packets(out)
+    assert (width, height) == (128, 128)
+    assert [lab.class_id for lab in stream.labels] == [c for _, c, *_ in gen.stream(samples)]

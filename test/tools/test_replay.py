@@ -1,0 +1,117 @@
+"""DDS replay: a synthetic event bag played through the real nodes (driver source: rosbag) with the
+shipped model, compared window by window with the offline evaluation of the same bag."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from hsnn_perception.core import rosbag_io as rb
+from hsnn_perception.evaluation.cli import EXIT_BAD_INPUT, eval_main
+from hsnn_perception.evaluation.offline import OfflineSettings, evaluate_offline
+from hsnn_perception.evaluation.records import ReplayResult
+from hsnn_perception.evaluation.report import summarize, write_report
+from hsnn_perception.tools.replay import offline_vs_dds, replay_dds
+
+SAMPLES = 12
+CHANCE = 1 / 11
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("replay") / "syn12"
+    rb.synthetic_to_bag(path, SAMPLES, seed=5, storage="mcap")
+    return path
+
+
+@pytest.fixture(scope="module")
+def offline(bag, default_bundle_dir) -> ReplayResult:
+    return evaluate_offline(bag, default_bundle_dir, OfflineSettings(progress=False))
+
+
+@pytest.mark.slow
+def test_dds_replay_matches_offline_window_by_window(bag, offline, default_bundle_dir, tmp_path):
+    # Half sensor pace: a busy shared host is less likely to starve a node into losing packets.
+    result = replay_dds(bag, default_bundle_dir, speed=0.5, composed=False)
+    assert result.mode == "dds"
+    ids = [r.window_id for r in result.records]
+    assert ids == list(range(SAMPLES)), f"a prediction for every window, got {ids}"
+    summary = summarize(result)
+    assert summary["labelled"] == SAMPLES
+    assert summary["accuracy"] >= 0.6, f"{summary['accuracy']} not far above chance {CHANCE:.2f}"
+    # Same code on the same events: the same prediction and scores for every window whose SNN
+    # did the same work. Events are best-effort: a window may only differ where losses were
+    # measured (and reported), never silently.
+    cmp = offline_vs_dds(offline, result)
+    assert cmp["common"] == SAMPLES and not cmp["only_offline"] and not cmp["only_dds"]
+    assert cmp["predictions_differ_same_snn_work"] == [], cmp
+    lost = result.settings["driver_published_packets"] - result.settings["snn_received_packets"]
+    if not result.dropped:
+        assert lost == 0 and cmp["snn_work_differs"] == [] and cmp["predictions_differ"] == []
+        assert cmp["max_score_diff"] is not None and cmp["max_score_diff"] < 1e-6, cmp
+    else:
+        assert cmp["snn_work_differs"] and lost > 0, (cmp, result.dropped)
+        assert len(cmp["snn_work_differs"]) <= SAMPLES // 2, f"most windows lost events: {cmp}"
+    by_id = {r.window_id: r for r in offline.records}
+    for r in result.records:
+        o = by_id[r.window_id]
+        if r.window_id not in cmp["snn_work_differs"]:
+            assert r.energy["snn"].synaptic_ops == o.energy["snn"].synaptic_ops > 0
+            assert r.energy["snn"].energy_j == pytest.approx(o.energy["snn"].energy_j)
+        assert (r.t_start_us, r.t_end_us, r.label, r.n_events) == (
+            o.t_start_us,
+            o.t_end_us,
+            o.label,
+            o.n_events,
+        )
+        assert {"snn", "bridge", "classifier", "total"} <= set(r.energy)
+        assert r.energy["snn"].source == "modelled" and r.energy["total"].energy_j > 0
+        assert not math.isnan(r.end_to_end()) and r.end_to_end() > 0
+    paths = write_report(result, tmp_path / "rep", plots=False)
+    doc = json.loads(Path(paths["json"]).read_text())
+    assert doc["mode"] == "dds" and doc["windows"] == SAMPLES
+
+
+@pytest.mark.slow
+def test_cli_dds_as_fast_as_possible_reports_its_drops(bag, offline, tmp_path, capsys):
+    out = tmp_path / "fast"
+    argv = [str(bag), "--mode", "dds", "--speed", "0", "--composed", "--out", str(out)]
+    assert eval_main([*argv, "--no-plots", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    result = ReplayResult.load(out / "result.json")
+    assert result.mode == "dds" and result.settings["speed"] == 0.0
+    published = result.settings["driver_published_packets"]
+    received = result.settings["snn_received_packets"]
+    assert published == offline.bag_report["read"]["/events"], "the driver played the whole bag"
+    # Events travel best-effort: whatever did not arrive is counted, never silently lost.
+    lost = result.dropped.get("event packets lost between driver and SNN node (best-effort QoS)", 0)
+    assert lost == published - received
+    for why, n in result.dropped.items():
+        assert f"dropped: {n} {why}" in printed
+    missing = result.dropped.get(
+        "windows the bag spans with no classification (lost or timed out)", 0
+    )
+    assert len(result.records) + missing == SAMPLES
+    cmp = offline_vs_dds(offline, result)
+    assert cmp["predictions_differ_same_snn_work"] == [], cmp
+    if not lost:  # nothing lost: exactly the offline predictions
+        assert cmp["predictions_differ"] == [] and cmp["snn_work_differs"] == []
+
+
+@pytest.mark.parametrize("case", ["not_a_bag", "negative_speed", "max_windows", "bad_backend"])
+def test_cli_dds_bad_input_is_exit_2(bag, tmp_path, case, capsys):
+    junk = tmp_path / "junk.mcap"
+    junk.write_bytes(b"\x00" * 32)
+    argv, match = {
+        "not_a_bag": ([str(junk)], "not a rosbag2"),
+        "negative_speed": ([str(bag), "--speed", "-1"], "speed"),
+        "max_windows": ([str(bag), "--max-windows", "2"], "--max-windows"),
+        "bad_backend": ([str(bag), "--backend", "gpu"], "--backend"),
+    }[case]
+    code = eval_main([*argv, "--mode", "dds", "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_BAD_INPUT, err
+    assert err.startswith("hsnn-eval: error:") and match in err and "\n" not in err
