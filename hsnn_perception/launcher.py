@@ -75,6 +75,8 @@ class ProcessGroup:
         return {spec.name: node_command(spec, self.namespace, tmp) for spec in self.specs}
 
     def start(self) -> ProcessGroup:
+        if self.procs:  # already started (start() then `with`): never twice
+            return self
         for name, cmd in self.commands().items():
             log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child holds it
             self.procs[name] = subprocess.Popen(

@@ -336,3 +336,26 @@ class NetworkStreamSource:
     def close(self) -> None:
         """Drop the connection."""
         self.reader = None
+
+
+def write_aedat4(
+    path: str | Path,
+    events: np.ndarray,
+    width: int,
+    height: int,
+    camera_name: str = "hsnn",
+    batch: int = 500,
+) -> Path:
+    """Write ``events`` as an event-only AEDAT4 recording with dv-processing (e.g. synthetic data
+    for tools that read DV recordings)."""
+    import dv_processing as dv
+
+    from hsnn_perception.core.filters import to_dv_store
+
+    writer = dv.io.MonoCameraWriter(
+        str(path), dv.io.MonoCameraWriter.EventOnlyConfig(camera_name, (int(width), int(height)))
+    )
+    for i in range(0, events.size, batch):
+        writer.writeEvents(to_dv_store(events[i : i + batch]))
+    del writer  # closing writes the file's data table
+    return Path(path)

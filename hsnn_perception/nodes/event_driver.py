@@ -4,12 +4,12 @@ file, a live iniVation camera or a DV network stream."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock
 
 from hsnn_perception.core.events import encode_packet
+from hsnn_perception.core.packet_sources import PacketSource
 from hsnn_perception.core.streams import Pacer, Packet
 from hsnn_perception.graph import CLOCK, EVENTS, LABELS, SOURCES
 from hsnn_perception.msg import EventPacket, GestureLabel
@@ -42,12 +42,30 @@ class EventDriverNode(HsnnNode):
         p("qos_depth", 200)
         p("timer_period_s", 0.002)
         p("max_packets_per_tick", 50)
+        # file playback (aedat4): absolute sensor times bounding the replay, -1 = whole file
+        p("start_us", -1)
+        p("end_us", -1)
+        # live camera (dv-processing): serial number ("" = first found), camera-side settings
+        p("serial", "")
+        p("camera_roi", [0, 0, 0, 0])  # x, y, width, height on the sensor (width 0 = full)
+        p("subsample", [1, 1])  # DVXplorer vertical, horizontal: 1, 2, 4, 8
+        p("bias_sensitivity", [0, 0])  # DVXplorer contrast thresholds on, off (0 = default)
+        p("retry_s", 2.0)  # camera / network stream absent or lost: reopen this often
+        # DV network stream (dv-processing NetworkReader)
+        p("host", "127.0.0.1")
+        p("port", 0)
+        # preprocessing (hsnn_perception.core.filters), in this order
+        p("roi", [0, 0, 0, 0])  # x, y, width, height (width 0 = none)
+        p("polarity", "both")  # both | on | off
+        p("noise_filter_us", 0)  # background-activity filter window (0 = off)
+        p("output_width", 0)  # spatial mapping to the model's input geometry (0 = sensor)
+        p("output_height", 0)
         # Hold playback until this many subscribers listen on the events topic (0: start at
         # once), then settle_s more so both ends of each DDS connection are matched: a recording
         # played into an unconnected graph would be lost.
         p("wait_for_subscribers", 0)
         p("settle_s", 0.5)
-        self._packets: Iterator[Packet] | None = None
+        self._source: PacketSource | None = None
         self._pending: Packet | None = None
         self._seq = 0
         self._timer = None
@@ -62,7 +80,7 @@ class EventDriverNode(HsnnNode):
             return TransitionCallbackReturn.FAILURE
         try:
             self._pacer = Pacer(float(self.param("speed")))
-            self._packets, self._width, self._height = self._open_source(source)
+            self._source = self._open_source(source)
         except Exception as exc:  # a bad parameter or a missing file must not kill the node
             self.reject("source", f"cannot open {source} source: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -77,8 +95,8 @@ class EventDriverNode(HsnnNode):
         self._encoding = str(self.param("encoding"))
         self._frame_id = str(self.param("frame_id"))
         self.get_logger().info(
-            f"{source} source ready ({self._width}x{self._height}, {self._encoding}, "
-            f"speed {self._pacer.speed:g})"
+            f"{source} source: {self._source.status} ({self._source.width}x"
+            f"{self._source.height}, {self._encoding}, speed {self._pacer.speed:g})"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -99,12 +117,18 @@ class EventDriverNode(HsnnNode):
         for pub in (self._events_pub, self._labels_pub, self._clock_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        self._packets = None
+        if self._source is not None:
+            self._source.close()
+            self._source = None
         return TransitionCallbackReturn.SUCCESS
 
     # sources ----
-    def _open_source(self, source: str) -> tuple[Iterator[Packet], int, int]:
+    def _open_source(self, source: str) -> PacketSource:
+        from hsnn_perception.core import packet_sources as ps
+
         packet_us = int(self.param("packet_us"))
+        loop = bool(self.param("loop"))
+        path = str(self.param("path"))
         if source == "synthetic":
             from hsnn_perception.core.streams import synthetic_packets
             from hsnn_perception.core.synthetic import SyntheticGestures
@@ -112,19 +136,66 @@ class EventDriverNode(HsnnNode):
             width, height = int(self.param("width")), int(self.param("height"))
             gen = SyntheticGestures(height=height, width=width, seed=int(self.param("seed")))
             n = int(self.param("num_samples"))
-            return synthetic_packets(gen, packet_us, n if n > 0 else None), width, height
-        if source == "rosbag":
+            inner: PacketSource = ps.IteratorSource(
+                synthetic_packets(gen, packet_us, n if n > 0 else None), width, height
+            )
+        elif source == "rosbag":
             from hsnn_perception.core.bag_source import bag_packets
 
-            return bag_packets(str(self.param("path")), loop=bool(self.param("loop")))
-        from hsnn_perception.core import sources
+            inner = ps.IteratorSource(*bag_packets(path, loop=loop))
+        elif source == "aedat4":
+            from hsnn_perception.core.sources import Aedat4FileSource
 
-        return sources.open_packet_source(
-            source,
-            path=str(self.param("path")),
-            packet_us=packet_us,
-            loop=bool(self.param("loop")),
+            start, end = int(self.param("start_us")), int(self.param("end_us"))
+            inner = ps.BatchSource(
+                Aedat4FileSource(
+                    path,
+                    speed=0,  # paced here, on sensor time, like every recorded source
+                    loop=loop,
+                    start_us=None if start < 0 else start,
+                    end_us=None if end < 0 else end,
+                    packet_us=packet_us,
+                )
+            )
+        elif source == "camera":
+            from hsnn_perception.core.sources import CameraSource
+
+            x, y, w, h = (int(v) for v in self.param("camera_roi"))
+            sub = tuple(int(v) for v in self.param("subsample"))
+            bias = tuple(int(v) for v in self.param("bias_sensitivity"))
+            serial = str(self.param("serial")) or None
+
+            def open_camera() -> object:
+                return CameraSource(
+                    serial=serial,
+                    roi=(x, y, w, h) if w > 0 else None,
+                    subsample=sub if sub != (1, 1) else None,
+                    bias_sensitivity=bias if any(bias) else None,
+                )
+
+            inner = ps.ReconnectingSource(
+                open_camera, float(self.param("retry_s")), lambda m: self.reject("camera", m)
+            )
+        else:  # network
+            from hsnn_perception.core.sources import NetworkStreamSource
+
+            host, port = str(self.param("host")), int(self.param("port"))
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} is not a TCP port; set the DV stream's port")
+            inner = ps.ReconnectingSource(
+                lambda: NetworkStreamSource(host, port),
+                float(self.param("retry_s")),
+                lambda m: self.reject("network", m),
+            )
+        roi = [int(v) for v in self.param("roi")]
+        chain = ps.filter_config(
+            roi if roi[2:] != [0, 0] else [],
+            str(self.param("polarity")),
+            int(self.param("noise_filter_us")),
+            int(self.param("output_width")),
+            int(self.param("output_height")),
         )
+        return ps.FilteredSource(inner, chain) if chain else inner
 
     # publishing ----
     def _ready_to_play(self) -> bool:
@@ -149,23 +220,24 @@ class EventDriverNode(HsnnNode):
                 self._pending = self._next_packet()
                 if self._pending is None:
                     return
-            if not self._pacer.due(self._pending.t_end_us):
+            if not self._source.live and not self._pacer.due(self._pending.t_end_us):
                 return
             packet, self._pending = self._pending, None
             self._publish(packet)
 
     def _next_packet(self) -> Packet | None:
-        if self._packets is None or self._finished:
+        if self._source is None or self._finished:
             return None
         try:
-            return next(self._packets)
-        except StopIteration:
-            self._finished = True
-            self.get_logger().info(f"source finished after {self._seq} packets")
+            packet = self._source.poll()
         except Exception as exc:  # corrupt data in a file: report, stop this source, stay up
             self._finished = True
             self.reject("source", f"reading the source failed: {exc}")
-        return None
+            return None
+        if packet is None and self._source.finished:
+            self._finished = True
+            self.get_logger().info(f"source finished after {self._seq} packets")
+        return packet
 
     def _publish(self, packet: Packet) -> None:
         for span in packet.labels:
@@ -180,7 +252,7 @@ class EventDriverNode(HsnnNode):
             self.count("published.labels")
         try:
             time_base, payload = encode_packet(
-                packet.events, self._encoding, self._width, self._height
+                packet.events, self._encoding, self._source.width, self._source.height
             )
         except ValueError as exc:
             self.reject("encode", str(exc))
@@ -188,7 +260,7 @@ class EventDriverNode(HsnnNode):
         msg = EventPacket()
         msg.header.stamp = self.get_clock().now().to_msg()  # host time, as event_camera drivers do
         msg.header.frame_id = self._frame_id
-        msg.height, msg.width = self._height, self._width
+        msg.height, msg.width = self._source.height, self._source.width
         msg.seq = self._seq
         msg.time_base = time_base if len(packet.events) else packet.t_start_us * 1000
         msg.encoding = self._encoding
@@ -202,7 +274,12 @@ class EventDriverNode(HsnnNode):
             self._clock_pub.publish(Clock(clock=us_to_time(packet.t_end_us)))
 
     def diagnostic_values(self) -> dict[str, str]:
-        return {"source_finished": str(self._finished), "seq": str(self._seq)}
+        status = self._source.status if self._source is not None else "not configured"
+        return {
+            "source_status": status,
+            "source_finished": str(self._finished),
+            "seq": str(self._seq),
+        }
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""Command lines: ``hsnn-train`` (train one model, write a bundle) and ``hsnn-compare`` (train the
-family and write the paper's comparison). Also ``python -m hsnn_perception.training.cli train|compare``.
+"""Command lines: ``hsnn-train`` (train one model, write a bundle) and ``hsnn-compare`` (train
+the family and write the paper's comparison); also
+``python -m hsnn_perception.training.cli train|compare ...``.
 
 Errors in the inputs end with a one-line message and exit status 2 (usage) or 1 (failure), never
 a traceback.
@@ -31,7 +32,9 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from exc
 
 
 def _rate_target(text: str) -> RateTarget:

@@ -202,9 +202,9 @@ def predict_bundle(
         sess = onnx_session(ann_path)
         logits = np.concatenate(
             [
-                sess.run([bundle.ann_output_name], {bundle.ann_input_name: feats[i : i + batch_size]})[
-                    0
-                ]
+                sess.run(
+                    [bundle.ann_output_name], {bundle.ann_input_name: feats[i : i + batch_size]}
+                )[0]
                 for i in range(0, feats.shape[0], batch_size)
             ]
         )

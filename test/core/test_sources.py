@@ -18,6 +18,7 @@ from hsnn_perception.core.sources import (
     CameraUnavailableError,
     NetworkStreamSource,
     SourceError,
+    write_aedat4,
 )
 
 W, H = 64, 48
@@ -29,19 +30,11 @@ def stream(n: int = 3000, t0: int = 1_000_000, span: int = 30_000, seed: int = 1
     return make_events(t, rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n))
 
 
-def write_aedat4(path: Path, events: np.ndarray, batch: int = 250) -> Path:
-    cfg = dv.io.MonoCameraWriter.EventOnlyConfig("DVXplorer_test", (W, H))
-    writer = dv.io.MonoCameraWriter(str(path), cfg)
-    for i in range(0, events.size, batch):
-        writer.writeEvents(to_dv_store(events[i : i + batch]))
-    del writer  # closes the file (writes the data table)
-    return path
-
-
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> tuple[Path, np.ndarray]:
     ev = stream()
-    return write_aedat4(tmp_path_factory.mktemp("aedat") / "rec.aedat4", ev), ev
+    path = tmp_path_factory.mktemp("aedat") / "rec.aedat4"
+    return write_aedat4(path, ev, W, H, "DVXplorer_test", batch=250), ev
 
 
 def test_file_source_replays_every_event_in_packets(recording) -> None:

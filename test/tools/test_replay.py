@@ -40,7 +40,7 @@ def test_dds_replay_matches_offline_window_by_window(bag, offline, default_bundl
     ids = [r.window_id for r in result.records]
     assert ids == list(range(SAMPLES)), f"a prediction for every window, got {ids}"
     summary = summarize(result)
-    assert summary["labelled"] == SAMPLES
+    assert summary["labelled_windows"] == SAMPLES
     assert summary["accuracy"] >= 0.6, f"{summary['accuracy']} not far above chance {CHANCE:.2f}"
     # Same code on the same events: the same prediction and scores for every window whose SNN
     # did the same work. Events are best-effort: a window may only differ where losses were
@@ -71,7 +71,7 @@ def test_dds_replay_matches_offline_window_by_window(bag, offline, default_bundl
         assert r.energy["snn"].source == "modelled" and r.energy["total"].energy_j > 0
         assert not math.isnan(r.end_to_end()) and r.end_to_end() > 0
     paths = write_report(result, tmp_path / "rep", plots=False)
-    doc = json.loads(Path(paths["json"]).read_text())
+    doc = json.loads(Path(paths["summary"]).read_text())
     assert doc["mode"] == "dds" and doc["windows"] == SAMPLES
 
 

@@ -100,3 +100,17 @@ def test_mismatches_are_reported(data, tmp_path):
     bundle = write_bundle(res.model, tmp_path, SPEC_IN, GESTURE_LABELS, "t")
     with pytest.raises(ExportError, match="input spikes"):
         predict_bundle(bundle, np.zeros((2, 8, 2, 16, 16), np.uint8))
+
+
+@pytest.mark.slow
+def test_exported_snn_runs_unchanged_in_lava(data, tmp_path):
+    # Real Lava (CPU simulation, fixed_pt) on the exported file: the same spikes as the runtime.
+    _, test = data
+    res = _trained(2, 4, data)
+    bundle = write_bundle(res.model, tmp_path, SPEC_IN, GESTURE_LABELS, "t")
+    native = load_snn(bundle.snn_file, backend="native")
+    with load_snn(bundle.snn_file, backend="lava") as lava:
+        out_lava, _ = lava.run_window(test.spikes[0])
+    out_native, _ = native.run_window(test.spikes[0])
+    np.testing.assert_array_equal(out_lava, out_native)
+    assert out_native.sum() > 0

@@ -1,0 +1,81 @@
+"""The driver node with real sources over DDS: an AEDAT4 recording (dv-processing) published as
+mono EventPackets in sensor time, filtered to the model's geometry; an absent camera retried while
+the node stays up."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import rclpy
+
+from hsnn_perception.core.events import decode_packet, make_events
+from hsnn_perception.core.sources import write_aedat4
+from hsnn_perception.msg import EventPacket
+from hsnn_perception.nodes.base import sensor_qos
+
+from .test_bad_input import Probe, start
+
+pytestmark = pytest.mark.slow
+
+W, H = 64, 48
+
+
+def stream(n: int, t0: int, span: int) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.integers(t0, t0 + span, n))
+    return make_events(t, rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n))
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def test_aedat4_recording_is_published_in_sensor_time(ros, tmp_path):
+    events = stream(3000, t0=7_000_000, span=60_000)
+    write_aedat4(tmp_path / "rec.aedat4", events, W, H)
+    ns = f"drv_file_{random.randint(0, 10**6)}"
+    overrides = {
+        "source": "aedat4",
+        "path": str(tmp_path / "rec.aedat4"),
+        "wait_for_subscribers": 1,
+        "packet_us": 2000,
+        "output_width": 32,
+        "output_height": 24,
+    }
+    probe = Probe(ns)
+    packets: list[EventPacket] = []
+    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
+    with start({"event_driver"}, ns, tmp_path, event_driver=overrides) as group:
+        assert probe.spin_until(
+            lambda: probe.diag("event_driver").get("source_finished") == "True",
+            60,
+        ), group.log("event_driver")
+        probe.spin_until(lambda: False, 0.5)
+    decoded = np.concatenate(
+        [decode_packet(p.events, p.encoding, p.time_base, p.width, p.height) for p in packets]
+    )
+    assert {(p.width, p.height, p.encoding) for p in packets} == {(32, 24, "mono")}
+    assert [p.seq for p in packets] == list(range(len(packets))), "no packet lost or reordered"
+    np.testing.assert_array_equal(decoded["t"], events["t"])  # sensor time kept exactly
+    np.testing.assert_array_equal(decoded["x"], events["x"] * 32 // W)
+    np.testing.assert_array_equal(decoded["y"], events["y"] * 24 // H)
+
+
+def test_absent_camera_keeps_the_node_up_and_retrying(ros, tmp_path):
+    ns = f"drv_cam_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    with start(
+        {"event_driver"}, ns, tmp_path, event_driver={"source": "camera", "retry_s": 0.3}
+    ) as group:
+        assert probe.spin_until(
+            lambda: int(probe.diag("event_driver").get("errors.camera", 0)) >= 3, 60
+        ), group.log("event_driver")
+        diag = probe.diag("event_driver")
+        assert "no event camera connected" in diag["source_status"]
+        assert diag["lifecycle_state"] == "active"
+        assert group.poll()["event_driver"] is None
