@@ -2,11 +2,16 @@
 side by side in one run, on the bundle's SNN and on paper-sized SkA(6-k) spiking parts.
 
     python bench/snn_runtime.py [--bundle PATH] [--k 1 2 3 4] [--lava-steps 4] [--write-docs]
+                                [--engines numba numpy] [--repeats 7] [--threads 1]
 
-Prints a markdown table: steps per second of each engine for one sample, the real-time factor
-(simulated time / wall time at 10 ms per step, > 1 is faster than real time), the native speed-up
-over Lava, batched native throughput, and peak memory. Every native/Lava pair is also checked
-for bit-exact equal output on the steps both ran.
+Prints a markdown table: steps per second of the native runtime for one sample (``run_window``
+over a whole T-step window) with each neuron engine (``numba``: compiled whole-window LIF kernel;
+``numpy``: the earlier per-step vectorised numpy LIF), the real-time factor (simulated time / wall
+time at 10 ms per step, > 1 is faster than real time), the speed-up of the first engine over the
+others and over Lava, batched native throughput, and peak memory. The engines' repeats are
+interleaved (A B A B ...) and the median is reported, so that both see the same machine load.
+Every engine's output is checked bit-exact against the others and against Lava on the steps Lava
+ran.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hsnn_perception.core.lava_compat import import_slayer  # noqa: E402
-from hsnn_perception.core.snn_runtime import load_snn  # noqa: E402
+from hsnn_perception.core.snn_runtime import load_snn, numba_available  # noqa: E402
 
 BIN_S = 0.010  # 10 ms per timestep (the paper's DvsGesture bins)
 # SkA(6-k) spiking parts: the first k of these strided 3x3 convs (stride 2 replaces pooling,
@@ -86,26 +91,36 @@ def build_small_net(path: Path) -> tuple[int, int, int]:
     return (2, 32, 32)
 
 
-def timed_native(path: Path, shape: tuple[int, ...], x: np.ndarray, batch: int) -> dict:
-    snn = load_snn(path, input_shape=shape)
-    snn.run_window(x[:2])  # warm-up (lazy imports, allocator)
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    out, _ = snn.run_window(x)
-    single = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+def timed_native(
+    path: Path, shape: tuple[int, ...], x: np.ndarray, batch: int, engines: list[str], repeats: int
+) -> dict[str, dict]:
+    """Each engine: median single-sample and batched steps/s over ``repeats`` runs, interleaved
+    across engines so that load changes on the shared machine hit all of them alike."""
+    snns = {e: load_snn(path, input_shape=shape, engine=e) for e in engines}
+    res: dict[str, dict] = {}
+    for e, snn in snns.items():
+        snn.run_window(x)  # warm-up (lazy imports, numba compile or cache load, allocator)
+        tracemalloc.start()
+        out, _ = snn.run_window(x)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        res[e] = {"name": snn.backend_name, "peak_mib": peak / 2**20, "out": out}
+        res[e].update(single=[], batched=[])
     xb = np.broadcast_to(x, (batch, *x.shape))
-    t0 = time.perf_counter()
-    snn.run(xb)
-    batched = time.perf_counter() - t0
-    return {
-        "name": snn.backend_name,
-        "steps_s": x.shape[0] / single,
-        "batch_steps_s": batch * x.shape[0] / batched,
-        "peak_mib": peak / 2**20,
-        "out": out,
-    }
+    for _ in range(repeats):
+        for e, snn in snns.items():
+            t0 = time.perf_counter()
+            snn.run_window(x)
+            res[e]["single"].append(time.perf_counter() - t0)
+        for e, snn in snns.items():
+            t0 = time.perf_counter()
+            snn.run(xb)
+            res[e]["batched"].append(time.perf_counter() - t0)
+    for r in res.values():
+        r["steps_s"] = x.shape[0] / float(np.median(r["single"]))
+        r["best_steps_s"] = x.shape[0] / min(r["single"])
+        r["batch_steps_s"] = batch * x.shape[0] / float(np.median(r["batched"]))
+    return res
 
 
 def timed_lava(path: Path, shape: tuple[int, ...], x: np.ndarray) -> dict:
@@ -132,6 +147,14 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.05, help="input spike probability per pixel")
     ap.add_argument("--no-lava", action="store_true", help="native only")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument(
+        "--engines",
+        nargs="+",
+        default=None,
+        help="native neuron engines, first one is the headline (default: numba numpy, "
+        "or numpy alone without numba)",
+    )
+    ap.add_argument("--repeats", type=int, default=7, help="timed native runs per engine")
     ap.add_argument("--write-docs", action="store_true", help=f"put the table into {DOC}")
     args = ap.parse_args()
 
@@ -139,6 +162,8 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    engines = args.engines or (["numba", "numpy"] if numba_available() else ["numpy"])
+    load0 = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="snn_bench_"))
     cases: list[tuple[str, Path, tuple[int, ...]]] = []
     bundle_path = args.bundle or ROOT / "models" / "default"
@@ -160,26 +185,34 @@ def main() -> None:
     rows = []
     for name, path, shape in cases:
         x = (rng.random((args.steps, *shape)) < args.rate).astype(np.uint8)
-        nat = timed_native(path, shape, x, args.batch)
-        row = {"name": name, "native": nat}
+        res = timed_native(path, shape, x, args.batch, engines, args.repeats)
+        nat = res[engines[0]]
+        row = {"name": name, "native": nat, "others": [res[e] for e in engines[1:]]}
+        exact = all(np.array_equal(r["out"], nat["out"]) for r in res.values())
         if not args.no_lava:
             lava = timed_lava(path, shape, x[: args.lava_steps])
             row["lava"] = lava
-            row["exact"] = bool(np.array_equal(lava["out"], nat["out"][: args.lava_steps]))
+            exact = exact and bool(np.array_equal(lava["out"], nat["out"][: args.lava_steps]))
+        row["exact"] = exact
         rows.append(row)
         print(f"done: {name}", file=sys.stderr, flush=True)
 
+    others = "".join(f" {e} steps/s (1 sample) | {engines[0]} / {e} |" for e in engines[1:])
     header = (
-        "| network | native steps/s (1 sample) | RTF native | native steps/s (batch "
-        f"{args.batch}) | Lava steps/s | RTF Lava | native / Lava | Lava compile+first (s) "
-        "| native peak MiB (tracemalloc) | bit-exact |"
+        f"| network | {engines[0]} steps/s (1 sample, median) | best | RTF |{others} "
+        f"{engines[0]} steps/s (batch {args.batch}) | Lava steps/s | RTF Lava | "
+        f"{engines[0]} / Lava | Lava compile+first (s) | peak MiB (tracemalloc) | bit-exact |"
     )
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * (11 + 2 * (len(engines) - 1))]
     for row in rows:
         nat = row["native"]
         lava = row.get("lava")
+        cols = "".join(
+            f"| {o['steps_s']:.0f} | {nat['steps_s'] / o['steps_s']:.1f}x " for o in row["others"]
+        )
         lines.append(
-            f"| {row['name']} | {nat['steps_s']:.0f} | {nat['steps_s'] * BIN_S:.1f} "
+            f"| {row['name']} | {nat['steps_s']:.0f} | {nat['best_steps_s']:.0f} "
+            f"| {nat['steps_s'] * BIN_S:.1f} {cols}"
             f"| {nat['batch_steps_s']:.0f} "
             + (
                 f"| {lava['steps_s']:.2f} | {lava['steps_s'] * BIN_S:.3f} "
@@ -199,11 +232,13 @@ def main() -> None:
         threads = "no torch"
     info = (
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, "
-        f"{_cpus()} CPUs, {threads}; native engine: {rows[0]['native']['name']}; T={args.steps} "
+        f"{_cpus()} CPUs, {threads}; native engines: {', '.join(engines)} (median of "
+        f"{args.repeats} interleaved runs; best = fastest run); T={args.steps} "
         f"native steps, {args.lava_steps} Lava steps (after one compile window), input spike "
         f"rate {args.rate}. Peak RSS: this process {rss:.0f} MiB, largest Lava worker "
         f"{child:.0f} MiB. RTF = simulated time / wall time at {BIN_S * 1000:.0f} ms per step. "
-        f"1-min load average at the end: {os.getloadavg()[0]:.1f} (shared machine)."
+        f"1-min load average at the start: {load0:.1f}, at the end: {os.getloadavg()[0]:.1f} "
+        "(shared machine)."
     )
     table = "\n".join(lines)
     print(table)

@@ -40,7 +40,9 @@ class PipelineMonitor(Node):
         self._lock = threading.Lock()
         self._on_classification = on_classification
         qos = reliable_qos(500)
-        self.create_subscription(GestureLabel, LABELS, self._on_label, qos)
+        self.labels_subscription = self.create_subscription(
+            GestureLabel, LABELS, self._on_label, qos
+        )
         self.create_subscription(Classification, CLASSIFICATION, self._on_classification_msg, qos)
         self.create_subscription(EnergyReport, ENERGY, self._on_energy, qos)
         self.create_subscription(EnergyReport, ENERGY_TOTAL, self._on_total, qos)

@@ -322,6 +322,11 @@ def _drops(
         drops["event packets lost between driver and SNN node (best-effort QoS)"] = lost_packets
     if lost_events > 0:
         drops["events lost between driver and SNN node (best-effort QoS)"] = lost_events
+    # The node flushes the last window once the stream went idle; any other flush ended a window
+    # before all its events were in (they then count as late events).
+    early = _int(snn, "flushed.windows") - 1
+    if early > 0:
+        drops["windows ended early by the SNN node's idle flush"] = early
     for key, why in (
         ("late_events", "late events (older than the window being filled)"),
         ("skipped_windows", "silent windows skipped (long gap)"),

@@ -85,6 +85,13 @@ def run_session(
                         f"{source_node} refused to {transition}:\n"
                         + group.log(_proc(group, source_node))
                     )
+                if transition == "configure":
+                    # The labels publisher exists now; match it before anything is published.
+                    deadline = time.monotonic() + startup_timeout_s
+                    while monitor.labels_subscription.get_publisher_count() < 1:
+                        if time.monotonic() > deadline:
+                            raise PipelineError(f"{source_node}'s labels never connected")
+                        spin(0.05)
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 spin(0.1)

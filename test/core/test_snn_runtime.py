@@ -5,6 +5,7 @@ test_lava_backend.py.)"""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,11 +31,20 @@ from hsnn_perception.core.snn_runtime import (
     SnnConfigError,
     SnnInputError,
     SnnRuntime,
+    _Lif,
     load_snn,
     netx_dense_weights,
+    numba_available,
 )
 
 IN_SHAPE = (2, 8, 8)
+# Neuron engines: the numba whole-window kernel (when numba is installed) and the numpy step.
+ENGINES = [
+    pytest.param(
+        "numba", marks=pytest.mark.skipif(not numba_available(), reason="numba not installed")
+    ),
+    "numpy",
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +69,23 @@ def slayer_cases(
     return cases
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("compute", ["torch", "numpy"])
-def test_equals_slayer_forward(slayer_cases: list, compute: str) -> None:
+def test_equals_slayer_forward(slayer_cases: list, compute: str, engine: str) -> None:
     total = 0
     for path, x, y in slayer_cases:
-        rt = SnnRuntime(read_netx(path, x.shape[2:]), compute=compute)
+        rt = SnnRuntime(read_netx(path, x.shape[2:]), compute=compute, engine=engine)
+        assert rt.engine == engine
         out = rt.run(x)
         np.testing.assert_array_equal(out, y.reshape(out.shape), err_msg=str(path))
         total += int(out.sum())
     assert total > 100  # the networks do spike; equality of silence would prove nothing
 
 
-def test_streaming_equals_batched(slayer_cases: list) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_streaming_equals_batched(slayer_cases: list, engine: str) -> None:
     for path, x, _ in slayer_cases[1::3]:
-        rt = load_snn(path, input_shape=x.shape[2:])
+        rt = load_snn(path, input_shape=x.shape[2:], engine=engine)
         want, counts = rt.run_with_counts(x)
         rt.reset()
         steps = [rt.step(x[:, t]) for t in range(x.shape[1])]
@@ -95,6 +108,59 @@ def test_torch_and_numpy_agree_on_grouped_dilated_conv(tmp_path: Path) -> None:
     b = load_snn(path, "native-numpy", input_shape=(4, 8, 8)).run(x)
     np.testing.assert_array_equal(a, b)
     assert a.sum() > 0
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+@settings(max_examples=60, deadline=None)
+@given(
+    keeps=st.tuples(
+        st.sampled_from([0, 1, 2048, 3072, 4095, 4096]) | st.integers(0, 4096),
+        st.sampled_from([0, 1, 128, 4095, 4096]) | st.integers(0, 4096),
+    ),
+    vth=st.sampled_from([0, 1, 1 << 17]) | st.integers(0, 1 << 17),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_compiled_lif_equals_numpy_step(
+    keeps: tuple[int, int], vth: int, bias: bool, seed: int
+) -> None:
+    """The numba window kernel against the numpy step at every corner of the arithmetic: any
+    int32 state and current (int32 wrap of ``a << 6``, the single 24-bit current wrap, int32 wrap
+    of the voltage sum, saturation), decays 0..4096, int16 bias wrap, zero and huge thresholds,
+    and the latency shift (step t reads row t - shift)."""
+    rng = np.random.default_rng(seed)
+    n, b, t, shift = 64, 2, 6, int(rng.integers(0, 3))
+    i32 = np.iinfo(np.int32)
+
+    def draw(shape: tuple[int, ...]) -> np.ndarray:
+        # a mix of full-range, near-24-bit, small and exact boundary values (a current of
+        # exactly -2**23 needs a = -2**17 with a zero decayed state), so every branch is taken
+        full = rng.integers(i32.min, i32.max, shape, endpoint=True)
+        near = rng.integers(-(1 << 24), 1 << 24, shape)
+        small = rng.integers(-300, 300, shape)
+        edges = [0, -1, 1 << 17, -(1 << 17), (1 << 23) - 1, 1 << 23, -(1 << 23), i32.min, i32.max]
+        edge = rng.choice(np.array(edges, np.int64), shape)
+        pick = rng.integers(0, 4, shape)
+        return np.choose(pick, [full, near, small, edge]).astype(np.int32)
+
+    neuron = SimpleNamespace(i_decay=4096 - keeps[0], v_decay=4096 - keeps[1], vth_mant=vth)
+    layer = SimpleNamespace(
+        neuron=neuron, num_neurons=n, bias=rng.integers(-70000, 70000, n) if bias else None
+    )
+    lif = _Lif(layer)  # type: ignore[arg-type]
+    a_in = draw((t, b, n))
+    u0, v0 = draw((b, n)), draw((b, n))
+    u, v = u0.copy(), v0.copy()
+    out = np.empty((t, b, n), np.uint8)
+    counts = lif.window(a_in, shift, u, v, out)
+    u_ref, v_ref = u0.copy(), v0.copy()
+    for step in range(t):
+        a = a_in[step - shift] if step >= shift else np.zeros((b, n), np.int32)
+        spikes = lif.step(u_ref, v_ref, a)
+        np.testing.assert_array_equal(out[step], spikes.astype(np.uint8), err_msg=f"t={step}")
+        np.testing.assert_array_equal(counts[step], spikes.sum(axis=1))
+    np.testing.assert_array_equal(u, u_ref)
+    np.testing.assert_array_equal(v, v_ref)
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero")  # netx's 127 / max_weight when max is 0
@@ -216,6 +282,8 @@ def test_bad_inputs(slayer_cases: list) -> None:
         rt.step(x[:2, 1])
     with pytest.raises(SnnConfigError, match="unknown SNN backend"):
         load_snn(path, backend="gpu", input_shape=IN_SHAPE)
+    with pytest.raises(SnnConfigError, match="engine must be"):
+        load_snn(path, input_shape=IN_SHAPE, engine="gpu")
 
 
 def test_run_window_matches_run(slayer_cases: list) -> None:
@@ -226,4 +294,5 @@ def test_run_window_matches_run(slayer_cases: list) -> None:
     np.testing.assert_array_equal(out, y[1].reshape(out.shape))
     assert counts.spikes == sum(d["spikes"] for d in counts.per_layer)
     assert counts.per_layer[-1]["spikes"] == int(out.sum())
-    assert rt.backend_name in ("native (torch)", "native (numpy)")
+    want = "native (torch+numba)" if numba_available() else "native (torch)"
+    assert rt.backend_name == want

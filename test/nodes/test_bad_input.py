@@ -250,3 +250,14 @@ def test_missing_model_and_bad_parameter_leave_nodes_up(ros, tmp_path):
         assert "three" in probe.diag("accumulator_bridge")["message"]
         time.sleep(0.5)
         assert all(code is None for code in group.poll().values()), "nodes stay up"
+
+
+def test_event_subscription_type_is_a_parameter():
+    from hsnn_perception.nodes.snn_node import load_message_type
+
+    assert load_message_type("hsnn_perception/msg/EventPacket") is EventPacket
+    assert load_message_type("hsnn_perception/EventPacket") is EventPacket
+    with pytest.raises(ValueError, match="not installed"):
+        load_message_type("event_camera_msgs_missing/msg/EventPacket")
+    with pytest.raises(ValueError, match="pkg/msg/Type"):
+        load_message_type("EventPacket")

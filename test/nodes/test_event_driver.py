@@ -9,11 +9,13 @@ import random
 import numpy as np
 import pytest
 import rclpy
+from rosgraph_msgs.msg import Clock
 
 from hsnn_perception.core.events import decode_packet, make_events
 from hsnn_perception.core.sources import write_aedat4
 from hsnn_perception.msg import EventPacket
-from hsnn_perception.nodes.base import sensor_qos
+from hsnn_perception.nodes.base import reliable_qos, sensor_qos
+from hsnn_perception.tools.monitor import LifecycleClient
 
 from .test_bad_input import Probe, start
 
@@ -46,11 +48,28 @@ def test_aedat4_recording_is_published_in_sensor_time(ros, tmp_path):
         "packet_us": 2000,
         "output_width": 32,
         "output_height": 24,
+        "publish_clock": True,
     }
     probe = Probe(ns)
     packets: list[EventPacket] = []
-    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
+    clock: list[Clock] = []
+    subscriptions = [
+        probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000)),
+        probe.node.create_subscription(Clock, "/clock", clock.append, reliable_qos(1000)),
+    ]
+    overrides["autostart"] = False
     with start({"event_driver"}, ns, tmp_path, event_driver=overrides) as group:
+        # Configure, wait until both of our subscriptions are matched, then play.
+        driver = LifecycleClient(probe.node, f"/{ns}/event_driver")
+
+        def spin(seconds: float) -> None:
+            probe.executor.spin_once(timeout_sec=seconds)
+
+        assert driver.transition("configure", spin), group.log("event_driver")
+        assert probe.spin_until(lambda: all(s.get_publisher_count() for s in subscriptions), 60), [
+            (s.topic_name, s.get_publisher_count()) for s in subscriptions
+        ]
+        assert driver.transition("activate", spin)
         assert probe.spin_until(
             lambda: probe.diag("event_driver").get("source_finished") == "True",
             60,
@@ -64,6 +83,10 @@ def test_aedat4_recording_is_published_in_sensor_time(ros, tmp_path):
     np.testing.assert_array_equal(decoded["t"], events["t"])  # sensor time kept exactly
     np.testing.assert_array_equal(decoded["x"], events["x"] * 32 // W)
     np.testing.assert_array_equal(decoded["y"], events["y"] * 24 // H)
+    # /clock follows sensor time (for use_sim_time graphs): the end of each packet, increasing
+    ticks = [c.clock.sec * 1_000_000 + c.clock.nanosec // 1000 for c in clock]
+    assert ticks and ticks == sorted(ticks)
+    assert ticks[0] > int(events["t"][0]) and ticks[-1] >= int(events["t"][-1])
 
 
 def test_absent_camera_keeps_the_node_up_and_retrying(ros, tmp_path):

@@ -52,9 +52,10 @@ def test_dds_replay_matches_offline_window_by_window(bag, offline, default_bundl
     if not result.dropped:
         assert lost == 0 and cmp["snn_work_differs"] == [] and cmp["predictions_differ"] == []
         assert cmp["max_score_diff"] is not None and cmp["max_score_diff"] < 1e-6, cmp
-    else:
-        assert cmp["snn_work_differs"] and lost > 0, (cmp, result.dropped)
-        assert len(cmp["snn_work_differs"]) <= SAMPLES // 2, f"most windows lost events: {cmp}"
+    else:  # what differs was measured: lost packets, late events (a window ended early) ...
+        assert len(cmp["snn_work_differs"]) <= SAMPLES // 2, (cmp, result.dropped)
+    if cmp["snn_work_differs"]:
+        assert result.dropped, f"windows differ but no loss was reported: {cmp}"
     by_id = {r.window_id: r for r in offline.records}
     for r in result.records:
         o = by_id[r.window_id]
@@ -97,7 +98,7 @@ def test_cli_dds_as_fast_as_possible_reports_its_drops(bag, offline, tmp_path, c
     assert len(result.records) + missing == SAMPLES
     cmp = offline_vs_dds(offline, result)
     assert cmp["predictions_differ_same_snn_work"] == [], cmp
-    if not lost:  # nothing lost: exactly the offline predictions
+    if not result.dropped:  # nothing lost: exactly the offline predictions
         assert cmp["predictions_differ"] == [] and cmp["snn_work_differs"] == []
 
 
