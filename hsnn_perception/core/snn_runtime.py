@@ -379,7 +379,7 @@ def _lif_window_py(a_in, shift, u, v, bias, u_keep, v_keep, vth, out, counts):  
                 vol = ((d + cur + bias[i] + half32) & mask32) - half32
                 if vol > max_uv - 1:
                     vol = max_uv - 1
-                elif vol < -max_uv:
+                elif vol < 1 - max_uv:
                     vol = 1 - max_uv
                 if vol > vth:
                     out[t, b, i] = 1

@@ -191,6 +191,7 @@ class ClassifierNode(HsnnNode):
                 window_id,
                 start_us,
                 self.get_clock().now().to_msg(),
+                host_latency_s=latency,
             )
         )
 

@@ -98,9 +98,13 @@ class SnnFeatureNode(HsnnNode):
 
                 started = time.monotonic()
                 self._snn = load_snn(self.bundle.snn_file, backend=backend)
+                # One silent window now, so that compilation (numba JIT, Lava's compiler) happens
+                # at configuration and not on the first window of data.
+                silence = np.zeros((self.bundle.timesteps, *self._snn.input_shape), np.uint8)
+                self._snn.run_window(silence)
                 self.get_logger().info(
                     f"SNN {self.bundle.snn_file.name} on {self._snn.backend_name} "
-                    f"(loaded in {time.monotonic() - started:.2f} s)"
+                    f"(loaded and warmed up in {time.monotonic() - started:.2f} s)"
                 )
         except Exception as exc:  # missing/corrupt model, Lava missing: stay up, say why
             self.reject("model", f"cannot load the SNN: {exc}")
@@ -177,6 +181,9 @@ class SnnFeatureNode(HsnnNode):
         self.count("received.events", len(events))
         for window in windows:
             self._process(window)
+        # Idle time counts from when this node was last busy: a long window must not make the
+        # flush timer end the next window while its packets are still queued.
+        self._last_packet = time.monotonic()
 
     def _windower_for(self, geometry: tuple[int, int]) -> EventWindower:
         b = self.bundle
@@ -221,6 +228,7 @@ class SnnFeatureNode(HsnnNode):
                 window.window_id,
                 window.t_start_us,
                 self.get_clock().now().to_msg(),
+                host_latency_s=latency,
             )
         )
 

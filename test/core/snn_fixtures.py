@@ -52,8 +52,10 @@ def conv_dense_blocks(
     channels: int = 4,
     outputs: int = 5,
     delay: bool = False,
+    dense_neuron: dict[str, float] | None = None,
 ) -> list[Any]:
-    """Conv (stride 2, padding 1) -> flatten -> dense, random weights."""
+    """Conv (stride 2, padding 1) -> flatten -> dense, random weights; the dense layer uses
+    ``dense_neuron`` if given, else the conv's ``neuron``."""
     import torch
 
     slayer = import_slayer()
@@ -62,7 +64,7 @@ def conv_dense_blocks(
     conv = slayer.block.cuba.Conv(neuron, c, channels, 3, stride=2, padding=1, weight_scale=3)
     oh, ow = (h + 1) // 2, (w + 1) // 2
     dense = slayer.block.cuba.Dense(
-        neuron, channels * oh * ow, outputs, weight_scale=3, delay=delay
+        dense_neuron or neuron, channels * oh * ow, outputs, weight_scale=3, delay=delay
     )
     if delay:
         # slayer draws delays in [0, 1) on the first forward pass; set integer ones instead
