@@ -105,13 +105,14 @@ def timed_native(
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         res[e] = {"name": snn.backend_name, "peak_mib": peak / 2**20, "out": out}
-        res[e].update(single=[], batched=[])
+        res[e].update(single=[], cpu=[], batched=[])
     xb = np.broadcast_to(x, (batch, *x.shape))
     for _ in range(repeats):
         for e, snn in snns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             snn.run_window(x)
             res[e]["single"].append(time.perf_counter() - t0)
+            res[e]["cpu"].append(time.process_time() - c0)
         for e, snn in snns.items():
             t0 = time.perf_counter()
             snn.run(xb)
@@ -119,6 +120,7 @@ def timed_native(
     for r in res.values():
         r["steps_s"] = x.shape[0] / float(np.median(r["single"]))
         r["best_steps_s"] = x.shape[0] / min(r["single"])
+        r["cpu_steps_s"] = x.shape[0] / float(np.median(r["cpu"]))
         r["batch_steps_s"] = batch * x.shape[0] / float(np.median(r["batched"]))
     return res
 
@@ -197,22 +199,28 @@ def main() -> None:
         rows.append(row)
         print(f"done: {name}", file=sys.stderr, flush=True)
 
-    others = "".join(f" {e} steps/s (1 sample) | {engines[0]} / {e} |" for e in engines[1:])
+    others = "".join(
+        f" {e} steps/s (1 sample) | {e} steps per CPU-s | {engines[0]} / {e} (wall, CPU) |"
+        for e in engines[1:]
+    )
     header = (
-        f"| network | {engines[0]} steps/s (1 sample, median) | best | RTF |{others} "
+        f"| network | {engines[0]} steps/s (1 sample, median) | best | RTF | steps per CPU-s |"
+        f"{others} "
         f"{engines[0]} steps/s (batch {args.batch}) | Lava steps/s | RTF Lava | "
         f"{engines[0]} / Lava | Lava compile+first (s) | peak MiB (tracemalloc) | bit-exact |"
     )
-    lines = [header, "|" + "---|" * (11 + 2 * (len(engines) - 1))]
+    lines = [header, "|" + "---|" * (12 + 3 * (len(engines) - 1))]
     for row in rows:
         nat = row["native"]
         lava = row.get("lava")
         cols = "".join(
-            f"| {o['steps_s']:.0f} | {nat['steps_s'] / o['steps_s']:.1f}x " for o in row["others"]
+            f"| {o['steps_s']:.0f} | {o['cpu_steps_s']:.0f} "
+            f"| {nat['steps_s'] / o['steps_s']:.1f}x, {nat['cpu_steps_s'] / o['cpu_steps_s']:.1f}x "
+            for o in row["others"]
         )
         lines.append(
             f"| {row['name']} | {nat['steps_s']:.0f} | {nat['best_steps_s']:.0f} "
-            f"| {nat['steps_s'] * BIN_S:.1f} {cols}"
+            f"| {nat['steps_s'] * BIN_S:.1f} | {nat['cpu_steps_s']:.0f} {cols}"
             f"| {nat['batch_steps_s']:.0f} "
             + (
                 f"| {lava['steps_s']:.2f} | {lava['steps_s'] * BIN_S:.3f} "
@@ -233,7 +241,8 @@ def main() -> None:
     info = (
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, "
         f"{_cpus()} CPUs, {threads}; native engines: {', '.join(engines)} (median of "
-        f"{args.repeats} interleaved runs; best = fastest run); T={args.steps} "
+        f"{args.repeats} interleaved runs; best = fastest run; steps per CPU-s = steps / median "
+        f"process CPU time, which load inflates less than wall time); T={args.steps} "
         f"native steps, {args.lava_steps} Lava steps (after one compile window), input spike "
         f"rate {args.rate}. Peak RSS: this process {rss:.0f} MiB, largest Lava worker "
         f"{child:.0f} MiB. RTF = simulated time / wall time at {BIN_S * 1000:.0f} ms per step. "

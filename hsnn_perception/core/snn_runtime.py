@@ -18,12 +18,15 @@ What is reproduced (see docs/snn_runtime.md for the derivation):
   exactly as in Lava and as in slayer with its default ``delay_shift=True``.
 
 Two execution modes that give identical results: ``run`` (batched over samples, layer by layer
-over the whole window, which turns each synapse into one large conv/matmul over B*T frames) and
-``step`` (streaming, one timestep at a time, for the ROS node).
+over the whole window, which turns each synapse into one large conv/matmul over B*T frames and,
+with numba installed, each layer's neurons into one compiled pass over the window) and ``step``
+(streaming, one timestep at a time, for the ROS node).
 
-Synaptic currents are computed exactly in integers: torch int32 conv/matmul when torch is
-installed (fastest on CPU here, see bench/snn_runtime.py), else numpy float32/float64 im2col
-matmuls, whose sums of integer weights stay exact because the worst case is bounded at load time.
+Synaptic currents are computed exactly in integers: torch float32/float64 conv/matmul when torch
+is installed (faster on CPU here than its int32 kernels), else numpy float32/float64 im2col
+matmuls; sums of integer weights stay exact because the worst case is bounded at load time and
+picks the float width. Neuron updates run in a numba-compiled whole-window kernel when numba is
+installed, else in vectorised numpy per step (``engine``); both are bit-identical.
 """
 
 from __future__ import annotations
@@ -341,13 +344,12 @@ class _Synapse:
 
 # --------------------------------------------------------------------------------------------
 # Compiled kernels (numba, optional): the LIF recurrence of a whole window fused into one pass,
-# and the synaptic-op count. Written as plain Python at
-# module level and compiled on first use, so numba stays an optional, lazily imported dependency
-# and its on-disk cache can key them by file and name. (An event-driven conv kernel, one scatter
-# per input spike, was tried and dropped: 10-60x slower than torch's dense float conv at 5 %
-# input spike rate, because each spike scatters into C_out strided outputs.) Their integer
-# arithmetic is the same as ``_Lif.step`` (int64 with explicit int32 wraps where numpy's int32
-# arithmetic wraps); the tests check them against the numpy path and Lava.
+# and the synaptic-op count. Written as plain Python at module level and compiled on first use,
+# so numba stays an optional, lazily imported dependency and its on-disk cache can key them by
+# file and name. Their integer arithmetic is the same as ``_Lif.step`` (int64 with explicit
+# int32 wraps where numpy's int32 arithmetic wraps); the tests check them against the numpy path
+# and Lava. (An event-driven conv kernel, one scatter per input spike, was tried and dropped: at
+# 5 % input rate it was no faster than torch's dense float conv, see docs/snn_runtime.md.)
 # --------------------------------------------------------------------------------------------
 
 
@@ -419,7 +421,11 @@ def _kernel(name: str) -> Any:
     if fn is None:
         import numba
 
-        fn = numba.njit(cache=True, nogil=True)(globals()[f"_{name}_py"])
+        py = globals()[f"_{name}_py"]
+        try:
+            fn = numba.njit(cache=True, nogil=True)(py)
+        except RuntimeError:  # no writable cache location (read-only install): compile per process
+            fn = numba.njit(cache=False, nogil=True)(py)
         _KERNELS[name] = fn
     return fn
 

@@ -4,6 +4,8 @@ output spikes as a TensorList and the stage's energy report."""
 from __future__ import annotations
 
 import importlib
+import queue
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -72,6 +74,9 @@ class SnnFeatureNode(HsnnNode):
         # End of stream: when no packet came for this long, the pending (partial) window is
         # processed. Windows are still cut on event time; this only ends the last one.
         p("flush_idle_s", 0.5)
+        # Windows wait here for the SNN, which runs on its own thread so that the event
+        # subscription keeps draining DDS while a window is computed. Full queue: window dropped.
+        p("window_queue", 16)
         self._snn: Any = None
         self._windower: EventWindower | None = None
         self._geometry: tuple[int, int] | None = None
@@ -125,7 +130,30 @@ class SnnFeatureNode(HsnnNode):
         )
         self._last_packet = time.monotonic()
         self._flush_timer = self.create_timer(0.1, self._flush_if_idle)
+        self._queue: queue.Queue[Window | None] = queue.Queue(
+            maxsize=int(self.param("window_queue"))
+        )
+        self._worker = threading.Thread(target=self._work, name="snn_worker", daemon=True)
+        self._worker.start()
         return super().on_activate(state)
+
+    def _work(self) -> None:
+        while (window := self._queue.get()) is not None:
+            self._process(window)
+
+    def _enqueue(self, window: Window) -> None:
+        try:
+            self._queue.put_nowait(window)
+        except queue.Full:
+            self.count("dropped.windows")
+            self.reject("overload", f"window {window.window_id} dropped: the SNN is behind")
+
+    def _stop_worker(self) -> None:
+        worker = getattr(self, "_worker", None)
+        if worker is not None and worker.is_alive():
+            self._queue.put(None)
+            worker.join()
+        self._worker = None
 
     def _flush_if_idle(self) -> None:
         idle = float(self.param("flush_idle_s"))
@@ -134,13 +162,14 @@ class SnnFeatureNode(HsnnNode):
         windows = self._windower.flush()
         for window in windows:
             self.count("flushed.windows")
-            self._process(window)
+            self._enqueue(window)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self.destroy_timer(self._flush_timer)
             self._sub = None
+        self._stop_worker()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -151,6 +180,7 @@ class SnnFeatureNode(HsnnNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
         self._close_snn()
         return TransitionCallbackReturn.SUCCESS
 
@@ -180,10 +210,7 @@ class SnnFeatureNode(HsnnNode):
             return
         self.count("received.events", len(events))
         for window in windows:
-            self._process(window)
-        # Idle time counts from when this node was last busy: a long window must not make the
-        # flush timer end the next window while its packets are still queued.
-        self._last_packet = time.monotonic()
+            self._enqueue(window)
 
     def _windower_for(self, geometry: tuple[int, int]) -> EventWindower:
         b = self.bundle

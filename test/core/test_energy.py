@@ -208,7 +208,9 @@ def test_jetson_meter_orin_layout_prefers_module_input_rail(tmp_path):
     assert "VDD_CPU_GPU_CV" not in meter.description
     _, energy, power, latency = en.measure(meter, time.sleep, 0.05)
     assert power == pytest.approx(5.0, rel=0.05)  # 5000 mV x 1000 mA, constant
-    assert energy == pytest.approx(5.0 * latency, rel=0.1)
+    # The meter's window (start() to stop()) encloses the call, and can be much longer on a
+    # loaded machine: the energy is at least that of the call, at the constant 5 W.
+    assert energy >= 5.0 * latency * 0.98
 
 
 def test_jetson_meter_sums_rails_without_input_rail_and_skips_nc(tmp_path):
