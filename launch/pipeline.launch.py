@@ -31,10 +31,10 @@ def _nodes(context, *args, **kwargs):
         graph.write(specs_to_json(specs))
         graph.close()
         return [
+            # No `name`: a node-name remap would rename every node in the process.
             Node(
                 package="hsnn_perception",
                 executable="composed_pipeline",
-                name="hsnn_pipeline",
                 namespace=namespace,
                 arguments=["--graph-json", graph.name, "--namespace", namespace],
                 output="screen",
