@@ -30,7 +30,6 @@ class AccumulatorBridgeNode(HsnnNode):
         # Energy of the accumulator on the host CPU: measured by RAPL when readable, otherwise
         # modelled as additions x this many joules (default: a published fp32 add; 0: unavailable).
         p("energy_per_add_j", FP32_ADD_J)
-        self._sub = None
         self._meter = None
 
     @guarded_transition
@@ -50,8 +49,8 @@ class AccumulatorBridgeNode(HsnnNode):
         self.interval = interval
         self.output_name = str(self.param("output_name")) or self.bundle.ann_input_name
         self._meter = cpu_meter()
-        self._pub = self.create_lifecycle_publisher(TensorList, TENSORS, reliable_qos(20))
-        self._energy_pub = self.create_lifecycle_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        self._pub = self.managed_publisher(TensorList, TENSORS, reliable_qos(20))
+        self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         self.get_logger().info(
             f"accumulating {self.bundle.timesteps} steps in intervals of {interval} -> "
             f"{self.bundle.timesteps // interval} frames as {self.output_name!r}"
@@ -60,19 +59,8 @@ class AccumulatorBridgeNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._sub = self.create_subscription(TensorList, SPIKES, self._on_spikes, reliable_qos(20))
+        self.active_subscription(TensorList, SPIKES, self._on_spikes, reliable_qos(20))
         return super().on_activate(state)
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self.destroy_lifecycle_publisher(self._pub)
-        self.destroy_lifecycle_publisher(self._energy_pub)
-        return TransitionCallbackReturn.SUCCESS
 
     def _on_spikes(self, msg: TensorList) -> None:
         self.count("received.windows")

@@ -79,6 +79,8 @@ class HsnnNode(LifecycleNode):
         super().__init__(name, **kwargs)
         self._defaults: dict[str, Any] = {}
         self._log_budget: dict[str, tuple[float, int]] = {}
+        self._managed_publishers: list[Any] = []
+        self._active_subscriptions: list[Any] = []
         self.declare_parameter("autostart", True)
         self.declare_parameter("diagnostics_period_s", 1.0)
         self.counters: Counter[str] = Counter()
@@ -190,7 +192,33 @@ class HsnnNode(LifecycleNode):
         msg.status = [status]
         self._diag_pub.publish(msg)
 
-    # lifecycle defaults ----
+    # lifecycle: entities owned per state ----
+    def managed_publisher(self, msg_type: type, topic: str, qos: QoSProfile) -> Any:
+        """A lifecycle publisher (silent unless active), destroyed on cleanup."""
+        publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
+        self._managed_publishers.append(publisher)
+        return publisher
+
+    def active_subscription(
+        self, msg_type: type, topic: str, callback: Callable[[Any], None], qos: QoSProfile
+    ) -> Any:
+        """A subscription that lives while the node is active (create it in on_activate)."""
+        subscription = self.create_subscription(msg_type, topic, callback, qos)
+        self._active_subscriptions.append(subscription)
+        return subscription
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        for subscription in self._active_subscriptions:
+            self.destroy_subscription(subscription)
+        self._active_subscriptions.clear()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        for publisher in self._managed_publishers:
+            self.destroy_lifecycle_publisher(publisher)
+        self._managed_publishers.clear()
+        return TransitionCallbackReturn.SUCCESS
+
     def on_error(self, state: State) -> TransitionCallbackReturn:
         self.get_logger().error(f"lifecycle error in state {state.label}")
         return TransitionCallbackReturn.SUCCESS

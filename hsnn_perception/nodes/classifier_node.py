@@ -61,7 +61,6 @@ class ClassifierNode(HsnnNode):
         # Energy when nothing can be measured here: a device profile of hsnn_perception.core.energy
         # (e.g. jetson-orin-nano) to model from MACs, or empty to report "unavailable".
         p("energy_model_device", "jetson-orin-nano")
-        self._sub = None
         self._backend: Any = None
         self._meter = None
 
@@ -104,30 +103,18 @@ class ClassifierNode(HsnnNode):
             self._meter = gpu_meter()
         else:
             self._meter = jetson_meter() or cpu_meter()
-        self._pub = self.create_lifecycle_publisher(
-            Classification, CLASSIFICATION, reliable_qos(50)
-        )
-        self._energy_pub = self.create_lifecycle_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        self._pub = self.managed_publisher(Classification, CLASSIFICATION, reliable_qos(50))
+        self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         return TransitionCallbackReturn.SUCCESS
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._sub = self.create_subscription(
-            TensorList, TENSORS, self._on_tensors, reliable_qos(20)
-        )
+        self.active_subscription(TensorList, TENSORS, self._on_tensors, reliable_qos(20))
         return super().on_activate(state)
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
-        return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self._close_backend()
-        self.destroy_lifecycle_publisher(self._pub)
-        self.destroy_lifecycle_publisher(self._energy_pub)
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_cleanup(state)
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._close_backend()

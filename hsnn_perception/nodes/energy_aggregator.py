@@ -31,7 +31,6 @@ class EnergyAggregatorNode(HsnnNode):
         self._stage_counts: defaultdict[str, int] = defaultdict(int)
         self._stage_latency: defaultdict[str, float] = defaultdict(float)
         self._missing: defaultdict[str, int] = defaultdict(int)
-        self._sub = None
         self._timer = None
 
     @guarded_transition
@@ -41,30 +40,24 @@ class EnergyAggregatorNode(HsnnNode):
             self.reject("parameter", "stages is empty")
             return TransitionCallbackReturn.FAILURE
         self.timeout_s = float(self.param("timeout_s"))
-        self._pub = self.create_lifecycle_publisher(EnergyReport, ENERGY_TOTAL, reliable_qos(100))
+        self._pub = self.managed_publisher(EnergyReport, ENERGY_TOTAL, reliable_qos(100))
         return TransitionCallbackReturn.SUCCESS
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._sub = self.create_subscription(
-            EnergyReport, ENERGY, self._on_report, reliable_qos(200)
-        )
+        self.active_subscription(EnergyReport, ENERGY, self._on_report, reliable_qos(200))
         self._timer = self.create_timer(0.2, self._expire)
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self.destroy_lifecycle_publisher(self._pub)
         self._pending.clear()
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_cleanup(state)
 
     def _on_report(self, msg: EnergyReport) -> None:
         self.count("received.reports")

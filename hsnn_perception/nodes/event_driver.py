@@ -85,10 +85,10 @@ class EventDriverNode(HsnnNode):
             self.reject("source", f"cannot open {source} source: {exc}")
             return TransitionCallbackReturn.FAILURE
         depth = int(self.param("qos_depth"))
-        self._events_pub = self.create_lifecycle_publisher(EventPacket, EVENTS, sensor_qos(depth))
-        self._labels_pub = self.create_lifecycle_publisher(GestureLabel, LABELS, reliable_qos(100))
+        self._events_pub = self.managed_publisher(EventPacket, EVENTS, sensor_qos(depth))
+        self._labels_pub = self.managed_publisher(GestureLabel, LABELS, reliable_qos(100))
         self._clock_pub = (
-            self.create_lifecycle_publisher(Clock, CLOCK, reliable_qos(10))
+            self.managed_publisher(Clock, CLOCK, reliable_qos(10))
             if self.param("publish_clock")
             else None
         )
@@ -114,13 +114,10 @@ class EventDriverNode(HsnnNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        for pub in (self._events_pub, self._labels_pub, self._clock_pub):
-            if pub is not None:
-                self.destroy_lifecycle_publisher(pub)
         if self._source is not None:
             self._source.close()
             self._source = None
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_cleanup(state)
 
     # sources ----
     def _open_source(self, source: str) -> PacketSource:

@@ -80,7 +80,7 @@ class SnnFeatureNode(HsnnNode):
         self._snn: Any = None
         self._windower: EventWindower | None = None
         self._geometry: tuple[int, int] | None = None
-        self._sub = None
+        self._flush_timer = None
         self._drops: Counter[str] = Counter()
 
     # lifecycle ----
@@ -114,8 +114,8 @@ class SnnFeatureNode(HsnnNode):
         except Exception as exc:  # missing/corrupt model, Lava missing: stay up, say why
             self.reject("model", f"cannot load the SNN: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._spikes_pub = self.create_lifecycle_publisher(TensorList, SPIKES, reliable_qos(20))
-        self._energy_pub = self.create_lifecycle_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20))
+        self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         self.get_logger().info(
             f"model {self.bundle.name}: {self.bundle.timesteps} bins of {self.bundle.bin_us} us, "
             f"input {self.bundle.channels}x{self.bundle.height}x{self.bundle.width}"
@@ -125,9 +125,7 @@ class SnnFeatureNode(HsnnNode):
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         depth = int(self.param("qos_depth"))
-        self._sub = self.create_subscription(
-            self._event_type, EVENTS, self._on_events, sensor_qos(depth)
-        )
+        self.active_subscription(self._event_type, EVENTS, self._on_events, sensor_qos(depth))
         self._last_packet = time.monotonic()
         self._flush_timer = self.create_timer(0.1, self._flush_if_idle)
         self._queue: queue.Queue[Window | None] = queue.Queue(
@@ -165,19 +163,17 @@ class SnnFeatureNode(HsnnNode):
             self._enqueue(window)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
+        if self._flush_timer is not None:
             self.destroy_timer(self._flush_timer)
-            self._sub = None
+            self._flush_timer = None
+        result = super().on_deactivate(state)  # no new windows after this
         self._stop_worker()
-        return super().on_deactivate(state)
+        return result
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self._close_snn()
-        self.destroy_lifecycle_publisher(self._spikes_pub)
-        self.destroy_lifecycle_publisher(self._energy_pub)
         self._windower = None
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_cleanup(state)
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._stop_worker()

@@ -1,0 +1,60 @@
+"""A managed node goes through the whole lifecycle, as a nav2 lifecycle manager would drive it:
+inactive nodes do not process, and a node cleaned up and configured again serves as before."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import rclpy
+
+from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.msg import TensorList
+from hsnn_perception.nodes.base import reliable_qos
+from hsnn_perception.nodes.conversions import make_tensor_list
+from hsnn_perception.tools.monitor import LifecycleClient
+
+from .test_bad_input import Probe, start
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def test_classifier_lifecycle_round_trip(ros, tmp_path, default_bundle_dir):
+    bundle = ModelBundle.load(default_bundle_dir)
+    ns = f"life_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    pub = probe.node.create_publisher(TensorList, "tensors", reliable_qos(50))
+    x = np.random.default_rng(2).random(bundle.ann_input_shape).astype(np.float32)
+
+    def spin(seconds: float) -> None:
+        probe.executor.spin_once(timeout_sec=seconds)
+
+    def classified_after_publishing(window_id: int, timeout_s: float) -> bool:
+        def published_and_seen() -> bool:
+            pub.publish(make_tensor_list(window_id, 0, "", {bundle.ann_input_name: x}))
+            return any(c.window_id == window_id for c in probe.received["classification"])
+
+        return probe.spin_until(published_and_seen, timeout_s)
+
+    with start({"classifier"}, ns, tmp_path, classifier={"autostart": False}) as group:
+        node = LifecycleClient(probe.node, f"/{ns}/classifier")
+        assert node.state(spin, 60) == "unconfigured"
+        for transition, state in (("configure", "inactive"), ("activate", "active")):
+            assert node.transition(transition, spin), group.log("classifier")
+            assert node.state(spin) == state
+        assert classified_after_publishing(1, 60), group.log("classifier")
+        assert node.transition("deactivate", spin) and node.state(spin) == "inactive"
+        probe.received["classification"].clear()
+        assert not classified_after_publishing(2, 3), "an inactive node does not classify"
+        assert node.transition("cleanup", spin) and node.state(spin) == "unconfigured"
+        assert node.transition("configure", spin) and node.transition("activate", spin)
+        assert classified_after_publishing(3, 60), group.log("classifier")
+        assert group.poll()["classifier"] is None
