@@ -7,6 +7,8 @@ integration tests on machines where the `launch` package is not installable.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,6 +79,8 @@ class ProcessGroup:
     def start(self) -> ProcessGroup:
         if self.procs:  # already started (start() then `with`): never twice
             return self
+        # If the owner dies without stop() (an exception, Ctrl-C), no node outlives it.
+        atexit.register(self._kill_remaining)
         for name, cmd in self.commands().items():
             log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child holds it
             self.procs[name] = subprocess.Popen(
@@ -109,8 +113,15 @@ class ProcessGroup:
                 proc.wait()
         return self.poll()
 
+    def _kill_remaining(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+
     def close(self) -> None:
         self.stop()
+        atexit.unregister(self._kill_remaining)
         self._tmp.cleanup()
 
     def __enter__(self) -> ProcessGroup:
