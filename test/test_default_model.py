@@ -12,10 +12,10 @@ from hsnn_perception.core.classifier_backends import create_backend
 from hsnn_perception.core.snn_runtime import load_snn
 from hsnn_perception.core.synthetic import SyntheticGestures
 
-# Training used samples 0..4399 of seed 0 (docs/training.md); these indices were never seen.
+# Training used samples 0..3299 of seed 0 and tested on 1_000_000..; these were never seen.
 FIRST_HELD_OUT = 50_000
 SAMPLES = 110  # 10 per class
-MIN_ACCURACY = 0.85  # the README states the manifest's figure; this is the floor CI holds
+MIN_ACCURACY = 0.88  # manifest: 0.936 on 1,100 samples; 110 samples vary by about 0.03
 
 
 def test_default_model_accuracy_on_held_out_samples(default_bundle_dir):
