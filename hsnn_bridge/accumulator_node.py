@@ -11,7 +11,14 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from hsnn_perception.core.accumulator import accumulate, check_interval, frames_to_channels
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.energy import FP32_ADD_J, EnergyFigure, accumulator_energy, cpu_meter
+from hsnn_perception.core.energy import (
+    FP32_ADD_J,
+    EnergyFigure,
+    accumulator_energy,
+    cpu_meter,
+    measured_figure,
+    unavailable,
+)
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
@@ -97,21 +104,9 @@ class AccumulatorBridgeNode(HsnnNode):
     def _energy(
         self, adds: int, spikes: int, latency: float, measured: tuple[float, float] | None
     ) -> EnergyFigure:
-        from hsnn_perception.core.energy import SOURCE_MEASURED, unavailable
-
-        if measured is not None:
-            energy, power = measured
-            return EnergyFigure(
-                "bridge",
-                "cpu",
-                SOURCE_MEASURED,
-                self._meter.description,
-                energy,
-                power,
-                latency,
-                spikes=spikes,
-                macs=0,
-            )
+        if measured is not None and self._meter is not None:
+            energy = measured[0]
+            return measured_figure("bridge", "cpu", self._meter, energy, latency, spikes=spikes)
         per_add = float(self.param("energy_per_add_j"))
         if per_add > 0:
             figure = accumulator_energy(adds, latency, per_add)

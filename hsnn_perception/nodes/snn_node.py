@@ -7,7 +7,6 @@ import importlib
 import queue
 import threading
 import time
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from hsnn_perception.core.binning import EventWindower, Window
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.energy import loihi_energy, loihi_latency
+from hsnn_perception.core.energy import loihi_energy, loihi_latency, unavailable
 from hsnn_perception.core.events import decode_packet
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
@@ -26,7 +25,7 @@ from hsnn_perception.nodes.base import (
     run_node,
     sensor_qos,
 )
-from hsnn_perception.nodes.conversions import energy_report, make_tensor_list, time_to_ns
+from hsnn_perception.nodes.conversions import energy_report, make_tensor_list
 
 SPIKES_TENSOR = "spikes"
 
@@ -81,7 +80,6 @@ class SnnFeatureNode(HsnnNode):
         self._windower: EventWindower | None = None
         self._geometry: tuple[int, int] | None = None
         self._flush_timer = None
-        self._drops: Counter[str] = Counter()
 
     # lifecycle ----
     @guarded_transition
@@ -256,8 +254,6 @@ class SnnFeatureNode(HsnnNode):
         )
 
     def _energy(self, ops: Any, wall_latency_s: float):
-        from hsnn_perception.core.energy import unavailable
-
         if ops is None:
             return unavailable("snn", "none", "no SNN part in this model", wall_latency_s)
         chip = str(self.param("energy_chip"))
@@ -296,6 +292,3 @@ def main(args: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-__all__ = ["SnnFeatureNode", "load_message_type", "time_to_ns"]
