@@ -8,7 +8,12 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 
 from hsnn_perception.core.energy import EnergyFigure
-from hsnn_perception.core.tensor_codec import TensorFields, decode_tensor, encode_tensor
+from hsnn_perception.core.tensor_codec import (
+    TensorFields,
+    TensorFormatError,
+    decode_tensor,
+    encode_tensor,
+)
 from hsnn_perception.msg import EnergyReport, Tensor, TensorList, TensorShape
 
 WINDOW_ID_TENSOR = "window_id"
@@ -49,8 +54,6 @@ def array_to_tensor(name: str, array: np.ndarray) -> Tensor:
 
 def tensor_to_array(tensor: Tensor) -> np.ndarray:
     """Array view of a Tensor message; raises TensorFormatError when its fields disagree."""
-    from hsnn_perception.core.tensor_codec import TensorFormatError
-
     dims = tuple(int(d) for d in tensor.shape.dims)
     if int(tensor.shape.rank) != len(dims):
         raise TensorFormatError(

@@ -24,7 +24,6 @@ class SessionResult:
     records: list[WindowRecord]
     exit_codes: dict[str, int | None]
     logs: dict[str, str] = field(default_factory=dict)
-    diagnostics: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def run_session(
@@ -103,7 +102,6 @@ def run_session(
                 check_alive()
             spin(0.2)
             records = monitor.classified()
-            logs = {n: group.log(n) for n in group.procs}
             codes = group.stop()
             logs = {n: group.log(n) for n in group.procs}
     finally:
