@@ -265,6 +265,90 @@ def loihi_energy(
     )
 
 
+@dataclass(frozen=True)
+class LoihiMeasurement:
+    """Energy of one window as a Loihi board measured it (see ``core/loihi_profiler.py``)."""
+
+    energy_j: float  # total = dynamic + static
+    dynamic_j: float
+    static_j: float
+    power_w: float  # average total power over the run
+    device_time_s: float  # time on the chip: energy / power
+    rails_j: dict[str, float]  # energy per supply rail (vdd: cores, vdd_m: memory, vdd_io: I/O)
+    steps: int
+    description: str  # what measured it
+
+
+def loihi_measured_energy(
+    measurement: LoihiMeasurement,
+    synaptic_ops: int = 0,
+    neuron_updates: int = 0,
+    spikes: int = 0,
+    stage: str = "snn",
+) -> EnergyFigure:
+    """A ``measured`` figure from a Loihi board's own energy measurement of one window."""
+    m = measurement
+    rails = ", ".join(f"{k} {v * 1e6:.3f}" for k, v in m.rails_j.items())
+    return EnergyFigure(
+        stage=stage,
+        device="loihi2 (measured on the board)",
+        source=SOURCE_MEASURED,
+        method=(
+            f"{m.description} over {m.steps} steps: total {m.energy_j * 1e6:.3f} uJ = dynamic "
+            f"{m.dynamic_j * 1e6:.3f} + static {m.static_j * 1e6:.3f} uJ (rails, uJ: {rails}); "
+            "latency = energy / average power"
+        ),
+        energy_j=m.energy_j,
+        power_w=m.power_w,
+        latency_s=m.device_time_s,
+        synaptic_ops=int(synaptic_ops),
+        neuron_updates=int(neuron_updates),
+        spikes=int(spikes),
+    )
+
+
+def snn_stage_energy(
+    ops: Any,
+    timesteps: int,
+    chip: str = "loihi",
+    cores: int = 0,
+    ran_on: str = "",
+    measurement: LoihiMeasurement | None = None,
+    measurement_error: str | None = None,
+) -> EnergyFigure:
+    """The SNN stage's figure for one window, as the SNN node and the offline evaluation give it.
+
+    ``ops`` is the window's ``OpCounts`` (None: the model has no SNN part). A board measurement
+    (``measurement``, from Lava's profiler on Loihi 2 hardware) wins; otherwise the energy is
+    modelled on ``chip`` from the op counts (Davies et al. 2018), over the modelled chip time of
+    ``timesteps`` steps on ``cores`` cores (0: dynamic energy only, one core for the time).
+    ``measurement_error`` says why a measurement was wanted and is missing; it goes in ``method``.
+    """
+    if ops is None:
+        return unavailable("snn", "none", "no SNN part in this model")
+    if measurement is not None:
+        return loihi_measured_energy(measurement, ops.synaptic_ops, ops.neuron_updates, ops.spikes)
+    cores = max(int(cores), 0)
+    chip_s = loihi_latency(timesteps, ops.synaptic_ops, ops.neuron_updates, max(cores, 1), chip)
+    fig = loihi_energy(
+        ops.synaptic_ops,
+        ops.neuron_updates,
+        ops.spikes,
+        chip_s,
+        chip=chip,
+        n_cores=cores or None,
+        device=f"{chip} (modelled; ran on {ran_on})" if ran_on else None,
+    )
+    # latency_s is the modelled chip time (the power is averaged over it), not the host's time.
+    fig.method += (
+        f"; latency = modelled {chip} time {chip_s * 1e3:.3f} ms (Davies et al. 2018 Table 2 "
+        "op times)"
+    )
+    if measurement_error:
+        fig.method += f"; not measured: {measurement_error}"
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
 # ANN accelerators: board power x latency
 # --------------------------------------------------------------------------------------------

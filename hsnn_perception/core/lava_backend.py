@@ -8,6 +8,10 @@ windows every neuron's ``u``/``v`` and every synapse's buffered current are set 
 each window starts from the reset state like the native runtime (docs/snn_runtime.md says why
 this was chosen over injector/extractor processes).
 
+On Loihi 2 hardware the window's energy is measured by Lava's profiler (lava-loihi's
+``Loihi2HWProfiler``, see ``core/loihi_profiler.py``) when ``energy_probe`` is on: after each
+window ``last_measurement`` holds the board's figure, or None with ``probe_error`` saying why.
+
 Lava runs each process in a worker process: always ``close()`` (or use ``with``) so that
 ``stop()`` happens; a finaliser stops a forgotten network at garbage collection / exit.
 """
@@ -15,11 +19,14 @@ Lava runs each process in a worker process: always ``close()`` (or use ``with``)
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.energy import LoihiMeasurement
+from hsnn_perception.core.loihi_profiler import LoihiEnergyProbe, LoihiProfilerError
 from hsnn_perception.core.netx_io import NetxNetwork, read_netx
 from hsnn_perception.core.snn_runtime import OpCounts, check_spikes, count_ops
 
@@ -59,9 +66,18 @@ class LavaSnn:
         path: str | Path,
         input_shape: tuple[int, int, int] | None = None,
         hardware: bool = False,
+        energy_probe: bool | None = None,
+        probe_factory: Callable[[Any, int], Any] | None = None,
     ) -> None:
+        """``energy_probe`` (default: on for hardware) measures each window with Lava's
+        profiler; ``probe_factory(run_cfg, steps)`` replaces :class:`LoihiEnergyProbe`."""
         self.path = Path(path)
         self.hardware = hardware
+        self.energy_probe = hardware if energy_probe is None else bool(energy_probe)
+        self._probe_factory = probe_factory or LoihiEnergyProbe
+        self._probe: Any = None
+        self.last_measurement: LoihiMeasurement | None = None
+        self.probe_error: str | None = None
         if hardware and not lava_loihi_installed():
             raise LavaBackendError(HW_MISSING)
         from hsnn_perception.core.lava_compat import LavaUnavailableError, import_netx
@@ -147,9 +163,30 @@ class LavaSnn:
                 block.out.connect(sink.a_in)
                 self._sinks.append(sink)
             self._run_cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        self._attach_probe(steps)
         self._blocks = list(net.layers)
         self._steps = steps
         self._started = False
+
+    def _attach_probe(self, steps: int) -> None:
+        """Lava's energy probe, before the first run compiles the network (if asked for)."""
+        self._probe, self.probe_error = None, None
+        if not self.energy_probe:
+            return
+        try:
+            self._probe = self._probe_factory(self._run_cfg, steps)
+        except LoihiProfilerError as exc:
+            self.probe_error = str(exc)
+
+    def _read_probe(self) -> None:
+        self.last_measurement = None
+        if self._probe is None:
+            return
+        try:
+            self.last_measurement = self._probe.read()
+            self.probe_error = None
+        except LoihiProfilerError as exc:
+            self.probe_error = str(exc)
 
     def _reset_state(self) -> None:
         """Zero every neuron state and every synaptic buffer (Lava keeps no other state)."""
@@ -199,6 +236,7 @@ class LavaSnn:
         try:
             net.run(condition=RunSteps(num_steps=steps), run_cfg=self._run_cfg)
             self._started = True
+            self._read_probe()
             layer_spikes = [
                 self._from_lava(sink.data.get(), layer.out_shape)
                 for sink, layer in zip(self._sinks, self.network.layers, strict=True)

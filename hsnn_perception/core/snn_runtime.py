@@ -813,6 +813,7 @@ def load_snn(
     backend: str = "native",
     input_shape: tuple[int, int, int] | None = None,
     engine: str = "auto",
+    energy_probe: bool | None = None,
 ) -> Any:
     """Load a netx HDF5 SNN for execution.
 
@@ -820,7 +821,8 @@ def load_snn(
     ``"native-torch"``, ``"lava"`` (Lava CPU simulation, ``Loihi2SimCfg(select_tag='fixed_pt')``)
     or ``"lava-hw"`` (Loihi 2 through lava-loihi). ``input_shape`` (C, H, W) is needed only when
     the file has no input layer and starts with a conv. ``engine`` (native only): ``"auto"``,
-    ``"numba"`` or ``"numpy"``, see ``SnnRuntime``.
+    ``"numba"`` or ``"numpy"``, see ``SnnRuntime``. ``energy_probe`` (Lava only; default on
+    for ``"lava-hw"``) measures each window's energy with Lava's Loihi 2 profiler.
     """
     if backend in ("native", "native-torch", "native-numpy"):
         compute = {"native": "auto", "native-torch": "torch", "native-numpy": "numpy"}[backend]
@@ -828,7 +830,8 @@ def load_snn(
     if backend in ("lava", "lava-sim", "lava-hw", "loihi2-hw"):
         from hsnn_perception.core.lava_backend import LavaSnn
 
-        return LavaSnn(path, input_shape=input_shape, hardware=backend in ("lava-hw", "loihi2-hw"))
+        hardware = backend in ("lava-hw", "loihi2-hw")
+        return LavaSnn(path, input_shape=input_shape, hardware=hardware, energy_probe=energy_probe)
     raise SnnConfigError(
         f"unknown SNN backend {backend!r} (native, native-numpy, native-torch, lava, lava-hw)"
     )

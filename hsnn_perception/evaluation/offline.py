@@ -181,25 +181,19 @@ class _Runner:
         return softmax(logits), latency, figures, layers
 
     def _snn_energy(self, ops: Any) -> en.EnergyFigure:
-        # As the SNN node does: modelled on the chip from the op counts and modelled chip time.
-        s, b = self.s, self.bundle
-        cores = max(int(s.loihi_cores), 0)
-        chip_s = en.loihi_latency(
-            b.timesteps, ops.synaptic_ops, ops.neuron_updates, max(cores, 1), s.chip
-        )
-        fig = en.loihi_energy(
-            ops.synaptic_ops,
-            ops.neuron_updates,
-            ops.spikes,
-            chip_s,
+        # The SNN node's figure (one function for both): measured on a Loihi board when Lava's
+        # profiler gave one, else modelled from the op counts; the host's wall time is the
+        # record's per-stage latency.
+        s = self.s
+        return en.snn_stage_energy(
+            ops,
+            self.bundle.timesteps,
             chip=s.chip,
-            n_cores=cores or None,
-            device=f"{s.chip} (modelled; ran on {getattr(self.snn, 'backend_name', s.backend)})",
+            cores=int(s.loihi_cores),
+            ran_on=str(getattr(self.snn, "backend_name", s.backend)),
+            measurement=getattr(self.snn, "last_measurement", None),
+            measurement_error=getattr(self.snn, "probe_error", None),
         )
-        # latency_s stays the modelled chip time (the power is averaged over it); the host's
-        # wall time is the record's per-stage latency.
-        fig.method += "; latency = modelled chip time (Davies et al. 2018 Table 2 op times)"
-        return fig
 
     def _cpu_figure(
         self, stage: str, latency: float, measured: tuple | None, **counts: int

@@ -14,7 +14,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from hsnn_perception.core.binning import EventWindower, Window
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.energy import loihi_energy, loihi_latency, unavailable
+from hsnn_perception.core.energy import snn_stage_energy
 from hsnn_perception.core.events import decode_packet
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
@@ -69,6 +69,9 @@ class SnnFeatureNode(HsnnNode):
         p("qos_depth", 500)
         p("energy_chip", "loihi")  # loihi | loihi2: per-operation energy model of the SNN stage
         p("loihi_cores", 0)  # cores the model would occupy, for static power; 0 = dynamic only
+        # backend lava-hw: measure each window's energy with Lava's Loihi 2 profiler (lava-loihi);
+        # off, or where the profiler is missing, the energy is modelled (and says why).
+        p("energy_probe", True)
         p("max_gap_windows", 8)
         # End of stream: when no packet came for this long, the pending (partial) window is
         # processed. Windows are still cut on event time; this only ends the last one.
@@ -100,7 +103,11 @@ class SnnFeatureNode(HsnnNode):
                 from hsnn_perception.core.snn_runtime import load_snn
 
                 started = time.monotonic()
-                self._snn = load_snn(self.bundle.snn_file, backend=backend)
+                self._snn = load_snn(
+                    self.bundle.snn_file,
+                    backend=backend,
+                    energy_probe=bool(self.param("energy_probe")) and backend == "lava-hw",
+                )
                 # One silent window now, so that compilation (numba JIT, Lava's compiler) happens
                 # at configuration and not on the first window of data.
                 silence = np.zeros((self.bundle.timesteps, *self._snn.input_shape), np.uint8)
@@ -254,25 +261,17 @@ class SnnFeatureNode(HsnnNode):
         )
 
     def _energy(self, ops: Any, wall_latency_s: float):
+        figure = snn_stage_energy(
+            ops,
+            self.bundle.timesteps,
+            chip=str(self.param("energy_chip")),
+            cores=int(self.param("loihi_cores")),
+            ran_on=self._snn.backend_name,
+            measurement=getattr(self._snn, "last_measurement", None),
+            measurement_error=getattr(self._snn, "probe_error", None),
+        )
         if ops is None:
-            return unavailable("snn", "none", "no SNN part in this model", wall_latency_s)
-        chip = str(self.param("energy_chip"))
-        cores = int(self.param("loihi_cores"))
-        loihi_s = loihi_latency(
-            self.bundle.timesteps, ops.synaptic_ops, ops.neuron_updates, max(cores, 1), chip
-        )
-        figure = loihi_energy(
-            ops.synaptic_ops,
-            ops.neuron_updates,
-            ops.spikes,
-            loihi_s,
-            chip=chip,
-            n_cores=cores or None,
-            device=f"{chip} (modelled; ran on {self._snn.backend_name})",
-        )
-        figure.method += (
-            f"; {chip} time modelled from Davies 2018 op times ({loihi_s * 1e3:.3f} ms)"
-        )
+            figure.latency_s = wall_latency_s
         return figure
 
     def diagnostic_values(self) -> dict[str, str]:

@@ -19,6 +19,7 @@ from hsnn_perception.core.energy import (
     EnergyFigure,
     PowerMeterError,
 )
+from hsnn_perception.core.snn_runtime import OpCounts
 
 
 def test_loihi_dynamic_energy_follows_davies_2018_table2():
@@ -292,3 +293,44 @@ def test_accumulator_energy_counts_additions():
     assert "given" in accumulator_energy(10, 1e-4, per_add_j=2e-12).method
     with pytest.raises(EnergyError):
         accumulator_energy(-1, 1e-4)
+
+
+def _board_measurement() -> en.LoihiMeasurement:
+    return en.LoihiMeasurement(
+        energy_j=30e-6,
+        dynamic_j=10e-6,
+        static_j=20e-6,
+        power_w=0.6,
+        device_time_s=50e-6,
+        rails_j={"vdd": 25e-6, "vdd_m": 4e-6, "vdd_io": 1e-6},
+        steps=16,
+        description="Lava Loihi2HWProfiler energy probe (lava-loihi)",
+    )
+
+
+def test_snn_stage_energy_prefers_the_board_measurement():
+    ops = OpCounts(synaptic_ops=5000, neuron_updates=800, spikes=60)
+    fig = en.snn_stage_energy(ops, 16, chip="loihi2", measurement=_board_measurement())
+    assert fig.source == SOURCE_MEASURED and fig.stage == "snn"
+    assert (fig.energy_j, fig.power_w, fig.latency_s) == (30e-6, 0.6, 50e-6)
+    assert (fig.synaptic_ops, fig.neuron_updates, fig.spikes) == (5000, 800, 60)
+    assert "Loihi2HWProfiler" in fig.method and "over 16 steps" in fig.method
+    assert "dynamic 10.000 + static 20.000 uJ" in fig.method and "vdd_m 4.000" in fig.method
+    assert "measured" in fig.device
+
+
+def test_snn_stage_energy_models_without_a_measurement_and_says_why():
+    ops = OpCounts(synaptic_ops=5000, neuron_updates=800, spikes=60)
+    fig = en.snn_stage_energy(
+        ops, 16, chip="loihi", cores=4, ran_on="lava loihi2 hw", measurement_error="no lava-loihi"
+    )
+    chip_s = en.loihi_latency(16, 5000, 800, 4)
+    want = en.loihi_energy(5000, 800, 60, chip_s, n_cores=4)
+    assert fig.source == SOURCE_MODELLED
+    assert fig.energy_j == pytest.approx(want.energy_j) and fig.latency_s == pytest.approx(chip_s)
+    assert fig.device == "loihi (modelled; ran on lava loihi2 hw)"
+    assert fig.method.endswith("not measured: no lava-loihi")
+    assert "latency = modelled loihi time" in fig.method
+    plain = en.snn_stage_energy(ops, 16)  # no cores: dynamic only, no complaint about measuring
+    assert "dynamic energy only" in plain.method and "not measured" not in plain.method
+    assert en.snn_stage_energy(None, 16).source == SOURCE_UNAVAILABLE

@@ -170,3 +170,62 @@ def test_hardware_backend_without_lava_loihi(tmp_path: Path) -> None:
     with pytest.raises(LavaBackendError, match="lava-loihi extension") as info:
         load_snn(path, backend="lava-hw")
     assert str(info.value) == HW_MISSING
+
+
+def test_energy_probe_on_the_simulation_says_there_is_no_profiler(tmp_path: Path) -> None:
+    """Asked for on the CPU simulation, the real Lava profiler has nothing to measure with: the
+    window still runs, no measurement, and the reason is kept for the energy report."""
+    blocks = dense_blocks(4, NEURON_SETS[0])
+    x = random_spikes(np.random.default_rng(4), (1, 6, 12, 1, 1), 0.4)
+    slayer_forward(blocks, x)
+    path = export_blocks(tmp_path / "d.net", blocks)
+    with load_snn(path, backend="lava", energy_probe=True) as lava:
+        out, _ = lava.run_window(x[0])
+        np.testing.assert_array_equal(out, load_snn(path).run_window(x[0])[0])
+        assert lava.last_measurement is None
+        assert "no energy profiler for Loihi2SimCfg" in lava.probe_error
+    with load_snn(path, backend="lava") as lava:  # off by default off hardware
+        lava.run_window(x[0])
+        assert lava.energy_probe is False and lava.probe_error is None
+
+
+def test_energy_probe_is_attached_before_the_first_run_and_read_after_each(tmp_path: Path) -> None:
+    """The wiring of LavaSnn to its probe, with the board profiler (lava-loihi) isolated: one
+    probe per compiled network, for the window's steps, created before Lava compiles; one
+    reading per window."""
+    from hsnn_perception.core.energy import LoihiMeasurement
+    from hsnn_perception.core.loihi_profiler import LoihiProfilerError
+
+    events: list[str] = []
+
+    class Probe:
+        def __init__(self, run_cfg, steps):
+            assert type(run_cfg).__name__ == "Loihi2SimCfg"
+            self.steps, self.reads = steps, 0
+            events.append(f"attach {steps}")
+
+        def read(self):
+            self.reads += 1
+            events.append("read")
+            if self.reads == 2:
+                raise LoihiProfilerError("board lost")
+            e = 1e-6 * self.reads
+            return LoihiMeasurement(e, e, 0.0, 1.0, e, {}, self.steps, "board")
+
+    blocks = dense_blocks(5, NEURON_SETS[1])
+    x = random_spikes(np.random.default_rng(5), (3, 7, 12, 1, 1), 0.4)
+    slayer_forward(blocks, x)
+    path = export_blocks(tmp_path / "d.net", blocks)
+    lava = LavaSnn(path, energy_probe=True, probe_factory=Probe)
+    try:
+        lava.run_window(x[0])
+        assert events == ["attach 7", "read"] and lava.last_measurement.energy_j == 1e-6
+        lava.run_window(x[1])
+        assert lava.last_measurement is None and lava.probe_error == "board lost"
+        lava.run_window(x[2])
+        assert lava.last_measurement.energy_j == 3e-6 and lava.probe_error is None
+        assert events == ["attach 7", "read", "read", "read"]
+        lava.run_window(x[0, :4])  # another window length: recompiled, a new probe
+        assert events[-2:] == ["attach 4", "read"]
+    finally:
+        lava.close()
