@@ -83,3 +83,78 @@ class Pacer:
 
     def reset(self) -> None:
         self._wall0 = self._sensor0 = None
+
+
+class WindowFlowControl:
+    """Holds a recorded source back so that the pipeline never has more than ``max_windows``
+    event windows unclassified: replay "as fast as the pipeline keeps up", with nothing lost.
+
+    Without it, a recording played as fast as possible over best-effort transport loses whatever
+    a busy consumer cannot take. The driver reports each packet it publishes
+    (:meth:`published`) and each classification it hears (:meth:`done`, with the window's sensor
+    start time) and publishes a packet with events only while :meth:`may_publish`. Windows are
+    identified by their start, ``(t // window_us) * window_us``: the windows an ``EventWindower``
+    cuts (its origin is floored to a multiple of the window length). Packets without events add
+    no window and are never held back, so silent stretches of a recording pass at once.
+
+    Windows are classified in order, so a classification of window ``w`` settles every older
+    window too (one the pipeline lost never comes; counted in ``lost``). If no classification
+    came for ``stall_s`` while held back, the oldest window is given up (``stalls``) so that a
+    lost last window cannot stop playback for good.
+    """
+
+    def __init__(
+        self,
+        window_us: int,
+        max_windows: int = 4,
+        stall_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if window_us < 1:
+            raise ValueError(f"window_us must be >= 1, got {window_us}")
+        # The newest window is still being filled (the SNN node emits a window once an event of
+        # a later one arrives), so one window in flight could never be classified.
+        if max_windows < 2:
+            raise ValueError(f"max_windows must be >= 2, got {max_windows}")
+        if not stall_s > 0:
+            raise ValueError(f"stall_s must be > 0, got {stall_s}")
+        self.window_us = int(window_us)
+        self.max_windows = int(max_windows)
+        self.stall_s = float(stall_s)
+        self._clock = clock
+        self._pending: set[int] = set()
+        self._last_progress = clock()
+        self.lost = 0
+        self.stalls = 0
+
+    @property
+    def pending(self) -> int:
+        """Windows published and not classified yet."""
+        return len(self._pending)
+
+    def published(self, t_us: np.ndarray) -> None:
+        """A packet with events at sensor times ``t_us`` went out."""
+        if len(t_us):
+            starts = np.unique(np.asarray(t_us, np.int64) // self.window_us) * self.window_us
+            self._pending.update(int(s) for s in starts)
+
+    def done(self, window_start_us: int) -> None:
+        """The window starting at ``window_start_us`` was classified."""
+        start = (int(window_start_us) // self.window_us) * self.window_us
+        settled = {w for w in self._pending if w <= start}
+        self.lost += sum(1 for w in settled if w < start)
+        self._pending -= settled
+        self._last_progress = self._clock()
+
+    def may_publish(self) -> bool:
+        """Whether a packet with events may go out now."""
+        now = self._clock()
+        if len(self._pending) < self.max_windows:
+            self._last_progress = now
+            return True
+        if now - self._last_progress < self.stall_s:
+            return False
+        self._pending.discard(min(self._pending))
+        self.stalls += 1
+        self._last_progress = now
+        return len(self._pending) < self.max_windows

@@ -45,6 +45,21 @@ def reliable_qos(depth: int = 50) -> QoSProfile:
     )
 
 
+EVENT_QOS = ("sensor", "reliable")
+
+
+def event_qos(kind: str, depth: int) -> QoSProfile:
+    """QoS of the event stream: ``sensor`` (best effort, the default: a live camera must never
+    wait) or ``reliable`` (lossless, for a recorded source whose driver holds back on its own:
+    the driver's flow control). A reliable publisher also serves best-effort subscribers; a
+    reliable subscriber connects only to a reliable publisher."""
+    if kind == "sensor":
+        return sensor_qos(depth)
+    if kind == "reliable":
+        return reliable_qos(depth)
+    raise ParameterValueError(f"events_qos {kind!r} unknown; expected one of {EVENT_QOS}")
+
+
 class ParameterValueError(ValueError):
     """A node parameter has a value the node cannot use."""
 

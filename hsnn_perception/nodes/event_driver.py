@@ -10,17 +10,17 @@ from rosgraph_msgs.msg import Clock
 
 from hsnn_perception.core.events import encode_packet
 from hsnn_perception.core.packet_sources import PacketSource
-from hsnn_perception.core.streams import Pacer, Packet
-from hsnn_perception.graph import CLOCK, EVENTS, LABELS, SOURCES
-from hsnn_perception.msg import EventPacket, GestureLabel
+from hsnn_perception.core.streams import Pacer, Packet, WindowFlowControl
+from hsnn_perception.graph import CLASSIFICATION, CLOCK, EVENTS, LABELS, SOURCES
+from hsnn_perception.msg import Classification, EventPacket, GestureLabel
 from hsnn_perception.nodes.base import (
     HsnnNode,
+    event_qos,
     guarded_transition,
     reliable_qos,
     run_node,
-    sensor_qos,
 )
-from hsnn_perception.nodes.conversions import us_to_time
+from hsnn_perception.nodes.conversions import time_to_us, us_to_time
 
 
 class EventDriverNode(HsnnNode):
@@ -40,6 +40,7 @@ class EventDriverNode(HsnnNode):
         p("frame_id", "dvs")
         p("publish_clock", False)  # publish sensor time on /clock for use_sim_time graphs
         p("qos_depth", 200)
+        p("events_qos", "sensor")  # sensor (best effort) | reliable (with flow control)
         p("timer_period_s", 0.002)
         p("max_packets_per_tick", 50)
         # file playback (aedat4): absolute sensor times bounding the replay, -1 = whole file
@@ -65,11 +66,19 @@ class EventDriverNode(HsnnNode):
         # played into an unconnected graph would be lost.
         p("wait_for_subscribers", 0)
         p("settle_s", 0.5)
+        # Flow control for recorded sources (core.streams.WindowFlowControl): with flow_window_us
+        # set to the model's window length, hold packets back while flow_max_windows windows are
+        # unclassified (heard on the classification topic). Lossless replay as fast as the
+        # pipeline keeps up; 0 = off (a live sensor never waits).
+        p("flow_window_us", 0)
+        p("flow_max_windows", 4)
+        p("flow_stall_s", 5.0)
         self._source: PacketSource | None = None
         self._pending: Packet | None = None
         self._seq = 0
         self._timer = None
         self._finished = False
+        self._flow: WindowFlowControl | None = None
 
     # lifecycle ----
     @guarded_transition
@@ -80,12 +89,27 @@ class EventDriverNode(HsnnNode):
             return TransitionCallbackReturn.FAILURE
         try:
             self._pacer = Pacer(float(self.param("speed")))
+            window_us = int(self.param("flow_window_us"))
+            self._flow = (
+                WindowFlowControl(
+                    window_us,
+                    int(self.param("flow_max_windows")),
+                    float(self.param("flow_stall_s")),
+                )
+                if window_us > 0
+                else None
+            )
             self._source = self._open_source(source)
         except Exception as exc:  # a bad parameter or a missing file must not kill the node
             self.reject("source", f"cannot open {source} source: {exc}")
             return TransitionCallbackReturn.FAILURE
         depth = int(self.param("qos_depth"))
-        self._events_pub = self.managed_publisher(EventPacket, EVENTS, sensor_qos(depth))
+        try:
+            qos = event_qos(str(self.param("events_qos")), depth)
+        except ValueError as exc:
+            self.reject("parameter", str(exc))
+            return TransitionCallbackReturn.FAILURE
+        self._events_pub = self.managed_publisher(EventPacket, EVENTS, qos)
         self._labels_pub = self.managed_publisher(GestureLabel, LABELS, reliable_qos(100))
         self._clock_pub = (
             self.managed_publisher(Clock, CLOCK, reliable_qos(10))
@@ -104,6 +128,10 @@ class EventDriverNode(HsnnNode):
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._ready_since = None if int(self.param("wait_for_subscribers")) > 0 else -1e9
         self._playing = False
+        if self._flow is not None:
+            self.active_subscription(
+                Classification, CLASSIFICATION, self._on_classification, reliable_qos(100)
+            )
         self._timer = self.create_timer(float(self.param("timer_period_s")), self._tick)
         return super().on_activate(state)
 
@@ -219,8 +247,36 @@ class EventDriverNode(HsnnNode):
                     return
             if not self._source.live and not self._pacer.due(self._pending.t_end_us):
                 return
+            if not self._flow_allows(self._pending):
+                return
             packet, self._pending = self._pending, None
             self._publish(packet)
+
+    def _flow_allows(self, packet: Packet) -> bool:
+        flow = self._flow
+        if flow is None or self._source.live or not len(packet.events):
+            return True
+        stalls = flow.stalls
+        allowed = flow.may_publish()
+        if flow.stalls > stalls:
+            self.count("flow.stalls")
+            self.get_logger().warn(
+                f"no classification for {flow.stall_s:g} s with {flow.max_windows} windows in "
+                "flight: giving up on the oldest (is the classifier running?)"
+            )
+        if allowed:
+            flow.published(packet.events["t"])
+        else:
+            self.count("flow.waits")
+        return allowed
+
+    def _on_classification(self, msg: Classification) -> None:
+        if self._flow is None:
+            return
+        lost = self._flow.lost
+        self._flow.done(time_to_us(msg.window_stamp))
+        if self._flow.lost > lost:
+            self.count("flow.lost_windows", self._flow.lost - lost)
 
     def _next_packet(self) -> Packet | None:
         if self._source is None or self._finished:
@@ -263,7 +319,11 @@ class EventDriverNode(HsnnNode):
         msg.encoding = self._encoding
         msg.is_bigendian = False
         msg.events = payload
-        self._events_pub.publish(msg)
+        try:
+            self._events_pub.publish(msg)
+        except Exception as exc:  # backpressure of a reliable reader: count it, never die of it
+            self.reject("publish", f"packet seq {self._seq} not published: {exc}")
+            return
         self._seq += 1
         self.count("published.packets")
         self.count("published.events", len(packet.events))
@@ -276,6 +336,7 @@ class EventDriverNode(HsnnNode):
             "source_status": status,
             "source_finished": str(self._finished),
             "seq": str(self._seq),
+            **({"flow.pending_windows": str(self._flow.pending)} if self._flow else {}),
         }
 
 

@@ -19,11 +19,12 @@ from hsnn_perception.core.events import decode_packet
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import (
+    EVENT_QOS,
     HsnnNode,
+    event_qos,
     guarded_transition,
     reliable_qos,
     run_node,
-    sensor_qos,
 )
 from hsnn_perception.nodes.conversions import energy_report, make_tensor_list
 
@@ -67,6 +68,8 @@ class SnnFeatureNode(HsnnNode):
         p("backend", "native")  # native | lava | lava-hw
         p("event_type", "hsnn_perception/msg/EventPacket")  # or event_camera_msgs/msg/EventPacket
         p("qos_depth", 500)
+        # sensor (best effort: any driver) | reliable (only a reliable driver connects)
+        p("events_qos", "sensor")
         p("energy_chip", "loihi")  # loihi | loihi2: per-operation energy model of the SNN stage
         p("loihi_cores", 0)  # cores the model would occupy, for static power; 0 = dynamic only
         # backend lava-hw: measure each window's energy with Lava's Loihi 2 profiler (lava-loihi);
@@ -90,6 +93,10 @@ class SnnFeatureNode(HsnnNode):
         backend = str(self.param("backend"))
         if backend not in SNN_BACKENDS:
             self.reject("parameter", f"backend {backend!r} unknown; expected one of {SNN_BACKENDS}")
+            return TransitionCallbackReturn.FAILURE
+        events_qos = str(self.param("events_qos"))
+        if events_qos not in EVENT_QOS:
+            self.reject("parameter", f"events_qos {events_qos!r} unknown; expected {EVENT_QOS}")
             return TransitionCallbackReturn.FAILURE
         try:
             self._event_type = load_message_type(str(self.param("event_type")))
@@ -129,9 +136,10 @@ class SnnFeatureNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        depth = int(self.param("qos_depth"))
-        self.active_subscription(self._event_type, EVENTS, self._on_events, sensor_qos(depth))
-        self._last_packet = time.monotonic()
+        qos = event_qos(str(self.param("events_qos")), int(self.param("qos_depth")))
+        self.active_subscription(self._event_type, EVENTS, self._on_events, qos)
+        self._last_packet = self._last_work_end = time.monotonic()
+        self._busy = False
         self._flush_timer = self.create_timer(0.1, self._flush_if_idle)
         self._queue: queue.Queue[Window | None] = queue.Queue(
             maxsize=int(self.param("window_queue"))
@@ -142,7 +150,12 @@ class SnnFeatureNode(HsnnNode):
 
     def _work(self) -> None:
         while (window := self._queue.get()) is not None:
-            self._process(window)
+            self._busy = True
+            try:
+                self._process(window)
+            finally:
+                self._busy = False
+                self._last_work_end = time.monotonic()
 
     def _enqueue(self, window: Window) -> None:
         try:
@@ -159,8 +172,12 @@ class SnnFeatureNode(HsnnNode):
         self._worker = None
 
     def _flush_if_idle(self) -> None:
+        # Idle means no packet and no SNN work for flush_idle_s: a source that waits for this
+        # node (the driver's flow control), or a busy host, must not end a window early.
         idle = float(self.param("flush_idle_s"))
-        if idle <= 0 or self._windower is None or time.monotonic() - self._last_packet < idle:
+        if idle <= 0 or self._windower is None or self._busy or not self._queue.empty():
+            return
+        if time.monotonic() - max(self._last_packet, self._last_work_end) < idle:
             return
         windows = self._windower.flush()
         for window in windows:

@@ -10,9 +10,13 @@ same windower the SNN node uses, so a window that never came out is counted as d
 ground truth is matched to windows with the offline rule (a label covering at least half of the
 window), so both modes are scored alike.
 
-Events travel best-effort (sensor QoS), so a consumer that falls behind loses packets rather than
-blocking the driver. What was lost is measured from the nodes' own counters on ``/diagnostics``
-(driver ``published.*`` against SNN node ``received.*``) and reported in ``dropped``.
+Events travel best-effort (sensor QoS), so at sensor pace a consumer that falls behind loses
+packets rather than blocking the driver, as with a live camera. As fast as possible (``speed``
+0) the driver's flow control (``core.streams.WindowFlowControl``) holds the bag back while
+``flow_max_windows`` windows are unclassified, and the events travel reliably: the replay goes as
+fast as the pipeline keeps up and loses nothing (``flow_max_windows=0`` turns both off). What
+was lost is measured from the nodes' own counters on ``/diagnostics`` (driver ``published.*``
+against SNN node ``received.*``) and reported in ``dropped``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class ReplaySettings:
     loihi_cores: int = 0  # SNN node loihi_cores
     ann_device: str = ""  # classifier energy_model_device ("" keeps the node's default)
     providers: str = ""  # classifier providers ("" keeps the node's default)
+    flow_max_windows: int = 4  # speed 0: windows in flight before the driver waits (0: no wait)
     min_label_overlap: float = 0.5  # as OfflineSettings
     log_dir: Path | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> parameters
@@ -177,6 +182,11 @@ def replay_dds(
     model = ModelBundle.load(bundle)
     bag = Path(bag)
     stream, width, height = bag_packets(bag)
+    # Read it to the end now: that closes its reader (an sqlite3 bag left open while another
+    # reader of the same file closes printed an apsw.BusyError traceback at garbage collection)
+    # and completes stream.report (what reading skipped) for the report.
+    for _ in stream:
+        pass
     if (height % model.height) or (width % model.width):
         raise ReplayError(
             f"the bag's sensor {width}x{height} cannot be downsampled to the model input "
@@ -196,6 +206,16 @@ def replay_dds(
     overrides["snn_feature"].update(
         energy_chip=s.chip, loihi_cores=int(s.loihi_cores), flush_idle_s=FLUSH_IDLE_S
     )
+    flow = s.speed == 0 and s.flow_max_windows > 0
+    if flow:
+        # Held back by flow control, the stream can travel reliably (lossless) without ever
+        # blocking the driver: at most flow_max_windows windows are unacknowledged.
+        overrides["event_driver"].update(
+            flow_window_us=int(model.window_us),
+            flow_max_windows=int(s.flow_max_windows),
+            events_qos="reliable",
+        )
+        overrides["snn_feature"]["events_qos"] = "reliable"
     if s.ann_device:
         overrides["classifier"]["energy_model_device"] = s.ann_device
     if s.providers:
@@ -240,6 +260,7 @@ def replay_dds(
             "classifier_backend": s.classifier_backend,
             "speed": s.speed,
             "composed": s.composed,
+            "flow_control": f"at most {s.flow_max_windows} windows in flight" if flow else "off",
             "namespace": namespace,
             "ros_domain_id": os.environ.get("ROS_DOMAIN_ID", "0"),
             "chip": s.chip,
@@ -327,6 +348,10 @@ def _drops(
     early = _int(snn, "flushed.windows") - 1
     if early > 0:
         drops["windows ended early by the SNN node's idle flush"] = early
+    if _int(driver, "flow.stalls"):
+        drops["windows given up by the driver's flow control (no classification came)"] = _int(
+            driver, "flow.stalls"
+        )
     for key, why in (
         ("late_events", "late events (older than the window being filled)"),
         ("skipped_windows", "silent windows skipped (long gap)"),

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hsnn_perception.core.streams import Pacer, synthetic_packets
+from hsnn_perception.core.streams import Pacer, WindowFlowControl, synthetic_packets
 from hsnn_perception.core.synthetic import SyntheticGestures
 
 
@@ -42,3 +42,64 @@ def test_bad_arguments():
         Pacer(-1)
     with pytest.raises(ValueError):
         list(synthetic_packets(SyntheticGestures(32, 32), 0, 1))
+
+
+W = 160_000  # window length (us)
+
+
+def _flow(max_windows: int = 3, stall_s: float = 5.0):
+    now = [0.0]
+    return WindowFlowControl(W, max_windows, stall_s, clock=lambda: now[0]), now
+
+
+def test_flow_control_holds_back_while_windows_are_unclassified():
+    flow, _ = _flow(max_windows=3)
+    for k in range(3):
+        assert flow.may_publish()
+        flow.published(np.array([k * W + 10, k * W + 5000]))  # two events in window k
+    assert flow.pending == 3 and not flow.may_publish()
+    flow.done(0)  # window 0 classified
+    assert flow.pending == 2 and flow.may_publish()
+    flow.published(np.array([3 * W - 1, 3 * W]))  # a packet across a boundary: windows 2 and 3
+    assert flow.pending == 3 and not flow.may_publish()
+    assert flow.lost == 0 and flow.stalls == 0
+
+
+def test_flow_control_settles_older_windows_with_a_later_classification():
+    """Windows are classified in order: one left behind was lost in the pipeline."""
+    flow, _ = _flow(max_windows=4)
+    flow.published(np.arange(4) * W + 7)
+    flow.done(2 * W + 999)  # any time in window 2 names window 2
+    assert flow.pending == 1 and flow.lost == 2
+    flow.done(10 * W)  # a window never published (e.g. from another source) settles the rest
+    assert flow.pending == 0 and flow.lost == 3
+
+
+def test_flow_control_gives_up_the_oldest_window_after_a_stall():
+    flow, now = _flow(max_windows=2, stall_s=5.0)
+    flow.published(np.array([0, W]))
+    assert not flow.may_publish()
+    now[0] = 4.9
+    assert not flow.may_publish()
+    now[0] = 5.1
+    assert flow.may_publish() and flow.stalls == 1 and flow.pending == 1
+    flow.published(np.array([2 * W]))
+    now[0] = 6.0
+    assert not flow.may_publish()  # the stall clock restarted at the give-up
+    flow.done(W)  # progress again
+    now[0] = 6.1
+    assert flow.may_publish() and flow.stalls == 1
+
+
+def test_flow_control_ignores_packets_without_events_and_checks_arguments():
+    flow, _ = _flow(max_windows=2)
+    flow.published(np.array([], np.int64))
+    assert flow.pending == 0
+    for kwargs, match in (
+        ({"window_us": 0}, "window_us"),
+        ({"max_windows": 1}, "max_windows"),
+        ({"stall_s": 0}, "stall_s"),
+    ):
+        args = {"window_us": W, "max_windows": 2, "stall_s": 1.0, **kwargs}
+        with pytest.raises(ValueError, match=match):
+            WindowFlowControl(**args)

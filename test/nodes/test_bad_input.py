@@ -231,23 +231,21 @@ def test_missing_model_and_bad_parameter_leave_nodes_up(ros, tmp_path):
         "classifier": {"model": str(tmp_path / "no_such_model")},
         "snn_feature": {"backend": "quantum"},
         "accumulator_bridge": {"interval": "three"},
+        "event_driver": {"events_qos": "telepathic"},
     }
-    with start(
-        {"classifier", "snn_feature", "accumulator_bridge"}, ns, tmp_path, **overrides
-    ) as group:
+    nodes = ("classifier", "snn_feature", "accumulator_bridge", "event_driver")
+    with start(set(nodes), ns, tmp_path, **overrides) as group:
         probe = Probe(ns)
         assert probe.spin_until(
-            lambda: all(
-                int(probe.diag(n).get("errors", 0)) >= 1
-                for n in ("classifier", "snn_feature", "accumulator_bridge")
-            ),
+            lambda: all(int(probe.diag(n).get("errors", 0)) >= 1 for n in nodes),
             60,
         ), probe.diagnostics
-        for node in ("classifier", "snn_feature", "accumulator_bridge"):
+        for node in nodes:
             assert probe.diag(node)["lifecycle_state"] == "unconfigured"
         assert "no_such_model" in probe.diag("classifier")["message"]
         assert "quantum" in probe.diag("snn_feature")["message"]
         assert "three" in probe.diag("accumulator_bridge")["message"]
+        assert "events_qos 'telepathic' unknown" in probe.diag("event_driver")["message"]
         time.sleep(0.5)
         assert all(code is None for code in group.poll().values()), "nodes stay up"
 

@@ -102,3 +102,63 @@ def test_absent_camera_keeps_the_node_up_and_retrying(ros, tmp_path):
         assert "no event camera connected" in diag["source_status"]
         assert diag["lifecycle_state"] == "active"
         assert group.poll()["event_driver"] is None
+
+
+def test_flow_control_holds_a_recording_until_its_windows_are_classified(ros, tmp_path):
+    """Speed 0 with flow control: no more than flow_max_windows windows of events go out before
+    classifications of them come back; each classification releases more; with none coming, the
+    driver gives the oldest window up after flow_stall_s and says so in /diagnostics."""
+    from hsnn_perception.msg import Classification
+    from hsnn_perception.nodes.conversions import us_to_time
+
+    window = 160_000
+    ns = f"drv_flow_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    packets: list[EventPacket] = []
+    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
+    results = probe.node.create_publisher(Classification, "classification", reliable_qos(10))
+    params = {
+        "source": "synthetic",
+        "num_samples": 6,  # one gesture per window: windows 0..5 all hold events
+        "width": 32,
+        "height": 32,
+        "packet_us": 10_000,
+        "speed": 0.0,
+        "wait_for_subscribers": 1,
+        "flow_window_us": window,
+        "flow_max_windows": 2,
+        "flow_stall_s": 4.0,
+        "diagnostics_period_s": 0.2,
+    }
+
+    def windows_seen() -> set[int]:
+        seen: set[int] = set()
+        for p in packets:
+            t = decode_packet(p.events, p.encoding, p.time_base, p.width, p.height)["t"]
+            seen.update(int(k) for k in np.unique(t // window))
+        return seen
+
+    def classified(k: int) -> None:
+        results.publish(Classification(window_id=k, window_stamp=us_to_time(k * window)))
+
+    with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
+        probe.wait_for_subscriber(results)
+        held = lambda: int(probe.diag("event_driver").get("flow.waits", 0)) > 0  # noqa: E731
+        assert probe.spin_until(held, 60), group.log("event_driver")
+        assert windows_seen() == {0, 1}, "two windows in flight, then the driver waits"
+        assert probe.diag("event_driver")["flow.pending_windows"] == "2"
+        classified(0)
+        assert probe.spin_until(lambda: 2 in windows_seen(), 10), group.log("event_driver")
+        probe.spin_until(lambda: False, 0.5)
+        assert windows_seen() == {0, 1, 2}, "one classification releases one window"
+        # No classification any more: after flow_stall_s the oldest window is given up.
+        stalled = lambda: int(probe.diag("event_driver").get("flow.stalls", 0)) >= 1  # noqa: E731
+        assert probe.spin_until(stalled, 30), group.log("event_driver")
+        assert probe.spin_until(lambda: 3 in windows_seen(), 10)
+        for k in range(1, 6):
+            classified(k)
+        done = lambda: probe.diag("event_driver").get("source_finished") == "True"  # noqa: E731
+        assert probe.spin_until(done, 60), group.log("event_driver")
+        probe.spin_until(lambda: False, 0.5)
+    assert windows_seen() == set(range(6))
+    assert [p.seq for p in packets] == list(range(len(packets))), "nothing lost or reordered"
