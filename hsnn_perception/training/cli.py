@@ -1,6 +1,7 @@
-"""Command lines: ``hsnn-train`` (train one model, write a bundle) and ``hsnn-compare`` (train
-the family and write the paper's comparison); also
-``python -m hsnn_perception.training.cli train|compare ...``.
+"""Command lines: ``hsnn-train`` (train one model, write a bundle), ``hsnn-compare`` (train
+the family and write the paper's comparison) and ``hsnn-convert`` (turn the first layers of a
+trained ANN bundle into spiking layers); also
+``python -m hsnn_perception.training.cli train|compare|convert ...``.
 
 Errors in the inputs end with a one-line message and exit status 2 (usage) or 1 (failure), never
 a traceback.
@@ -280,12 +281,97 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def convert_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hsnn-convert",
+        description="Convert the first K layers of a trained ANN bundle into Loihi spiking layers "
+        "(rate coding, percentile threshold balancing) and write a hybrid bundle.",
+    )
+    p.add_argument("source", type=Path, help="ANN bundle (trained with --k 0 --interval T)")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    p.add_argument("--k", type=int, default=1, help="layers to convert into spiking layers")
+    p.add_argument(
+        "--percentile", type=float, default=99.0, help="activation percentile for thresholds"
+    )
+    p.add_argument("--name", default=None, help="bundle name (default: <source>-converted-SkA..)")
+    add_data_args(p)
+    p.set_defaults(n_train=220, n_test=550)  # calibration windows, evaluation windows
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def run_conversion(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
+    """Convert as ``args`` say; measure source and converted accuracy on the test windows."""
+    import numpy as np
+
+    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.training.convert import convert_bundle
+    from hsnn_perception.training.export import predict_bundle
+
+    source = ModelBundle.load(args.source)
+    # The data must be binned the way the bundle was trained.
+    for key, value in (
+        ("sensor_height", source.sensor_height),
+        ("sensor_width", source.sensor_width),
+        ("height", source.height),
+        ("width", source.width),
+        ("bin_us", source.bin_us),
+        ("timesteps", source.timesteps),
+    ):
+        setattr(args, key, value)
+    calibration, test, data_desc = load_data(args, input_spec_from(args))
+    bundle, report = convert_bundle(
+        source.path, args.out, args.k, calibration.spikes, args.percentile, args.name, log=log
+    )
+    ann_acc = float(np.mean(predict_bundle(source, test.spikes).predictions == test.labels))
+    run = predict_bundle(bundle, test.spikes)
+    acc = float(np.mean(run.predictions == test.labels))
+    metrics = {
+        "test_accuracy": acc,
+        "source_test_accuracy": ann_acc,
+        "measured_with": "snn_runtime backend=native + onnxruntime CPU",
+        "test_samples": len(test),
+        "calibration": {**data_desc, "windows": len(calibration)},
+    }
+    doc = json.loads((bundle.path / "manifest.json").read_text())
+    doc["metrics"] = metrics
+    doc["recipe"]["command"] = "hsnn-convert " + " ".join(getattr(args, "argv", []))
+    (bundle.path / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    log(
+        f"wrote {bundle.path}: test accuracy {acc:.4f} (source ANN {ann_acc:.4f}) on "
+        f"{len(test)} windows"
+    )
+    return metrics
+
+
+def convert_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hsnn-convert``."""
+    parser = convert_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    args.argv = argv
+    try:
+        run_conversion(args)
+    except (ValueError, OSError, ImportError) as exc:
+        return _fail(parser.prog, str(exc))
+    except KeyboardInterrupt:
+        return _fail(parser.prog, "interrupted", 130)
+    return 0
+
+
+COMMANDS = {"train": train_main, "compare": compare_main, "convert": convert_main}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "compare"):
-        print("usage: python -m hsnn_perception.training.cli {train,compare} ...", file=sys.stderr)
+    if not argv or argv[0] not in COMMANDS:
+        usage = "{" + ",".join(COMMANDS) + "}"
+        print(f"usage: python -m hsnn_perception.training.cli {usage} ...", file=sys.stderr)
         return 2
-    return train_main(argv[1:]) if argv[0] == "train" else compare_main(argv[1:])
+    return COMMANDS[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
