@@ -19,7 +19,7 @@ class StageRecord:
     source: str
     method: str
     device: str
-    end_ns: int  # node clock when the stage finished this window
+    end_ns: int  # host system clock when the stage finished this window (EnergyReport.host_stamp)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import (
     DurabilityPolicy,
@@ -102,12 +103,19 @@ class HsnnNode(LifecycleNode):
         self.last_errors: dict[str, str] = {}
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, reliable_qos(10))
         period = float(self.get_parameter("diagnostics_period_s").value)
-        self._diag_timer = self.create_timer(max(period, 0.05), self.publish_diagnostics)
+        self._diag_timer = self.steady_timer(max(period, 0.05), self.publish_diagnostics)
         if self.get_parameter("autostart").value:
             # After construction, so subclasses have declared their parameters.
-            self._autostart_timer = self.create_timer(0.0, self._autostart)
+            self._autostart_timer = self.steady_timer(0.0, self._autostart)
+
+    def steady_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
+        """A timer on the host's steady clock. Housekeeping (autostart, diagnostics, flushing,
+        pacing) must run under ``use_sim_time`` too: a ROS-time timer waits for /clock, which
+        may not be published yet, or has stopped at the end of a recording."""
+        return self.create_timer(period_s, callback, clock=self._steady_clock)
 
     def declare(self, name: str, default: Any, description: str = "") -> None:
         """Declare a parameter that accepts any type at launch, so that a wrong type (an int for a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -106,6 +107,7 @@ def energy_report(
     is for another device (a modelled Loihi or Jetson), whose time stays in device_latency_s."""
     msg = EnergyReport()
     msg.header.stamp = stamp
+    msg.host_stamp = ns_to_time(time.time_ns())
     msg.window_id = int(window_id)
     msg.window_stamp = us_to_time(window_start_us)
     msg.stage = figure.stage

@@ -46,7 +46,7 @@ class EnergyAggregatorNode(HsnnNode):
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.active_subscription(EnergyReport, ENERGY, self._on_report, reliable_qos(200))
-        self._timer = self.create_timer(0.2, self._expire)
+        self._timer = self.steady_timer(0.2, self._expire)
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -96,9 +96,10 @@ class EnergyAggregatorNode(HsnnNode):
         if missing:
             figure.method += "; no report from: " + ", ".join(missing)
         first = next(iter(reports.values()))
-        # End-to-end: from the start of the earliest stage to the end of the last one (node clocks).
-        starts = [time_to_ns(r.header.stamp) - r.latency_s * 1e9 for r in reports.values()]
-        ends = [time_to_ns(r.header.stamp) for r in reports.values()]
+        # End-to-end: from the start of the earliest stage to the end of the last one (host clock:
+        # header stamps follow the node clock, which is sensor time under use_sim_time).
+        starts = [time_to_ns(r.host_stamp) - r.latency_s * 1e9 for r in reports.values()]
+        ends = [time_to_ns(r.host_stamp) for r in reports.values()]
         self._e2e_last = (max(ends) - min(starts)) * 1e-9
         self._pub.publish(
             energy_report(

@@ -132,7 +132,7 @@ class EventDriverNode(HsnnNode):
             self.active_subscription(
                 Classification, CLASSIFICATION, self._on_classification, reliable_qos(100)
             )
-        self._timer = self.create_timer(float(self.param("timer_period_s")), self._tick)
+        self._timer = self.steady_timer(float(self.param("timer_period_s")), self._tick)
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:

@@ -140,7 +140,7 @@ class SnnFeatureNode(HsnnNode):
         self.active_subscription(self._event_type, EVENTS, self._on_events, qos)
         self._last_packet = self._last_work_end = time.monotonic()
         self._busy = False
-        self._flush_timer = self.create_timer(0.1, self._flush_if_idle)
+        self._flush_timer = self.steady_timer(0.1, self._flush_if_idle)
         self._queue: queue.Queue[Window | None] = queue.Queue(
             maxsize=int(self.param("window_queue"))
         )

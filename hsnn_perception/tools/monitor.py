@@ -90,7 +90,7 @@ class PipelineMonitor(Node):
                 source=msg.source,
                 method=msg.method,
                 device=msg.device,
-                end_ns=time_to_ns(msg.header.stamp),
+                end_ns=time_to_ns(msg.host_stamp),
             )
 
     def _on_total(self, msg: EnergyReport) -> None:

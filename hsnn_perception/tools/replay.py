@@ -58,6 +58,9 @@ class ReplaySettings:
     ann_device: str = ""  # classifier energy_model_device ("" keeps the node's default)
     providers: str = ""  # classifier providers ("" keeps the node's default)
     flow_max_windows: int = 4  # speed 0: windows in flight before the driver waits (0: no wait)
+    # The driver publishes /clock in sensor time and the other nodes run on it (use_sim_time),
+    # as a graph fed by `ros2 bag play --clock` does.
+    use_sim_time: bool = True
     min_label_overlap: float = 0.5  # as OfflineSettings
     log_dir: Path | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> parameters
@@ -199,8 +202,14 @@ def replay_dds(
     duration_s = (spans[-1].t_end_us - spans[0].t_start_us) * 1e-6
     namespace = s.namespace or f"hsnn_replay_{random.randint(0, 10**6)}"
     overrides: dict[str, dict[str, Any]] = {
-        name: {"diagnostics_period_s": DIAG_PERIOD_S}
-        for name in ("event_driver", "snn_feature", "accumulator_bridge", "classifier")
+        name: {"diagnostics_period_s": DIAG_PERIOD_S, "use_sim_time": s.use_sim_time}
+        for name in ("snn_feature", "accumulator_bridge", "classifier", "energy_aggregator")
+    }
+    # The driver is the clock: it publishes sensor time on /clock and runs on the host's.
+    overrides["event_driver"] = {
+        "diagnostics_period_s": DIAG_PERIOD_S,
+        "publish_clock": s.use_sim_time,
+        "use_sim_time": False,
     }
     # A stalled driver (a busy host) must not end a window early: its later events would be late.
     overrides["snn_feature"].update(
@@ -261,6 +270,9 @@ def replay_dds(
             "speed": s.speed,
             "composed": s.composed,
             "flow_control": f"at most {s.flow_max_windows} windows in flight" if flow else "off",
+            "clock": "sim time: /clock from the driver in sensor time"
+            if s.use_sim_time
+            else "host",
             "namespace": namespace,
             "ros_domain_id": os.environ.get("ROS_DOMAIN_ID", "0"),
             "chip": s.chip,

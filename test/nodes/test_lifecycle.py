@@ -58,3 +58,49 @@ def test_classifier_lifecycle_round_trip(ros, tmp_path, default_bundle_dir):
         assert node.transition("configure", spin) and node.transition("activate", spin)
         assert classified_after_publishing(3, 60), group.log("classifier")
         assert group.poll()["classifier"] is None
+
+
+def test_nodes_start_and_stamp_in_sim_time(ros, tmp_path, default_bundle_dir):
+    """use_sim_time with no /clock yet: the nodes still start and report (their housekeeping
+    timers run on the steady clock); once /clock runs, EnergyReport headers follow it while
+    host_stamp stays on the host's clock, so latencies across nodes still add up."""
+    import time
+
+    from rosgraph_msgs.msg import Clock
+
+    from hsnn_perception.msg import EnergyReport, EventPacket
+    from hsnn_perception.nodes.base import sensor_qos
+    from hsnn_perception.nodes.conversions import time_to_ns, us_to_time
+
+    from .test_bad_input import good_packets
+
+    bundle = ModelBundle.load(default_bundle_dir)
+    ns = f"simtime_{random.randint(0, 10**6)}"
+    nodes = ("snn_feature", "accumulator_bridge", "classifier", "energy_aggregator")
+    sim = {"use_sim_time": True, "diagnostics_period_s": 0.2}
+    with start(set(nodes), ns, tmp_path, **{n: sim for n in nodes}) as group:
+        probe = Probe(ns)
+        reports: list[EnergyReport] = []
+        probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(50))
+        events = probe.node.create_publisher(EventPacket, "events", sensor_qos(100))
+        clock = probe.node.create_publisher(Clock, "/clock", reliable_qos(10))
+        active = lambda: all(  # noqa: E731
+            probe.diag(n).get("lifecycle_state") == "active" for n in nodes
+        )
+        assert probe.spin_until(active, 60), group.log("snn_feature")
+        probe.wait_for_subscriber(events)
+        probe.wait_for_subscriber(clock)
+        sim_s = 1234
+        clock.publish(Clock(clock=us_to_time(sim_s * 1_000_000)))
+        probe.spin_until(lambda: False, 0.5)
+        for msg in good_packets(bundle, 2):
+            events.publish(msg)
+            probe.spin_until(lambda: False, 0.05)
+        stages = {"snn", "bridge", "classifier"}
+        assert probe.spin_until(lambda: stages <= {r.stage for r in reports}, 60), group.log(
+            "snn_feature"
+        )
+    wall_ns = time.time_ns()
+    for r in reports:
+        assert r.header.stamp.sec == sim_s, (r.stage, r.header.stamp)  # node clock = /clock
+        assert abs(time_to_ns(r.host_stamp) - wall_ns) < 120e9, (r.stage, r.host_stamp)
