@@ -118,6 +118,18 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
     }
 
 
+def unread_messages(bag_report: dict[str, Any]) -> dict[str, int]:
+    """Per topic, messages the bag's index lists that reading did not return (a corrupt chunk,
+    a cut file): without this, a damaged bag could read as "nothing dropped or skipped"."""
+    read = bag_report.get("read", {}) or {}
+    out = {}
+    for topic, n in sorted((bag_report.get("expected", {}) or {}).items()):
+        missing = int(n or 0) - int(read.get(topic, 0) or 0)
+        if missing > 0:
+            out[topic] = missing
+    return out
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}g}"
 
@@ -208,14 +220,18 @@ def to_markdown(summary: dict[str, Any]) -> str:
     dropped = {
         **s["dropped"],
         **{f"bag: {k}": v for k, v in s["bag_report"].get("skipped", {}).items()},
+        **{
+            f"bag: {topic} messages listed in the index but not readable (damaged bag?)": n
+            for topic, n in unread_messages(s["bag_report"]).items()
+        },
     }
     if dropped:
         lines += [f"- {k}: {v}" for k, v in dropped.items()]
     else:
         lines.append("- nothing dropped or skipped")
     notes = list(s["notes"]) + list(s["bag_report"].get("notes", []))
-    if notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    if notes:  # one line each: a note may quote a multi-line parser message
+        lines += ["", "## Notes", ""] + [f"- {' '.join(str(n).split())}" for n in notes]
     lines += ["", "## Settings", "", "```json", json.dumps(s["settings"], indent=2), "```", ""]
     return "\n".join(lines)
 
@@ -256,7 +272,10 @@ def _plots(result: ReplayResult, summary: dict[str, Any], out: Path) -> dict[str
             ax.hist(vals, bins=30, alpha=0.5, label=stage)
     ax.set_xlabel("latency per window (ms, this host)")
     ax.set_ylabel("windows")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    else:  # no window was classified: say so rather than draw an empty, unlabelled plot
+        ax.text(0.5, 0.5, "no classified window", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     paths["latency"] = out / "latency.png"
     fig.savefig(paths["latency"], dpi=100)

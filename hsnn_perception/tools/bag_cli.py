@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core.rosbag_io import STORAGES
+from hsnn_perception.tools.errors import check_namespace, one_line
 
 EXIT_BAD_INPUT = 2
 PROG = "hsnn-bag"
@@ -144,6 +145,7 @@ def record(
         raise CliError("--duration and --windows must be >= 0")
     if windows and "classification" not in chosen:
         raise CliError("--windows counts classifications: record the classification topic")
+    check_namespace(namespace)  # before the bag exists: a bad name leaves nothing behind
     classes = {t: _message_class(RECORDABLE[t][0]) for t in chosen}
     out = Path(out)
     if out.exists():
@@ -251,6 +253,13 @@ def bag_info(path: Path | str) -> dict[str, Any]:
                 }
             )
     per_class = Counter(lab["label"] or str(lab["class_id"]) for lab in labels)
+    # Messages the bag's index lists that could not be read (a corrupt chunk, a cut file):
+    # reported, so a damaged bag never reads as "skipped: nothing".
+    unread = {
+        t: n - counts.get(t, 0)
+        for t, n in sorted(report.expected.items())
+        if n is not None and n > counts.get(t, 0)
+    }
     return {
         "path": str(path),
         "storage": report.storage,
@@ -274,6 +283,7 @@ def bag_info(path: Path | str) -> dict[str, Any]:
             else None,
         },
         "skipped": dict(report.skipped),
+        "unread": unread,
         "notes": list(report.notes),
     }
 
@@ -301,9 +311,14 @@ def format_info(info: dict[str, Any]) -> str:
         )
     else:
         lines.append("labels:    none")
-    if info["skipped"]:
+    unread = info.get("unread", {})
+    if info["skipped"] or unread:
         lines.append("skipped:")
         lines += [f"  {n} x {why}" for why, n in sorted(info["skipped"].items())]
+        lines += [
+            f"  {n} x {topic} message listed in the index but not readable (damaged bag?)"
+            for topic, n in unread.items()
+        ]
     else:
         lines.append("skipped:   nothing")
     lines += [f"note:      {n}" for n in info["notes"]]
@@ -357,7 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     aed.add_argument("out", type=Path, help="new bag directory")
     aed.add_argument("--labels", type=Path, default=None, help="CSV of class,start_us,end_us")
     aed.add_argument(
-        "--class-base", type=int, default=0, help="first class number in the CSV (DvsGesture: 1)"
+        "--class-base",
+        type=_non_negative(int),
+        default=0,
+        help="first class number in the CSV (DvsGesture: 1)",
     )
     aed.add_argument("--names", default="", help="comma-separated class names, by class id")
     for p in (syn, aed):
@@ -396,6 +414,13 @@ def _check_new(path: Path) -> None:
         raise CliError(f"{path} exists: give a new directory for the bag")
 
 
+def _remove_bag(path: Path) -> None:
+    """Remove a bag directory this command has just written (it did not exist before)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _convert(args: argparse.Namespace) -> int:
     from hsnn_perception.core import rosbag_io as rb
 
@@ -415,6 +440,11 @@ def _convert(args: argparse.Namespace) -> int:
         if args.labels is not None and not args.labels.is_file():
             raise CliError(f"no label file at {args.labels}")
         names = [n.strip() for n in args.names.split(",") if n.strip()] or None
+        if names and args.labels is None:
+            raise CliError("--names names the classes of --labels: give a label CSV too")
+        if names and len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise CliError(f"--names: each class needs its own name, {twice} given twice")
         counts = rb.aedat4_to_bag(
             args.file,
             args.labels,
@@ -425,6 +455,9 @@ def _convert(args: argparse.Namespace) -> int:
             class_base=args.class_base,
             names=names,
         )
+        if not counts.get(rb.TOPIC_EVENTS):
+            _remove_bag(args.out)
+            raise CliError(f"{args.file} holds no events: no bag written")
     print(
         f"{args.out}: "
         + ", ".join(f"{n} messages on {t}" for t, n in sorted(counts.items()))
@@ -472,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(info, indent=1) if args.json else format_info(info))
         return 0
     except (ValueError, OSError) as exc:  # BagError, CliError, codec errors: all ValueError
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

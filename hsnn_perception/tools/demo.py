@@ -7,26 +7,55 @@ Each stage runs as its own process talking over DDS (``--composed`` puts them in
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hsnn_perception.tools.errors import check_namespace, one_line
+
+if TYPE_CHECKING:
+    from hsnn_perception.core.bundle import ModelBundle
+
+
+def _number(kind: type, minimum: float) -> Callable[[str], int | float]:
+    """argparse type: a finite ``kind`` >= ``minimum`` (a bad value is a usage error, exit 2)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not (math.isfinite(value) and value >= minimum):
+            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum}, got {text}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="hsnn-demo", description=__doc__)
-    ap.add_argument("--samples", type=int, default=30, help="synthetic gestures to play")
+    ap.add_argument(
+        "--samples", type=_number(int, 1), default=30, help="synthetic gestures to play"
+    )
     ap.add_argument("--model", default="", help="model bundle directory (default: shipped model)")
     ap.add_argument("--snn-backend", default="native", choices=("native", "lava", "lava-hw"))
     ap.add_argument(
         "--classifier-backend", default="onnxruntime", choices=("onnxruntime", "tensorrt")
     )
-    ap.add_argument("--interval", type=int, default=0, help="accumulation interval I (0 = model's)")
-    ap.add_argument("--speed", type=float, default=1.0, help="1 = real time")
-    ap.add_argument("--seed", type=int, default=7, help="seed of the synthetic stream")
+    ap.add_argument(
+        "--interval", type=_number(int, 0), default=0, help="accumulation interval I (0 = model's)"
+    )
+    ap.add_argument("--speed", type=_number(float, 0), default=1.0, help="1 = real time")
+    ap.add_argument("--seed", type=_number(int, 0), default=7, help="seed of the synthetic stream")
     ap.add_argument("--composed", action="store_true", help="all nodes in one process")
-    ap.add_argument("--timeout", type=float, default=0.0, help="seconds (0 = from the samples)")
+    ap.add_argument(
+        "--timeout", type=_number(float, 0), default=0.0, help="seconds (0 = from the samples)"
+    )
     ap.add_argument("--namespace", default="hsnn_demo")
     return ap.parse_args(argv)
 
@@ -35,6 +64,25 @@ def isolate_dds() -> None:
     """Keep the demo's DDS traffic on this host and off other runs' domains."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+
+
+def check_bundle(bundle: ModelBundle, interval: int) -> None:
+    """Read the bundle's model files and check ``--interval`` here, so that a broken model or
+    an interval the model cannot use fails at once with one line, not after the nodes waited a
+    minute for a stage that refused to configure."""
+    from hsnn_perception.core.classifier_backends import load_onnx
+
+    timesteps = bundle.timesteps
+    if interval and timesteps % interval:
+        raise ValueError(
+            f"--interval {interval} does not divide the model's {timesteps} timesteps per window"
+        )
+    if bundle.snn_file is not None:
+        from hsnn_perception.core.netx_io import read_netx
+
+        read_netx(bundle.snn_file, (bundle.channels, bundle.height, bundle.width))
+    if bundle.ann_file is not None:
+        load_onnx(bundle.ann_file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     from hsnn_perception.tools.session import STAGES, PipelineError, run_session
 
     try:
+        check_namespace(opts.namespace)
         bundle = ModelBundle.load(opts.model or default_bundle_path())
+        check_bundle(bundle, opts.interval)
         specs = pipeline(
             model=str(bundle.path),
             snn_backend=opts.snn_backend,
@@ -56,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             speed=opts.speed,
             seed=opts.seed,
         )
-    except (BundleError, ValueError) as exc:
-        print(f"hsnn-demo: {exc}", file=sys.stderr)
+    except (BundleError, ValueError, OSError) as exc:
+        print(f"hsnn-demo: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(
         f"model {bundle.name}: {bundle.metrics.get('test_accuracy', 'n/a')} test accuracy "
@@ -78,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     window_s = bundle.window_us * 1e-6
     timeout = opts.timeout or 30.0 + opts.samples * window_s / max(opts.speed, 0.25) * 3
     log_dir = Path("log") / time.strftime("demo-%Y%m%d-%H%M%S")
-    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"hsnn-demo: error: no room for the node logs: {one_line(exc)}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
         result = run_session(

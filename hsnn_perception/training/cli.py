@@ -11,22 +11,66 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hsnn_perception.tools.errors import one_line
 from hsnn_perception.training.data import InputSpec, SpikeSet
 from hsnn_perception.training.models import ArchSpec
 from hsnn_perception.training.regularization import RateTarget, RegularizationError
 
 SYNTHETIC_TEST_OFFSET = 1_000_000  # test samples are indices from here on: never seen in training
 DEFAULT_CACHE = Path.home() / ".cache" / "hsnn" / "datasets"
+# What snn_runtime.load_snn accepts (the bundle check after training runs through it).
+SNN_BACKENDS = (
+    "native",
+    "native-numpy",
+    "native-torch",
+    "lava",
+    "lava-sim",
+    "lava-hw",
+    "loihi2-hw",
+)
 
 
 class CliError(ValueError):
     """A command-line argument is invalid."""
+
+
+def _at_least(minimum: int) -> Any:
+    """argparse type: an integer >= ``minimum`` (else a usage error naming the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _real(positive: bool) -> Any:
+    """argparse type: a finite float, > 0 (``positive``) or >= 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {'>' if positive else '>='} 0, got {text}"
+            )
+        return value
+
+    return parse
 
 
 def _int_list(text: str) -> list[int]:
@@ -54,8 +98,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         help="synthetic (built in), dvsgesture (IBM AEDAT 3.1 folder), aedat4 (+ label CSVs)",
     )
     g.add_argument("--data", type=Path, help="dataset folder (dvsgesture, aedat4)")
-    g.add_argument("--n-train", type=int, default=2200, help="synthetic training samples")
-    g.add_argument("--n-test", type=int, default=550, help="synthetic test samples")
+    g.add_argument("--n-train", type=_at_least(1), default=2200, help="synthetic training samples")
+    g.add_argument("--n-test", type=_at_least(1), default=550, help="synthetic test samples")
     g.add_argument("--data-seed", type=int, default=0, help="synthetic generator seed")
     g.add_argument("--height", type=int, default=32, help="input height after downsampling")
     g.add_argument("--width", type=int, default=32, help="input width after downsampling")
@@ -69,14 +113,14 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=12)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--lr", type=float, default=3e-3)
-    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--epochs", type=_at_least(0), default=12)
+    g.add_argument("--batch-size", type=_at_least(1), default=32)
+    g.add_argument("--lr", type=_real(positive=True), default=3e-3)
+    g.add_argument("--weight-decay", type=_real(positive=False), default=1e-4)
     g.add_argument("--seed", type=int, default=0, help="training seed")
-    g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    g.add_argument("--threads", type=_at_least(1), default=1, help="torch CPU threads")
     g.add_argument("--channels", type=_int_list, default=[16, 32, 32, 32], help="L1-L4 widths")
-    g.add_argument("--hidden", type=int, default=64, help="L5 width")
+    g.add_argument("--hidden", type=_at_least(1), default=64, help="L5 width")
     g.add_argument(
         "--rate-target",
         type=_rate_target,
@@ -84,8 +128,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=[],
         help="firing-rate target percentile:low:high (once for all layers, or once per layer)",
     )
-    g.add_argument("--rate-weight", type=float, default=0.0, help="firing-rate penalty weight")
-    g.add_argument("--qat-epochs", type=int, default=0, help="8-bit QAT epochs for the ANN part")
+    g.add_argument(
+        "--rate-weight", type=_real(positive=False), default=0.0, help="firing-rate penalty weight"
+    )
+    g.add_argument(
+        "--qat-epochs", type=_at_least(0), default=0, help="8-bit QAT epochs for the ANN part"
+    )
     g.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -121,6 +169,8 @@ def load_data(args: argparse.Namespace, spec: InputSpec) -> tuple[SpikeSet, Spik
         return train, test, desc
     if args.data is None:
         raise CliError(f"--dataset {args.dataset} needs --data PATH")
+    if args.data.exists() and not args.data.is_dir():
+        raise CliError(f"--data {args.data} is a file: give the dataset folder")
     if args.dataset == "dvsgesture":
         from hsnn_perception.training.dvsgesture import load_dvsgesture
 
@@ -173,15 +223,52 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=int, default=4, help="accumulator interval I (timesteps)")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     p.add_argument("--name", default=None, help="bundle name (default: <dataset>-<model>)")
-    p.add_argument("--snn-backend", default="native", help="SNN backend for the bundle check")
+    p.add_argument(
+        "--snn-backend",
+        default="native",
+        choices=SNN_BACKENDS,
+        help="SNN backend for the bundle check",
+    )
     add_data_args(p)
     add_train_args(p)
     return p
 
 
 def _fail(prog: str, msg: str, code: int = 1) -> int:
-    print(f"{prog}: error: {msg}", file=sys.stderr)
+    print(f"{prog}: error: {one_line(msg)}", file=sys.stderr)
     return code
+
+
+def check_common(args: argparse.Namespace, ks: Sequence[int]) -> None:
+    """Checks that need no data, done before minutes of rendering and training."""
+    if args.rate_target and not args.rate_weight > 0:
+        raise CliError("--rate-target has no effect without --rate-weight W (W > 0)")
+    n = len(args.rate_target)
+    for k in ks:
+        if n > 1 and k > 0 and n != k:
+            raise CliError(
+                f"give one --rate-target, or one per spiking layer ({k} for --k {k}), got {n}"
+            )
+
+
+def prepare_out(out: Path) -> bool:
+    """Make the output directory now, so an unusable ``--out`` fails before training.
+    Returns whether it was created here (removed again if it is still empty after a failure)."""
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file: give a directory")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
+    return created
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def run_training(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
@@ -252,10 +339,15 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed the usage message
         return int(exc.code or 0)
     args.argv = argv
+    created = False
     try:
+        check_common(args, [args.k])
+        created = prepare_out(args.out)
         run_training(args)
     except (ValueError, OSError, ImportError) as exc:
-        return _fail(parser.prog, str(exc))
+        if created:
+            _remove_if_empty(args.out)
+        return _fail(parser.prog, one_line(exc))
     except KeyboardInterrupt:
         return _fail(parser.prog, "interrupted", 130)
     return 0
@@ -272,10 +364,22 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     args.argv = argv
+    created = False
     try:
+        from hsnn_perception.core.energy import ANN_DEVICE_PROFILES
+
+        if args.ann_device not in ANN_DEVICE_PROFILES:
+            known = ", ".join(sorted(ANN_DEVICE_PROFILES))
+            raise CliError(f"--ann-device {args.ann_device!r}: choose from {known}")
+        if args.latency_runs < 1:
+            raise CliError(f"--latency-runs must be >= 1, got {args.latency_runs}")
+        check_common(args, [])
+        created = prepare_out(args.out)
         run_compare(args)
     except (ValueError, OSError, ImportError) as exc:
-        return _fail(parser.prog, str(exc))
+        if created:
+            _remove_if_empty(args.out)
+        return _fail(parser.prog, one_line(exc))
     except KeyboardInterrupt:
         return _fail(parser.prog, "interrupted", 130)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,10 +52,23 @@ def test_cli_model_family(synthetic_bag, tmp_path, capsys):
     assert (out / "S1A1" / "report.md").is_file() and (out / "A2" / "report.md").is_file()
 
 
-@pytest.mark.parametrize("case", ["not_a_bag", "missing", "no_events", "no_bundle", "no_labels"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "not_a_bag",
+        "missing",
+        "no_events",
+        "no_bundle",
+        "no_labels",
+        "out_is_a_file",
+        "dds_negative_timeout",
+        "dds_bad_namespace",
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(case, synthetic_bag, hybrid_bundle, tmp_path, capsys):
     bag, bundle = synthetic_bag, hybrid_bundle
     extra: list[str] = []
+    out = tmp_path / "o"
     if case == "not_a_bag":
         bag = tmp_path / "x.txt"
         bag.write_text("hello")
@@ -74,13 +88,51 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, synthetic_bag, hybrid_bundle
         ev = make_events([0, 200_000], [1, 2], [1, 2], [0, 1])
         rb.write_event_bag(bag, rb.packetize(ev, 10_000, 64, 64))
         extra = ["--require-labels"]
+    elif case == "out_is_a_file":  # refused before the evaluation runs, not after
+        out.write_text("x")
+    elif case == "dds_negative_timeout":  # used to run the replay and classify nothing
+        extra = ["--mode", "dds", "--timeout", "-5"]
+    elif case == "dds_bad_namespace":  # used to end in an rclpy traceback
+        extra = ["--mode", "dds", "--namespace", "bad ns!"]
     code = eval_main(
-        [str(bag), "--bundle", str(bundle), "--out", str(tmp_path / "o"), "--no-progress", *extra]
+        [str(bag), "--bundle", str(bundle), "--out", str(out), "--no-progress", *extra]
     )
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT
     assert err.startswith("hsnn-eval: error:") and err.count("\n") == 1
     assert "Traceback" not in err
+    if case != "out_is_a_file":
+        assert not out.exists(), "no empty report directory left behind"
+
+
+def test_cli_report_counts_messages_a_corrupt_bag_hid(synthetic_bag, hybrid_bundle, tmp_path):
+    # Scrambled bytes in the MCAP: the reader silently returns fewer messages than the index lists.
+    # The report used to say "nothing dropped or skipped" (and "the bag has no labels").
+    bag = tmp_path / "corrupt"
+    shutil.copytree(synthetic_bag, bag)
+    f = next(bag.glob("*.mcap"))
+    data = f.read_bytes()
+    mid = len(data) // 2
+    f.write_bytes(data[:mid] + data[mid : mid + 4000][::-1] + data[mid + 4000 :])
+    out = tmp_path / "rep"
+    argv = [str(bag), "--bundle", str(hybrid_bundle), "--out", str(out), "--no-progress"]
+    assert eval_main([*argv, "--no-plots"]) == 0
+    md = (out / "report.md").read_text()
+    assert "nothing dropped or skipped" not in md
+    assert "/events messages listed in the index but not readable" in md
+
+
+def test_cli_error_names_the_model_and_is_one_line(synthetic_bag, tmp_path, capsys):
+    # A manifest with fewer labels than the ANN has outputs: the message (numpy logits) used to
+    # span several lines and did not say which model was at fault.
+    bundle = make_bundle(tmp_path / "short", "S1A1")
+    doc = json.loads((bundle / "manifest.json").read_text())
+    doc["labels"] = doc["labels"][:2]
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+    argv = [str(synthetic_bag), "--bundle", str(bundle), "--out", str(tmp_path / "o")]
+    assert eval_main([*argv, "--no-progress"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith(f"hsnn-eval: error: model {bundle}:") and err.count("\n") == 1
 
 
 def test_cli_as_module_no_traceback(hybrid_bundle, tmp_path):
@@ -106,3 +158,27 @@ def test_cli_as_module_no_traceback(hybrid_bundle, tmp_path):
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert "Traceback" not in proc.stderr and "hsnn-eval: error:" in proc.stderr
     assert "junk.mcap" in proc.stderr
+
+
+def test_report_of_a_run_with_no_window_warns_nothing(tmp_path):
+    # A DDS replay that classified nothing: the latency plot used to print matplotlib's
+    # "No artists with labels found to put in legend" warning under the command's output.
+    import warnings
+
+    from hsnn_perception.evaluation.records import ReplayResult
+    from hsnn_perception.evaluation.report import write_report
+
+    result = ReplayResult(
+        bag="b",
+        bundle="m",
+        mode="dds",
+        labels=["a", "b"],
+        dropped={"windows the bag spans with no classification (lost or timed out)": 2},
+        bag_report={"notes": ["line one\n  line two"]},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = write_report(result, tmp_path / "rep")
+    assert paths["latency"].is_file()
+    md = paths["markdown"].read_text()
+    assert "- line one line two" in md and "windows: 0" in md

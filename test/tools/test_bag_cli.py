@@ -97,7 +97,21 @@ def test_convert_aedat4_with_labels(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "case", ["info_missing", "info_not_a_bag", "out_exists", "no_aedat", "no_labels", "bad_csv"]
+    "case",
+    [
+        "info_missing",
+        "info_not_a_bag",
+        "out_exists",
+        "no_aedat",
+        "no_labels",
+        "bad_csv",
+        "aedat_is_text",
+        "aedat_without_events",
+        "names_without_labels",
+        "names_twice",
+        "out_under_a_file",
+        "record_bad_namespace",
+    ],
 )
 def test_errors_are_one_line_exit_2(tmp_path, case, capsys):
     existing = tmp_path / "existing"
@@ -106,8 +120,17 @@ def test_errors_are_one_line_exit_2(tmp_path, case, capsys):
     _aedat4(aedat, make_events([10, 20], [1, 2], [1, 2], [0, 1]), (8, 8))
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("1,100,50\n")  # ends before it starts
+    good_csv = tmp_path / "good.csv"
+    good_csv.write_text("0,0,100\n")
     junk = tmp_path / "junk.mcap"
     junk.write_bytes(b"junk" * 10)
+    text_aedat = tmp_path / "notes.aedat4"  # dv-processing used to dump a C++ stack trace
+    text_aedat.write_text("hello world\n")
+    empty_aedat = tmp_path / "empty.aedat4"
+    _aedat4(empty_aedat, make_events([], [], [], []), (8, 8))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    aedat_argv = ["convert", "aedat4", str(aedat), str(tmp_path / "o")]
     argv, match = {
         "info_missing": (["info", str(tmp_path / "none")], "does not exist"),
         "info_not_a_bag": (["info", str(junk)], "not a rosbag2"),
@@ -124,12 +147,52 @@ def test_errors_are_one_line_exit_2(tmp_path, case, capsys):
             ["convert", "aedat4", str(aedat), str(tmp_path / "o"), "--labels", str(bad_csv)],
             "not after start",
         ),
+        "aedat_is_text": (
+            ["convert", "aedat4", str(text_aedat), str(tmp_path / "o")],
+            "cannot open",
+        ),
+        "aedat_without_events": (
+            ["convert", "aedat4", str(empty_aedat), str(tmp_path / "o")],
+            "holds no events",
+        ),
+        "names_without_labels": ([*aedat_argv, "--names", "a,b"], "give a label CSV"),
+        "names_twice": (
+            [*aedat_argv, "--labels", str(good_csv), "--names", "a,a"],
+            "given twice",
+        ),
+        "out_under_a_file": (
+            ["convert", "synthetic", str(a_file / "o"), "--samples", "1"],
+            "Not a directory",
+        ),
+        "record_bad_namespace": (
+            ["record", str(tmp_path / "o"), "--namespace", "bad ns!", "--duration", "1"],
+            "not a valid ROS namespace",
+        ),
     }[case]
     assert main(argv) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err.startswith("hsnn-bag: error:") and match in err
-    assert "\n" not in err and "Traceback" not in err
+    assert "\n" not in err and "Traceback" not in err and "Stacktrace" not in err
     assert not (tmp_path / "o").exists(), "nothing half-written"
+
+
+def test_info_counts_what_a_corrupt_chunk_hid(tmp_path, capsys):
+    # Bytes scrambled inside the MCAP: the reader returns fewer messages than the index lists and
+    # skips nothing it can name. info used to say "skipped: nothing" for such a bag.
+    out = tmp_path / "corrupt"
+    rb.synthetic_to_bag(out, 4, seed=5, height=64, width=64)
+    f = next(out.glob("*.mcap"))
+    data = f.read_bytes()
+    mid = len(data) // 2
+    f.write_bytes(data[:mid] + data[mid : mid + 4000][::-1] + data[mid + 4000 :])
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    read = info["topics"]["/events"]["messages"]
+    assert info["unread"]["/events"] == info["topics"]["/events"]["indexed"] - read > 0
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "skipped:   nothing" not in text
+    assert f"{info['unread']['/events']} x /events message listed in the index" in text
 
 
 def test_bad_arguments_exit_2_without_traceback(tmp_path):

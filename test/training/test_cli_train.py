@@ -55,6 +55,14 @@ def test_train_writes_a_bundle_with_recipe_and_measured_accuracy(tmp_path, capsy
         (["--dataset", "dvsgesture", "--data", "/nonexistent"], "does not exist"),
         (["--height", "24"], "must divide the sensor"),
         (["--channels", "4,8"], "--channels needs 4 widths"),
+        # checked before any data is rendered or trained on
+        (["--hidden", "0"], "argument --hidden: must be >= 1"),  # was "channels must be ..."
+        (["--n-train", "-5"], "argument --n-train: must be >= 1"),
+        (["--lr", "nan"], "argument --lr: must be a finite number > 0"),
+        (["--snn-backend", "foo"], "argument --snn-backend: invalid choice"),  # was after training
+        (["--rate-target", "99:0:1"], "no effect without --rate-weight"),  # was silently ignored
+        (["--rate-weight", "1"] + ["--rate-target", "99:0:1"] * 3, "one per spiking layer (2"),
+        (["--dataset", "aedat4", "--data", str(ROOT / "README.md")], "is a file"),
     ],
 )
 def test_bad_arguments_end_with_a_message_not_a_traceback(argv, message, tmp_path, capsys):
@@ -91,3 +99,29 @@ def test_rate_regularisation_options_reach_the_recipe(tmp_path):
     doc = json.loads((out / "manifest.json").read_text())
     assert doc["recipe"]["train"]["rate_targets"] == [{"percentile": 99.0, "low": 0.0, "high": 0.1}]
     assert doc["metrics"]["firing_rates_after"][0]["percentile"] == 99.0
+
+
+def test_unusable_out_fails_before_training(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert train_main(["--out", str(a_file), "--no-cache"] + TINY) == 1
+    assert "is a file" in capsys.readouterr().err
+    assert train_main(["--out", str(a_file / "b"), "--no-cache"] + TINY) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hsnn-train: error: cannot write to --out") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--ann-device", "foo"], "--ann-device 'foo': choose from"),  # used to give "-" energies
+        (["--latency-runs", "0"], "--latency-runs must be >= 1"),
+        (["--epochs", "-1"], "argument --epochs: must be >= 0"),
+    ],
+)
+def test_compare_bad_arguments_fail_before_training(argv, message, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--out", str(out), "--ks", "2", "--no-cache"] + TINY + argv) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists(), "nothing written"

@@ -1,0 +1,50 @@
+"""Error messages of the command-line tools: one readable line, never a traceback.
+
+:func:`one_line` turns an exception (or text) into one line: an ``OSError`` names the path and
+the reason (``cannot write /x: Permission denied``), a C++ stack dump that dv-processing appends
+to its messages (``Stacktrace: 0# ...``) is cut off, and line breaks (numpy arrays, YAML parser
+messages) are folded. :func:`check_namespace` checks a ROS namespace the way rclpy does, as a
+``ValueError`` with a one-line message instead of rclpy's multi-line exception (which the tools
+used to let through as a traceback).
+"""
+
+from __future__ import annotations
+
+import re
+
+# dv-processing: "<file>.hpp(313): <signature>()\nEndOfFile: Error info: <message>\nStacktrace:"
+_CPP_LOCATION = re.compile(r"(?:/[^\s:]+)?\.[ch]pp\(\d+\):[^\n]*\n")
+_CPP_STACK = re.compile(r"\n?\s*Stacktrace:.*", re.DOTALL)
+
+
+def one_line(error: BaseException | str) -> str:
+    """``error`` as one line of text (see the module docstring)."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        text = f"cannot use {error.filename}: {error.strerror}"
+        if error.filename2 is not None:
+            text += f" ({error.filename2})"
+    else:
+        text = str(error)
+    text = _CPP_STACK.sub("", text)
+    text = _CPP_LOCATION.sub("", text)
+    text = " ".join(text.split())
+    return text or type(error).__name__
+
+
+def check_namespace(namespace: str, option: str = "--namespace") -> str:
+    """Raise ``ValueError`` (one line) if ``namespace`` is not a valid ROS namespace."""
+    if not namespace:
+        return namespace
+    try:
+        from rclpy.exceptions import InvalidNamespaceException
+        from rclpy.validate_namespace import validate_namespace
+    except ImportError:  # no rclpy here: the tool that needs it says so itself
+        return namespace
+    full = namespace if namespace.startswith("/") else "/" + namespace
+    try:
+        validate_namespace(full)
+    except InvalidNamespaceException as exc:
+        # rclpy: "Invalid namespace: <why>:\n  '<name>'\n   ^"
+        why = str(exc).split("\n", 1)[0].removeprefix("Invalid namespace: ").rstrip(":")
+        raise ValueError(f"{option} {namespace!r} is not a valid ROS namespace: {why}") from None
+    return namespace
