@@ -14,10 +14,8 @@ from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.energy import (
     FP32_ADD_J,
     EnergyFigure,
-    accumulator_energy,
+    bridge_stage_energy,
     cpu_meter,
-    measured_figure,
-    unavailable,
 )
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
 from hsnn_perception.msg import EnergyReport, TensorList
@@ -104,19 +102,14 @@ class AccumulatorBridgeNode(HsnnNode):
     def _energy(
         self, adds: int, spikes: int, latency: float, measured: tuple[float, float] | None
     ) -> EnergyFigure:
-        if measured is not None and self._meter is not None:
-            energy = measured[0]
-            return measured_figure("bridge", "cpu", self._meter, energy, latency, spikes=spikes)
-        per_add = float(self.param("energy_per_add_j"))
-        if per_add > 0:
-            figure = accumulator_energy(adds, latency, per_add)
-            figure.spikes = spikes
-            return figure
-        figure = unavailable(
-            "bridge", "cpu", "no RAPL energy counter readable and no energy_per_add_j set", latency
+        return bridge_stage_energy(
+            adds,
+            spikes,
+            latency,
+            self._meter,
+            None if measured is None else measured[0],
+            float(self.param("energy_per_add_j")),
         )
-        figure.spikes = spikes
-        return figure
 
 
 def main(args: list[str] | None = None) -> int:

@@ -288,15 +288,15 @@ def loihi_measured_energy(
 ) -> EnergyFigure:
     """A ``measured`` figure from a Loihi board's own energy measurement of one window."""
     m = measurement
-    rails = ", ".join(f"{k} {v * 1e6:.3f}" for k, v in m.rails_j.items())
+    # The method says how, not how much (one text for every window of a run): the per-window
+    # split into dynamic / static and rails is in the measurement, not in the figure.
     return EnergyFigure(
         stage=stage,
         device="loihi2 (measured on the board)",
         source=SOURCE_MEASURED,
         method=(
-            f"{m.description} over {m.steps} steps: total {m.energy_j * 1e6:.3f} uJ = dynamic "
-            f"{m.dynamic_j * 1e6:.3f} + static {m.static_j * 1e6:.3f} uJ (rails, uJ: {rails}); "
-            "latency = energy / average power"
+            f"{m.description} over {m.steps} steps: the board's dynamic + static energy "
+            "(supply rails vdd, vdd_m, vdd_io); latency = energy / average power"
         ),
         energy_j=m.energy_j,
         power_w=m.power_w,
@@ -339,11 +339,9 @@ def snn_stage_energy(
         n_cores=cores or None,
         device=f"{chip} (modelled; ran on {ran_on})" if ran_on else None,
     )
-    # latency_s is the modelled chip time (the power is averaged over it), not the host's time.
-    fig.method += (
-        f"; latency = modelled {chip} time {chip_s * 1e3:.3f} ms (Davies et al. 2018 Table 2 "
-        "op times)"
-    )
+    # latency_s is the modelled chip time (the power is averaged over it), not the host's time;
+    # the method stays the same text for every window, so reports can group by it.
+    fig.method += f"; latency = modelled {chip} chip time (Davies et al. 2018 Table 2 op times)"
     if measurement_error:
         fig.method += f"; not measured: {measurement_error}"
     return fig
@@ -793,6 +791,59 @@ def measured_figure(
     )
 
 
+# The ANN device the classifier stage is modelled for when nothing measures it (node and
+# offline evaluation alike).
+DEFAULT_ANN_DEVICE = "jetson-orin-nano"
+
+
+def bridge_stage_energy(
+    additions: int,
+    spikes: int,
+    latency_s: float,
+    meter: PowerMeter | None = None,
+    measured_j: float | None = None,
+    per_add_j: float = FP32_ADD_J,
+) -> EnergyFigure:
+    """The accumulator bridge's figure for one window, as its node and the offline evaluation
+    give it: measured by ``meter`` when it measured (``measured_j``), else ``additions`` x
+    ``per_add_j`` (Horowitz 2014), else (``per_add_j`` 0) unavailable."""
+    if meter is not None and measured_j is not None:
+        return measured_figure("bridge", "cpu", meter, measured_j, latency_s, spikes=int(spikes))
+    if per_add_j > 0:
+        figure = accumulator_energy(additions, latency_s, per_add_j)
+    else:
+        figure = unavailable(
+            "bridge", "cpu", "no readable CPU energy counter and no energy per addition", latency_s
+        )
+    figure.spikes = int(spikes)
+    return figure
+
+
+def classifier_stage_energy(
+    macs: int,
+    latency_s: float,
+    device: str,
+    ran_on: str,
+    meter: PowerMeter | None = None,
+    measured_j: float | None = None,
+    model_device: str = DEFAULT_ANN_DEVICE,
+) -> EnergyFigure:
+    """The classifier's figure for one window, as its node and the offline evaluation give it:
+    measured by ``meter`` (on ``device``) when it measured, else modelled for ``model_device``
+    from the MACs (its own modelled latency, not this host's), else unavailable."""
+    if meter is not None and measured_j is not None:
+        return measured_figure("classifier", device, meter, measured_j, latency_s, macs=int(macs))
+    if not model_device:
+        figure = unavailable(
+            "classifier", device, "no power meter here and no ANN device to model", latency_s
+        )
+        figure.macs = int(macs)
+        return figure
+    figure = ann_energy(macs, None, device=model_device)
+    figure.method += f"; ran here on {ran_on}"
+    return figure
+
+
 def total(figures: Iterable[EnergyFigure], stage: str = "total") -> EnergyFigure:
     """Sum the stage figures of one inference.
 
@@ -802,7 +853,9 @@ def total(figures: Iterable[EnergyFigure], stage: str = "total") -> EnergyFigure
     one after the other for one inference); the power is averaged over the latencies of the parts
     whose energy is known.
     """
-    figs = list(figures)
+    # In pipeline order, whatever order the reports came in: the same text for every window.
+    order = {name: i for i, name in enumerate(STAGES)}
+    figs = sorted(figures, key=lambda f: order.get(f.stage, len(order)))
     if not figs:
         raise EnergyError("total() of no figures")
     have = [f for f in figs if f.available]

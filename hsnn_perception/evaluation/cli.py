@@ -15,11 +15,17 @@ events, a broken bundle) ends with a one-line message and exit status 2, never a
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from hsnn_perception.core.bundle import MANIFEST, default_bundle_path
-from hsnn_perception.core.energy import ANN_DEVICE_PROFILES, NEUROMORPHIC_PROFILES
+from hsnn_perception.core.energy import (
+    ANN_DEVICE_PROFILES,
+    DEFAULT_ANN_DEVICE,
+    NEUROMORPHIC_PROFILES,
+)
+from hsnn_perception.tools.errors import check_namespace, one_line
 
 EXIT_BAD_INPUT = 2
 
@@ -45,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ann-device",
-        default="",
-        choices=["", *sorted(ANN_DEVICE_PROFILES)],
-        help="energy model of the ANN part where no power meter is readable",
+        default=DEFAULT_ANN_DEVICE,
+        choices=["none", *sorted(ANN_DEVICE_PROFILES)],
+        help="energy model of the ANN part where no power meter is readable (as the classifier "
+        f"node's energy_model_device; default {DEFAULT_ANN_DEVICE}; none: unavailable)",
     )
     p.add_argument("--providers", default="cpu", help="ONNX Runtime providers (cpu, auto, ...)")
     p.add_argument("--max-windows", type=int, default=0, help="stop after N windows (0: all)")
@@ -85,6 +92,50 @@ def find_bundles(path: Path) -> list[Path]:
     return []
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Argument values that cannot work, before anything runs (ValueError, one line)."""
+    if args.max_windows < 0 or args.loihi_cores < 0:
+        raise ValueError("--max-windows and --loihi-cores must be >= 0")
+    if args.mode == "dds":
+        if args.max_windows:
+            raise ValueError("--max-windows applies to --mode offline only")
+        if not (args.speed >= 0 and math.isfinite(args.speed)):
+            raise ValueError(f"--speed must be a finite number >= 0, got {args.speed}")
+        if not (args.timeout >= 0 and math.isfinite(args.timeout)):
+            raise ValueError(
+                f"--timeout must be a finite number of seconds >= 0, got {args.timeout}"
+            )
+        check_namespace(args.namespace)
+
+
+def prepare_out(out: Path) -> bool:
+    """Make the report directory now, so an unusable ``--out`` fails before the evaluation
+    runs. Returns whether it was created here (removed again if the run fails)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a directory for the report")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
+    return created
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()  # only an empty directory: nothing of another run is lost
+    except OSError:
+        pass
+
+
+def _bundle_error(exc: ValueError, bundle: Path, bag: Path) -> ValueError:
+    """``exc`` naming the model when its message names neither the bundle nor the bag."""
+    msg = one_line(exc)
+    if str(bundle) in msg or str(bag) in msg:
+        return exc
+    return ValueError(f"model {bundle}: {msg}")
+
+
 def eval_main(argv: list[str] | None = None) -> int:
     from hsnn_perception.evaluation.offline import OfflineSettings, evaluate_offline
     from hsnn_perception.evaluation.report import summarize, write_family_report, write_report
@@ -96,26 +147,30 @@ def eval_main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         chip=args.chip,
         loihi_cores=args.loihi_cores,
-        ann_device=args.ann_device,
+        ann_device="" if args.ann_device == "none" else args.ann_device,
         providers=args.providers,
         measure=not args.no_meter,
         max_windows=args.max_windows,
         progress=not args.no_progress,
     )
+    created_out = False
     try:
-        if args.max_windows < 0 or args.loihi_cores < 0:
-            raise ValueError("--max-windows and --loihi-cores must be >= 0")
+        check_args(args)
         bundles = find_bundles(Path(bundle_arg))
         if not bundles:
             raise ValueError(f"no model bundle at {bundle_arg} (no {MANIFEST} there or below)")
         family = len(bundles) > 1 or bundles[0] != Path(bundle_arg)
+        created_out = prepare_out(out)
         summaries = []
         no_output: list[str] = []
         for bundle in bundles:
-            if args.mode == "dds":
-                result = _replay(args, bundle)
-            else:
-                result = evaluate_offline(args.bag, bundle, settings)
+            try:
+                if args.mode == "dds":
+                    result = _replay(args, bundle)
+                else:
+                    result = evaluate_offline(args.bag, bundle, settings)
+            except ValueError as exc:
+                raise _bundle_error(exc, bundle, args.bag) from exc
             if args.require_labels and not any(r.label is not None for r in result.records):
                 raise ValueError(f"{args.bag} has no labelled windows (--require-labels)")
             target = out / bundle.name if family else out
@@ -136,9 +191,12 @@ def eval_main(argv: list[str] | None = None) -> int:
             fam = write_family_report(summaries, out)
             print(f"family comparison -> {fam['markdown']}")
     except (ValueError, OSError) as exc:  # all the project's input errors subclass ValueError
-        print(f"hsnn-eval: error: {exc}", file=sys.stderr)
+        if created_out:
+            _remove_if_empty(out)
+        print(f"hsnn-eval: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RuntimeError as exc:  # session.PipelineError: the nodes did not come up or died
+        # The node logs follow on the next lines: the first line says what happened.
         print(f"hsnn-eval: error: the pipeline failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -36,7 +36,9 @@ class OfflineSettings:
     backend: str = "native"  # SNN runtime backend (snn_runtime.load_snn)
     chip: str = "loihi"  # energy model of the SNN part
     loihi_cores: int = 0  # 0: static power left out (unknown mapping)
-    ann_device: str = ""  # energy model profile of the ANN part (energy.ANN_DEVICE_PROFILES)
+    # energy model of the ANN part where nothing measures it (energy.ANN_DEVICE_PROFILES; as the
+    # classifier node's energy_model_device; "" = none, the figure is then unavailable)
+    ann_device: str = en.DEFAULT_ANN_DEVICE
     providers: str = "cpu"  # ONNX Runtime providers
     measure: bool = True  # use power meters where readable
     max_windows: int = 0  # 0: all
@@ -166,7 +168,10 @@ class _Runner:
             lambda o: (frames_to_channels(accumulate(o[np.newaxis], b.interval)),), out
         )
         latency["bridge"] = t
-        figures["bridge"] = self._cpu_figure("bridge", t, measured, spikes=int(out.sum()))
+        # As the bridge node: one addition per element of the SNN output window.
+        figures["bridge"] = en.bridge_stage_energy(
+            int(out.size), int(out.sum()), t, self.meter, None if measured is None else measured[0]
+        )
         if self.ann is not None:
             logits, t, measured = self.stage.run(self.ann.infer, x.astype(np.float32))
             latency["classifier"] = t
@@ -207,20 +212,15 @@ class _Runner:
 
     def _ann_energy(self, latency: float, measured: tuple | None) -> en.EnergyFigure:
         device = str(getattr(self.ann, "device", "cpu"))
-        if measured is not None:
-            return en.measured_figure(
-                "classifier", device, self.meter, measured[0], latency, macs=self.macs
-            )
-        if not self.s.ann_device:
-            fig = en.unavailable(
-                "classifier", device, "no power meter here and no ANN device model chosen", latency
-            )
-            fig.macs = self.macs
-            return fig
-        # Modelled for the target device with its own (modelled) latency, not this host's time.
-        fig = en.ann_energy(self.macs, None, device=self.s.ann_device)
-        fig.method += f"; ran here on {device}"
-        return fig
+        return en.classifier_stage_energy(
+            self.macs,
+            latency,
+            device,
+            str(getattr(self.ann, "name", device)),
+            self.meter,
+            None if measured is None else measured[0],
+            self.s.ann_device,
+        )
 
 
 def _run(

@@ -11,12 +11,11 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.energy import (
-    ann_energy,
+    DEFAULT_ANN_DEVICE,
+    classifier_stage_energy,
     cpu_meter,
     gpu_meter,
     jetson_meter,
-    measured_figure,
-    unavailable,
 )
 from hsnn_perception.core.readout import softmax, spike_count_readout
 from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
@@ -60,7 +59,7 @@ class ClassifierNode(HsnnNode):
         p("input_name", "")  # empty = the bundle's ANN input name
         # Energy when nothing can be measured here: a device profile of hsnn_perception.core.energy
         # (e.g. jetson-orin-nano) to model from MACs, or empty to report "unavailable".
-        p("energy_model_device", "jetson-orin-nano")
+        p("energy_model_device", DEFAULT_ANN_DEVICE)
         self._backend: Any = None
         self._meter = None
 
@@ -183,22 +182,15 @@ class ClassifierNode(HsnnNode):
         )
 
     def _energy(self, latency: float, measured: tuple[float, float] | None):
-        device = str(self._backend.device)
-        if measured is not None and self._meter is not None:
-            return measured_figure(
-                "classifier", device, self._meter, measured[0], latency, macs=self.macs
-            )
-        profile = str(self.param("energy_model_device"))
-        if not profile:
-            figure = unavailable(
-                "classifier", device, "no power meter here and no energy_model_device set", latency
-            )
-            figure.macs = self.macs
-            return figure
-        # Modelled for the target device from MACs (its own latency), not from this host's time.
-        figure = ann_energy(self.macs, None, device=profile)
-        figure.method += f"; ran here on {self._backend.name}"
-        return figure
+        return classifier_stage_energy(
+            self.macs,
+            latency,
+            str(self._backend.device),
+            self._backend.name,
+            self._meter,
+            None if measured is None else measured[0],
+            str(self.param("energy_model_device")),
+        )
 
 
 def main(args: list[str] | None = None) -> int:

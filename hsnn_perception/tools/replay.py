@@ -225,8 +225,10 @@ def replay_dds(
             events_qos="reliable",
         )
         overrides["snn_feature"]["events_qos"] = "reliable"
-    if s.ann_device:
-        overrides["classifier"]["energy_model_device"] = s.ann_device
+    if s.ann_device:  # "none": no model, the classifier's energy is then unavailable
+        overrides["classifier"]["energy_model_device"] = (
+            "" if s.ann_device == "none" else s.ann_device
+        )
     if s.providers:
         overrides["classifier"]["providers"] = s.providers
     for name, params in s.overrides.items():

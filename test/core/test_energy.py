@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -315,7 +316,10 @@ def test_snn_stage_energy_prefers_the_board_measurement():
     assert (fig.energy_j, fig.power_w, fig.latency_s) == (30e-6, 0.6, 50e-6)
     assert (fig.synaptic_ops, fig.neuron_updates, fig.spikes) == (5000, 800, 60)
     assert "Loihi2HWProfiler" in fig.method and "over 16 steps" in fig.method
-    assert "dynamic 10.000 + static 20.000 uJ" in fig.method and "vdd_m 4.000" in fig.method
+    assert "dynamic + static energy" in fig.method and "vdd_m" in fig.method
+    # One method text for every window (reports group figures by it).
+    other = en.snn_stage_energy(ops, 16, measurement=replace(_board_measurement(), energy_j=1e-6))
+    assert other.method == fig.method
     assert "measured" in fig.device
 
 
@@ -330,7 +334,38 @@ def test_snn_stage_energy_models_without_a_measurement_and_says_why():
     assert fig.energy_j == pytest.approx(want.energy_j) and fig.latency_s == pytest.approx(chip_s)
     assert fig.device == "loihi (modelled; ran on lava loihi2 hw)"
     assert fig.method.endswith("not measured: no lava-loihi")
-    assert "latency = modelled loihi time" in fig.method
+    assert "latency = modelled loihi chip time" in fig.method
+    busier = OpCounts(synaptic_ops=9000, neuron_updates=800, spikes=70)
+    assert (
+        en.snn_stage_energy(busier, 16, cores=4, ran_on="lava loihi2 hw").method
+        == (fig.method.split("; not measured")[0])
+    )
     plain = en.snn_stage_energy(ops, 16)  # no cores: dynamic only, no complaint about measuring
     assert "dynamic energy only" in plain.method and "not measured" not in plain.method
     assert en.snn_stage_energy(None, 16).source == SOURCE_UNAVAILABLE
+
+
+def test_bridge_and_classifier_stage_figures_measured_modelled_or_unavailable(tmp_path):
+    _rapl_tree(tmp_path, {"intel-rapl:0": 1_000_000})
+    meter = en.cpu_meter(tmp_path)
+    measured = en.bridge_stage_energy(1000, 40, 1e-4, meter, 2e-6)
+    assert measured.source == SOURCE_MEASURED and measured.energy_j == 2e-6
+    modelled = en.bridge_stage_energy(1000, 40, 1e-4)
+    assert modelled.source == SOURCE_MODELLED and modelled.spikes == 40
+    assert modelled.energy_j == pytest.approx(1000 * 0.9e-12)
+    assert en.bridge_stage_energy(1000, 40, 1e-4, per_add_j=0).source == SOURCE_UNAVAILABLE
+    fig = en.classifier_stage_energy(5000, 3e-4, "cpu", "onnxruntime[CPU]", meter, 4e-5)
+    assert fig.source == SOURCE_MEASURED and fig.macs == 5000
+    fig = en.classifier_stage_energy(5000, 3e-4, "cpu", "onnxruntime[CPU]")
+    assert fig.device == f"{en.DEFAULT_ANN_DEVICE} (modelled)" and "ran here on onnx" in fig.method
+    none = en.classifier_stage_energy(5000, 3e-4, "cpu", "ort", model_device="")
+    assert none.source == SOURCE_UNAVAILABLE and none.macs == 5000
+
+
+def test_total_is_in_pipeline_order_whatever_the_arrival_order():
+    snn = en.loihi_energy(10, 10, 1, 1e-3)
+    bridge = en.accumulator_energy(10, 1e-5)
+    ann = en.ann_energy(100, None, "ncs2")
+    a, b = en.total([ann, snn, bridge]), en.total([bridge, ann, snn])
+    assert a.device == b.device == " + ".join([snn.device, bridge.device, ann.device])
+    assert a.method == b.method and a.energy_j == pytest.approx(b.energy_j)

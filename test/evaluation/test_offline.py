@@ -74,9 +74,19 @@ def test_energy_figures_per_stage(first_run, synthetic_bag, hybrid_bundle):
     assert all(v >= 0 for v in rec.latency_s.values())
     snn = rec.energy["snn"]
     assert snn.source == SOURCE_MODELLED and "Davies" in snn.method and snn.energy_j > 0
-    assert rec.energy["classifier"].source == SOURCE_UNAVAILABLE  # no meter, no device model
-    assert rec.energy["total"].source == SOURCE_MODELLED
-    assert rec.energy["total"].energy_j == pytest.approx(snn.energy_j)
+    # No meter: as the nodes, the bridge is modelled from its additions and the classifier for
+    # the default ANN device; the driver (decoding, windowing) has no figure.
+    bridge, cls = rec.energy["bridge"], rec.energy["classifier"]
+    assert bridge.source == SOURCE_MODELLED and "Horowitz" in bridge.method
+    assert cls.source == SOURCE_MODELLED and cls.device == "jetson-orin-nano (modelled)"
+    assert rec.energy["driver"].source == SOURCE_UNAVAILABLE
+    total = rec.energy["total"]
+    assert total.source == SOURCE_MODELLED and "not included (lower bound): driver" in total.method
+    assert total.energy_j == pytest.approx(snn.energy_j + bridge.energy_j + cls.energy_j)
+    none = evaluate_offline(
+        synthetic_bag, hybrid_bundle, OfflineSettings(progress=False, measure=False, ann_device="")
+    )
+    assert none.records[0].energy["classifier"].source == SOURCE_UNAVAILABLE
 
     modelled = evaluate_offline(
         synthetic_bag,
@@ -87,7 +97,8 @@ def test_energy_figures_per_stage(first_run, synthetic_bag, hybrid_bundle):
     cls = r0.energy["classifier"]
     assert cls.source == SOURCE_MODELLED and "NCS2" in cls.method and cls.macs > 0
     assert "Frady" in r0.energy["snn"].method  # static power with a core count
-    assert r0.energy["total"].energy_j == pytest.approx(r0.energy["snn"].energy_j + cls.energy_j)
+    parts = r0.energy["snn"].energy_j + r0.energy["bridge"].energy_j + cls.energy_j
+    assert r0.energy["total"].energy_j == pytest.approx(parts)
 
 
 def test_ann_only_bundle_and_max_windows(synthetic_bag, tmp_path):
