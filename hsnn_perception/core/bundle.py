@@ -134,6 +134,9 @@ class ModelBundle:
         where = self.path / MANIFEST
         if self.timesteps < 1 or self.bin_us < 1:
             raise BundleError(f"{where}: timesteps and bin_us must be positive")
+        dims = (self.sensor_height, self.sensor_width, self.channels, self.height, self.width)
+        if min(dims) < 1:
+            raise BundleError(f"{where}: sensor and input sizes must be positive, got {dims}")
         if self.interval < 1 or self.timesteps % self.interval:
             raise BundleError(
                 f"{where}: interval {self.interval} does not divide timesteps {self.timesteps}"

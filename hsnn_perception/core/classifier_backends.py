@@ -127,6 +127,47 @@ def onnx_io_shapes(model: Any) -> tuple[dict[str, tuple[int | None, ...]], list[
     return inputs, [value.name for value in model.graph.output]
 
 
+def check_bundle_fit(
+    model_path: Path | str,
+    input_name: str,
+    input_shape: Sequence[int],
+    output_name: str,
+    num_classes: int,
+) -> None:
+    """Raise BackendError, naming what differs, when a bundle's ANN does not take the tensor the
+    accumulator makes (name, shape) or does not give one score per label."""
+    path = Path(model_path)
+    model = load_onnx(path)
+    inputs, outputs = onnx_io_shapes(model)
+    if input_name not in inputs:
+        raise BackendError(
+            f"{path} has no input {input_name!r} (inputs: {', '.join(inputs) or 'none'}); the "
+            "bundle's manifest names it in ann.input_name"
+        )
+    want = tuple(input_shape)
+    got = inputs[input_name]
+    if len(got) != len(want) or any(
+        g is not None and g != w for g, w in zip(got[1:], want[1:], strict=True)
+    ):
+        raise BackendError(
+            f"{path}: input {input_name!r} is {format_shape(got)} but the accumulator gives "
+            f"{format_shape(want)} (bundle interval / SNN output shape)"
+        )
+    if output_name not in outputs:
+        raise BackendError(
+            f"{path} has no output {output_name!r} (outputs: {', '.join(outputs)}); the bundle's "
+            "manifest names it in ann.output_name"
+        )
+    value = next(v for v in model.graph.output if v.name == output_name)
+    dims = value.type.tensor_type.shape.dim
+    scores = dims[-1].dim_value if len(dims) and dims[-1].HasField("dim_value") else None
+    if scores is not None and scores != num_classes:
+        raise BackendError(
+            f"{path}: output {output_name!r} gives {scores} scores but the bundle has "
+            f"{num_classes} labels"
+        )
+
+
 def is_quantized_onnx(model: Any) -> bool:
     """True if the graph already carries explicit INT8 quantization (QDQ or QOperator nodes)."""
     quant_ops = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"}

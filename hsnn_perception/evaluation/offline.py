@@ -108,7 +108,17 @@ def evaluate_offline(
         },
     )
     if not bag.labels:
-        result.notes.append("the bag has no labels: accuracy cannot be computed")
+        listed = sum(
+            int(bag.report.expected.get(topic, 0) or 0)
+            for topic, kind in bag.report.topics.items()
+            if kind.endswith("GestureLabel")
+        )
+        result.notes.append(
+            f"the bag lists {listed} label messages but none could be read (damaged): accuracy "
+            "cannot be computed"
+            if listed
+            else "the bag has no labels: accuracy cannot be computed"
+        )
     names = bag.label_names
     for cid, name in names.items():
         if cid < len(bundle.labels) and bundle.labels[cid] != name and name != str(cid):
@@ -137,8 +147,16 @@ class _Runner:
                 bundle.snn_file, s.backend, (bundle.channels, bundle.height, bundle.width)
             )
         if bundle.ann_file is not None:
-            from hsnn_perception.core.classifier_backends import create_backend
+            from hsnn_perception.core.classifier_backends import check_bundle_fit, create_backend
             from hsnn_perception.core.onnx_macs import count_macs
+
+            check_bundle_fit(
+                bundle.ann_file,
+                bundle.ann_input_name,
+                bundle.ann_input_shape,
+                bundle.ann_output_name,
+                bundle.num_classes,
+            )
 
             self.ann = create_backend("onnxruntime", bundle.ann_file, providers=s.providers)
             self.macs = count_macs(bundle.ann_file, bundle.ann_input_shape)

@@ -77,8 +77,19 @@ class ClassifierNode(HsnnNode):
                 self._backend = SpikeCountReadout(self.bundle.num_classes)
                 self.macs = 0
             else:
-                from hsnn_perception.core.classifier_backends import create_backend
+                from hsnn_perception.core.classifier_backends import (
+                    check_bundle_fit,
+                    create_backend,
+                )
                 from hsnn_perception.core.onnx_macs import count_macs
+
+                check_bundle_fit(
+                    self.bundle.ann_file,
+                    self.input_name,
+                    self.bundle.ann_input_shape,
+                    self.bundle.ann_output_name,
+                    self.bundle.num_classes,
+                )
 
                 self._backend = create_backend(
                     kind,

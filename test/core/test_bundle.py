@@ -71,3 +71,18 @@ def test_missing_and_corrupt_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="cannot read"):
         ModelBundle.load(tmp_path)
+
+
+def test_zero_sizes_are_refused(tmp_path, default_bundle_dir):
+    import json
+    import shutil
+
+    from hsnn_perception.core.bundle import BundleError, ModelBundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(default_bundle_dir, copy)
+    doc = json.loads((copy / "manifest.json").read_text())
+    doc["sensor"] = {"height": 0, "width": 0}
+    (copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="sizes must be positive"):
+        ModelBundle.load(copy)

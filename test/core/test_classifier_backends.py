@@ -565,3 +565,20 @@ def test_importing_the_backends_loads_no_heavy_package():
         env={**os.environ, "PYTHONPATH": str(root)},
     )  # fmt: skip
     assert out.stdout.strip() == ""
+
+
+def test_check_bundle_fit_names_what_does_not_fit(default_bundle_dir):
+    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.core.classifier_backends import check_bundle_fit
+
+    b = ModelBundle.load(default_bundle_dir)
+    args = (b.ann_file, b.ann_input_name, b.ann_input_shape, b.ann_output_name)
+    check_bundle_fit(*args, b.num_classes)  # the shipped model fits
+    with pytest.raises(BackendError, match="gives 11 scores but the bundle has 3 labels"):
+        check_bundle_fit(*args, 3)
+    with pytest.raises(BackendError, match="no input 'spikes'.*ann.input_name"):
+        check_bundle_fit(b.ann_file, "spikes", b.ann_input_shape, b.ann_output_name, 11)
+    with pytest.raises(BackendError, match=r"is \(\?, 128, 8, 8\) but the accumulator gives"):
+        check_bundle_fit(b.ann_file, b.ann_input_name, (1, 64, 8, 8), b.ann_output_name, 11)
+    with pytest.raises(BackendError, match="no output 'scores'"):
+        check_bundle_fit(b.ann_file, b.ann_input_name, b.ann_input_shape, "scores", 11)

@@ -120,11 +120,23 @@ def test_cli_report_counts_messages_a_corrupt_bag_hid(synthetic_bag, hybrid_bund
     md = (out / "report.md").read_text()
     assert "nothing dropped or skipped" not in md
     assert "/events messages listed in the index but not readable" in md
+    # Damage at the start of the file takes the first chunk, which holds the labels: the report
+    # says they were there but unreadable, not that the bag has none.
+    head = tmp_path / "head"
+    shutil.copytree(synthetic_bag, head)
+    f = next(head.glob("*.mcap"))
+    data = f.read_bytes()
+    f.write_bytes(data[:100] + data[100:4100][::-1] + data[4100:])
+    argv = [str(head), "--bundle", str(hybrid_bundle), "--out", str(tmp_path / "rep2")]
+    assert eval_main([*argv, "--no-plots", "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "rep2" / "report.json").read_text())
+    assert any("label messages but none could be read (damaged)" in n for n in doc["notes"]), doc
 
 
 def test_cli_error_names_the_model_and_is_one_line(synthetic_bag, tmp_path, capsys):
     # A manifest with fewer labels than the ANN has outputs: the message (numpy logits) used to
-    # span several lines and did not say which model was at fault.
+    # span several lines and did not say which model was at fault; now the bundle is checked
+    # against its ANN before the evaluation starts.
     bundle = make_bundle(tmp_path / "short", "S1A1")
     doc = json.loads((bundle / "manifest.json").read_text())
     doc["labels"] = doc["labels"][:2]
@@ -132,7 +144,8 @@ def test_cli_error_names_the_model_and_is_one_line(synthetic_bag, tmp_path, caps
     argv = [str(synthetic_bag), "--bundle", str(bundle), "--out", str(tmp_path / "o")]
     assert eval_main([*argv, "--no-progress"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert err.startswith(f"hsnn-eval: error: model {bundle}:") and err.count("\n") == 1
+    assert err.startswith("hsnn-eval: error:") and str(bundle) in err and err.count("\n") == 1
+    assert "gives 11 scores but the bundle has 2 labels" in err  # checked before any window
 
 
 def test_cli_as_module_no_traceback(hybrid_bundle, tmp_path):
