@@ -72,7 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dds = p.add_argument_group("DDS replay (--mode dds)")
     dds.add_argument(
-        "--speed", type=float, default=1.0, help="1 = sensor pace, 0 = as fast as possible"
+        "--speed",
+        type=float,
+        default=1.0,
+        help="1 = sensor pace, 0 = as fast as the pipeline keeps up (lossless: flow control)",
+    )
+    dds.add_argument(
+        "--flow-windows",
+        type=int,
+        default=4,
+        help="speed 0: windows in flight before the driver waits (0: no flow control, a "
+        "best-effort flood that measures what the pipeline drops)",
+    )
+    dds.add_argument(
+        "--host-time",
+        action="store_true",
+        help="nodes on the host clock (default: sim time, /clock from the driver in sensor time)",
     )
     dds.add_argument("--composed", action="store_true", help="all nodes in one process")
     dds.add_argument(
@@ -101,6 +116,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError("--max-windows applies to --mode offline only")
         if not (args.speed >= 0 and math.isfinite(args.speed)):
             raise ValueError(f"--speed must be a finite number >= 0, got {args.speed}")
+        if args.flow_windows == 1 or args.flow_windows < 0:
+            raise ValueError(f"--flow-windows must be 0 (off) or >= 2, got {args.flow_windows}")
         if not (args.timeout >= 0 and math.isfinite(args.timeout)):
             raise ValueError(
                 f"--timeout must be a finite number of seconds >= 0, got {args.timeout}"
@@ -229,6 +246,8 @@ def _replay(args: argparse.Namespace, bundle: Path):  # noqa: ANN202 - ReplayRes
         loihi_cores=args.loihi_cores,
         ann_device=args.ann_device,
         providers=args.providers if args.classifier_backend == "onnxruntime" else "",
+        flow_max_windows=args.flow_windows,
+        use_sim_time=not args.host_time,
     )
     return replay_dds(
         args.bag,

@@ -36,7 +36,7 @@ def offline(bag, default_bundle_dir) -> ReplayResult:
 def test_dds_replay_matches_offline_window_by_window(bag, offline, default_bundle_dir, tmp_path):
     # Half sensor pace: a busy shared host is less likely to starve a node into losing packets.
     result = replay_dds(bag, default_bundle_dir, speed=0.5, composed=False)
-    assert result.mode == "dds"
+    assert result.mode == "dds" and result.settings["clock"].startswith("sim time")
     ids = [r.window_id for r in result.records]
     assert ids == list(range(SAMPLES)), f"a prediction for every window, got {ids}"
     summary = summarize(result)
@@ -83,11 +83,12 @@ def test_cli_dds_as_fast_as_possible_loses_nothing(bag, offline, tmp_path, capsy
     predictions, however busy the host."""
     out = tmp_path / "fast"
     argv = [str(bag), "--mode", "dds", "--speed", "0", "--composed", "--out", str(out)]
-    assert eval_main([*argv, "--no-plots", "--no-progress"]) == 0
+    assert eval_main([*argv, "--host-time", "--no-plots", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     result = ReplayResult.load(out / "result.json")
     assert result.mode == "dds" and result.settings["speed"] == 0.0
     assert result.settings["flow_control"] == "at most 4 windows in flight"
+    assert result.settings["clock"] == "host"
     published = result.settings["driver_published_packets"]
     assert published == offline.bag_report["read"]["/events"], "the driver played the whole bag"
     assert result.settings["snn_received_packets"] == published
@@ -99,7 +100,9 @@ def test_cli_dds_as_fast_as_possible_loses_nothing(bag, offline, tmp_path, capsy
     assert cmp["max_score_diff"] is not None and cmp["max_score_diff"] < 1e-6, cmp
 
 
-@pytest.mark.parametrize("case", ["not_a_bag", "negative_speed", "max_windows", "bad_backend"])
+@pytest.mark.parametrize(
+    "case", ["not_a_bag", "negative_speed", "max_windows", "bad_backend", "flow_windows"]
+)
 def test_cli_dds_bad_input_is_exit_2(bag, tmp_path, case, capsys):
     junk = tmp_path / "junk.mcap"
     junk.write_bytes(b"\x00" * 32)
@@ -108,6 +111,7 @@ def test_cli_dds_bad_input_is_exit_2(bag, tmp_path, case, capsys):
         "negative_speed": ([str(bag), "--speed", "-1"], "speed"),
         "max_windows": ([str(bag), "--max-windows", "2"], "--max-windows"),
         "bad_backend": ([str(bag), "--backend", "gpu"], "--backend"),
+        "flow_windows": ([str(bag), "--flow-windows", "1"], "--flow-windows"),
     }[case]
     code = eval_main([*argv, "--mode", "dds", "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().err.strip()
