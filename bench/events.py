@@ -11,6 +11,7 @@ this machine (best of ``--repeat``); ratios are against dv's EdgeMapAccumulator 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -60,8 +61,14 @@ def sensor_rows(
     packets_ev = [ev[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
     smap = SpatialMap((height, width), 128, 128) if (height, width) != (128, 128) else None
 
-    for enc in ENCODINGS:
+    # EVT3 twice: its sequential decoder compiled by numba (the default where numba is
+    # installed) and the vectorised numpy one (HSNN_EVT3_ENGINE=numpy), side by side.
+    variants = [(enc, None) for enc in ENCODINGS if enc != "evt3"]
+    variants[1:1] = [("evt3", "numba"), ("evt3", "numpy")]
+    for enc, engine in variants:
         packets = [encode_packet(p, enc, width, height) for p in packets_ev]
+        if engine is not None:
+            os.environ["HSNN_EVT3_ENGINE"] = engine
 
         def decode(packets=packets, enc=enc) -> None:
             for tb, pl in packets:
@@ -74,8 +81,11 @@ def sensor_rows(
                 win.push(smap(e) if smap is not None else e)
             win.flush()
 
-        rows.append((sensor, enc, "decode", n / best_of(decode, repeat) / 1e6))
-        rows.append((sensor, enc, "decode+map+window", n / best_of(pipeline, repeat) / 1e6))
+        name = enc if engine is None else f"{enc} ({engine})"
+        decode()  # compile / warm up outside the timing
+        rows.append((sensor, name, "decode", n / best_of(decode, repeat) / 1e6))
+        rows.append((sensor, name, "decode+map+window", n / best_of(pipeline, repeat) / 1e6))
+        os.environ.pop("HSNN_EVT3_ENGINE", None)
 
     # References in C++ on the same events (the store is built outside the timing).
     store = to_dv_store(ev)

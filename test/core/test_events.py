@@ -263,3 +263,82 @@ def test_evt3_uses_vectors_and_is_smaller() -> None:
     _, without = encode_packet(events, "evt3", W, H, use_vectors=False)
     codes = np.frombuffer(with_vec, dtype="<u2") >> 12
     assert 0x4 in codes and len(with_vec) < len(without)
+
+
+# --- the two EVT3 decoders (vectorised numpy, sequential numba) agree on everything -----------
+
+_CODES = [0, 2, 3, 4, 5, 6, 8, 8, 6, 2, 4, 7, 9, 10, 14, 15, 1, 11]  # weighted, unknown included
+
+
+@st.composite
+def evt3_words(draw):
+    n = draw(st.integers(0, 120))
+    codes = draw(st.lists(st.sampled_from(_CODES), min_size=n, max_size=n))
+    vals = draw(
+        st.lists(
+            st.one_of(st.integers(0, 0xFFF), st.sampled_from([0, 1, 10, 11, 0x7FF, 0xFFF])),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    return np.asarray([(c << 12) | v for c, v in zip(codes, vals, strict=True)], np.uint16)
+
+
+@st.composite
+def evt3_states(draw):
+    if draw(st.booleans()):
+        return None
+    return Evt3State(
+        time_high=draw(st.one_of(st.none(), st.integers(0, 0xFFF))),
+        time_low=draw(st.one_of(st.none(), st.integers(0, 0xFFF))),
+        epoch=draw(st.integers(0, 3)),
+        y=draw(st.one_of(st.none(), st.integers(0, 0xFFF))),
+        base_x=draw(st.one_of(st.none(), st.integers(0, 0x7FF))),
+        polarity=draw(st.integers(0, 1)),
+    )
+
+
+def _run_evt3(decoder, words, state, strict, time_base, width):
+    import copy
+
+    drops: Counter = Counter()
+    state = copy.deepcopy(state)
+    try:
+        out = decoder(words.view(np.uint8), time_base, width, width, strict, drops, state)
+    except EventDecodeError as exc:
+        return ("error", str(exc), state)
+    return (out.tobytes(), dict(drops), state)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=evt3_words(),
+    state=evt3_states(),
+    strict=st.booleans(),
+    time_base=st.sampled_from([0, 5_000_000_000, 2**24 * 1000 * 3 + 17]),
+    width=st.sampled_from([0, 64, 4096]),
+)
+def test_evt3_compiled_decoder_equals_vectorised(words, state, strict, time_base, width) -> None:
+    from hsnn_perception.core import events as ev
+
+    if ev.evt3_engine() != "numba":
+        pytest.skip("numba is not installed")
+    want = _run_evt3(ev._decode_evt3_numpy, words, state, strict, time_base, width)
+    got = _run_evt3(ev._decode_evt3_compiled, words, state, strict, time_base, width)
+    assert got == want
+
+
+def test_evt3_engine_choice(monkeypatch) -> None:
+    from hsnn_perception.core import events as ev
+
+    monkeypatch.setenv("HSNN_EVT3_ENGINE", "numpy")
+    assert ev.evt3_engine() == "numpy"
+    with pytest.raises(EventCodecError, match="evt3 engine must be"):
+        ev.evt3_engine("gpu")
+    # A real stream decodes the same with the environment forcing either engine.
+    events = make_events([10, 10, 20, 4100], [1, 2, 3, 4], [5, 5, 6, 7], [1, 0, 1, 1])
+    tb, payload = encode_packet(events, "evt3", W, H, use_vectors=True)
+    forced = decode_packet(payload, "evt3", tb, W, H)
+    monkeypatch.delenv("HSNN_EVT3_ENGINE")
+    np.testing.assert_array_equal(decode_packet(payload, "evt3", tb, W, H), forced)
+    np.testing.assert_array_equal(forced, events)
