@@ -76,6 +76,11 @@ def pipeline(
             f"{CLASSIFIER_BACKENDS}"
         )
     common = {"use_sim_time": use_sim_time, "autostart": autostart}
+    window_us = model_window_us(model)
+    # With the window length known, the driver reports its own work per window too.
+    stages = (
+        ["driver", "snn", "bridge", "classifier"] if window_us else ["snn", "bridge", "classifier"]
+    )
     nodes = [
         NodeSpec(
             name="event_driver",
@@ -89,6 +94,7 @@ def pipeline(
                 "seed": int(seed),
                 "num_samples": int(num_samples),
                 "speed": float(speed),
+                "window_us": window_us,
             },
         ),
         NodeSpec(
@@ -117,7 +123,7 @@ def pipeline(
             executable="energy_aggregator",
             module="hsnn_perception.nodes.energy_aggregator",
             node_class="hsnn_perception.nodes.energy_aggregator:EnergyAggregatorNode",
-            parameters={**common},
+            parameters={**common, "stages": stages},
         ),
     ]
     overrides = overrides or {}
@@ -132,6 +138,17 @@ def pipeline(
         )
         for n in nodes
     ]
+
+
+def model_window_us(model: str = "") -> int:
+    """Sensor time per window of bundle ``model`` (empty: the shipped default), or 0 if it cannot
+    be read (the nodes that load it then say why)."""
+    from hsnn_perception.core.bundle import BundleError, ModelBundle, default_bundle_path
+
+    try:
+        return int(ModelBundle.load(model or default_bundle_path()).window_us)
+    except (BundleError, OSError):
+        return 0
 
 
 def specs_to_json(specs: list[NodeSpec] | tuple[NodeSpec, ...]) -> str:

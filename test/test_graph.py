@@ -107,3 +107,32 @@ def test_launch_file_with_launch_testing_when_available():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     assert isinstance(description, launch.LaunchDescription)
+
+
+def test_driver_window_length_and_aggregator_stages_follow_the_model(tmp_path):
+    import json
+    import shutil
+
+    from hsnn_perception.core.bundle import ModelBundle
+
+    default = ModelBundle.load(ROOT / "models" / "default")
+    by_name = {s.name: s for s in pipeline()}
+    assert by_name["event_driver"].parameters["window_us"] == default.window_us == 160_000
+    assert by_name["energy_aggregator"].parameters["stages"] == [
+        "driver",
+        "snn",
+        "bridge",
+        "classifier",
+    ]
+    longer = tmp_path / "longer"
+    shutil.copytree(ROOT / "models" / "default", longer)
+    doc = json.loads((longer / "manifest.json").read_text())
+    doc["bin_us"] = 20_000
+    (longer / "manifest.json").write_text(json.dumps(doc))
+    assert {s.name: s for s in pipeline(model=str(longer))}["event_driver"].parameters[
+        "window_us"
+    ] == 320_000
+    # An unreadable model: no window length, no driver reports, the aggregator does not wait.
+    missing = {s.name: s for s in pipeline(model=str(tmp_path / "nowhere"))}
+    assert missing["event_driver"].parameters["window_us"] == 0
+    assert missing["energy_aggregator"].parameters["stages"] == ["snn", "bridge", "classifier"]

@@ -844,6 +844,22 @@ def classifier_stage_energy(
     return figure
 
 
+def driver_stage_energy(
+    latency_s: float, meter: PowerMeter | None = None, energy_j: float = math.nan
+) -> EnergyFigure:
+    """The event driver's figure for one window: its host work (reading the source, encoding and
+    publishing the window's packets) measured by ``meter`` (RAPL) when there is one, else
+    unavailable (the work is only timed: there is no per-operation model of host I/O)."""
+    if meter is not None and not math.isnan(energy_j):
+        return measured_figure("driver", "cpu", meter, energy_j, latency_s)
+    return unavailable(
+        "driver",
+        "cpu",
+        "no readable CPU energy counter (RAPL): the driver's work is only timed",
+        latency_s,
+    )
+
+
 def total(figures: Iterable[EnergyFigure], stage: str = "total") -> EnergyFigure:
     """Sum the stage figures of one inference.
 

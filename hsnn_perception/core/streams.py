@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -158,3 +159,67 @@ class WindowFlowControl:
         self.stalls += 1
         self._last_progress = now
         return len(self._pending) < self.max_windows
+
+
+@dataclass
+class WindowWork:
+    """A source's own work (host seconds, measured energy) on one model window."""
+
+    window_id: int  # as the SNN node's windower numbers it (0 = the first event's window)
+    start_us: int  # sensor time at which the window starts (a multiple of the window length)
+    seconds: float = 0.0
+    energy_j: float = 0.0  # NaN when nothing measured it
+    events: int = 0
+
+
+class WindowWorkMeter:
+    """Spreads the work of publishing each packet over the model windows its events fall in, and
+    hands out a window's total once the stream has moved past it: the driver's per-inference
+    figure. Windows are those an ``EventWindower`` with the same window length cuts (origin = the
+    first event's time floored to the window length); a packet without events charges the window
+    its start lies in, so windows of a silent stretch get a figure too. Work before the first
+    event belongs to no window and is left out.
+    """
+
+    def __init__(self, window_us: int) -> None:
+        if window_us < 1:
+            raise ValueError(f"window_us must be >= 1, got {window_us}")
+        self.window_us = int(window_us)
+        self._origin: int | None = None  # index of the first event's window
+        self._open: dict[int, WindowWork] = {}
+
+    def add(
+        self, t_us: np.ndarray, t_start_us: int, seconds: float, energy_j: float = math.nan
+    ) -> list[WindowWork]:
+        """Charge one packet (event times ``t_us``, starting at ``t_start_us``); return the
+        windows completed before it, oldest first."""
+        length = self.window_us
+        t = np.asarray(t_us, np.int64)
+        if self._origin is None:
+            if not t.size:
+                return []
+            self._origin = int(t[0]) // length
+        if t.size:
+            index, counts = np.unique(t // length, return_counts=True)
+            shares = counts / counts.sum()
+        else:
+            index, counts, shares = np.array([int(t_start_us) // length]), np.array([0]), np.ones(1)
+        done = self._close_before(int(index[0]))
+        for k, n, share in zip(index.tolist(), counts.tolist(), shares.tolist(), strict=True):
+            if k < self._origin:
+                continue
+            work = self._open.get(k)
+            if work is None:
+                work = self._open[k] = WindowWork(k - self._origin, k * length)
+            work.seconds += seconds * share
+            work.energy_j += energy_j * share
+            work.events += int(n)
+        return done
+
+    def flush(self) -> list[WindowWork]:
+        """Every window still open (the stream ended)."""
+        return self._close_before(None)
+
+    def _close_before(self, k: int | None) -> list[WindowWork]:
+        done = sorted(w for w in self._open if k is None or w < k)
+        return [self._open.pop(w) for w in done]

@@ -67,30 +67,38 @@ class EnergyAggregatorNode(HsnnNode):
             return
         self._stage_counts[msg.stage] += 1
         self._stage_latency[msg.stage] += msg.latency_s
-        entry = self._pending.setdefault(
-            msg.window_id, {"reports": {}, "first_seen": time.monotonic()}
-        )
+        # Keyed by the window's sensor start time: the one thing every stage computes alike
+        # (a window id counts from the first event each node saw).
+        key = time_to_us(msg.window_stamp)
+        entry = self._pending.setdefault(key, {"reports": {}, "first_seen": time.monotonic()})
         if msg.stage in entry["reports"]:
             self.reject("report", f"second {msg.stage} report for window {msg.window_id}")
             return
         entry["reports"][msg.stage] = msg
         if all(s in entry["reports"] for s in self.stages):
-            self._publish(msg.window_id)
+            self._publish(key)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for window_id in [
-            w for w, e in self._pending.items() if now - e["first_seen"] > self.timeout_s
-        ]:
-            entry = self._pending[window_id]
+        for key in [w for w, e in self._pending.items() if now - e["first_seen"] > self.timeout_s]:
+            entry = self._pending[key]
+            if set(entry["reports"]) <= {"driver"}:
+                # Only the driver saw this window (a silent stretch the SNN node skips): no
+                # inference happened, so there is no total to give.
+                del self._pending[key]
+                self.count("dropped.driver_only_windows")
+                continue
             for stage in self.stages:
                 if stage not in entry["reports"]:
                     self._missing[stage] += 1
-            self._publish(window_id)
+            self._publish(key)
 
-    def _publish(self, window_id: int) -> None:
-        entry = self._pending.pop(window_id)
+    def _publish(self, key: int) -> None:
+        entry = self._pending.pop(key)
         reports: dict[str, EnergyReport] = entry["reports"]
+        # The inference's window id is the SNN node's (the driver counts from its own first event).
+        named = [r for s, r in reports.items() if s != "driver"] or list(reports.values())
+        window_id = int(named[0].window_id)
         figure = total([figure_from_report(r) for r in reports.values()])
         missing = [s for s in self.stages if s not in reports]
         if missing:

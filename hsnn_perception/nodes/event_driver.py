@@ -3,16 +3,24 @@ file, a live iniVation camera or a DV network stream."""
 
 from __future__ import annotations
 
+import math
 import time
 
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock
 
+from hsnn_perception.core.energy import cpu_meter, driver_stage_energy
 from hsnn_perception.core.events import encode_packet
 from hsnn_perception.core.packet_sources import PacketSource
-from hsnn_perception.core.streams import Pacer, Packet, WindowFlowControl
-from hsnn_perception.graph import CLASSIFICATION, CLOCK, EVENTS, LABELS, SOURCES
-from hsnn_perception.msg import Classification, EventPacket, GestureLabel
+from hsnn_perception.core.streams import (
+    Pacer,
+    Packet,
+    WindowFlowControl,
+    WindowWork,
+    WindowWorkMeter,
+)
+from hsnn_perception.graph import CLASSIFICATION, CLOCK, ENERGY, EVENTS, LABELS, SOURCES
+from hsnn_perception.msg import Classification, EnergyReport, EventPacket, GestureLabel
 from hsnn_perception.nodes.base import (
     HsnnNode,
     event_qos,
@@ -20,7 +28,7 @@ from hsnn_perception.nodes.base import (
     reliable_qos,
     run_node,
 )
-from hsnn_perception.nodes.conversions import time_to_us, us_to_time
+from hsnn_perception.nodes.conversions import energy_report, time_to_us, us_to_time
 
 
 class EventDriverNode(HsnnNode):
@@ -66,11 +74,15 @@ class EventDriverNode(HsnnNode):
         # played into an unconnected graph would be lost.
         p("wait_for_subscribers", 0)
         p("settle_s", 0.5)
-        # Flow control for recorded sources (core.streams.WindowFlowControl): with flow_window_us
-        # set to the model's window length, hold packets back while flow_max_windows windows are
-        # unclassified (heard on the classification topic). Lossless replay as fast as the
-        # pipeline keeps up; 0 = off (a live sensor never waits).
-        p("flow_window_us", 0)
+        # The model's window length in sensor time (graph.pipeline sets it from the bundle): the
+        # driver then reports its own work per window on the energy topic (stage "driver").
+        # 0 = unknown: no reports, no flow control.
+        p("window_us", 0)
+        # Flow control for recorded sources (core.streams.WindowFlowControl): hold packets back
+        # while flow_max_windows windows are unclassified (heard on the classification topic).
+        # Lossless replay as fast as the pipeline keeps up; off by default (a live sensor and a
+        # real-time replay never wait).
+        p("flow_control", False)
         p("flow_max_windows", 4)
         p("flow_stall_s", 5.0)
         self._source: PacketSource | None = None
@@ -79,6 +91,8 @@ class EventDriverNode(HsnnNode):
         self._timer = None
         self._finished = False
         self._flow: WindowFlowControl | None = None
+        self._work: WindowWorkMeter | None = None
+        self._meter = None
 
     # lifecycle ----
     @guarded_transition
@@ -89,16 +103,20 @@ class EventDriverNode(HsnnNode):
             return TransitionCallbackReturn.FAILURE
         try:
             self._pacer = Pacer(float(self.param("speed")))
-            window_us = int(self.param("flow_window_us"))
+            window_us = int(self.param("window_us"))
+            if bool(self.param("flow_control")) and window_us < 1:
+                raise ValueError("flow_control needs window_us, the model's window length")
             self._flow = (
                 WindowFlowControl(
                     window_us,
                     int(self.param("flow_max_windows")),
                     float(self.param("flow_stall_s")),
                 )
-                if window_us > 0
+                if bool(self.param("flow_control"))
                 else None
             )
+            self._work = WindowWorkMeter(window_us) if window_us > 0 else None
+            self._meter = cpu_meter() if self._work is not None else None
             self._source = self._open_source(source)
         except Exception as exc:  # a bad parameter or a missing file must not kill the node
             self.reject("source", f"cannot open {source} source: {exc}")
@@ -111,6 +129,11 @@ class EventDriverNode(HsnnNode):
             return TransitionCallbackReturn.FAILURE
         self._events_pub = self.managed_publisher(EventPacket, EVENTS, qos)
         self._labels_pub = self.managed_publisher(GestureLabel, LABELS, reliable_qos(100))
+        self._energy_pub = (
+            self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
+            if self._work is not None
+            else None
+        )
         self._clock_pub = (
             self.managed_publisher(Clock, CLOCK, reliable_qos(10))
             if self.param("publish_clock")
@@ -290,9 +313,38 @@ class EventDriverNode(HsnnNode):
         if packet is None and self._source.finished:
             self._finished = True
             self.get_logger().info(f"source finished after {self._seq} packets")
+            if self._work is not None:
+                self._report_work(self._work.flush())
         return packet
 
     def _publish(self, packet: Packet) -> None:
+        if self._work is None:
+            self._publish_packet(packet)
+            return
+        if self._meter is not None:
+            self._meter.start()
+        started = time.perf_counter()
+        self._publish_packet(packet)
+        seconds = time.perf_counter() - started
+        energy = self._meter.stop()[0] if self._meter is not None else math.nan
+        self._report_work(self._work.add(packet.events["t"], packet.t_start_us, seconds, energy))
+
+    def _report_work(self, done: list[WindowWork]) -> None:
+        """The driver's EnergyReport of each window its packets are done with."""
+        for work in done:
+            figure = driver_stage_energy(work.seconds, self._meter, work.energy_j)
+            self._energy_pub.publish(
+                energy_report(
+                    figure,
+                    work.window_id,
+                    work.start_us,
+                    self.get_clock().now().to_msg(),
+                    host_latency_s=work.seconds,
+                )
+            )
+            self.count("published.energy_reports")
+
+    def _publish_packet(self, packet: Packet) -> None:
         for span in packet.labels:
             label = GestureLabel()
             label.header.stamp = us_to_time(span.start_us)

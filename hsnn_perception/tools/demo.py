@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from hsnn_perception.core.bundle import BundleError, ModelBundle, default_bundle_path
     from hsnn_perception.core.results import format_summary, summarize
     from hsnn_perception.graph import pipeline
-    from hsnn_perception.tools.session import STAGES, PipelineError, run_session
+    from hsnn_perception.tools.session import ALL_STAGES, STAGES, PipelineError, run_session
 
     try:
         check_namespace(opts.namespace)
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     records = result.records
     print()
-    print(format_summary(summarize(records, STAGES)))
+    stages = tuple(s for s in ALL_STAGES if any(s in r.stages for r in records)) or STAGES
+    print(format_summary(summarize(records, stages)))
     print(f"\nwall time {time.monotonic() - started:.1f} s; node logs in {log_dir}")
     if not records:
         print("hsnn-demo: no prediction arrived", file=sys.stderr)

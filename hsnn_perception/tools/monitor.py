@@ -33,6 +33,8 @@ class PipelineMonitor(Node):
         on_classification: Callable[[WindowRecord], None] | None = None,
     ) -> None:
         super().__init__("hsnn_monitor", namespace=namespace)
+        # Keyed by the window's sensor start time, which every stage computes alike (the driver
+        # numbers windows from the first event it sent, the SNN node from the first it got).
         self.records: dict[int, WindowRecord] = {}
         self.diag_errors: dict[str, int] = {}
         self._label_starts: list[int] = []
@@ -47,10 +49,12 @@ class PipelineMonitor(Node):
         self.create_subscription(EnergyReport, ENERGY, self._on_energy, qos)
         self.create_subscription(EnergyReport, ENERGY_TOTAL, self._on_total, qos)
 
-    def _record(self, window_id: int, start_us: int) -> WindowRecord:
-        rec = self.records.get(window_id)
+    def _record(self, window_id: int, start_us: int, authoritative: bool = True) -> WindowRecord:
+        rec = self.records.get(start_us)
         if rec is None:
-            rec = self.records[window_id] = WindowRecord(window_id, start_us)
+            rec = self.records[start_us] = WindowRecord(window_id, start_us)
+        elif authoritative:
+            rec.window_id = window_id
         return rec
 
     def _on_label(self, msg: GestureLabel) -> None:
@@ -83,7 +87,9 @@ class PipelineMonitor(Node):
 
     def _on_energy(self, msg: EnergyReport) -> None:
         with self._lock:
-            rec = self._record(int(msg.window_id), time_to_us(msg.window_stamp))
+            rec = self._record(
+                int(msg.window_id), time_to_us(msg.window_stamp), msg.stage != "driver"
+            )
             rec.stages[msg.stage] = StageRecord(
                 latency_s=msg.latency_s,
                 energy_j=msg.energy_j,

@@ -123,7 +123,9 @@ class _DdsListener:
 
     def _on_energy(self, msg: Any) -> None:
         with self._lock:
-            self.energy[(int(msg.window_id), str(msg.stage))] = msg
+            stamp = msg.window_stamp  # keyed by sensor start time, as the monitor keys windows
+            start_us = int(stamp.sec) * 1_000_000 + int(stamp.nanosec) // 1000
+            self.energy[(start_us, str(msg.stage))] = msg
 
     def close(self) -> None:
         import rclpy
@@ -220,7 +222,7 @@ def replay_dds(
         # Held back by flow control, the stream can travel reliably (lossless) without ever
         # blocking the driver: at most flow_max_windows windows are unacknowledged.
         overrides["event_driver"].update(
-            flow_window_us=int(model.window_us),
+            flow_control=True,
             flow_max_windows=int(s.flow_max_windows),
             events_qos="reliable",
         )
@@ -319,7 +321,7 @@ def _add_counts(rec: Any, listener: _DdsListener) -> None:
     """Give the record's energy figures what the monitor leaves out of its WindowRecord: the op
     counts, and power and latency on the device the figure is for (as offline figures have)."""
     for stage, fig in rec.energy.items():
-        msg = listener.energy.get((rec.window_id, stage))
+        msg = listener.energy.get((rec.t_start_us, stage))
         if msg is None:
             continue
         fig.synaptic_ops, fig.neuron_updates = int(msg.synaptic_ops), int(msg.neuron_updates)

@@ -369,3 +369,14 @@ def test_total_is_in_pipeline_order_whatever_the_arrival_order():
     a, b = en.total([ann, snn, bridge]), en.total([bridge, ann, snn])
     assert a.device == b.device == " + ".join([snn.device, bridge.device, ann.device])
     assert a.method == b.method and a.energy_j == pytest.approx(b.energy_j)
+
+
+def test_driver_stage_figure_measured_or_timed_only(tmp_path):
+    _rapl_tree(tmp_path, {"intel-rapl:0": 1_000_000})
+    meter = en.cpu_meter(tmp_path)
+    fig = en.driver_stage_energy(2e-3, meter, 5e-5)
+    assert fig.source == SOURCE_MEASURED and fig.energy_j == 5e-5 and fig.stage == "driver"
+    timed = en.driver_stage_energy(2e-3)
+    assert timed.source == SOURCE_UNAVAILABLE and "only timed" in timed.method
+    assert timed.latency_s == 2e-3 and math.isnan(timed.energy_j)
+    assert en.driver_stage_energy(2e-3, meter).source == SOURCE_UNAVAILABLE  # nothing measured

@@ -103,3 +103,25 @@ def test_flow_control_ignores_packets_without_events_and_checks_arguments():
         args = {"window_us": W, "max_windows": 2, "stall_s": 1.0, **kwargs}
         with pytest.raises(ValueError, match=match):
             WindowFlowControl(**args)
+
+
+def test_window_work_is_spread_over_the_windows_of_each_packet():
+    from hsnn_perception.core.streams import WindowWorkMeter
+
+    meter = WindowWorkMeter(W)
+    assert meter.add(np.array([], np.int64), 0, 1.0) == []  # before the first event: no window
+    t0 = 5 * W + 100  # the first event's window is the SNN node's window 0
+    assert meter.add(np.array([t0, t0 + 10]), 5 * W, 0.002, 4e-6) == []
+    # A packet across a boundary: 1 event in window 5, 3 in window 6; window 5 is not done yet.
+    assert meter.add(np.array([6 * W - 1, 6 * W, 6 * W + 1, 6 * W + 2]), 6 * W - 5, 0.004) == []
+    done = meter.add(np.array([], np.int64), 7 * W, 0.001)  # an empty packet in window 7
+    assert [(w.window_id, w.start_us, w.events) for w in done] == [(0, 5 * W, 3), (1, 6 * W, 3)]
+    assert done[0].seconds == pytest.approx(0.002 + 0.001) and done[1].seconds == pytest.approx(
+        0.003
+    )
+    assert np.isnan(done[0].energy_j)  # one packet had no measurement: the window has none
+    rest = meter.flush()
+    assert [(w.window_id, w.events, w.seconds) for w in rest] == [(2, 0, pytest.approx(0.001))]
+    assert meter.flush() == []
+    with pytest.raises(ValueError, match="window_us"):
+        WindowWorkMeter(0)
