@@ -42,10 +42,18 @@ class WindowRecord:
         return self.true_class == self.predicted_class
 
     def end_to_end_s(self) -> float:
-        """From the start of the first stage to the end of the last (node clocks, same host)."""
+        """From the window's close to the end of the last stage (host clock, same host).
+
+        The close is when the driver reported the window (it had sent the window's last packet);
+        without a driver report, the start of the first stage. The driver's own work on the
+        window is spread over the whole window, so it is its stage latency, not part of this.
+        """
         if not self.stages:
             return math.nan
-        starts = [s.end_ns * 1e-9 - s.latency_s for s in self.stages.values()]
+        starts = [
+            s.end_ns * 1e-9 - (0.0 if name == "driver" else s.latency_s)
+            for name, s in self.stages.items()
+        ]
         ends = [s.end_ns * 1e-9 for s in self.stages.values()]
         return max(ends) - min(starts)
 

@@ -106,7 +106,11 @@ class EnergyAggregatorNode(HsnnNode):
         first = next(iter(reports.values()))
         # End-to-end: from the start of the earliest stage to the end of the last one (host clock:
         # header stamps follow the node clock, which is sensor time under use_sim_time).
-        starts = [time_to_ns(r.host_stamp) - r.latency_s * 1e9 for r in reports.values()]
+        # The driver's report marks the window's close (its work is spread over the window).
+        starts = [
+            time_to_ns(r.host_stamp) - (0.0 if s == "driver" else r.latency_s * 1e9)
+            for s, r in reports.items()
+        ]
         ends = [time_to_ns(r.host_stamp) for r in reports.values()]
         self._e2e_last = (max(ends) - min(starts)) * 1e-9
         self._pub.publish(
