@@ -330,9 +330,16 @@ def run_training(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     return metrics
 
 
-def train_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hsnn-train``."""
-    parser = train_parser()
+def _run_tool(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    run: Any,
+    check: Any = None,
+    out_attr: str | None = "out",
+) -> int:
+    """Parse ``argv``, ``check`` the arguments, make the output folder, ``run``: a bad input
+    ends with one line and exit 1 (2 for usage), never a traceback; an output folder this run
+    created is removed again if it failed before writing anything."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
@@ -341,48 +348,41 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     created = False
     try:
-        check_common(args, [args.k])
-        created = prepare_out(args.out)
-        run_training(args)
+        if check is not None:
+            check(args)
+        if out_attr is not None:
+            created = prepare_out(getattr(args, out_attr))
+        run(args)
     except (ValueError, OSError, ImportError) as exc:
         if created:
-            _remove_if_empty(args.out)
+            _remove_if_empty(getattr(args, out_attr))
         return _fail(parser.prog, one_line(exc))
     except KeyboardInterrupt:
         return _fail(parser.prog, "interrupted", 130)
     return 0
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hsnn-train``."""
+    return _run_tool(train_parser(), argv, run_training, lambda args: check_common(args, [args.k]))
+
+
+def _check_compare(args: argparse.Namespace) -> None:
+    from hsnn_perception.core.energy import ANN_DEVICE_PROFILES
+
+    if args.ann_device not in ANN_DEVICE_PROFILES:
+        known = ", ".join(sorted(ANN_DEVICE_PROFILES))
+        raise CliError(f"--ann-device {args.ann_device!r}: choose from {known}")
+    if args.latency_runs < 1:
+        raise CliError(f"--latency-runs must be >= 1, got {args.latency_runs}")
+    check_common(args, [])
 
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hsnn-compare``."""
     from hsnn_perception.training.compare import compare_parser, run_compare
 
-    parser = compare_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    args.argv = argv
-    created = False
-    try:
-        from hsnn_perception.core.energy import ANN_DEVICE_PROFILES
-
-        if args.ann_device not in ANN_DEVICE_PROFILES:
-            known = ", ".join(sorted(ANN_DEVICE_PROFILES))
-            raise CliError(f"--ann-device {args.ann_device!r}: choose from {known}")
-        if args.latency_runs < 1:
-            raise CliError(f"--latency-runs must be >= 1, got {args.latency_runs}")
-        check_common(args, [])
-        created = prepare_out(args.out)
-        run_compare(args)
-    except (ValueError, OSError, ImportError) as exc:
-        if created:
-            _remove_if_empty(args.out)
-        return _fail(parser.prog, one_line(exc))
-    except KeyboardInterrupt:
-        return _fail(parser.prog, "interrupted", 130)
-    return 0
+    return _run_tool(compare_parser(), argv, run_compare, _check_compare)
 
 
 def convert_parser() -> argparse.ArgumentParser:
@@ -450,20 +450,7 @@ def run_conversion(args: argparse.Namespace, log: Any = print) -> dict[str, Any]
 
 def convert_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hsnn-convert``."""
-    parser = convert_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    args.argv = argv
-    try:
-        run_conversion(args)
-    except (ValueError, OSError, ImportError) as exc:
-        return _fail(parser.prog, str(exc))
-    except KeyboardInterrupt:
-        return _fail(parser.prog, "interrupted", 130)
-    return 0
+    return _run_tool(convert_parser(), argv, run_conversion)
 
 
 COMMANDS = {"train": train_main, "compare": compare_main, "convert": convert_main}
