@@ -18,7 +18,7 @@ lint: setup
 	@$(ENV) && ruff check . && ruff format --check .
 
 bench: setup
-	@$(ENV) && python bench/snn_runtime.py && python bench/events.py && python bench/classifier_backends.py
+	@$(ENV) && python bench/snn_runtime.py && python bench/events.py && python bench/classifier_backends.py && python bench/replay_flow.py --samples 20
 
 clean:
 	rm -rf build install log
