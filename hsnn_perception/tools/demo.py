@@ -70,7 +70,7 @@ def check_bundle(bundle: ModelBundle, interval: int) -> None:
     """Read the bundle's model files and check ``--interval`` here, so that a broken model or
     an interval the model cannot use fails at once with one line, not after the nodes waited a
     minute for a stage that refused to configure."""
-    from hsnn_perception.core.classifier_backends import load_onnx
+    from hsnn_perception.core.classifier_backends import check_bundle_fit
 
     timesteps = bundle.timesteps
     if interval and timesteps % interval:
@@ -81,8 +81,14 @@ def check_bundle(bundle: ModelBundle, interval: int) -> None:
         from hsnn_perception.core.netx_io import read_netx
 
         read_netx(bundle.snn_file, (bundle.channels, bundle.height, bundle.width))
-    if bundle.ann_file is not None:
-        load_onnx(bundle.ann_file)
+    if bundle.ann_file is not None:  # a valid ONNX model that takes what the accumulator gives
+        check_bundle_fit(
+            bundle.ann_file,
+            bundle.ann_input_name,
+            bundle.ann_input_shape,
+            bundle.ann_output_name,
+            bundle.num_classes,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
