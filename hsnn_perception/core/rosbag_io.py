@@ -1023,6 +1023,8 @@ class MessageReader:
         from rosbags.typesys import get_types_from_msg
 
         if conn.msgtype in self.typestore.fielddefs:
+            if conn.msgdef:
+                self._prefer_bag_definition(conn, get_types_from_msg)
             return
         if not conn.msgdef:
             self.undecodable.add(conn.msgtype)
@@ -1038,6 +1040,25 @@ class MessageReader:
         except Exception as exc:  # a definition rosbags cannot parse
             self.undecodable.add(conn.msgtype)
             self.report.note(f"cannot use the bag's definition of {conn.msgtype}: {exc}")
+
+    def _prefer_bag_definition(self, conn: _Conn, parse: Callable) -> None:
+        """A known type whose definition in the bag differs (a bag recorded by another version
+        of this package) is decoded with the bag's definition, and the report says so."""
+        try:
+            types = _types_from_msgdef(conn.msgtype, conn.msgdef, parse)
+        except Exception:  # unparsable: this package's definition is the best guess
+            return
+        known = self.typestore.fielddefs
+        differ = {n: d for n, d in types.items() if n in known and known[n] != d}
+        if not differ:
+            return
+        self.typestore = _copy_store(self.typestore, without=set(differ))
+        self._own_store = False
+        self.typestore.register({n: d for n, d in types.items() if n not in known or n in differ})
+        self.report.note(
+            f"the bag's definition of {', '.join(sorted(differ))} differs from this package's "
+            f"(recorded by another version): {conn.topic} decoded with the bag's"
+        )
 
     def has_topic(self, topic: str) -> bool:
         return topic in self.report.topics
@@ -1058,12 +1079,12 @@ class MessageReader:
             yield BagMessage(conn.topic, conn.msgtype, ts, msg)
 
 
-def _copy_store(store: Any) -> Any:
+def _copy_store(store: Any, without: set[str] | None = None) -> Any:
     from rosbags.typesys import get_typestore
     from rosbags.typesys.stores import Stores
 
     fresh = get_typestore(Stores.EMPTY)
-    fresh.register(dict(store.fielddefs))
+    fresh.register({n: d for n, d in store.fielddefs.items() if n not in (without or set())})
     return fresh
 
 

@@ -446,3 +446,43 @@ def test_copy_of_bag_reads_the_same(tmp_path):
     a = [p.payload for p in rb.read_event_bag(path).packets()]
     b = [p.payload for p in rb.read_event_bag(copy).packets()]
     assert a == b and a
+
+
+def test_a_bag_of_another_version_is_decoded_with_its_own_definition(tmp_path):
+    """EnergyReport gained host_stamp: a bag recorded with the older definition (embedded in it)
+    still decodes, with that definition, and the report says so."""
+    from rosbags.typesys import get_types_from_msg
+
+    text = (ROOT / "msg" / "EnergyReport.msg").read_text()
+    old_text = "\n".join(
+        line for line in text.splitlines() if not line.startswith("builtin_interfaces/Time host")
+    )
+    old = rb.package_typestore().fielddefs["hsnn_perception/msg/EnergyReport"]
+    assert "host_stamp" in str(old)
+    store = _copy_store_without_energy()
+    store.register(get_types_from_msg(old_text, "hsnn_perception/msg/EnergyReport"))
+    path = tmp_path / "old"
+    with BagRecorder(path, typestore=store) as rec:
+        rec.write(
+            "/energy",
+            "hsnn_perception/msg/EnergyReport",
+            5,
+            {"stage": "snn", "source": "modelled", "energy_j": 1.5e-5, "window_id": 3},
+        )
+    reader = rb.MessageReader(path)
+    (msg,) = list(reader.messages(["/energy"]))
+    assert (msg.msg.stage, msg.msg.window_id, msg.msg.energy_j) == ("snn", 3, 1.5e-5)
+    assert not hasattr(msg.msg, "host_stamp")
+    assert any("recorded by another version" in n for n in reader.report.notes)
+    # the package's shared store still has the current definition
+    assert "host_stamp" in str(rb.package_typestore().fielddefs["hsnn_perception/msg/EnergyReport"])
+
+
+def _copy_store_without_energy():
+    from rosbags.typesys import get_typestore
+    from rosbags.typesys.stores import Stores
+
+    store = get_typestore(Stores.EMPTY)
+    fielddefs = rb.package_typestore().fielddefs
+    store.register({n: d for n, d in fielddefs.items() if not n.endswith("/EnergyReport")})
+    return store
