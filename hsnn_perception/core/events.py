@@ -850,3 +850,52 @@ def decode_packet(
     if encoding == "libcaer":
         return _decode_libcaer(raw, time_base_ns, width, height, strict, drops)
     return _decode_evt3(raw, time_base_ns, width, height, strict, drops, evt3_state)
+
+
+class PacketStreamDecoder:
+    """Decodes the packets of one event stream in arrival order, as a subscriber gets them.
+
+    ``mono`` and ``libcaer`` packets stand alone: a malformed one raises
+    :class:`EventDecodeError` and is lost whole. EVT3 is a raw sensor stream that drivers (e.g.
+    event_camera_msgs' metavision driver) cut anywhere, so a packet may begin with events whose
+    time, row or vector base came in the packet before: the decoder state is carried from packet
+    to packet, and events no state can place (the start of a stream, after a lost packet) or
+    words that are not EVT3 are dropped one by one and counted in ``drops`` instead of losing the
+    packet. The state is reset when a packet is missing (a gap in ``seq``: the carried time
+    would be stale) and when the sensor geometry changes.
+    """
+
+    def __init__(self) -> None:
+        self.drops: Counter = Counter()
+        self.resets = 0
+        self._state = Evt3State()
+        self._last: tuple[int, int, int] | None = None  # (seq, width, height) of the last packet
+
+    def decode(
+        self,
+        payload: Any,
+        encoding: str,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        is_bigendian: bool = False,
+        seq: int | None = None,
+    ) -> np.ndarray:
+        if encoding != "evt3":
+            return decode_packet(payload, encoding, time_base_ns, width, height, is_bigendian)
+        last, self._last = self._last, (-1 if seq is None else int(seq), width, height)
+        if last is not None and (
+            (width, height) != last[1:] or (seq is not None and last[0] >= 0 and seq != last[0] + 1)
+        ):
+            self._state = Evt3State()
+            self.resets += 1
+        return decode_packet(
+            payload,
+            "evt3",
+            time_base_ns,
+            width,
+            height,
+            strict=False,
+            drops=self.drops,
+            evt3_state=self._state,
+        )

@@ -15,7 +15,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from hsnn_perception.core.binning import EventWindower, Window
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.energy import snn_stage_energy
-from hsnn_perception.core.events import decode_packet
+from hsnn_perception.core.events import PacketStreamDecoder
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import (
@@ -83,6 +83,7 @@ class SnnFeatureNode(HsnnNode):
         # subscription keeps draining DDS while a window is computed. Full queue: window dropped.
         p("window_queue", 16)
         self._snn: Any = None
+        self._decoder = PacketStreamDecoder()
         self._windower: EventWindower | None = None
         self._geometry: tuple[int, int] | None = None
         self._flush_timer = None
@@ -213,13 +214,14 @@ class SnnFeatureNode(HsnnNode):
         self._last_packet = time.monotonic()
         geometry = (int(msg.height), int(msg.width))
         try:
-            events = decode_packet(
+            events = self._decoder.decode(
                 msg.events,
                 msg.encoding,
                 int(msg.time_base),
                 geometry[1],
                 geometry[0],
                 bool(msg.is_bigendian),
+                seq=int(msg.seq),
             )
             windower = self._windower_for(geometry)
             windows = windower.push(events)
@@ -295,7 +297,10 @@ class SnnFeatureNode(HsnnNode):
         w = self._windower
         if w is None:
             return {}
+        dropped = {f"dropped.events.{why}": str(n) for why, n in self._decoder.drops.items()}
         return {
+            **dropped,
+            "evt3_state_resets": str(self._decoder.resets),
             "windows_emitted": str(w.windows_emitted),
             "late_events": str(w.late_events),
             "skipped_windows": str(w.skipped_windows),

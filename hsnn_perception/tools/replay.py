@@ -368,6 +368,9 @@ def _drops(
         drops["windows given up by the driver's flow control (no classification came)"] = _int(
             driver, "flow.stalls"
         )
+    for key in snn:
+        if key.startswith("dropped.events."):  # EVT3 events no decoder state could place
+            drops[f"events dropped by the SNN node's decoder ({key[15:]})"] = _int(snn, key)
     for key, why in (
         ("late_events", "late events (older than the window being filled)"),
         ("skipped_windows", "silent windows skipped (long gap)"),

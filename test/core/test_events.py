@@ -342,3 +342,34 @@ def test_evt3_engine_choice(monkeypatch) -> None:
     monkeypatch.delenv("HSNN_EVT3_ENGINE")
     np.testing.assert_array_equal(decode_packet(payload, "evt3", tb, W, H), forced)
     np.testing.assert_array_equal(forced, events)
+
+
+def test_stream_decoder_carries_evt3_state_across_packets_cut_anywhere() -> None:
+    from hsnn_perception.core.events import PacketStreamDecoder
+
+    rng = np.random.default_rng(9)
+    n = 3000
+    t = np.sort(rng.integers(10_000_000, 10_400_000, n))
+    events = make_events(t, rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n))
+    events = events[np.lexsort((events["x"], events["y"], events["t"]))]
+    tb, payload = encode_packet(events, "evt3", W, H, use_vectors=True)
+    words = np.frombuffer(payload, np.uint16)
+    cuts = np.sort(rng.choice(np.arange(1, words.size), 40, replace=False))
+    parts = np.split(words, cuts)
+    dec = PacketStreamDecoder()
+    got = [dec.decode(p.tobytes(), "evt3", tb, W, H, seq=i) for i, p in enumerate(parts)]
+    np.testing.assert_array_equal(np.concatenate(got), events)  # nothing lost at any cut
+    assert not dec.drops and dec.resets == 0
+    # A lost packet: the state is reset, events before the next time reference are dropped and
+    # counted (not misplaced), the stream goes on.
+    dec = PacketStreamDecoder()
+    kept = [dec.decode(p.tobytes(), "evt3", tb, W, H, seq=i) for i, p in enumerate(parts) if i != 5]
+    assert dec.resets == 1 and dec.drops["no_time_reference"] > 0
+    before = np.concatenate(kept[:5])
+    after = np.concatenate(kept[5:])
+    np.testing.assert_array_equal(before, events[: len(before)])
+    np.testing.assert_array_equal(after, events[len(events) - len(after) :])  # intact from there
+    assert len(before) + len(got[5]) + len(after) < n  # what no state could place was dropped
+    # mono packets stand alone and stay strict
+    with pytest.raises(EventDecodeError):
+        PacketStreamDecoder().decode(b"\x00" * 7, "mono", 0, W, H, seq=0)

@@ -1,0 +1,112 @@
+"""The SNN feature node on a raw EVT3 stream cut anywhere (as event_camera_msgs' metavision
+driver publishes a Prophesee camera): the decoder state is carried from packet to packet, so the
+node gives exactly the spikes of the same events sent as self-contained mono packets."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import rclpy
+
+from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.events import encode_packet, make_events
+from hsnn_perception.msg import EventPacket
+from hsnn_perception.nodes.base import sensor_qos
+from hsnn_perception.nodes.conversions import read_tensor_list
+
+from .test_bad_input import Probe, event_packet, good_packets, start
+
+pytestmark = pytest.mark.slow
+FIRST = 50  # window ids of the test stream (after a warm-up window 0)
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def _events(bundle: ModelBundle) -> np.ndarray:
+    rng = np.random.default_rng(4)
+    n = 6000
+    w = bundle.window_us
+    t = np.sort(rng.integers(FIRST * w, (FIRST + 3) * w, n))
+    ev = make_events(
+        t,
+        rng.integers(0, bundle.sensor_width, n),
+        rng.integers(0, bundle.sensor_height, n),
+        rng.integers(0, 2, n),
+    )
+    return ev[np.lexsort((ev["x"], ev["y"], ev["t"]))]
+
+
+def _evt3_packets(bundle: ModelBundle, events: np.ndarray, seq0: int) -> list[EventPacket]:
+    tb, payload = encode_packet(
+        events, "evt3", bundle.sensor_width, bundle.sensor_height, use_vectors=True
+    )
+    words = np.frombuffer(payload, np.uint16)
+    cuts = np.sort(np.random.default_rng(5).choice(np.arange(1, words.size), 30, replace=False))
+    out = []
+    for i, part in enumerate(np.split(words, cuts)):
+        msg = EventPacket(
+            height=bundle.sensor_height,
+            width=bundle.sensor_width,
+            seq=seq0 + i,
+            time_base=tb,
+            encoding="evt3",
+            is_bigendian=False,
+        )
+        msg.events = part.tobytes()
+        out.append(msg)
+    return out
+
+
+def _mono_packets(bundle: ModelBundle, events: np.ndarray, seq0: int) -> list[EventPacket]:
+    w = bundle.window_us
+    edges = np.searchsorted(events["t"], np.arange(FIRST * w, (FIRST + 4) * w, w // 4))
+    parts = [events[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    return [event_packet(p, bundle, seq0 + i) for i, p in enumerate(parts)]
+
+
+def _spikes(bundle, tmp_path, packets: list[EventPacket]) -> tuple[dict[int, np.ndarray], dict]:
+    ns = f"snn_evt3_{random.randint(0, 10**6)}"
+    with start({"snn_feature"}, ns, tmp_path, snn_feature={"diagnostics_period_s": 0.2}) as group:
+        probe = Probe(ns)
+        pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(500))
+        probe.wait_for_subscriber(pub)
+        warm = good_packets(bundle, 1, seq0=0, t0_window=0)
+        assert probe.spin_until(
+            lambda: [pub.publish(m) for m in warm] and bool(probe.received["snn/spikes"]), 120
+        ), group.log("snn_feature")
+        for msg in packets:
+            pub.publish(msg)
+            probe.spin_until(lambda: False, 0.02)
+        done = lambda: sum(  # noqa: E731
+            read_tensor_list(m)[0] >= FIRST for m in probe.received["snn/spikes"]
+        )
+        assert probe.spin_until(lambda: done() >= 2, 60), group.log("snn_feature")
+        probe.spin_until(lambda: False, 0.5)
+        out = {}
+        for m in probe.received["snn/spikes"]:
+            window_id, _, arrays = read_tensor_list(m)
+            if window_id >= FIRST:
+                out[window_id] = arrays["spikes"].copy()
+        return out, probe.diag("snn_feature")
+
+
+def test_evt3_stream_cut_anywhere_gives_the_spikes_of_mono_packets(
+    ros, tmp_path, default_bundle_dir
+):
+    bundle = ModelBundle.load(default_bundle_dir)
+    events = _events(bundle)
+    mono, _ = _spikes(bundle, tmp_path, _mono_packets(bundle, events, 100))
+    evt3, diag = _spikes(bundle, tmp_path, _evt3_packets(bundle, events, 100))
+    assert sorted(mono)[:2] == sorted(evt3)[:2] == [FIRST, FIRST + 1]
+    for window_id in (FIRST, FIRST + 1):
+        np.testing.assert_array_equal(evt3[window_id], mono[window_id])
+    assert sum(int(mono[w].sum()) for w in (FIRST, FIRST + 1)) > 0
+    assert int(diag.get("errors.packet", 0)) == 0 and diag.get("evt3_state_resets") == "0"
+    assert not any(k.startswith("dropped.events.") for k in diag), diag
