@@ -96,10 +96,12 @@ class _DdsListener:
         self._node.create_subscription(
             DiagnosticArray, DIAGNOSTICS, self._on_diag, reliable_qos(50)
         )
-        self._node.create_subscription(
+        self._class_sub = self._node.create_subscription(
             Classification, CLASSIFICATION, self._on_class, reliable_qos(500)
         )
-        self._node.create_subscription(EnergyReport, ENERGY, self._on_energy, reliable_qos(500))
+        self._energy_sub = self._node.create_subscription(
+            EnergyReport, ENERGY, self._on_energy, reliable_qos(500)
+        )
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._stop = threading.Event()
@@ -135,6 +137,17 @@ class _DdsListener:
         self._executor.shutdown()
         self._node.destroy_node()
         rclpy.try_shutdown(context=self._context)
+
+    def missing(self, energy_publishers: int) -> list[str]:
+        """What this listener does not hear yet (reliable, volatile: a report published before
+        its subscription matched is lost to it, and the window's counts with it)."""
+        out = []
+        have = self._energy_sub.get_publisher_count()
+        if have < energy_publishers:
+            out.append(f"replay listener: {have}/{energy_publishers} energy publishers")
+        if self._class_sub.get_publisher_count() < 1:
+            out.append("replay listener: no classification publisher")
+        return out
 
     def node(self, qualified: str) -> dict[str, str]:
         with self._lock:
@@ -245,6 +258,9 @@ def replay_dds(
         overrides=overrides,
     )
     timeout = s.timeout_s or default_timeout(duration_s, s.speed, len(spans))
+    driver_reports = any(
+        n.name == "event_driver" and int(n.parameters.get("window_us", 0)) > 0 for n in specs
+    )
     listener = _DdsListener(namespace)
     started = time.monotonic()
     try:
@@ -257,6 +273,11 @@ def replay_dds(
             startup_timeout_s=s.startup_timeout_s,
             on_classification=on_window,
             log_dir=s.log_dir,
+            # The SNN, bridge and classifier report from the start; the driver once configured,
+            # if it knows the window length.
+            also_connected=lambda configured: listener.missing(
+                3 + int(configured and driver_reports)
+            ),
         )
         time.sleep(2 * DIAG_PERIOD_S)  # the nodes are gone; let the last statuses be handled
     finally:
@@ -290,7 +311,7 @@ def replay_dds(
         },
     )
     by_id = {w.window_id: w for w in spans}
-    disagree = 0
+    disagree = unheard = 0
     for wr in session.records:
         rec = record_from_window_record(wr)
         span: WindowSpan | None = by_id.get(rec.window_id)
@@ -302,8 +323,13 @@ def replay_dds(
         if wr.true_class is not None and wr.true_class != rec.label:
             disagree += 1
         rec.scores = listener.scores.get(rec.window_id, [])
-        _add_counts(rec, listener)
+        unheard += _add_counts(rec, listener)
         result.records.append(rec)
+    if unheard:
+        result.notes.append(
+            f"{unheard} stage reports reached the monitor but not the replay listener: their op "
+            "counts and device latency are missing from this report"
+        )
     if disagree:
         result.notes.append(
             f"{disagree} windows: the monitor's label (at the window start) differs from the "
@@ -317,16 +343,20 @@ def replay_dds(
     return result
 
 
-def _add_counts(rec: Any, listener: _DdsListener) -> None:
+def _add_counts(rec: Any, listener: _DdsListener) -> int:
     """Give the record's energy figures what the monitor leaves out of its WindowRecord: the op
-    counts, and power and latency on the device the figure is for (as offline figures have)."""
+    counts, and power and latency on the device the figure is for (as offline figures have).
+    Returns how many of the window's reports the listener did not hear."""
+    unheard = 0
     for stage, fig in rec.energy.items():
         msg = listener.energy.get((rec.t_start_us, stage))
         if msg is None:
+            unheard += stage != "total"
             continue
         fig.synaptic_ops, fig.neuron_updates = int(msg.synaptic_ops), int(msg.neuron_updates)
         fig.spikes, fig.macs = int(msg.spikes), int(msg.macs)
         fig.power_w, fig.latency_s = float(msg.power_w), float(msg.device_latency_s)
+    return unheard
 
 
 def _drops(

@@ -39,8 +39,17 @@ def run_session(
     on_classification: Callable[[WindowRecord], None] | None = None,
     log_dir: Path | None = None,
     source_node: str = "event_driver",
+    also_connected: Callable[[bool], list[str]] | None = None,
 ) -> SessionResult:
-    """Start ``specs`` (the source held back), connect, play, collect ``expected_windows``."""
+    """Start ``specs`` (the source held back), connect, play, collect ``expected_windows``.
+
+    ``also_connected(source_configured)`` lists what else must be connected before the source
+    plays (e.g. another listener's subscriptions), as readable strings; empty when ready.
+    """
+
+    def missing_extra(configured: bool) -> list[str]:
+        return also_connected(configured) if also_connected is not None else []
+
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -71,7 +80,7 @@ def run_session(
     try:
         with group:
             deadline = time.monotonic() + startup_timeout_s
-            while missing := missing_connections(monitor, namespace):
+            while missing := missing_connections(monitor, namespace) + missing_extra(False):
                 check_alive()
                 if time.monotonic() > deadline:
                     logs = "\n".join(f"--- {n}:\n{group.log(n)}" for n in group.procs)
@@ -92,6 +101,10 @@ def run_session(
                     while monitor.labels_subscription.get_publisher_count() < 1:
                         if time.monotonic() > deadline:
                             raise PipelineError(f"{source_node}'s labels never connected")
+                        spin(0.05)
+                    while extra := missing_extra(True):
+                        if time.monotonic() > deadline:
+                            raise PipelineError("not connected in time: " + "; ".join(extra))
                         spin(0.05)
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:

@@ -42,6 +42,7 @@ def test_dds_replay_matches_offline_window_by_window(bag, offline, default_bundl
     summary = summarize(result)
     assert summary["labelled_windows"] == SAMPLES
     assert summary["accuracy"] >= 0.6, f"{summary['accuracy']} not far above chance {CHANCE:.2f}"
+    assert not any("replay listener" in n for n in result.notes), result.notes
     # Same code on the same events: the same prediction and scores for every window whose SNN
     # did the same work. Events are best-effort: a window may only differ where losses were
     # measured (and reported), never silently.
