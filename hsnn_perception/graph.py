@@ -25,6 +25,7 @@ DIAGNOSTICS = "/diagnostics"
 CLOCK = "/clock"
 
 SOURCES = ("synthetic", "aedat4", "camera", "network", "rosbag")
+RECORDED_SOURCES = ("synthetic", "aedat4", "rosbag")  # paced by the driver, may be held back
 SNN_BACKENDS = ("native", "lava", "lava-hw")
 CLASSIFIER_BACKENDS = ("onnxruntime", "tensorrt")
 
@@ -77,6 +78,11 @@ def pipeline(
         )
     common = {"use_sim_time": use_sim_time, "autostart": autostart}
     window_us = model_window_us(model)
+    # A recorded source played as fast as possible is played as fast as the pipeline keeps up:
+    # the driver's flow control holds it back and the events travel reliably, so nothing is lost
+    # (a live camera or stream never waits, whatever `speed` says).
+    lossless = float(speed) == 0 and source in RECORDED_SOURCES and window_us > 0
+    events_qos = "reliable" if lossless else "sensor"
     # With the window length known, the driver reports its own work per window too.
     stages = (
         ["driver", "snn", "bridge", "classifier"] if window_us else ["snn", "bridge", "classifier"]
@@ -95,6 +101,8 @@ def pipeline(
                 "num_samples": int(num_samples),
                 "speed": float(speed),
                 "window_us": window_us,
+                "flow_control": lossless,
+                "events_qos": events_qos,
             },
         ),
         NodeSpec(
@@ -102,7 +110,12 @@ def pipeline(
             executable="snn_node",
             module="hsnn_perception.nodes.snn_node",
             node_class="hsnn_perception.nodes.snn_node:SnnFeatureNode",
-            parameters={**common, "model": model, "backend": snn_backend},
+            parameters={
+                **common,
+                "model": model,
+                "backend": snn_backend,
+                "events_qos": events_qos,
+            },
         ),
         NodeSpec(
             name="accumulator_bridge",

@@ -136,3 +136,18 @@ def test_driver_window_length_and_aggregator_stages_follow_the_model(tmp_path):
     missing = {s.name: s for s in pipeline(model=str(tmp_path / "nowhere"))}
     assert missing["event_driver"].parameters["window_us"] == 0
     assert missing["energy_aggregator"].parameters["stages"] == ["snn", "bridge", "classifier"]
+
+
+def test_recorded_sources_at_speed_zero_are_lossless():
+    def params(**kwargs):
+        by_name = {s.name: s for s in pipeline(**kwargs)}
+        return by_name["event_driver"].parameters, by_name["snn_feature"].parameters
+
+    for source in ("synthetic", "rosbag", "aedat4"):
+        driver, snn = params(source=source, speed=0.0)
+        assert driver["flow_control"] is True
+        assert driver["events_qos"] == snn["events_qos"] == "reliable"
+    for kwargs in ({"speed": 1.0}, {"source": "camera", "speed": 0.0}, {"source": "network"}):
+        driver, snn = params(**kwargs)
+        assert driver["flow_control"] is False
+        assert driver["events_qos"] == snn["events_qos"] == "sensor"

@@ -230,16 +230,14 @@ def replay_dds(
     overrides["snn_feature"].update(
         energy_chip=s.chip, loihi_cores=int(s.loihi_cores), flush_idle_s=FLUSH_IDLE_S
     )
+    # At speed 0 the graph turns the driver's flow control and reliable events on (lossless);
+    # flow_max_windows=0 turns both off again, to measure what a flooded pipeline drops.
     flow = s.speed == 0 and s.flow_max_windows > 0
     if flow:
-        # Held back by flow control, the stream can travel reliably (lossless) without ever
-        # blocking the driver: at most flow_max_windows windows are unacknowledged.
-        overrides["event_driver"].update(
-            flow_control=True,
-            flow_max_windows=int(s.flow_max_windows),
-            events_qos="reliable",
-        )
-        overrides["snn_feature"]["events_qos"] = "reliable"
+        overrides["event_driver"]["flow_max_windows"] = int(s.flow_max_windows)
+    elif s.speed == 0:
+        overrides["event_driver"].update(flow_control=False, events_qos="sensor")
+        overrides["snn_feature"]["events_qos"] = "sensor"
     if s.ann_device:  # "none": no model, the classifier's energy is then unavailable
         overrides["classifier"]["energy_model_device"] = (
             "" if s.ann_device == "none" else s.ann_device
