@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsnn_perception.core.events import EventCodecError, Evt3State, decode_packet
+from hsnn_perception.core.events import EventCodecError, PacketStreamDecoder
 from hsnn_perception.core.rosbag_io import (
     BagError,
     EventBag,
@@ -106,20 +106,20 @@ class BagPacketStream(Iterator[Packet]):
     ) -> Iterator[tuple[np.ndarray, EventPacketData]]:
         """(events, packet) of each packet that decodes and has the sensor geometry ``geometry``
         (``(height, width)``; None: the first packet's)."""
-        evt3 = Evt3State()  # EVT3 streams may be cut anywhere: carry the decoder state
+        # EVT3 streams may be cut anywhere: the decoder carries its state from packet to packet
+        # (reset where the recording lost a packet, as the SNN node does on a live stream).
+        decoder = PacketStreamDecoder(strict_standalone=False, drops=self.drops)
         skipped = bag.report.skipped
         for pkt in bag.packets():
             try:
-                events = decode_packet(
+                events = decoder.decode(
                     pkt.payload,
                     pkt.encoding,
                     pkt.time_base_ns,
                     pkt.width,
                     pkt.height,
                     pkt.is_bigendian,
-                    strict=False,
-                    drops=self.drops,
-                    evt3_state=evt3 if pkt.encoding == "evt3" else None,
+                    seq=pkt.seq,
                 )
             except EventCodecError as exc:
                 skipped["undecodable event packet"] += 1

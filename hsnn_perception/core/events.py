@@ -861,12 +861,15 @@ class PacketStreamDecoder:
     time, row or vector base came in the packet before: the decoder state is carried from packet
     to packet, and events no state can place (the start of a stream, after a lost packet) or
     words that are not EVT3 are dropped one by one and counted in ``drops`` instead of losing the
-    packet. The state is reset when a packet is missing (a gap in ``seq``: the carried time
+    packet. The state is reset when a packet is missing (``seq`` jumps forward: the carried time
     would be stale) and when the sensor geometry changes.
     """
 
-    def __init__(self) -> None:
-        self.drops: Counter = Counter()
+    def __init__(self, strict_standalone: bool = True, drops: Counter | None = None) -> None:
+        """``strict_standalone=False`` also drops bad mono/libcaer events one by one (a reader
+        of recordings keeps what it can) instead of raising."""
+        self.strict_standalone = strict_standalone
+        self.drops: Counter = Counter() if drops is None else drops
         self.resets = 0
         self._state = Evt3State()
         self._last: tuple[int, int, int] | None = None  # (seq, width, height) of the last packet
@@ -882,10 +885,23 @@ class PacketStreamDecoder:
         seq: int | None = None,
     ) -> np.ndarray:
         if encoding != "evt3":
-            return decode_packet(payload, encoding, time_base_ns, width, height, is_bigendian)
+            if self.strict_standalone:
+                return decode_packet(payload, encoding, time_base_ns, width, height, is_bigendian)
+            return decode_packet(
+                payload,
+                encoding,
+                time_base_ns,
+                width,
+                height,
+                is_bigendian,
+                strict=False,
+                drops=self.drops,
+            )
         last, self._last = self._last, (-1 if seq is None else int(seq), width, height)
+        # Only a forward jump of seq is a lost packet: a source that never sets seq (all 0)
+        # or restarts it must not reset the state at every packet.
         if last is not None and (
-            (width, height) != last[1:] or (seq is not None and last[0] >= 0 and seq != last[0] + 1)
+            (width, height) != last[1:] or (seq is not None and last[0] >= 0 and seq > last[0] + 1)
         ):
             self._state = Evt3State()
             self.resets += 1

@@ -370,6 +370,11 @@ def test_stream_decoder_carries_evt3_state_across_packets_cut_anywhere() -> None
     np.testing.assert_array_equal(before, events[: len(before)])
     np.testing.assert_array_equal(after, events[len(events) - len(after) :])  # intact from there
     assert len(before) + len(got[5]) + len(after) < n  # what no state could place was dropped
+    # A source that never sets seq (all 0) is not a stream of gaps.
+    dec = PacketStreamDecoder()
+    zero = [dec.decode(p.tobytes(), "evt3", tb, W, H, seq=0) for p in parts]
+    np.testing.assert_array_equal(np.concatenate(zero), events)
+    assert dec.resets == 0
     # mono packets stand alone and stay strict
     with pytest.raises(EventDecodeError):
         PacketStreamDecoder().decode(b"\x00" * 7, "mono", 0, W, H, seq=0)
