@@ -590,6 +590,9 @@ def read_label_csv(
     return labels
 
 
+LABELS_OUTSIDE = "labels outside the recording"
+
+
 def aedat4_to_bag(
     aedat_path: Path | str,
     labels_csv: Path | str | None,
@@ -600,7 +603,12 @@ def aedat4_to_bag(
     class_base: int = 0,
     names: Iterable[str] | None = None,
 ) -> dict[str, int]:
-    """AEDAT4 recording (+ label CSV) -> labelled event bag, via dv-processing."""
+    """AEDAT4 recording (+ label CSV) -> labelled event bag, via dv-processing.
+
+    Returns the messages written per topic, and under ``"labels outside the recording"`` how
+    many label spans cover none of the recording's time (a CSV of another recording, or times
+    in another unit); they are written all the same.
+    """
     import dv_processing as dv
 
     aedat_path = Path(aedat_path)
@@ -615,6 +623,8 @@ def aedat4_to_bag(
     width, height = reader.getEventResolution()
     labels = read_label_csv(labels_csv, class_base, names) if labels_csv is not None else []
 
+    seen = {"first": None, "last": None}  # sensor time the recording covers
+
     def packets() -> Iterator[EventPacketData]:
         seq = 0
         carry = np.zeros(0, dtype=EVENT_DTYPE)
@@ -628,6 +638,9 @@ def aedat4_to_bag(
             ev = np.empty(arr.shape[0], dtype=EVENT_DTYPE)
             ev["t"], ev["x"], ev["y"] = arr["timestamp"], arr["x"], arr["y"]
             ev["p"] = arr["polarity"].astype(np.uint8)
+            if seen["first"] is None:
+                seen["first"] = int(ev["t"][0])
+            seen["last"] = int(ev["t"][-1])
             ev = np.concatenate([carry, ev])
             # Packets are cut on a fixed grid of sensor time so batch edges do not matter; the
             # last (possibly incomplete) slot waits for the next batch.
@@ -640,13 +653,20 @@ def aedat4_to_bag(
         for pkt in _grid_packets(carry, packet_us, width, height, encoding, seq):
             yield pkt
 
-    return write_event_bag(
+    counts = write_event_bag(
         path,
         packets(),
         labels,
         storage,
         {"hsnn.source": f"aedat4 {aedat_path.name}"},
     )
+    if labels and seen["first"] is not None:
+        outside = sum(
+            1 for lab in labels if lab.end_us <= seen["first"] or lab.start_us > seen["last"]
+        )
+        if outside:
+            counts[LABELS_OUTSIDE] = outside
+    return counts
 
 
 def _grid_packets(

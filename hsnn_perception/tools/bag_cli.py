@@ -458,6 +458,13 @@ def _convert(args: argparse.Namespace) -> int:
         if not counts.get(rb.TOPIC_EVENTS):
             _remove_bag(args.out)
             raise CliError(f"{args.file} holds no events: no bag written")
+        outside = counts.pop(rb.LABELS_OUTSIDE, 0)
+        if outside:
+            print(
+                f"hsnn-bag: warning: {outside} label spans of {args.labels} lie outside the "
+                f"recording's time (another recording's labels, or times not in microseconds?)",
+                file=sys.stderr,
+            )
     print(
         f"{args.out}: "
         + ", ".join(f"{n} messages on {t}" for t, n in sorted(counts.items()))

@@ -94,6 +94,14 @@ def test_convert_aedat4_with_labels(tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     assert "one 1, two 1" in capsys.readouterr().out
+    assert "warning" not in capsys.readouterr().err
+    # Labels of another recording (times in milliseconds, say): written, but said.
+    elsewhere = tmp_path / "ms.csv"
+    elsewhere.write_text("class,start,end\n2,1000,1100\n1,1100,1200\n1,1000000,1100000\n")
+    argv = ["convert", "aedat4", str(src), str(tmp_path / "ms"), "--labels", str(elsewhere)]
+    assert main([*argv, "--class-base", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 label spans" in err and "outside the recording" in err
 
 
 @pytest.mark.parametrize(
