@@ -252,7 +252,7 @@ def bag_info(path: Path | str) -> dict[str, Any]:
                     "end_us": time_to_ns(m.msg.end) // 1000,
                 }
             )
-    per_class = Counter(lab["label"] or str(lab["class_id"]) for lab in labels)
+    per_class = Counter(lab["label"] or f"class {lab['class_id']}" for lab in labels)
     # Messages the bag's index lists that could not be read (a corrupt chunk, a cut file):
     # reported, so a damaged bag never reads as "skipped: nothing".
     unread = {
@@ -307,14 +307,17 @@ def format_info(info: dict[str, Any]) -> str:
         lo, hi = labels["span_us"]
         lines.append(
             f"labels:    {labels['count']} spans over [{lo}, {hi}) us of sensor time: "
-            + ", ".join(f"{k} {v}" for k, v in labels["per_class"].items())
+            + ", ".join(f"{k}: {v}" for k, v in labels["per_class"].items())
         )
     else:
         lines.append("labels:    none")
     unread = info.get("unread", {})
     if info["skipped"] or unread:
         lines.append("skipped:")
-        lines += [f"  {n} x {why}" for why, n in sorted(info["skipped"].items())]
+        lines += [
+            f"  {n} {why}" if why.startswith("bytes") else f"  {n} x {why}"
+            for why, n in sorted(info["skipped"].items())
+        ]
         lines += [
             f"  {n} x {topic} message listed in the index but not readable (damaged bag?)"
             for topic, n in unread.items()

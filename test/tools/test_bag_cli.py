@@ -93,7 +93,7 @@ def test_convert_aedat4_with_labels(tmp_path, capsys):
     assert [(lab.class_id, lab.label) for lab in stream.labels] == [(1, "two"), (0, "one")]
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
-    assert "one 1, two 1" in capsys.readouterr().out
+    assert "one: 1, two: 1" in capsys.readouterr().out
     assert "warning" not in capsys.readouterr().err
     # Labels of another recording (times in milliseconds, say): written, but said.
     elsewhere = tmp_path / "ms.csv"
