@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core.rosbag_io import STORAGES
-from hsnn_perception.tools.errors import check_namespace, one_line
+from hsnn_perception.tools.errors import check_namespace, number_arg, one_line
 
 EXIT_BAD_INPUT = 2
 PROG = "hsnn-bag"
@@ -333,29 +333,6 @@ def format_info(info: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog=PROG, description="Make, record and inspect rosbag2 files of the hsnn pipeline."
@@ -366,17 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = conv.add_subparsers(dest="kind", required=True)
     syn = kinds.add_parser("synthetic", help="synthetic DVS gestures (one label per sample)")
     syn.add_argument("out", type=Path, help="new bag directory")
-    syn.add_argument("--samples", type=_positive_int, default=100)
+    syn.add_argument("--samples", type=number_arg(int, 1), default=100)
     syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--height", type=_positive_int, default=128)
-    syn.add_argument("--width", type=_positive_int, default=128)
+    syn.add_argument("--height", type=number_arg(int, 1), default=128)
+    syn.add_argument("--width", type=number_arg(int, 1), default=128)
     aed = kinds.add_parser("aedat4", help="an AEDAT4 recording plus a label CSV")
     aed.add_argument("file", type=Path, help="AEDAT4 file")
     aed.add_argument("out", type=Path, help="new bag directory")
     aed.add_argument("--labels", type=Path, default=None, help="CSV of class,start_us,end_us")
     aed.add_argument(
         "--class-base",
-        type=_non_negative(int),
+        type=number_arg(int, 0),
         default=0,
         help="first class number in the CSV (DvsGesture: 1)",
     )
@@ -384,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (syn, aed):
         p.add_argument("--storage", choices=STORAGES, default="mcap")
         p.add_argument(
-            "--packet-us", type=_positive_int, default=10_000, help="sensor time per packet"
+            "--packet-us", type=number_arg(int, 1), default=10_000, help="sensor time per packet"
         )
         p.add_argument("--encoding", choices=("mono", "evt3", "libcaer"), default="mono")
 
@@ -396,9 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--topics", nargs="+", default=None, metavar="TOPIC", help=f"of {', '.join(RECORDABLE)}"
     )
     stop = rec.add_mutually_exclusive_group()
-    stop.add_argument("--duration", type=_non_negative(float), default=0.0, help="seconds")
     stop.add_argument(
-        "--windows", type=_non_negative(int), default=0, help="stop after N classifications"
+        "--duration", type=number_arg(float, 0, finite=False), default=0.0, help="seconds"
+    )
+    stop.add_argument(
+        "--windows", type=number_arg(int, 0), default=0, help="stop after N classifications"
     )
     rec.add_argument(
         "--keep-namespace",

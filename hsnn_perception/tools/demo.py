@@ -7,40 +7,23 @@ Each stage runs as its own process talking over DDS (``--composed`` puts them in
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hsnn_perception.tools.errors import check_namespace, one_line
+from hsnn_perception.tools.errors import check_namespace, number_arg, one_line
 
 if TYPE_CHECKING:
     from hsnn_perception.core.bundle import ModelBundle
 
 
-def _number(kind: type, minimum: float) -> Callable[[str], int | float]:
-    """argparse type: a finite ``kind`` >= ``minimum`` (a bad value is a usage error, exit 2)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not (math.isfinite(value) and value >= minimum):
-            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum}, got {text}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="hsnn-demo", description=__doc__)
     ap.add_argument(
-        "--samples", type=_number(int, 1), default=30, help="synthetic gestures to play"
+        "--samples", type=number_arg(int, 1), default=30, help="synthetic gestures to play"
     )
     ap.add_argument("--model", default="", help="model bundle directory (default: shipped model)")
     ap.add_argument("--snn-backend", default="native", choices=("native", "lava", "lava-hw"))
@@ -48,13 +31,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--classifier-backend", default="onnxruntime", choices=("onnxruntime", "tensorrt")
     )
     ap.add_argument(
-        "--interval", type=_number(int, 0), default=0, help="accumulation interval I (0 = model's)"
+        "--interval",
+        type=number_arg(int, 0),
+        default=0,
+        help="accumulation interval I (0 = model's)",
     )
-    ap.add_argument("--speed", type=_number(float, 0), default=1.0, help="1 = real time")
-    ap.add_argument("--seed", type=_number(int, 0), default=7, help="seed of the synthetic stream")
+    ap.add_argument("--speed", type=number_arg(float, 0), default=1.0, help="1 = real time")
+    ap.add_argument(
+        "--seed", type=number_arg(int, 0), default=7, help="seed of the synthetic stream"
+    )
     ap.add_argument("--composed", action="store_true", help="all nodes in one process")
     ap.add_argument(
-        "--timeout", type=_number(float, 0), default=0.0, help="seconds (0 = from the samples)"
+        "--timeout", type=number_arg(float, 0), default=0.0, help="seconds (0 = from the samples)"
     )
     ap.add_argument("--namespace", default="hsnn_demo")
     return ap.parse_args(argv)

@@ -1,5 +1,8 @@
 """Error messages of the command-line tools: one readable line, never a traceback.
 
+:func:`number_arg` is the argparse type of every numeric option of the tools, so a bad value is a
+usage error (exit 2) that names the option and says what it must be.
+
 :func:`one_line` turns an exception (or text) into one line: an ``OSError`` names the path and
 the reason (``cannot write /x: Permission denied``), a C++ stack dump that dv-processing appends
 to its messages (``Stacktrace: 0# ...``) is cut off, and line breaks (numpy arrays, YAML parser
@@ -10,7 +13,11 @@ used to let through as a traceback).
 
 from __future__ import annotations
 
+import argparse
+import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 # dv-processing: "<file>.hpp(313): <signature>()\nEndOfFile: Error info: <message>\nStacktrace:"
 _CPP_LOCATION = re.compile(r"(?:/[^\s:]+)?\.[ch]pp\(\d+\):[^\n]*\n")
@@ -29,6 +36,28 @@ def one_line(error: BaseException | str) -> str:
     text = _CPP_LOCATION.sub("", text)
     text = " ".join(text.split())
     return text or type(error).__name__
+
+
+def number_arg(
+    kind: type = int, minimum: float = 0, *, above: bool = False, finite: bool = True
+) -> Callable[[str], Any]:
+    """argparse type: a ``kind`` (int or float) >= ``minimum`` (> with ``above``); a float must
+    also be finite unless ``finite`` is False (NaN is refused either way)."""
+    what = "an integer" if kind is int else "a number"
+    bound = f"{'>' if above else '>='} {minimum:g}"
+    must = f"a finite number {bound}" if kind is float and finite else bound
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        bad_float = kind is float and (math.isnan(value) or (finite and math.isinf(value)))
+        if bad_float or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {must}, got {text}")
+        return value
+
+    return parse
 
 
 def check_namespace(namespace: str, option: str = "--namespace") -> str:

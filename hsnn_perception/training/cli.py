@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.tools.errors import one_line
+from hsnn_perception.tools.errors import number_arg, one_line
 from hsnn_perception.training.data import InputSpec, SpikeSet
 from hsnn_perception.training.models import ArchSpec
 from hsnn_perception.training.regularization import RateTarget, RegularizationError
@@ -39,38 +38,6 @@ SNN_BACKENDS = (
 
 class CliError(ValueError):
     """A command-line argument is invalid."""
-
-
-def _at_least(minimum: int) -> Any:
-    """argparse type: an integer >= ``minimum`` (else a usage error naming the option)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _real(positive: bool) -> Any:
-    """argparse type: a finite float, > 0 (``positive``) or >= 0."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < 0 or (positive and value == 0):
-            raise argparse.ArgumentTypeError(
-                f"must be a finite number {'>' if positive else '>='} 0, got {text}"
-            )
-        return value
-
-    return parse
 
 
 def _int_list(text: str) -> list[int]:
@@ -98,8 +65,10 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         help="synthetic (built in), dvsgesture (IBM AEDAT 3.1 folder), aedat4 (+ label CSVs)",
     )
     g.add_argument("--data", type=Path, help="dataset folder (dvsgesture, aedat4)")
-    g.add_argument("--n-train", type=_at_least(1), default=2200, help="synthetic training samples")
-    g.add_argument("--n-test", type=_at_least(1), default=550, help="synthetic test samples")
+    g.add_argument(
+        "--n-train", type=number_arg(int, 1), default=2200, help="synthetic training samples"
+    )
+    g.add_argument("--n-test", type=number_arg(int, 1), default=550, help="synthetic test samples")
     g.add_argument("--data-seed", type=int, default=0, help="synthetic generator seed")
     g.add_argument("--height", type=int, default=32, help="input height after downsampling")
     g.add_argument("--width", type=int, default=32, help="input width after downsampling")
@@ -113,14 +82,14 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=_at_least(0), default=12)
-    g.add_argument("--batch-size", type=_at_least(1), default=32)
-    g.add_argument("--lr", type=_real(positive=True), default=3e-3)
-    g.add_argument("--weight-decay", type=_real(positive=False), default=1e-4)
+    g.add_argument("--epochs", type=number_arg(int, 0), default=12)
+    g.add_argument("--batch-size", type=number_arg(int, 1), default=32)
+    g.add_argument("--lr", type=number_arg(float, 0, above=True), default=3e-3)
+    g.add_argument("--weight-decay", type=number_arg(float, 0), default=1e-4)
     g.add_argument("--seed", type=int, default=0, help="training seed")
-    g.add_argument("--threads", type=_at_least(1), default=1, help="torch CPU threads")
+    g.add_argument("--threads", type=number_arg(int, 1), default=1, help="torch CPU threads")
     g.add_argument("--channels", type=_int_list, default=[16, 32, 32, 32], help="L1-L4 widths")
-    g.add_argument("--hidden", type=_at_least(1), default=64, help="L5 width")
+    g.add_argument("--hidden", type=number_arg(int, 1), default=64, help="L5 width")
     g.add_argument(
         "--rate-target",
         type=_rate_target,
@@ -129,10 +98,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="firing-rate target percentile:low:high (once for all layers, or once per layer)",
     )
     g.add_argument(
-        "--rate-weight", type=_real(positive=False), default=0.0, help="firing-rate penalty weight"
+        "--rate-weight", type=number_arg(float, 0), default=0.0, help="firing-rate penalty weight"
     )
     g.add_argument(
-        "--qat-epochs", type=_at_least(0), default=0, help="8-bit QAT epochs for the ANN part"
+        "--qat-epochs", type=number_arg(int, 0), default=0, help="8-bit QAT epochs for the ANN part"
     )
     g.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     g.add_argument("--no-progress", action="store_true", help="no progress bars")

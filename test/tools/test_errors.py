@@ -39,3 +39,25 @@ def test_invalid_namespace_is_a_one_line_value_error(ns):
     with pytest.raises(ValueError, match="not a valid ROS namespace") as info:
         check_namespace(ns)
     assert "\n" not in str(info.value) and repr(ns) in str(info.value)
+
+
+def test_number_arg_bounds_and_messages():
+    import argparse
+
+    import pytest
+
+    from hsnn_perception.tools.errors import number_arg
+
+    assert number_arg(int, 1)("3") == 3
+    assert number_arg(float, 0)("0") == 0.0
+    assert number_arg(float, 0, finite=False)("inf") == float("inf")
+    for parse, text, message in (
+        (number_arg(int, 1), "0", "must be >= 1, got 0"),
+        (number_arg(int, 0), "x", "'x' is not an integer"),
+        (number_arg(float, 0, above=True), "0", "must be a finite number > 0, got 0"),
+        (number_arg(float, 0), "inf", "must be a finite number >= 0, got inf"),
+        (number_arg(float, 0, finite=False), "nan", "must be >= 0, got nan"),
+        (number_arg(float, 0), "one", "'one' is not a number"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse(text)
