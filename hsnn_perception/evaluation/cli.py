@@ -25,7 +25,7 @@ from hsnn_perception.core.energy import (
     DEFAULT_ANN_DEVICE,
     NEUROMORPHIC_PROFILES,
 )
-from hsnn_perception.tools.errors import check_namespace, one_line
+from hsnn_perception.tools.errors import check_namespace, one_line, prepare_out, remove_if_empty
 
 EXIT_BAD_INPUT = 2
 
@@ -125,26 +125,6 @@ def check_args(args: argparse.Namespace) -> None:
         check_namespace(args.namespace)
 
 
-def prepare_out(out: Path) -> bool:
-    """Make the report directory now, so an unusable ``--out`` fails before the evaluation
-    runs. Returns whether it was created here (removed again if the run fails)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file: give a directory for the report")
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
-    return created
-
-
-def _remove_if_empty(path: Path) -> None:
-    try:
-        path.rmdir()  # only an empty directory: nothing of another run is lost
-    except OSError:
-        pass
-
-
 def _bundle_error(exc: ValueError, bundle: Path, bag: Path) -> ValueError:
     """``exc`` naming the model when its message names neither the bundle nor the bag."""
     msg = one_line(exc)
@@ -177,7 +157,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         if not bundles:
             raise ValueError(f"no model bundle at {bundle_arg} (no {MANIFEST} there or below)")
         family = len(bundles) > 1 or bundles[0] != Path(bundle_arg)
-        created_out = prepare_out(out)
+        created_out = prepare_out(out, "report")
         summaries = []
         no_output: list[str] = []
         for bundle in bundles:
@@ -209,7 +189,7 @@ def eval_main(argv: list[str] | None = None) -> int:
             print(f"family comparison -> {fam['markdown']}")
     except (ValueError, OSError) as exc:  # all the project's input errors subclass ValueError
         if created_out:
-            _remove_if_empty(out)
+            remove_if_empty(out)
         print(f"hsnn-eval: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RuntimeError as exc:  # session.PipelineError: the nodes did not come up or died

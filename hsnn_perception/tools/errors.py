@@ -17,6 +17,7 @@ import argparse
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # dv-processing: "<file>.hpp(313): <signature>()\nEndOfFile: Error info: <message>\nStacktrace:"
@@ -58,6 +59,27 @@ def number_arg(
         return value
 
     return parse
+
+
+def prepare_out(out: Path, what: str = "output") -> bool:
+    """Make the ``--out`` directory now, so an unusable one fails before the work runs. Returns
+    whether it was created here (then :func:`remove_if_empty` after a failure)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a directory for the {what}")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
+    return created
+
+
+def remove_if_empty(path: Path) -> None:
+    """Remove ``path`` if it is an empty directory: nothing of another run is lost."""
+    try:
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def check_namespace(namespace: str, option: str = "--namespace") -> str:

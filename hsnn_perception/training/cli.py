@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.tools.errors import number_arg, one_line
+from hsnn_perception.tools.errors import number_arg, one_line, prepare_out, remove_if_empty
 from hsnn_perception.training.data import InputSpec, SpikeSet
 from hsnn_perception.training.models import ArchSpec
 from hsnn_perception.training.regularization import RateTarget, RegularizationError
@@ -220,26 +220,6 @@ def check_common(args: argparse.Namespace, ks: Sequence[int]) -> None:
             )
 
 
-def prepare_out(out: Path) -> bool:
-    """Make the output directory now, so an unusable ``--out`` fails before training.
-    Returns whether it was created here (removed again if it is still empty after a failure)."""
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out} is a file: give a directory")
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
-    return created
-
-
-def _remove_if_empty(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
-
-
 def run_training(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Train one model as ``args`` say, write its bundle, return the manifest metrics."""
     import numpy as np
@@ -324,7 +304,7 @@ def _run_tool(
         run(args)
     except (ValueError, OSError, ImportError) as exc:
         if created:
-            _remove_if_empty(getattr(args, out_attr))
+            remove_if_empty(getattr(args, out_attr))
         return _fail(parser.prog, one_line(exc))
     except KeyboardInterrupt:
         return _fail(parser.prog, "interrupted", 130)
