@@ -168,6 +168,18 @@ def check_bundle_fit(
         )
 
 
+def check_bundle_ann(bundle: Any, input_name: str | None = None) -> None:
+    """:func:`check_bundle_fit` for a ``ModelBundle``'s ANN (``input_name`` overrides the
+    manifest's, as the classifier node's parameter does)."""
+    check_bundle_fit(
+        bundle.ann_file,
+        input_name or bundle.ann_input_name,
+        bundle.ann_input_shape,
+        bundle.ann_output_name,
+        bundle.num_classes,
+    )
+
+
 def is_quantized_onnx(model: Any) -> bool:
     """True if the graph already carries explicit INT8 quantization (QDQ or QOperator nodes)."""
     quant_ops = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"}

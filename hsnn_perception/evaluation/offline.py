@@ -147,16 +147,10 @@ class _Runner:
                 bundle.snn_file, s.backend, (bundle.channels, bundle.height, bundle.width)
             )
         if bundle.ann_file is not None:
-            from hsnn_perception.core.classifier_backends import check_bundle_fit, create_backend
+            from hsnn_perception.core.classifier_backends import check_bundle_ann, create_backend
             from hsnn_perception.core.onnx_macs import count_macs
 
-            check_bundle_fit(
-                bundle.ann_file,
-                bundle.ann_input_name,
-                bundle.ann_input_shape,
-                bundle.ann_output_name,
-                bundle.num_classes,
-            )
+            check_bundle_ann(bundle)
 
             self.ann = create_backend("onnxruntime", bundle.ann_file, providers=s.providers)
             self.macs = count_macs(bundle.ann_file, bundle.ann_input_shape)

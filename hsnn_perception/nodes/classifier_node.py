@@ -78,18 +78,12 @@ class ClassifierNode(HsnnNode):
                 self.macs = 0
             else:
                 from hsnn_perception.core.classifier_backends import (
-                    check_bundle_fit,
+                    check_bundle_ann,
                     create_backend,
                 )
                 from hsnn_perception.core.onnx_macs import count_macs
 
-                check_bundle_fit(
-                    self.bundle.ann_file,
-                    self.input_name,
-                    self.bundle.ann_input_shape,
-                    self.bundle.ann_output_name,
-                    self.bundle.num_classes,
-                )
+                check_bundle_ann(self.bundle, self.input_name)
 
                 self._backend = create_backend(
                     kind,

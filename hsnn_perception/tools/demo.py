@@ -58,7 +58,7 @@ def check_bundle(bundle: ModelBundle, interval: int) -> None:
     """Read the bundle's model files and check ``--interval`` here, so that a broken model or
     an interval the model cannot use fails at once with one line, not after the nodes waited a
     minute for a stage that refused to configure."""
-    from hsnn_perception.core.classifier_backends import check_bundle_fit
+    from hsnn_perception.core.classifier_backends import check_bundle_ann
 
     timesteps = bundle.timesteps
     if interval and timesteps % interval:
@@ -70,13 +70,7 @@ def check_bundle(bundle: ModelBundle, interval: int) -> None:
 
         read_netx(bundle.snn_file, (bundle.channels, bundle.height, bundle.width))
     if bundle.ann_file is not None:  # a valid ONNX model that takes what the accumulator gives
-        check_bundle_fit(
-            bundle.ann_file,
-            bundle.ann_input_name,
-            bundle.ann_input_shape,
-            bundle.ann_output_name,
-            bundle.num_classes,
-        )
+        check_bundle_ann(bundle)
 
 
 def main(argv: list[str] | None = None) -> int:
