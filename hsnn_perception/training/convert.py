@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -264,21 +264,11 @@ def _write_netx(path: Path, layers: list[dict[str, Any]]) -> None:
             _netx_layer(root.create_group(str(i)), kind, spec)
 
 
-def _is_dense_output(model: Any, tensor: str) -> bool:
-    """Whether ``tensor`` is the Relu output of a Gemm (rank 2)."""
-    nodes = list(model.graph.node)
-    producer = {o: n for n in nodes for o in n.output}
-    relu = producer.get(tensor)
-    return (
-        relu is not None
-        and producer.get(relu.input[0]) is not None
-        and (producer[relu.input[0]].op_type == "Gemm")
-    )
-
-
-def _ann_tail(model: Any, cut: str, input_name: str, shape: tuple[int, ...], scale: float) -> Any:
+def _ann_tail(
+    model: Any, cut: str, input_name: str, shape: tuple[int, ...], scale: float, dense: bool
+) -> Any:
     """The graph after tensor ``cut``, fed by a new input ``input_name`` (``(N, *shape)``) times
-    ``scale``."""
+    ``scale``; ``dense``: ``cut`` is a dense layer's (N, F) output."""
     import onnx
     from onnx import helper
 
@@ -290,8 +280,7 @@ def _ann_tail(model: Any, cut: str, input_name: str, shape: tuple[int, ...], sca
     inits = [i for i in graph.initializer if i.name in used]
     scale_name = f"{input_name}_to_activation_scale"
     inits.append(helper.make_tensor(scale_name, onnx.TensorProto.FLOAT, [], [float(scale)]))
-    head = []
-    if len(shape) == 3 and shape[1:] == (1, 1) and _is_dense_output(model, cut):
+    if dense:
         # A dense layer's activations are (N, F): the accumulator's frames are (N, F, 1, 1).
         scaled = f"{cut}_4d"
         head = [
@@ -436,39 +425,38 @@ def convert_bundle(
                 f"{', '.join(f'{g:.3f}' for g in gains)}), {(w_int == 0).mean():.0%} zero weights"
             )
         prev_scale, shape = scale, out_shape
-    report.ann_input_scale = prev_scale / (steps - k)
     if steps - k < 1:
         raise ConversionError(f"{k} spiking layers leave no timestep of output in {steps}")
+    report.ann_input_scale = prev_scale / (steps - k)
 
     out_dir = Path(out)
     if out_dir.resolve() == bundle.path.resolve():
         raise ConversionError("the output directory must not be the source bundle")
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_netx(out_dir / SNN_FILE, specs)
-    tail = _ann_tail(model, convert[-1].relu_output, "frames", shape, report.ann_input_scale)
+    tail = _ann_tail(
+        model,
+        convert[-1].relu_output,
+        "frames",
+        shape,
+        report.ann_input_scale,
+        convert[-1].kind == "dense",
+    )
     onnx.save(tail, str(out_dir / ANN_FILE))
     for extra in ("ann_int8.onnx",):  # parts of the source that would contradict the manifest
         stale = out_dir / extra
         if stale.exists():
             stale.unlink()
-    n_layers = len(chain)
-    converted = ModelBundle(
+    # The source's geometry, binning (interval = T), labels and output name; new parts, name and
+    # recipe.
+    converted = replace(
+        bundle,
         path=out_dir,
-        name=name or f"{bundle.name}-converted-S{k}A{n_layers - k}",
-        sensor_height=bundle.sensor_height,
-        sensor_width=bundle.sensor_width,
-        channels=bundle.channels,
-        height=bundle.height,
-        width=bundle.width,
-        bin_us=bundle.bin_us,
-        timesteps=steps,
-        interval=steps,
-        labels=bundle.labels,
+        name=name or f"{bundle.name}-converted-S{k}A{len(chain) - k}",
         snn_file=out_dir / SNN_FILE,
         snn_output_shape=shape,
         ann_file=out_dir / ANN_FILE,
         ann_input_name="frames",
-        ann_output_name=bundle.ann_output_name,
         recipe={
             "converted_from": {"bundle": str(bundle.path), "name": bundle.name},
             "conversion": {
