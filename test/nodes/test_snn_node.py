@@ -4,8 +4,6 @@ node gives exactly the spikes of the same events sent as self-contained mono pac
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 import rclpy
@@ -13,10 +11,9 @@ import rclpy
 from hsnn_perception.core.bundle import ModelBundle
 from hsnn_perception.core.events import encode_packet, make_events
 from hsnn_perception.msg import EventPacket
-from hsnn_perception.nodes.base import sensor_qos
-from hsnn_perception.nodes.conversions import read_tensor_list
 
-from .test_bad_input import Probe, event_packet, good_packets, start
+from .test_bad_input import event_packet
+from .test_snn_node_backends import run_snn_node
 
 pytestmark = pytest.mark.slow
 FIRST = 50  # window ids of the test stream (after a warm-up window 0)
@@ -71,39 +68,17 @@ def _mono_packets(bundle: ModelBundle, events: np.ndarray, seq0: int) -> list[Ev
     return [event_packet(p, bundle, seq0 + i) for i, p in enumerate(parts)]
 
 
-def _spikes(bundle, tmp_path, packets: list[EventPacket]) -> tuple[dict[int, np.ndarray], dict]:
-    ns = f"snn_evt3_{random.randint(0, 10**6)}"
-    with start({"snn_feature"}, ns, tmp_path, snn_feature={"diagnostics_period_s": 0.2}) as group:
-        probe = Probe(ns)
-        pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(500))
-        probe.wait_for_subscriber(pub)
-        warm = good_packets(bundle, 1, seq0=0, t0_window=0)
-        assert probe.spin_until(
-            lambda: [pub.publish(m) for m in warm] and bool(probe.received["snn/spikes"]), 120
-        ), group.log("snn_feature")
-        for msg in packets:
-            pub.publish(msg)
-            probe.spin_until(lambda: False, 0.02)
-        done = lambda: sum(  # noqa: E731
-            read_tensor_list(m)[0] >= FIRST for m in probe.received["snn/spikes"]
-        )
-        assert probe.spin_until(lambda: done() >= 2, 60), group.log("snn_feature")
-        probe.spin_until(lambda: False, 0.5)
-        out = {}
-        for m in probe.received["snn/spikes"]:
-            window_id, _, arrays = read_tensor_list(m)
-            if window_id >= FIRST:
-                out[window_id] = arrays["spikes"].copy()
-        return out, probe.diag("snn_feature")
-
-
 def test_evt3_stream_cut_anywhere_gives_the_spikes_of_mono_packets(
     ros, tmp_path, default_bundle_dir
 ):
     bundle = ModelBundle.load(default_bundle_dir)
     events = _events(bundle)
-    mono, _ = _spikes(bundle, tmp_path, _mono_packets(bundle, events, 100))
-    evt3, diag = _spikes(bundle, tmp_path, _evt3_packets(bundle, events, 100))
+    mono, _ = run_snn_node(
+        bundle, tmp_path, _mono_packets(bundle, events, 100), {}, FIRST, 2, 0.5, 60
+    )
+    evt3, diag = run_snn_node(
+        bundle, tmp_path, _evt3_packets(bundle, events, 100), {}, FIRST, 2, 0.5
+    )
     assert sorted(mono)[:2] == sorted(evt3)[:2] == [FIRST, FIRST + 1]
     for window_id in (FIRST, FIRST + 1):
         np.testing.assert_array_equal(evt3[window_id], mono[window_id])

@@ -26,34 +26,53 @@ def ros():
     rclpy.try_shutdown()
 
 
-def run_backend(
-    backend: str, bundle: ModelBundle, tmp_path, n_windows: int
-) -> dict[int, np.ndarray]:
-    ns = f"snn_{backend.replace('-', '_')}_{random.randint(0, 10**6)}"
-    with start({"snn_feature"}, ns, tmp_path, snn_feature={"backend": backend}) as group:
+def run_snn_node(
+    bundle: ModelBundle,
+    tmp_path,
+    packets: list[EventPacket],
+    params: dict,
+    first: int = 50,
+    n_windows: int = 2,
+    settle_s: float = 0.0,
+    timeout_s: float = 180,
+) -> tuple[dict[int, np.ndarray], dict[str, str]]:
+    """Start an SNN node with ``params``, warm it up with window 0 (both ends of the connection
+    matched once a window comes out), publish ``packets``; return the output spikes of windows
+    ``first`` on and the node's diagnostics ``settle_s`` after they came out."""
+    ns = f"snn_{random.randint(0, 10**6)}"
+    params = {"diagnostics_period_s": 0.2, **params}
+    with start({"snn_feature"}, ns, tmp_path, snn_feature=params) as group:
         probe = Probe(ns)
-        pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(100))
+        pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(500))
         probe.wait_for_subscriber(pub)
-        # Warm up until one window comes out, so both ends of the connection are matched.
         warm = good_packets(bundle, 1, seq0=0, t0_window=0)
         assert probe.spin_until(
             lambda: [pub.publish(m) for m in warm] and bool(probe.received["snn/spikes"]), 120
         ), group.log("snn_feature")
-        for msg in good_packets(bundle, n_windows, seq0=100, t0_window=50):
+        for msg in packets:
             pub.publish(msg)
             probe.spin_until(lambda: False, 0.02)
         assert probe.spin_until(
             lambda: (
-                sum(read_tensor_list(m)[0] >= 50 for m in probe.received["snn/spikes"]) >= n_windows
+                sum(read_tensor_list(m)[0] >= first for m in probe.received["snn/spikes"])
+                >= n_windows
             ),
-            180,
+            timeout_s,
         ), group.log("snn_feature")
+        probe.spin_until(lambda: False, settle_s)
         out = {}
         for m in probe.received["snn/spikes"]:
             window_id, _, arrays = read_tensor_list(m)
-            if window_id >= 50:
+            if window_id >= first:
                 out[window_id] = arrays["spikes"].copy()
-        return out
+        return out, probe.diag("snn_feature")
+
+
+def run_backend(
+    backend: str, bundle: ModelBundle, tmp_path, n_windows: int
+) -> dict[int, np.ndarray]:
+    packets = good_packets(bundle, n_windows, seq0=100, t0_window=50)
+    return run_snn_node(bundle, tmp_path, packets, {"backend": backend}, 50, n_windows)[0]
 
 
 def test_lava_backend_matches_native_over_dds(ros, tmp_path, default_bundle_dir):
