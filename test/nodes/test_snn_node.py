@@ -73,12 +73,9 @@ def test_evt3_stream_cut_anywhere_gives_the_spikes_of_mono_packets(
 ):
     bundle = ModelBundle.load(default_bundle_dir)
     events = _events(bundle)
-    mono, _ = run_snn_node(
-        bundle, tmp_path, _mono_packets(bundle, events, 100), {}, FIRST, 2, 0.5, 60
-    )
-    evt3, diag = run_snn_node(
-        bundle, tmp_path, _evt3_packets(bundle, events, 100), {}, FIRST, 2, 0.5
-    )
+    run = {"first": FIRST, "n_windows": 2, "settle_s": 0.5, "timeout_s": 60}
+    mono, _ = run_snn_node(bundle, tmp_path, _mono_packets(bundle, events, 100), {}, **run)
+    evt3, diag = run_snn_node(bundle, tmp_path, _evt3_packets(bundle, events, 100), {}, **run)
     assert sorted(mono)[:2] == sorted(evt3)[:2] == [FIRST, FIRST + 1]
     for window_id in (FIRST, FIRST + 1):
         np.testing.assert_array_equal(evt3[window_id], mono[window_id])
