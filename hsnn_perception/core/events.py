@@ -539,8 +539,8 @@ def evt3_engine(engine: str = "auto") -> str:
     return "numpy"
 
 
-def _decode_evt3(raw, time_base_ns, width, height, strict, drops, state, engine="auto"):
-    if evt3_engine(engine) == "numba":
+def _decode_evt3(raw, time_base_ns, width, height, strict, drops, state):
+    if evt3_engine() == "numba":
         return _decode_evt3_compiled(raw, time_base_ns, width, height, strict, drops, state)
     return _decode_evt3_numpy(raw, time_base_ns, width, height, strict, drops, state)
 

@@ -19,7 +19,6 @@ from hsnn_perception.core.events import PacketStreamDecoder
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import (
-    EVENT_QOS,
     HsnnNode,
     event_qos,
     guarded_transition,
@@ -95,9 +94,12 @@ class SnnFeatureNode(HsnnNode):
         if backend not in SNN_BACKENDS:
             self.reject("parameter", f"backend {backend!r} unknown; expected one of {SNN_BACKENDS}")
             return TransitionCallbackReturn.FAILURE
-        events_qos = str(self.param("events_qos"))
-        if events_qos not in EVENT_QOS:
-            self.reject("parameter", f"events_qos {events_qos!r} unknown; expected {EVENT_QOS}")
+        try:
+            self._events_qos = event_qos(
+                str(self.param("events_qos")), int(self.param("qos_depth"))
+            )
+        except ValueError as exc:
+            self.reject("parameter", str(exc))
             return TransitionCallbackReturn.FAILURE
         try:
             self._event_type = load_message_type(str(self.param("event_type")))
@@ -137,8 +139,7 @@ class SnnFeatureNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        qos = event_qos(str(self.param("events_qos")), int(self.param("qos_depth")))
-        self.active_subscription(self._event_type, EVENTS, self._on_events, qos)
+        self.active_subscription(self._event_type, EVENTS, self._on_events, self._events_qos)
         self._last_packet = self._last_work_end = time.monotonic()
         self._busy = False
         self._flush_timer = self.steady_timer(0.1, self._flush_if_idle)

@@ -124,10 +124,11 @@ class _DdsListener:
             self.scores[int(msg.window_id)] = [float(s) for s in msg.scores]
 
     def _on_energy(self, msg: Any) -> None:
+        from hsnn_perception.nodes.conversions import time_to_us
+
         with self._lock:
-            stamp = msg.window_stamp  # keyed by sensor start time, as the monitor keys windows
-            start_us = int(stamp.sec) * 1_000_000 + int(stamp.nanosec) // 1000
-            self.energy[(start_us, str(msg.stage))] = msg
+            # Keyed by sensor start time, as the monitor keys windows.
+            self.energy[(time_to_us(msg.window_stamp), str(msg.stage))] = msg
 
     def close(self) -> None:
         import rclpy
