@@ -57,11 +57,7 @@ def run(rate: float, seconds: float, size: int, packet_us: int, workdir: Path) -
     bundle = ModelBundle.load(default_bundle_path())
     expected_windows = int(seconds * 1e6) // bundle.window_us  # the last one ends with the stream
     ns = f"hop{random.randint(0, 10**6)}"
-    specs = [
-        s
-        for s in pipeline(source="rosbag", source_path=str(bag), speed=1.0)
-        if s.name in ("event_driver", "snn_feature")
-    ]
+    specs = pipeline(source="rosbag", source_path=str(bag), speed=1.0, stages=("driver", "snn"))
     specs[0] = specs[0].with_parameters(wait_for_subscribers=1, packet_us=packet_us)
     rclpy.init()
     node = Node("hop_probe", namespace=ns)

@@ -8,6 +8,7 @@ launcher used by the demo and the tests (hsnn_perception.launcher) all build the
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -25,6 +26,24 @@ DIAGNOSTICS = "/diagnostics"
 CLOCK = "/clock"
 
 SOURCES = ("synthetic", "aedat4", "camera", "network", "rosbag")
+# Stage name -> node name; `stages` selects a subset (e.g. one host of a two-host deployment).
+STAGE_NODES = {
+    "driver": "event_driver",
+    "snn": "snn_feature",
+    "bridge": "accumulator_bridge",
+    "classifier": "classifier",
+    "energy": "energy_aggregator",
+}
+LIFECYCLE_MANAGER = "lifecycle_manager"
+# Bring-up order: consumers first, the source last, so nothing is published into a graph that is
+# not yet listening (nav2 lists its nodes the same way).
+BRINGUP_ORDER = (
+    "energy_aggregator",
+    "classifier",
+    "accumulator_bridge",
+    "snn_feature",
+    "event_driver",
+)
 RECORDED_SOURCES = ("synthetic", "aedat4", "rosbag")  # paced by the driver, may be held back
 SNN_BACKENDS = ("native", "lava", "lava-hw")
 CLASSIFIER_BACKENDS = ("onnxruntime", "tensorrt")
@@ -59,14 +78,25 @@ def pipeline(
     seed: int = 0,
     speed: float = 1.0,
     source_path: str = "",
+    stages: tuple[str, ...] | list[str] = tuple(STAGE_NODES),
     overrides: dict[str, dict[str, Any]] | None = None,
     remappings: dict[str, tuple[tuple[str, str], ...]] | None = None,
 ) -> list[NodeSpec]:
-    """The four stages and the energy aggregator with their parameters.
+    """The four stages and the energy aggregator with their parameters, and the lifecycle
+    manager that brings them up in order.
 
     ``model`` empty means the shipped default bundle; ``interval`` 0 means the bundle's own.
+    ``stages`` selects the nodes to run (names of STAGE_NODES). With ``autostart`` the lifecycle
+    manager configures and activates them, the driver last; without it nothing starts until an
+    outside manager (e.g. nav2's lifecycle_manager) drives them. A recorded source waits for a
+    subscriber on its events topic in any case; a live one never waits.
     ``overrides`` maps a node name to extra parameters; ``remappings`` a node name to remaps.
     """
+    unknown_stages = set(stages) - set(STAGE_NODES)
+    if unknown_stages or not stages:
+        raise ValueError(
+            f"unknown stages {sorted(unknown_stages)}; expected some of {', '.join(STAGE_NODES)}"
+        )
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     if snn_backend not in SNN_BACKENDS:
@@ -76,7 +106,8 @@ def pipeline(
             f"unknown classifier backend {classifier_backend!r}; expected one of "
             f"{CLASSIFIER_BACKENDS}"
         )
-    common = {"use_sim_time": use_sim_time, "autostart": autostart}
+    # The nodes never start themselves here: the manager (or an outside one) brings them up.
+    common = {"use_sim_time": use_sim_time, "autostart": False}
     window_us = model_window_us(model)
     # A recorded source played as fast as possible is played as fast as the pipeline keeps up:
     # the driver's flow control holds it back and the events travel reliably, so nothing is lost
@@ -84,7 +115,7 @@ def pipeline(
     lossless = float(speed) == 0 and source in RECORDED_SOURCES and window_us > 0
     events_qos = "reliable" if lossless else "sensor"
     # With the window length known, the driver reports its own work per window too.
-    stages = (
+    reporting = (
         ["driver", "snn", "bridge", "classifier"] if window_us else ["snn", "bridge", "classifier"]
     )
     nodes = [
@@ -103,6 +134,8 @@ def pipeline(
                 "window_us": window_us,
                 "flow_control": lossless,
                 "events_qos": events_qos,
+                # A recording must not play into a graph that is not listening yet.
+                "wait_for_subscribers": 1 if source in RECORDED_SOURCES else 0,
             },
         ),
         NodeSpec(
@@ -136,9 +169,14 @@ def pipeline(
             executable="energy_aggregator",
             module="hsnn_perception.nodes.energy_aggregator",
             node_class="hsnn_perception.nodes.energy_aggregator:EnergyAggregatorNode",
-            parameters={**common, "stages": stages},
+            parameters={**common, "stages": reporting},
         ),
     ]
+    selected = {STAGE_NODES[stage] for stage in stages}
+    nodes = [n for n in nodes if n.name in selected]
+    if autostart:
+        managed = [name for name in BRINGUP_ORDER if name in selected]
+        nodes.append(lifecycle_manager(managed, use_sim_time=use_sim_time))
     overrides = overrides or {}
     remappings = remappings or {}
     unknown = (set(overrides) | set(remappings)) - {n.name for n in nodes}
@@ -151,6 +189,72 @@ def pipeline(
         )
         for n in nodes
     ]
+
+
+def lifecycle_manager(node_names: list[str], use_sim_time: bool = False) -> NodeSpec:
+    """The manager that configures, then activates, ``node_names`` in that order."""
+    return NodeSpec(
+        name=LIFECYCLE_MANAGER,
+        executable="lifecycle_manager",
+        module="hsnn_perception.nodes.lifecycle_manager",
+        node_class="hsnn_perception.nodes.lifecycle_manager:LifecycleManagerNode",
+        parameters={"node_names": list(node_names), "use_sim_time": use_sim_time},
+    )
+
+
+def unmanaged(specs: list[NodeSpec], name: str) -> list[NodeSpec]:
+    """``specs`` with node ``name`` taken out of the lifecycle manager's hands (a tool that
+    starts the source itself once its own listeners are connected)."""
+    return [
+        s.with_parameters(node_names=[n for n in s.parameters["node_names"] if n != name])
+        if s.name == LIFECYCLE_MANAGER
+        else s
+        for s in specs
+    ]
+
+
+def _rcl_name_pattern(key: str) -> re.Pattern[str]:
+    """A parameters-file node key as rcl matches it: absolute, ``/**`` any number of tokens,
+    ``/*`` exactly one."""
+    key = key if key.startswith("/") else "/" + key
+    parts = re.split(r"(/\*\*|/\*)", key)
+    regex = "".join(
+        r"(/[^/]+)*" if p == "/**" else r"/[^/]+" if p == "/*" else re.escape(p) for p in parts
+    )
+    return re.compile(regex + "$")
+
+
+def parameters_from_file(path: str, node_fqn: str) -> dict[str, Any]:
+    """The parameters a ROS 2 parameters file gives the node ``node_fqn`` (``/ns/name``), as
+    rclcpp/rclpy apply them: every matching key in file order, nested names joined with dots.
+    For the composed runner, whose nodes share one process (the launch file hands the file to
+    the separate processes as ``--params-file``)."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read parameters file {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"parameters file {path} is not a mapping of node names")
+
+    def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+        else:
+            out[prefix] = value
+
+    found: dict[str, Any] = {}
+    for key, body in doc.items():
+        if not _rcl_name_pattern(str(key)).match(node_fqn):
+            continue
+        params = body.get("ros__parameters") if isinstance(body, dict) else None
+        if not isinstance(params, dict):
+            raise ValueError(f"parameters file {path}: {key!r} has no ros__parameters mapping")
+        flatten("", params, found)
+    return found
 
 
 def model_window_us(model: str = "") -> int:
@@ -200,9 +304,14 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_sim_time": ("false", "use /clock (e.g. from rosbag play or the driver's publish_clock)"),
     "autostart": (
         "true",
-        "nodes configure and activate themselves (false: a lifecycle manager does)",
+        "the lifecycle manager brings the nodes up in order, driver last (false: an outside "
+        "manager such as nav2's does)",
     ),
     "composed": ("false", "run all nodes in one process (one executor)"),
+    "stages": (
+        ",".join(STAGE_NODES),
+        "comma-separated stages to run here (e.g. driver,snn on one host, the rest on another)",
+    ),
     "params_file": ("", "YAML parameters file applied to the nodes on top of the arguments"),
 }
 
@@ -243,4 +352,5 @@ def pipeline_from_arguments(arguments: dict[str, str]) -> list[NodeSpec]:
         seed=number("seed", int),
         use_sim_time=parse_bool("use_sim_time", args["use_sim_time"]),
         autostart=parse_bool("autostart", args["autostart"]),
+        stages=[x.strip() for x in args["stages"].split(",") if x.strip()],
     )

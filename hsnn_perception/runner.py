@@ -11,10 +11,14 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from hsnn_perception.graph import NodeSpec, pipeline
+from hsnn_perception.graph import NodeSpec, parameters_from_file, pipeline, qualified_name
 
 
-def build_nodes(specs: Sequence[NodeSpec], namespace: str = "") -> list[Any]:
+def build_nodes(
+    specs: Sequence[NodeSpec], namespace: str = "", params_files: Sequence[str] = ()
+) -> list[Any]:
+    """The nodes of ``specs``, each with the graph's parameters and then what ``params_files``
+    give it by name (later files win), as separate processes would get them."""
     from rclpy.parameter import Parameter
 
     nodes = []
@@ -24,38 +28,49 @@ def build_nodes(specs: Sequence[NodeSpec], namespace: str = "") -> list[Any]:
         cli_args = ["--ros-args", "-r", f"__node:={spec.name}"]
         for src, dst in spec.remappings:
             cli_args += ["-r", f"{src}:={dst}"]
+        parameters = dict(spec.parameters)
+        for path in params_files:
+            parameters.update(parameters_from_file(path, qualified_name(namespace, spec.name)))
         nodes.append(
             node_class(
                 namespace=namespace,
                 cli_args=cli_args,
-                parameter_overrides=[Parameter(k, value=v) for k, v in spec.parameters.items()],
+                parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()],
             )
         )
     return nodes
 
 
 def spin_composed(
-    specs: Sequence[NodeSpec], namespace: str = "", args: list[str] | None = None, until: Any = None
+    specs: Sequence[NodeSpec],
+    namespace: str = "",
+    args: list[str] | None = None,
+    until: Any = None,
+    params_files: Sequence[str] = (),
 ) -> int:
-    """Spin all nodes of ``specs`` in one executor until Ctrl-C, shutdown or ``until()``."""
+    """Spin all nodes of ``specs`` in one executor until a signal, shutdown or ``until()``."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    rclpy.init(args=args)
+    from hsnn_perception.nodes.base import (
+        ShutdownGuard,
+        destroy_nodes,
+        die_with_parent,
+        mark_exited,
+        spin_nodes,
+    )
+
+    die_with_parent()
+    ShutdownGuard().install()
     nodes: list[Any] = []
     try:
-        nodes = build_nodes(specs, namespace)
-        executor = SingleThreadedExecutor()
-        for node in nodes:
-            executor.add_node(node)
-        while rclpy.ok() and (until is None or not until()):
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        rclpy.init(args=args)
+        nodes = build_nodes(specs, namespace, params_files)
+        spin_nodes(nodes, until)
+    except KeyboardInterrupt:
         pass
     finally:
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        destroy_nodes(nodes)
+        mark_exited()
     return 0
 
 
@@ -74,6 +89,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--graph-json", default="", help="node specs written by hsnn_perception.launcher"
     )
+    ap.add_argument(
+        "--params-file",
+        action="append",
+        default=[],
+        help="ROS 2 parameters file applied to the nodes by name (repeatable; later wins)",
+    )
     return ap
 
 
@@ -89,24 +110,25 @@ def main(argv: list[str] | None = None) -> int:
 
             from hsnn_perception.graph import specs_from_json
 
-            return spin_composed(
-                specs_from_json(Path(opts.graph_json).read_text()), opts.namespace, args=argv
+            specs = specs_from_json(Path(opts.graph_json).read_text())
+        else:
+            specs = pipeline(
+                model=opts.model,
+                source=opts.source,
+                source_path=opts.source_path,
+                interval=opts.interval,
+                snn_backend=opts.snn_backend,
+                classifier_backend=opts.classifier_backend,
+                num_samples=opts.num_samples,
+                speed=opts.speed,
+                seed=opts.seed,
             )
-        specs = pipeline(
-            model=opts.model,
-            source=opts.source,
-            source_path=opts.source_path,
-            interval=opts.interval,
-            snn_backend=opts.snn_backend,
-            classifier_backend=opts.classifier_backend,
-            num_samples=opts.num_samples,
-            speed=opts.speed,
-            seed=opts.seed,
-        )
+        for path in opts.params_file:  # fail here, with a message, not in every node
+            parameters_from_file(path, "/")
     except (OSError, ValueError, TypeError) as exc:
         print(f"composed_pipeline: {exc}", file=sys.stderr)
         return 2
-    return spin_composed(specs, opts.namespace, args=argv)
+    return spin_composed(specs, opts.namespace, args=argv, params_files=opts.params_file)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from launch_ros.actions import LifecycleNode, Node
 
 from hsnn_perception.graph import (
     LAUNCH_ARGUMENTS,
+    LIFECYCLE_MANAGER,
     parse_bool,
     pipeline_from_arguments,
     specs_to_json,
@@ -30,18 +31,21 @@ def _nodes(context, *args, **kwargs):
         graph = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="hsnn-graph-", delete=False)
         graph.write(specs_to_json(specs))
         graph.close()
+        # The runner applies the parameters file to each node by name, on top of the graph's
+        # parameters, as the separate processes below do.
+        files = [arg for path in extra for arg in ("--params-file", path)]
         return [
             # No `name`: a node-name remap would rename every node in the process.
             Node(
                 package="hsnn_perception",
                 executable="composed_pipeline",
                 namespace=namespace,
-                arguments=["--graph-json", graph.name, "--namespace", namespace],
+                arguments=["--graph-json", graph.name, "--namespace", namespace, *files],
                 output="screen",
             )
         ]
     return [
-        LifecycleNode(
+        (Node if spec.name == LIFECYCLE_MANAGER else LifecycleNode)(
             package=spec.package,
             executable=spec.executable,
             name=spec.name,

@@ -5,17 +5,19 @@ import pytest
 
 from hsnn_perception.graph import (
     LAUNCH_ARGUMENTS,
+    parameters_from_file,
     pipeline,
     pipeline_from_arguments,
     qualified_name,
     specs_from_json,
     specs_to_json,
+    unmanaged,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_pipeline_has_the_four_stages_and_the_aggregator():
+def test_pipeline_has_the_four_stages_the_aggregator_and_their_manager():
     names = [s.name for s in pipeline()]
     assert names == [
         "event_driver",
@@ -23,10 +25,70 @@ def test_pipeline_has_the_four_stages_and_the_aggregator():
         "accumulator_bridge",
         "classifier",
         "energy_aggregator",
+        "lifecycle_manager",
     ]
     executables = {s.executable for s in pipeline()}
     scripts = {p.name for p in (ROOT / "scripts").iterdir()}
     assert executables <= scripts, "every node has an installed executable for ros2 run"
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    assert all(f"scripts/{e}\n" in cmake for e in executables), "and CMake installs it"
+
+
+def test_manager_brings_the_nodes_up_consumers_first_driver_last():
+    specs = {s.name: s for s in pipeline()}
+    assert specs["lifecycle_manager"].parameters["node_names"] == [
+        "energy_aggregator",
+        "classifier",
+        "accumulator_bridge",
+        "snn_feature",
+        "event_driver",
+    ]
+    assert not any(s.parameters.get("autostart") for s in specs.values()), "no node self-starts"
+    # Without autostart nothing brings them up: an outside manager (nav2's) does.
+    assert "lifecycle_manager" not in {s.name for s in pipeline(autostart=False)}
+    # A tool that starts the source itself takes it out of the manager's hands.
+    spec = {s.name: s for s in unmanaged(pipeline(), "event_driver")}["lifecycle_manager"]
+    assert "event_driver" not in spec.parameters["node_names"]
+
+
+def test_recorded_sources_wait_for_a_listener_live_ones_never():
+    for source, wait in (("synthetic", 1), ("rosbag", 1), ("aedat4", 1), ("camera", 0)):
+        driver = {s.name: s for s in pipeline(source=source)}["event_driver"]
+        assert driver.parameters["wait_for_subscribers"] == wait, source
+
+
+def test_stages_select_a_subset_for_one_host():
+    loihi_host = pipeline(stages=("driver", "snn"))
+    assert [s.name for s in loihi_host] == ["event_driver", "snn_feature", "lifecycle_manager"]
+    assert loihi_host[-1].parameters["node_names"] == ["snn_feature", "event_driver"]
+    jetson = pipeline_from_arguments({"stages": "bridge, classifier,energy"})
+    assert [s.name for s in jetson][:3] == ["accumulator_bridge", "classifier", "energy_aggregator"]
+    with pytest.raises(ValueError, match="unknown stages"):
+        pipeline(stages=("driver", "loihi"))
+
+
+def test_parameters_file_matches_nodes_as_rcl_does(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters: {qos_depth: 5}\n"
+        "/robot1/classifier:\n  ros__parameters: {precision: fp16, nested: {a: 1}}\n"
+        "/*/snn_feature:\n  ros__parameters: {backend: lava}\n"
+        "classifier:\n  ros__parameters: {precision: int8}\n"
+    )
+    assert parameters_from_file(str(path), "/robot1/classifier") == {
+        "qos_depth": 5,
+        "precision": "fp16",
+        "nested.a": 1,
+    }
+    # A key without a leading slash is absolute: it names the node outside any namespace.
+    assert parameters_from_file(str(path), "/classifier")["precision"] == "int8"
+    assert parameters_from_file(str(path), "/robot1/snn_feature")["backend"] == "lava"
+    assert "backend" not in parameters_from_file(str(path), "/a/b/snn_feature")
+    (tmp_path / "bad.yaml").write_text("- just a list\n")
+    with pytest.raises(ValueError, match="not a mapping"):
+        parameters_from_file(str(tmp_path / "bad.yaml"), "/x")
+    with pytest.raises(ValueError, match="cannot read"):
+        parameters_from_file(str(tmp_path / "missing.yaml"), "/x")
 
 
 def test_parameters_and_remappings_flow_into_specs():
@@ -68,6 +130,7 @@ def test_launch_arguments_are_parsed_from_strings():
     assert by_name["accumulator_bridge"].parameters["interval"] == 8
     assert by_name["event_driver"].parameters["speed"] == 0.5
     assert all(s.parameters["use_sim_time"] is True for s in specs)
+    assert len(specs) == 6
     with pytest.raises(ValueError, match="not a int"):
         pipeline_from_arguments({"interval": "two"})
     with pytest.raises(ValueError, match="boolean"):

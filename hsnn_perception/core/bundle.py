@@ -27,6 +27,9 @@ straight to the accumulator. The accumulator sums the SNN output over ``interval
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +37,82 @@ from typing import Any
 BUNDLE_FORMAT = "hsnn-bundle/1"
 MANIFEST = "manifest.json"
 
+# Limits on what a bundle may ask of the loader (a bundle may come from anywhere: a download, a
+# shared folder). A real manifest is about 2 KB with nesting depth 3 (recipe/metrics add a level
+# or two); json's recursive parser raises RecursionError near depth 1000, so depth is checked on
+# the raw text before parsing.
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MANIFEST_DEPTH = 32
+# The shipped SNN is ~20 KB and the ANN ~100 KB; 512 MiB leaves room for far larger models while
+# refusing a file that would exhaust a small robot computer's memory when loaded.
+MAX_MODEL_FILE_BYTES = 512 << 20
+# Event coordinates are uint16 (EVENT_DTYPE), so no sensor is larger; the other bounds are far
+# above any sensible model and keep the accumulator's buffers (frames * C * H * W) small.
+MAX_SENSOR_DIM = 65535
+MAX_INPUT_CHANNELS = 64
+MAX_TIMESTEPS = 4096
+MAX_LABELS = 10_000
+MAX_FEATURE_ELEMENTS = 1 << 26  # elements of one ANN input (int8/float: <= 256 MiB)
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
 
 class BundleError(ValueError):
     """A model bundle is missing, unreadable or inconsistent."""
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _read_manifest(manifest_path: Path) -> Any:
+    try:
+        size = manifest_path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BundleError(
+                f"{manifest_path}: {size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest "
+                "may have (not a bundle manifest?)"
+            )
+        with manifest_path.open("rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)  # the file may grow after stat
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{manifest_path}: more than {MAX_MANIFEST_BYTES} bytes")
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
+    depth = json_depth(text)
+    if depth > MAX_MANIFEST_DEPTH:
+        raise BundleError(
+            f"{manifest_path}: JSON nested {depth} levels deep, more than the "
+            f"{MAX_MANIFEST_DEPTH} a manifest may have"
+        )
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
+
+
+def _model_file(root: Path, part: Any, name: str) -> Path | None:
+    """The file a manifest's ``snn``/``ann`` entry names, which must stay inside the bundle."""
+    if not part:
+        return None
+    if not isinstance(part, dict):
+        raise BundleError(f"{root / MANIFEST}: {name} must be an object or null")
+    rel = part.get("file")
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise BundleError(f"{root / MANIFEST}: {name}.file must be a file name, got {rel!r}")
+    if os.path.isabs(rel):
+        raise BundleError(
+            f"{root / MANIFEST}: {name}.file {rel!r} is an absolute path; a bundle names its "
+            "files relative to its own directory"
+        )
+    return root / rel
 
 
 @dataclass(frozen=True)
@@ -92,11 +168,7 @@ class ModelBundle:
         root = manifest_path.parent
         if not manifest_path.is_file():
             raise BundleError(f"no model bundle at {path}: {manifest_path} does not exist")
-        try:
-            doc = json.loads(manifest_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
-        return cls.from_manifest(doc, root)
+        return cls.from_manifest(_read_manifest(manifest_path), root)
 
     @classmethod
     def from_manifest(cls, doc: dict[str, Any], root: Path) -> ModelBundle:
@@ -117,9 +189,9 @@ class ModelBundle:
                 timesteps=int(doc["timesteps"]),
                 interval=int(doc["interval"]),
                 labels=tuple(str(label) for label in doc["labels"]),
-                snn_file=(root / snn["file"]) if snn else None,
+                snn_file=_model_file(root, snn, "snn"),
                 snn_output_shape=tuple(int(d) for d in snn["output_shape"]) if snn else None,
-                ann_file=(root / ann["file"]) if ann else None,
+                ann_file=_model_file(root, ann, "ann"),
                 ann_input_name=str(ann.get("input_name", "frames")) if ann else "frames",
                 ann_output_name=str(ann.get("output_name", "logits")) if ann else "logits",
                 recipe=dict(doc.get("recipe") or {}),
@@ -137,6 +209,19 @@ class ModelBundle:
         dims = (self.sensor_height, self.sensor_width, self.channels, self.height, self.width)
         if min(dims) < 1:
             raise BundleError(f"{where}: sensor and input sizes must be positive, got {dims}")
+        for name, value, limit in (
+            ("sensor.height", self.sensor_height, MAX_SENSOR_DIM),
+            ("sensor.width", self.sensor_width, MAX_SENSOR_DIM),
+            ("input.channels", self.channels, MAX_INPUT_CHANNELS),
+            ("timesteps", self.timesteps, MAX_TIMESTEPS),
+            ("labels", len(self.labels), MAX_LABELS),
+        ):
+            if value > limit:
+                raise BundleError(f"{where}: {name} is {value}, more than the limit {limit}")
+        if self.snn_output_shape is not None and min(self.snn_output_shape, default=1) < 1:
+            raise BundleError(
+                f"{where}: snn.output_shape must be positive, got {self.snn_output_shape}"
+            )
         if self.interval < 1 or self.timesteps % self.interval:
             raise BundleError(
                 f"{where}: interval {self.interval} does not divide timesteps {self.timesteps}"
@@ -152,9 +237,42 @@ class ModelBundle:
             raise BundleError(f"{where}: a bundle needs an SNN part, an ANN part or both")
         if self.snn_output_shape is not None and len(self.snn_output_shape) != 3:
             raise BundleError(f"{where}: snn.output_shape must be [C, H, W]")
-        for part in (self.snn_file, self.ann_file):
-            if part is not None and not part.is_file():
-                raise BundleError(f"{where}: model file {part} does not exist")
+        if self.snn_output_shape is not None or self.ann_file is not None:
+            elements = 1
+            for d in self.ann_input_shape:
+                elements *= d
+            if elements > MAX_FEATURE_ELEMENTS:
+                raise BundleError(
+                    f"{where}: the accumulated input {list(self.ann_input_shape)} has {elements} "
+                    f"elements, more than the limit {MAX_FEATURE_ELEMENTS}"
+                )
+        for name, part in (("snn.file", self.snn_file), ("ann.file", self.ann_file)):
+            if part is not None:
+                self._check_model_file(name, part)
+
+    def _check_model_file(self, name: str, part: Path) -> None:
+        """The file must exist, be a regular file, lie inside the bundle directory once symlinks
+        are resolved (no ``..``, no link to another bundle's or the system's files) and be of a
+        loadable size."""
+        where = self.path / MANIFEST
+        try:
+            root = self.path.resolve(strict=True)
+            real = part.resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, or a symlink loop
+            raise BundleError(f"{where}: {name}: model file {part} does not exist") from None
+        if not real.is_relative_to(root):
+            raise BundleError(
+                f"{where}: {name}: {part} resolves to {real}, outside the bundle directory "
+                f"{root}; a bundle may only use its own files"
+            )
+        st = real.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise BundleError(f"{where}: {name}: {part} is not a regular file")
+        if st.st_size > MAX_MODEL_FILE_BYTES:
+            raise BundleError(
+                f"{where}: {name}: {part} has {st.st_size} bytes, more than the limit "
+                f"{MAX_MODEL_FILE_BYTES}"
+            )
 
     def to_manifest(self) -> dict[str, Any]:
         return {

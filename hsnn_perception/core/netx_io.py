@@ -29,6 +29,26 @@ KNOWN_UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_rec"
 SUPPORTED_NEURONS = ("CUBA", "LOIHI")
 MAX_DELAY = 62  # netx clamps dense delays to this (Loihi 2 has 6 delay bits)
 
+# Size limits, checked against what the file *declares* (dataset shapes, layer shapes, conv
+# geometry) before anything is read or allocated: a few KB of HDF5 can declare gigabytes. Each is
+# far above any network this project deploys (the shipped one has 6k neurons and 5k weights) and
+# low enough that reading the file and building the runtime stay within a few hundred MB.
+MAX_LAYERS = 1024
+# Neurons of one layer: the runtime holds several int32 arrays of (timesteps x neurons) per layer
+# (2M neurons x 16 steps x 4 B = 128 MiB each), so this bounds a window's working memory.
+MAX_LAYER_NEURONS = 1 << 21
+MAX_NETWORK_NEURONS = 1 << 23
+# Weights are read as int64 (netx's astype(int)): 16M weights = 128 MiB for one layer.
+MAX_LAYER_WEIGHTS = 1 << 24
+MAX_NETWORK_WEIGHTS = 1 << 25
+# Conv geometry: Loihi 2 and slayer nets use small kernels; larger values only come from a
+# damaged or hostile file (padding 2000 on a 3x3 kernel asked for a 16.6 GB buffer).
+MAX_KERNEL = 64
+MAX_STRIDE = 64
+MAX_DILATION = 64
+# Scalars, pairs and shapes: a handful of values each.
+MAX_PARAM_VALUES = 16
+
 # netx's neuron for a dense layer without a ``neuron`` group: a non-leaky integrator that never
 # spikes. ``1 << 18 - 1`` in netx is ``1 << 17`` (operator precedence); kept identical.
 DEFAULT_DENSE_NEURON = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
@@ -109,10 +129,53 @@ def _as3(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
     raise NetxFormatError(f"{where}: shape {list(dims)} is neither [N] nor [C, H, W]")
 
 
-def _read_str(group: Any, key: str, where: str) -> str:
+def _dataset(group: Any, key: str, where: str, limit: int) -> Any:
+    """``group[key]`` as an h5py Dataset holding at most ``limit`` numbers, checked on its
+    declared shape before any data is read, and holding the data it declares."""
+    import h5py
+
     if key not in group:
         raise NetxFormatError(f"{where}: missing '{key}'")
-    value = group[key][()]
+    try:
+        ds = group[key]
+    except Exception as exc:  # broken links, unreadable object headers
+        raise NetxFormatError(f"{where}: cannot open '{key}': {exc}") from exc
+    if not isinstance(ds, h5py.Dataset):
+        raise NetxFormatError(f"{where}: '{key}' is not a dataset")
+    if ds.shape is None:
+        raise NetxFormatError(f"{where}: '{key}' is an empty (null) dataset")
+    count = 1
+    for d in ds.shape:
+        count *= int(d)
+    if count > limit:
+        raise NetxFormatError(
+            f"{where}: '{key}' declares shape {list(ds.shape)} ({count} values), more than the "
+            f"limit of {limit} for this field"
+        )
+    text = ds.dtype.kind == "S" or h5py.check_string_dtype(ds.dtype) is not None
+    if not text and ds.dtype.kind not in "biuf":
+        raise NetxFormatError(f"{where}: '{key}' has data type {ds.dtype}, not numbers")
+    try:
+        unfiltered = ds.id.get_create_plist().get_nfilters() == 0
+        stored = ds.id.get_storage_size()
+    except Exception as exc:
+        raise NetxFormatError(f"{where}: cannot inspect '{key}': {exc}") from exc
+    declared = count * ds.dtype.itemsize
+    # Without compression the file must hold every declared byte; less means a dataset that
+    # was never written (reading would invent fill values) or a truncated file.
+    if unfiltered and not text and 0 < declared and stored < declared:
+        raise NetxFormatError(
+            f"{where}: '{key}' declares {declared} bytes but the file stores {stored}"
+        )
+    return ds
+
+
+def _read_str(group: Any, key: str, where: str) -> str:
+    ds = _dataset(group, key, where, MAX_PARAM_VALUES)
+    try:
+        value = ds[()]
+    except Exception as exc:
+        raise NetxFormatError(f"{where}: cannot read '{key}': {exc}") from exc
     if isinstance(value, np.ndarray):
         if value.size == 0:
             raise NetxFormatError(f"{where}: empty '{key}'")
@@ -122,13 +185,37 @@ def _read_str(group: Any, key: str, where: str) -> str:
     return str(value)
 
 
-def _read_array(group: Any, key: str, where: str) -> np.ndarray:
-    if key not in group:
-        raise NetxFormatError(f"{where}: missing '{key}'")
+def _read_array(group: Any, key: str, where: str, limit: int = MAX_PARAM_VALUES) -> np.ndarray:
+    ds = _dataset(group, key, where, limit)
     try:
-        return np.asarray(group[key][()])
+        arr = np.asarray(ds[()])
     except Exception as exc:  # h5py raises many kinds on odd datasets
         raise NetxFormatError(f"{where}: cannot read '{key}': {exc}") from exc
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise NetxFormatError(f"{where}: '{key}' holds NaN or infinite values")
+    if arr.dtype.kind in "iuf" and arr.size and np.abs(arr).max() >= 2.0**62:
+        raise NetxFormatError(f"{where}: '{key}' holds values beyond the int64 range")
+    return arr
+
+
+def _dims(group: Any, key: str, where: str) -> tuple[int, ...]:
+    """A stored shape: positive integers, each and their product within the neuron limit."""
+    dims = tuple(int(d) for d in _read_array(group, key, where).reshape(-1))
+    if not dims or min(dims) < 1:
+        raise NetxFormatError(f"{where}: '{key}' {list(dims)} must be positive sizes")
+    _check_neurons(dims, where, key)
+    return dims
+
+
+def _check_neurons(dims: tuple[int, ...], where: str, what: str) -> None:
+    count = 1
+    for d in dims:
+        count *= int(d)
+    if count > MAX_LAYER_NEURONS:
+        raise NetxFormatError(
+            f"{where}: {what} {list(dims)} is {count} neurons, more than the limit of "
+            f"{MAX_LAYER_NEURONS} per layer"
+        )
 
 
 def _read_int(group: Any, key: str, where: str) -> int:
@@ -187,8 +274,8 @@ def _read_bias(group: Any, out_shape: tuple[int, int, int], where: str) -> np.nd
     """Bias per output neuron, (C*H*W,) in C, H, W order, cast like netx (astype(int))."""
     if "bias" not in group:
         return None
-    bias = _read_array(group, "bias", where).astype(int)
     c, h, w = out_shape
+    bias = _read_array(group, "bias", where, c * h * w).astype(int)
     if bias.size == 1 and c * h * w != 1:
         raise NetxFormatError(f"{where}: a scalar bias is not supported by netx")
     if bias.ndim == 1 and bias.size == c:
@@ -227,6 +314,8 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
     n = len(groups)
     if n == 0:
         raise NetxFormatError(f"{path}: the 'layer' group is empty")
+    if n > MAX_LAYERS:
+        raise NetxFormatError(f"{path}: {n} layers, more than the limit of {MAX_LAYERS}")
     names = set(groups.keys())
     expected = {str(i) for i in range(n)}
     if names != expected:
@@ -235,6 +324,11 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
         )
 
     given = _as3(tuple(input_shape), f"{path}: input_shape") if input_shape else None
+    if given is not None:
+        if min(given) < 1:
+            raise NetxFormatError(f"{path}: input_shape {list(given)} must be positive sizes")
+        _check_neurons(given, f"{path}", "input_shape")
+    totals = {"neurons": 0, "weights": 0}
     shape: tuple[int, int, int] | None = given  # shape flowing into the next layer
     net_input: tuple[int, int, int] | None = given
     from_layer = False
@@ -260,7 +354,7 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
         if kind == "input":
             if layers:
                 raise NetxFormatError(f"{where}: an input layer must come first")
-            file_shape = _as3(tuple(_read_array(group, "shape", where).reshape(-1)), where)
+            file_shape = _as3(_dims(group, "shape", where), where)
             if given is not None and int(np.prod(given)) != int(np.prod(file_shape)):
                 raise NetxFormatError(
                     f"{where}: input_shape {list(given)} does not match the file's input shape "
@@ -269,6 +363,7 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
             shape = net_input = file_shape if given is None or given == file_shape else given
             from_layer = True
             if "neuron" in group:
+                _count(totals, "neurons", int(np.prod(shape)), where)
                 layers.append(NetxLayer(i, "input", shape, shape, _read_neuron(group, where)))
             continue
 
@@ -284,7 +379,9 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
                 )
             if flatten_next:
                 raise NetxFormatError(f"{where}: a conv cannot follow a flatten layer")
-            weight = _read_array(group, "weight", where).astype(int)
+            _check_conv_geometry(group, shape, where)
+            weight = _read_array(group, "weight", where, MAX_LAYER_WEIGHTS).astype(int)
+            _count(totals, "weights", weight.size, where)
             if weight.ndim == 5 and weight.shape[-1] == 1:
                 weight = weight.reshape(weight.shape[:4])
             if weight.ndim != 4:
@@ -319,8 +416,10 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
                     f"(stride {stride}, padding {padding}, dilation {dilation})"
                 )
             out_shape = (c_out, h_out, w_out)
+            _check_neurons(out_shape, where, "output shape")
+            _count(totals, "neurons", c_out * h_out * w_out, where)
             if "shape" in group:
-                file_shape = _as3(tuple(_read_array(group, "shape", where).reshape(-1)), where)
+                file_shape = _as3(_dims(group, "shape", where), where)
                 if file_shape != out_shape:
                     raise NetxFormatError(
                         f"{where}: stored shape {list(file_shape)} does not chain: the conv "
@@ -352,8 +451,10 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
             raise NetxFormatError(f"{where}: missing 'weight'")
         if isinstance(group["weight"], type(groups)):
             raise NetxFormatError(f"{where}: complex (real/imag) dense weights are not supported")
-        weight = _read_array(group, "weight", where).astype(int)
-        n_out = int(np.prod(_read_array(group, "shape", where)))
+        n_out = int(np.prod(_dims(group, "shape", where)))
+        _count(totals, "neurons", n_out, where)
+        weight = _read_array(group, "weight", where, MAX_LAYER_WEIGHTS).astype(int)
+        _count(totals, "weights", weight.size, where)
         if weight.ndim == 1:
             if n_out < 1 or weight.size % n_out:
                 raise NetxFormatError(
@@ -381,7 +482,8 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
         out_shape = (n_out, 1, 1)
         delay = None
         if "delay" in group:
-            delay = _dense_delay(_read_array(group, "delay", where), weight.shape, where)
+            raw_delay = _read_array(group, "delay", where, max(weight.size, 1))
+            delay = _dense_delay(raw_delay, weight.shape, where)
         layers.append(
             NetxLayer(
                 i,
@@ -402,6 +504,46 @@ def _read_layers(path: Path, groups: Any, input_shape: tuple[int, ...] | None) -
         raise NetxFormatError(f"{path}: the network has no layer with neurons")
     assert net_input is not None
     return NetxNetwork(path=path, input_shape=net_input, layers=layers, input_from_layer=from_layer)
+
+
+def _count(totals: dict[str, int], what: str, n: int, where: str) -> None:
+    limit = MAX_NETWORK_NEURONS if what == "neurons" else MAX_NETWORK_WEIGHTS
+    totals[what] += int(n)
+    if totals[what] > limit:
+        raise NetxFormatError(
+            f"{where}: the network reaches {totals[what]} {what} here, more than the limit of "
+            f"{limit} for a whole network"
+        )
+
+
+def _check_conv_geometry(group: Any, in_shape: tuple[int, int, int], where: str) -> None:
+    """Kernel, stride, padding and dilation within limits, from the declared weight shape and
+    the small parameter datasets, before the weights are read or any output is sized."""
+    wshape = tuple(int(d) for d in _dataset(group, "weight", where, MAX_LAYER_WEIGHTS).shape)
+    if len(wshape) not in (4, 5):
+        return  # the caller reports the wrong rank with the weights it read
+    kh, kw = wshape[2], wshape[3]
+    for name, value, limit in (("kernel height", kh, MAX_KERNEL), ("kernel width", kw, MAX_KERNEL)):
+        if not 1 <= value <= limit:
+            raise NetxFormatError(f"{where}: {name} {value} is outside 1..{limit}")
+    stride = _pair(group, "stride", where, 1)
+    padding = _pair(group, "padding", where, 0)
+    dilation = _pair(group, "dilation", where, 1)
+    for axis, k, s, p, d in (
+        ("h", kh, stride[0], padding[0], dilation[0]),
+        ("w", kw, stride[1], padding[1], dilation[1]),
+    ):
+        if not 1 <= s <= MAX_STRIDE:
+            raise NetxFormatError(f"{where}: stride ({axis}) {s} is outside 1..{MAX_STRIDE}")
+        if not 1 <= d <= MAX_DILATION:
+            raise NetxFormatError(f"{where}: dilation ({axis}) {d} is outside 1..{MAX_DILATION}")
+        extent = d * (k - 1) + 1
+        # Padding beyond the kernel's reach only adds outputs that see nothing but zeros.
+        if not 0 <= p <= extent:
+            raise NetxFormatError(
+                f"{where}: padding ({axis}) {p} is outside 0..{extent} (the kernel's extent: "
+                f"kernel {k}, dilation {d})"
+            )
 
 
 def _dense_delay(raw: np.ndarray, wshape: tuple[int, ...], where: str) -> np.ndarray:

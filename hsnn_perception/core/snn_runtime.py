@@ -37,7 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core.netx_io import NetxLayer, NetxNetwork, read_netx
+from hsnn_perception.core.netx_io import (
+    MAX_NETWORK_NEURONS,
+    MAX_NETWORK_WEIGHTS,
+    NetxFormatError,
+    NetxLayer,
+    NetxNetwork,
+    read_netx,
+)
 
 UV_BITS = 24
 MAX_UV = 1 << (UV_BITS - 1)  # 2**23
@@ -597,6 +604,31 @@ def _pick_engine(engine: str) -> str:
     return "numpy"
 
 
+def check_network_size(network: NetxNetwork) -> None:
+    """Refuse a network whose runtime tables would be too large, before building any of them.
+
+    ``read_netx`` bounds what a file declares; this bounds what the runtime derives from it: a
+    dense layer with delays gets one weight matrix per distinct delay (up to 63 copies), and a
+    network built in code has not been through ``read_netx`` at all.
+    """
+    neurons = weights = 0
+    for layer in network.layers:
+        neurons += layer.num_neurons
+        if layer.weight is None:
+            continue
+        copies = 1 if layer.delay is None else max(1, len(np.unique(layer.delay)))
+        weights += copies * int(layer.weight.size)
+        if weights > MAX_NETWORK_WEIGHTS:
+            raise NetxFormatError(
+                f"{network.path}: layer {layer.name}: the runtime would hold {weights} weights "
+                f"({copies} delay groups here), more than the limit of {MAX_NETWORK_WEIGHTS}"
+            )
+    if neurons > MAX_NETWORK_NEURONS:
+        raise NetxFormatError(
+            f"{network.path}: {neurons} neurons, more than the limit of {MAX_NETWORK_NEURONS}"
+        )
+
+
 class SnnRuntime:
     """Loihi-exact execution of a netx network; batched (``run``) or streaming (``step``).
 
@@ -609,6 +641,7 @@ class SnnRuntime:
     """
 
     def __init__(self, network: NetxNetwork, compute: str = "auto", engine: str = "auto") -> None:
+        check_network_size(network)
         self.network = network
         self.compute = _pick_compute(compute)
         self.engine = _pick_engine(engine)

@@ -3,9 +3,15 @@ a diagnostics publisher."""
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
 import functools
+import os
+import signal
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -247,22 +253,123 @@ class HsnnNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
 
-def run_node(node_class: type[HsnnNode], args: list[str] | None = None) -> int:
-    """``main`` of a node executable: spin until Ctrl-C or shutdown, exit cleanly."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+# A node asked to stop (SIGINT/SIGTERM/SIGHUP) finishes its clean shutdown within this time or is
+# ended anyway, so that `ros2 launch` never has to escalate to SIGKILL (it waits 5 s for SIGINT).
+SHUTDOWN_GRACE_S = 2.0
+# Last resort where the interpreter cannot run the watchdog (a C extension holding the GIL): a C
+# thread dumps the stacks and exits with status 1, still before launch's SIGTERM/SIGKILL.
+HARD_EXIT_S = 2.8
+_PR_SET_PDEATHSIG = 1
 
-    rclpy.init(args=args)
-    node = None
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies, so that no node
+    outlives a launcher killed with SIGKILL. A no-op where prctl is not available."""
     try:
-        node = node_class()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), sig)
+
+
+class ShutdownGuard:
+    """Turns SIGINT, SIGTERM and SIGHUP into a bounded shutdown.
+
+    rclpy's own handler (installed by rclpy.init, which chains to the handler found before it)
+    shuts the context down and wakes the executor; this adds what rclpy does not: SIGHUP, and a
+    watchdog that ends the process with status 0 if the clean shutdown has not finished within
+    SHUTDOWN_GRACE_S (a callback still running: a model warming up, a window being computed).
+    """
+
+    def __init__(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        self.grace_s = grace_s
+        self.requested = threading.Event()
+        self._signal: int | None = None
+
+    def install(self) -> ShutdownGuard:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.requested.is_set():
+            return
+        self._signal = signum
+        self.requested.set()
+        faulthandler.dump_traceback_later(HARD_EXIT_S, exit=True)
+        threading.Thread(target=self._watchdog, name="shutdown_watchdog", daemon=True).start()
+        # rclpy handles SIGINT and SIGTERM itself; SIGHUP (a closed terminal) it does not.
         if rclpy.ok():
             rclpy.try_shutdown()
+
+    def _watchdog(self) -> None:
+        if not _EXITED.wait(self.grace_s):
+            sys.stderr.write(
+                f"[hsnn] clean shutdown not finished {self.grace_s:g} s after signal "
+                f"{self._signal}: exiting now\n"
+            )
+            sys.stderr.flush()
+            os._exit(0)
+
+
+_EXITED = threading.Event()
+
+
+def mark_exited() -> None:
+    """The clean shutdown finished: the watchdog stands down."""
+    _EXITED.set()
+    faulthandler.cancel_dump_traceback_later()
+
+
+def spin_nodes(nodes: list[Any], until: Callable[[], bool] | None = None) -> None:
+    """Spin ``nodes`` in one executor until a signal, rclpy shutdown or ``until()``; never raises
+    for the ways a spin ends (a signal, the context shut down under a callback)."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        # Short waits, so that a signal handled in Python (SIGHUP) is seen promptly.
+        while rclpy.ok() and (until is None or not until()):
+            try:
+                executor.spin_once(timeout_sec=0.2)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                break
+            except Exception:  # noqa: BLE001 - the last line of defence: a node never dies of one
+                if not rclpy.ok():  # e.g. a take on a handle that the shutdown invalidated
+                    break
+                sys.stderr.write("[hsnn] unexpected error in a callback, still serving:\n")
+                traceback.print_exc(file=sys.stderr)
+    finally:
+        executor.shutdown(timeout_sec=0.5)
+
+
+def destroy_nodes(nodes: list[Any]) -> None:
+    """Destroy ``nodes`` (their lifecycle shutdown first), then shut rclpy down."""
+    for node in nodes:
+        try:
+            node.destroy_node()
+        except Exception as exc:  # one node failing to clean up must not keep the others
+            sys.stderr.write(f"[hsnn] destroying {node.get_name()}: {exc}\n")
+    rclpy.try_shutdown()
+
+
+def run_node(node_class: type[Any], args: list[str] | None = None) -> int:
+    """``main`` of a node executable: spin until a signal or shutdown, exit within
+    SHUTDOWN_GRACE_S of a signal with status 0, never outlive the parent process."""
+    die_with_parent()
+    ShutdownGuard().install()
+    nodes: list[Any] = []
+    try:
+        rclpy.init(args=args)
+        nodes.append(node_class())
+        spin_nodes(nodes)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        destroy_nodes(nodes)
+        mark_exited()
     return 0

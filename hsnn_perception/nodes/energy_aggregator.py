@@ -27,6 +27,8 @@ class EnergyAggregatorNode(HsnnNode):
         self.declare("stages", ["snn", "bridge", "classifier"])
         # A window still missing a stage after this long is published as a partial total.
         self.declare("timeout_s", 2.0)
+        self.stages: list[str] = []  # set at configure; diagnostics run before that too
+        self.timeout_s = 2.0
         self._pending: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._stage_counts: defaultdict[str, int] = defaultdict(int)
         self._stage_latency: defaultdict[str, float] = defaultdict(float)

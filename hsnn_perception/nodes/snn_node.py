@@ -166,11 +166,20 @@ class SnnFeatureNode(HsnnNode):
             self.count("dropped.windows")
             self.reject("overload", f"window {window.window_id} dropped: the SNN is behind")
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, timeout_s: float = 1.0) -> None:
+        """Stop the SNN thread: queued windows are dropped (counted), the one being computed
+        finishes if it can within ``timeout_s`` (the thread is a daemon: it cannot hold the
+        process up)."""
         worker = getattr(self, "_worker", None)
         if worker is not None and worker.is_alive():
-            self._queue.put(None)
-            worker.join()
+            while True:
+                try:
+                    if self._queue.get_nowait() is not None:
+                        self.count("dropped.windows_at_stop")
+                except queue.Empty:
+                    break
+            self._queue.put_nowait(None)
+            worker.join(timeout_s)
         self._worker = None
 
     def _flush_if_idle(self) -> None:

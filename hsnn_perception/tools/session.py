@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hsnn_perception.core.results import WindowRecord
-from hsnn_perception.graph import NodeSpec, qualified_name
+from hsnn_perception.graph import NodeSpec, qualified_name, unmanaged
 from hsnn_perception.launcher import ProcessGroup
 
 STAGES = ("snn", "bridge", "classifier")  # a window is complete with these
@@ -56,8 +56,8 @@ def run_session(
     from hsnn_perception.tools.monitor import LifecycleClient, PipelineMonitor, missing_connections
 
     specs = [
-        s.with_parameters(autostart=False, wait_for_subscribers=1) if s.name == source_node else s
-        for s in specs
+        s.with_parameters(wait_for_subscribers=1) if s.name == source_node else s
+        for s in unmanaged(list(specs), source_node)
     ]
     own_context = not rclpy.ok()
     if own_context:

@@ -16,7 +16,7 @@ from rclpy.node import Node
 
 from hsnn_perception.core.bundle import ModelBundle
 from hsnn_perception.core.events import EVENT_DTYPE, encode_packet
-from hsnn_perception.graph import pipeline, qualified_name
+from hsnn_perception.graph import STAGE_NODES, pipeline, qualified_name, unmanaged
 from hsnn_perception.launcher import ProcessGroup
 from hsnn_perception.msg import Classification, EventPacket, TensorList
 from hsnn_perception.nodes.base import reliable_qos, sensor_qos
@@ -78,7 +78,14 @@ def ros():
 
 
 def start(names: set[str], namespace: str, tmp_path, **overrides) -> ProcessGroup:
-    specs = [s for s in pipeline(overrides=overrides) if s.name in names]
+    """Nodes ``names`` of the graph, brought up by its lifecycle manager except those whose
+    overrides say ``autostart: False`` (the test drives them)."""
+    specs = pipeline(
+        stages=[stage for stage, node in STAGE_NODES.items() if node in names], overrides=overrides
+    )
+    for name, params in overrides.items():
+        if params.get("autostart") is False:
+            specs = unmanaged(specs, name)
     return ProcessGroup(specs, namespace=namespace, log_dir=tmp_path).start()
 
 

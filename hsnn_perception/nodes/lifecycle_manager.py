@@ -1,0 +1,176 @@
+"""Lifecycle manager: brings the pipeline's managed nodes up in dependency order, nav2-style.
+
+Each node in ``node_names`` is configured, in order, then each is activated, in order. The graph
+(hsnn_perception.graph) lists the consumers first and the event driver last, so a recorded source
+starts playing only once every stage downstream is configured (models loaded, kernels compiled)
+and active (subscribed). A node that is already in the wanted state is left as it is; a transition
+that fails or does not answer stops the bring-up with an error in the log and on /diagnostics.
+
+Not a lifecycle node itself (as nav2's is not), and it creates no bonds: run nav2's
+``lifecycle_manager`` instead with ``bond_timeout: 0.0`` if a navigation stack should own the nodes.
+
+The service calls are awaited inside the executor (a coroutine), so the manager works in the
+composed single-process runner too, where the managed nodes share its executor.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from lifecycle_msgs.msg import State as StateMsg
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.task import Future
+
+from hsnn_perception.graph import DIAGNOSTICS
+from hsnn_perception.nodes.base import reliable_qos, run_node
+
+# What each wanted state needs, from each state it may be found in.
+_STEPS = {
+    "configure": {
+        StateMsg.PRIMARY_STATE_UNCONFIGURED: Transition.TRANSITION_CONFIGURE,
+    },
+    "activate": {
+        StateMsg.PRIMARY_STATE_INACTIVE: Transition.TRANSITION_ACTIVATE,
+    },
+}
+_DONE = {
+    "configure": (StateMsg.PRIMARY_STATE_INACTIVE, StateMsg.PRIMARY_STATE_ACTIVE),
+    "activate": (StateMsg.PRIMARY_STATE_ACTIVE,),
+}
+
+
+class BringUpError(RuntimeError):
+    """A managed node did not reach the state it was asked for."""
+
+
+class LifecycleManagerNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("lifecycle_manager", **kwargs)
+        self.declare_parameter(
+            "node_names",
+            [""],
+            ParameterDescriptor(description="managed nodes, in bring-up order (driver last)"),
+        )
+        self.declare_parameter("autostart", True)  # bring the nodes up at start, as nav2's does
+        # Configuring the SNN node compiles the network (numba, Lava's compiler): minutes on a
+        # slow machine for Lava, so the default is generous.
+        self.declare_parameter("transition_timeout_s", 300.0)
+        self.declare_parameter("service_timeout_s", 60.0)
+        self.node_names = [n for n in self.get_parameter("node_names").value if n]
+        self.status = "waiting"
+        self.detail = ""
+        self.bringup_s: float | None = None
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, reliable_qos(10))
+        self._diag_timer = self.create_timer(1.0, self.publish_diagnostics)
+        self._lifecycle_clients: dict[str, tuple[Any, Any]] = {}
+        self._start_timer = None
+        if self.get_parameter("autostart").value:
+            self._start_timer = self.create_timer(0.0, self._start)
+
+    def _start(self) -> None:
+        self.destroy_timer(self._start_timer)
+        self.executor.create_task(self.bring_up())
+
+    async def bring_up(self) -> bool:
+        """Configure every node, then activate every node, in ``node_names`` order."""
+        started = time.monotonic()
+        self.status = "bringing up"
+        try:
+            for step in ("configure", "activate"):
+                for name in self.node_names:
+                    await self._reach(name, step)
+        except BringUpError as exc:
+            self.status, self.detail = "failed", str(exc)
+            self.get_logger().error(f"bring-up stopped: {exc}")
+            self.publish_diagnostics()
+            return False
+        self.bringup_s = time.monotonic() - started
+        self.status, self.detail = "active", ""
+        self.get_logger().info(
+            f"{len(self.node_names)} nodes configured and active in {self.bringup_s:.1f} s: "
+            + ", ".join(self.node_names)
+        )
+        self.publish_diagnostics()
+        return True
+
+    def _clients_for(self, name: str) -> tuple[Any, Any]:
+        if name not in self._lifecycle_clients:
+            self._lifecycle_clients[name] = (
+                self.create_client(GetState, f"{name}/get_state"),
+                self.create_client(ChangeState, f"{name}/change_state"),
+            )
+        return self._lifecycle_clients[name]
+
+    async def _reach(self, name: str, step: str) -> None:
+        get_state, change_state = self._clients_for(name)
+        service_timeout = float(self.get_parameter("service_timeout_s").value)
+        await self._wait_for_service(get_state, service_timeout)
+        state = (await self._call(get_state, GetState.Request(), service_timeout)).current_state
+        if state.id in _DONE[step]:
+            return
+        transition = _STEPS[step].get(state.id)
+        if transition is None:
+            raise BringUpError(f"{name} is {state.label!r}; cannot {step} it from there")
+        self.detail = f"{step} {name}"
+        self.get_logger().info(f"{step} {name}")
+        request = ChangeState.Request()
+        request.transition.id = transition
+        await self._wait_for_service(change_state, service_timeout)
+        timeout = float(self.get_parameter("transition_timeout_s").value)
+        if not (await self._call(change_state, request, timeout)).success:
+            raise BringUpError(f"{name} refused to {step} (its log says why)")
+
+    async def _wait_for_service(self, client: Any, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not client.service_is_ready():
+            if time.monotonic() > deadline:
+                raise BringUpError(f"{client.srv_name} not available after {timeout_s:g} s")
+            await self._sleep(0.05)
+
+    async def _call(self, client: Any, request: Any, timeout_s: float) -> Any:
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                client.remove_pending_request(future)
+                raise BringUpError(f"{client.srv_name} did not answer within {timeout_s:g} s")
+            await self._sleep(0.05)
+        return future.result()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Yield to the executor for ``seconds`` (rclpy has no asyncio loop to sleep on)."""
+        done = Future()
+        timer = self.create_timer(seconds, lambda: done.done() or done.set_result(None))
+        await done
+        self.destroy_timer(timer)
+
+    def publish_diagnostics(self) -> None:
+        status = DiagnosticStatus()
+        status.name = f"hsnn/{self.get_name()}"
+        status.hardware_id = self.get_fully_qualified_name()
+        status.level = {
+            "failed": DiagnosticStatus.ERROR,
+            "active": DiagnosticStatus.OK,
+        }.get(self.status, DiagnosticStatus.WARN)
+        status.message = f"{self.status}: {self.detail}" if self.detail else self.status
+        values = {"managed_nodes": ",".join(self.node_names), "state": self.status}
+        if self.bringup_s is not None:
+            values["bringup_s"] = f"{self.bringup_s:.2f}"
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [status]
+        self._diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(LifecycleManagerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
