@@ -609,35 +609,35 @@ def aedat4_to_bag(
     many label spans cover none of the recording's time (a CSV of another recording, or times
     in another unit); they are written all the same.
     """
-    import dv_processing as dv
+    from hsnn_perception.core.sources import Aedat4Reader, SourceError
 
     aedat_path = Path(aedat_path)
     if not aedat_path.is_file():
         raise BagError(f"no AEDAT4 file at {aedat_path}")
-    try:
-        reader = dv.io.MonoCameraRecording(str(aedat_path))
-    except Exception as exc:  # dv raises RuntimeError with its own message
-        raise BagError(f"cannot open {aedat_path} as AEDAT4: {exc}") from exc
-    if not reader.isEventStreamAvailable():
-        raise BagError(f"{aedat_path} has no event stream")
-    width, height = reader.getEventResolution()
     labels = read_label_csv(labels_csv, class_base, names) if labels_csv is not None else []
+    try:
+        # dv-processing reads in a worker process: a damaged file that makes it hang or crash
+        # becomes a BagError instead of a process stuck for ever
+        reader = Aedat4Reader(aedat_path)
+    except SourceError as exc:
+        raise BagError(f"cannot open {aedat_path} as AEDAT4: {exc}") from exc
+    width, height = reader.width, reader.height
 
     seen = {"first": None, "last": None}  # sensor time the recording covers
 
     def packets() -> Iterator[EventPacketData]:
         seq = 0
         carry = np.zeros(0, dtype=EVENT_DTYPE)
-        while reader.isRunning():
-            batch = reader.getNextEventBatch()
-            if batch is None:
+        while True:
+            try:
+                got = reader.next_batch()
+            except SourceError as exc:
+                raise BagError(f"reading {aedat_path} failed: {exc}") from exc
+            if got is None:
                 break
-            if batch.size() == 0:
+            ev = got[0]
+            if ev.size == 0:
                 continue
-            arr = batch.numpy()
-            ev = np.empty(arr.shape[0], dtype=EVENT_DTYPE)
-            ev["t"], ev["x"], ev["y"] = arr["timestamp"], arr["x"], arr["y"]
-            ev["p"] = arr["polarity"].astype(np.uint8)
             if seen["first"] is None:
                 seen["first"] = int(ev["t"][0])
             seen["last"] = int(ev["t"][-1])
@@ -653,13 +653,16 @@ def aedat4_to_bag(
         for pkt in _grid_packets(carry, packet_us, width, height, encoding, seq):
             yield pkt
 
-    counts = write_event_bag(
-        path,
-        packets(),
-        labels,
-        storage,
-        {"hsnn.source": f"aedat4 {aedat_path.name}"},
-    )
+    try:
+        counts = write_event_bag(
+            path,
+            packets(),
+            labels,
+            storage,
+            {"hsnn.source": f"aedat4 {aedat_path.name}"},
+        )
+    finally:
+        reader.close()
     if labels and seen["first"] is not None:
         outside = sum(
             1 for lab in labels if lab.end_us <= seen["first"] or lab.start_us > seen["last"]

@@ -35,32 +35,32 @@ class LabelFileError(DatasetError):
     """A recording or its label file is missing or malformed."""
 
 
-def read_aedat4_events(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]:
-    """All events of an AEDAT4 file (EVENT_DTYPE, sorted) and the sensor ``(height, width)``."""
-    import dv_processing as dv
+def read_aedat4_events(
+    path: str | Path, timeout_s: float | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """All events of an AEDAT4 file (EVENT_DTYPE, sorted) and the sensor ``(height, width)``.
+
+    dv-processing reads in a worker process (see :class:`~hsnn_perception.core.sources.
+    Aedat4Reader`), so a damaged file that makes it hang or crash is a LabelFileError after
+    ``timeout_s`` (default ``READ_TIMEOUT_S``) without progress.
+    """
+    from hsnn_perception.core.sources import READ_TIMEOUT_S, Aedat4Reader, SourceError
 
     path = Path(path)
     if not path.is_file():
         raise LabelFileError(f"recording {path} does not exist")
-    try:
-        rec = dv.io.MonoCameraRecording(str(path))
-    except Exception as exc:  # dv raises RuntimeError subclasses with its own message
-        raise LabelFileError(f"cannot open AEDAT4 recording {path}: {exc}") from exc
-    if not rec.isEventStreamAvailable():
-        raise LabelFileError(f"{path} has no event stream")
-    width, height = rec.getEventResolution()
     chunks = []
-    while True:
-        batch = rec.getNextEventBatch()
-        if batch is None:
-            break
-        a = batch.numpy()
-        out = np.empty(a.shape[0], EVENT_DTYPE)
-        out["t"] = a["timestamp"]
-        out["x"] = a["x"].astype(np.uint16)
-        out["y"] = a["y"].astype(np.uint16)
-        out["p"] = a["polarity"].astype(np.uint8)
-        chunks.append(out)
+    try:
+        reader = Aedat4Reader(path, timeout_s=timeout_s or READ_TIMEOUT_S)
+    except SourceError as exc:
+        raise LabelFileError(f"cannot open AEDAT4 recording {path}: {exc}") from exc
+    with reader:
+        width, height = reader.width, reader.height
+        try:
+            while (got := reader.next_batch()) is not None:
+                chunks.append(got[0])
+        except SourceError as exc:
+            raise LabelFileError(f"cannot read AEDAT4 recording {path}: {exc}") from exc
     events = np.concatenate(chunks) if chunks else np.zeros(0, EVENT_DTYPE)
     return events[np.argsort(events["t"], kind="stable")], (int(height), int(width))
 
