@@ -18,9 +18,10 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -108,6 +109,8 @@ class HsnnNode(LifecycleNode):
         self.counters: Counter[str] = Counter()
         self.last_errors: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.add_on_set_parameters_callback(self._refuse_parameter_changes)
+        self.add_pre_set_parameters_callback(self._note_parameter_request)
         self._started = time.monotonic()
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, reliable_qos(10))
@@ -125,11 +128,39 @@ class HsnnNode(LifecycleNode):
 
     def declare(self, name: str, default: Any, description: str = "") -> None:
         """Declare a parameter that accepts any type at launch, so that a wrong type (an int for a
-        float, a string for a number) is reported by :meth:`param` instead of killing the node."""
+        float, a string for a number) is reported by :meth:`param` instead of killing the node.
+
+        Read-only at run time: set at launch (command line, params file, launch parameters), and
+        a set_parameters call is refused. DDS does not authenticate callers, and the parameters
+        name files, types and devices or are read at configure, where a peer's change would take
+        effect on the next (equally unauthenticated) lifecycle transition: docs/security.md."""
         self.declare_parameter(
-            name, default, ParameterDescriptor(description=description, dynamic_typing=True)
+            name,
+            default,
+            ParameterDescriptor(description=description, dynamic_typing=True, read_only=True),
         )
         self._defaults[name] = default
+
+    def _refuse_parameter_changes(self, parameters: list[Parameter]) -> SetParametersResult:
+        """On-set-parameters guard: once declared, no parameter changes, including those declared
+        without a read-only descriptor (autostart, diagnostics_period_s, rclpy's use_sim_time).
+        A new declaration passes: rclpy runs this callback for it too."""
+        for parameter in parameters:
+            if self.has_parameter(parameter.name):
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"parameter {parameter.name!r} of {self.get_fully_qualified_name()} "
+                    "is read-only at run time: set it at launch",
+                )
+        return SetParametersResult(successful=True)
+
+    def _note_parameter_request(self, parameters: list[Parameter]) -> list[Parameter]:
+        """Pre-set hook (set_parameters calls only, never declarations): every request is refused
+        (read-only descriptor, the guard above, or undeclared), so log and count it as a rejected
+        input: a peer trying to change a node shows on /diagnostics."""
+        names = ", ".join(parameter.name for parameter in parameters)
+        self.reject("set_parameters", f"refused set_parameters({names}): read-only at run time")
+        return parameters
 
     def param(self, name: str) -> Any:
         """The parameter converted to its default's type; ParameterValueError if it cannot be."""

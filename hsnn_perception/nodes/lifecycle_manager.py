@@ -51,16 +51,21 @@ class BringUpError(RuntimeError):
 class LifecycleManagerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("lifecycle_manager", **kwargs)
+        # All read-only at run time (set at launch): any DDS peer may call set_parameters. One
+        # descriptor per parameter: rclpy writes the name and type into the one it is given.
         self.declare_parameter(
             "node_names",
             [""],
-            ParameterDescriptor(description="managed nodes, in bring-up order (driver last)"),
+            ParameterDescriptor(
+                description="managed nodes, in bring-up order (driver last)", read_only=True
+            ),
         )
-        self.declare_parameter("autostart", True)  # bring the nodes up at start, as nav2's does
+        # autostart: bring the nodes up at start, as nav2's does
+        self.declare_parameter("autostart", True, ParameterDescriptor(read_only=True))
         # Configuring the SNN node compiles the network (numba, Lava's compiler): minutes on a
         # slow machine for Lava, so the default is generous.
-        self.declare_parameter("transition_timeout_s", 300.0)
-        self.declare_parameter("service_timeout_s", 60.0)
+        self.declare_parameter("transition_timeout_s", 300.0, ParameterDescriptor(read_only=True))
+        self.declare_parameter("service_timeout_s", 60.0, ParameterDescriptor(read_only=True))
         self.node_names = [n for n in self.get_parameter("node_names").value if n]
         self.status = "waiting"
         self.detail = ""

@@ -30,13 +30,21 @@ from hsnn_perception.nodes.conversions import energy_report, make_tensor_list
 SPIKES_TENSOR = "spikes"
 
 
+# The event messages the node can decode. Checked before any import: importing a module runs its
+# top-level code, and the name comes from a parameter.
+EVENT_TYPES = ("hsnn_perception/msg/EventPacket", "event_camera_msgs/msg/EventPacket")
+
+
 def load_message_type(name: str) -> type:
-    """'pkg/msg/Type' (or 'pkg/Type') -> the message class; raises ValueError if not installed."""
+    """'pkg/msg/Type' (or 'pkg/Type') of EVENT_TYPES -> the message class; raises ValueError for
+    any other name (nothing is imported then) and for one that is not installed."""
     parts = name.split("/")
     if len(parts) == 2:
         parts = [parts[0], "msg", parts[1]]
     if len(parts) != 3 or not all(parts):
         raise ValueError(f"message type {name!r} is not of the form pkg/msg/Type")
+    if "/".join(parts) not in EVENT_TYPES:
+        raise ValueError(f"event_type {name!r} is not allowed; expected one of {EVENT_TYPES}")
     try:
         module = importlib.import_module(f"{parts[0]}.{parts[1]}")
         return getattr(module, parts[2])

@@ -262,7 +262,7 @@ def test_event_subscription_type_is_a_parameter():
 
     assert load_message_type("hsnn_perception/msg/EventPacket") is EventPacket
     assert load_message_type("hsnn_perception/EventPacket") is EventPacket
-    with pytest.raises(ValueError, match="not installed"):
+    with pytest.raises(ValueError, match="not allowed"):  # allowlist: test_security.py
         load_message_type("event_camera_msgs_missing/msg/EventPacket")
     with pytest.raises(ValueError, match="pkg/msg/Type"):
         load_message_type("EventPacket")
