@@ -16,15 +16,25 @@ Reading is forgiving where a file is damaged but still a bag: a truncated MCAP (
 died) or sqlite3 file, a missing ``metadata.yaml``, undecodable messages, unknown types: what can
 be read is read and :class:`ReadReport` says what was skipped. What is not a bag at all raises
 :class:`BagError`.
+
+Reading is bounded where a file could make it unbounded (see docs/hostile_inputs.md): an MCAP chunk
+is decompressed only if it declares at most :data:`MAX_CHUNK_BYTES`, and never to more than it
+declares (a 33 KB zstd "bomb" stops at its declared size instead of expanding to gigabytes); a
+stored message larger than :data:`MAX_MESSAGE_BYTES` is skipped; a chunk that fails (bad
+compressed data, checksum, size) is skipped and counted and reading goes on with the next one; a
+damaged record length is stepped over by searching for the next well-formed chunk.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import mmap
+import re
 import sqlite3
 import struct
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -79,9 +89,97 @@ _EVENT_PACKET_FIELDS = ("header", "height", "width", "time_base", "encoding", "e
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
+# What one MCAP chunk may decompress to. rosbag2 writes chunks of ~1-4 MiB (rosbags: 1 MiB), so
+# 128 MiB leaves room for unusual recorders while keeping a hostile chunk from taking gigabytes.
+MAX_CHUNK_BYTES = 128 << 20
+# One stored message (an event packet of a few ms is tens of KB; 64 MiB = 8M events).
+MAX_MESSAGE_BYTES = 64 << 20
+# metadata.yaml of a real bag is a few KB.
+MAX_METADATA_BYTES = 1 << 20
+_MCAP_COMPRESSIONS = ("", "zstd", "lz4")
+_MCAP_OPS = set(range(0x01, 0x11))  # record types of MCAP v0; others are skipped and counted
+
 
 class BagError(ValueError):
     """A path is not a readable rosbag2, or a bag cannot be written as asked."""
+
+
+class ChunkError(ValueError):
+    """An MCAP chunk that cannot be used: over the size limit, bad compressed data, checksum."""
+
+
+def bounded_decompress(
+    data: bytes, compression: str, declared: int, limit: int = MAX_CHUNK_BYTES
+) -> bytes:
+    """Decompress an MCAP chunk to exactly its ``declared`` uncompressed size, refusing before any
+    work a declaration above ``limit`` and stopping as soon as the output would exceed it."""
+    if declared < 0 or declared > limit:
+        raise ChunkError(f"chunk declares {declared} uncompressed bytes (limit {limit})")
+    if compression == "":
+        out = bytes(data)
+    elif compression in ("zstd", "lz4"):
+        out = _decompress_frames(data, compression, declared)
+    else:
+        raise ChunkError(f"unknown chunk compression {compression!r}")
+    if len(out) != declared:
+        raise ChunkError(f"chunk holds {len(out)} bytes, it declares {declared}")
+    return out
+
+
+def _decompress_frames(data: bytes, compression: str, declared: int) -> bytes:
+    """Concatenated zstd/lz4 frames, never producing more than ``declared + 1`` bytes."""
+    if compression == "zstd":
+        try:
+            from compression import zstd  # Python >= 3.14
+        except ImportError:
+            from backports import zstd
+
+        new, errors = zstd.ZstdDecompressor, (zstd.ZstdError,)
+    else:
+        from lz4.frame import LZ4FrameDecompressor
+
+        new, errors = LZ4FrameDecompressor, (RuntimeError,)
+    parts: list[bytes] = []
+    total, rest = 0, bytes(data)
+    try:
+        while rest:
+            dec = new()
+            out = dec.decompress(rest, max_length=declared - total + 1)
+            total += len(out)
+            parts.append(out)
+            if total > declared:
+                raise ChunkError(
+                    f"{compression} data expands beyond the {declared} bytes the chunk declares "
+                    "(decompression bomb?)"
+                )
+            if not dec.eof:
+                raise ChunkError(f"{compression} data is cut off")
+            rest = dec.unused_data
+    except errors as exc:
+        raise ChunkError(f"bad {compression} data: {exc}") from exc
+    return b"".join(parts)
+
+
+_BOUNDED_INSTALLED = False
+
+
+def _install_bounded_decompressors() -> None:
+    """Make the rosbags MCAP reader decompress through :func:`bounded_decompress`.
+
+    rosbags decompresses a whole chunk before comparing it with the size the chunk declares, so
+    a small chunk could expand to gigabytes first; its decompressor table is the one place that
+    sees both the data and the declared size. Process-wide, and only ever stricter.
+    """
+    global _BOUNDED_INSTALLED
+    if _BOUNDED_INSTALLED:
+        return
+    from rosbags.rosbag2 import storage_mcap
+
+    for name in _MCAP_COMPRESSIONS:
+        storage_mcap.DECOMPRESSORS[name] = lambda data, size, _name=name: bounded_decompress(
+            data, _name, size
+        )
+    _BOUNDED_INSTALLED = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -748,10 +846,11 @@ class _Source:
 
 
 class _RosbagsSource(_Source):
-    def __init__(self, path: Path, report: ReadReport) -> None:
+    def __init__(self, path: Path, report: ReadReport, storage_file: Path) -> None:
         from rosbags.rosbag2 import Reader
 
-        self.path, self.report = path, report
+        _install_bounded_decompressors()
+        self.path, self.report, self.storage_file = path, report, storage_file
         self._reader = Reader(path)
         self._reader.open()  # raises on damage; the caller falls back to recovery
         self._by_id: dict[int, _Conn] = {}
@@ -765,8 +864,14 @@ class _RosbagsSource(_Source):
         self.connections = list(dict.fromkeys(self._by_id.values()))
 
     def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
+        if self.report.storage == "sqlite3":
+            # rows are streamed with a size check before each blob is fetched
+            yield from _sqlite_messages(self.storage_file, self._db_topics(), topics, self.report)
+            return
         from rosbags.rosbag2 import Reader
 
+        last_ns: int | None = None
+        at_last: Counter = Counter()  # (topic, raw size) of what was yielded at ``last_ns``
         with Reader(self.path) as reader:
             conns = [c for c in reader.connections if c.topic in topics]
             if not conns:
@@ -777,11 +882,118 @@ class _RosbagsSource(_Source):
                     conn, ts, raw = next(it)
                 except StopIteration:
                     return
-                except Exception as exc:  # damaged storage part-way: keep what was read
-                    self.report.skipped["rest of the bag after a read error"] += 1
-                    self.report.note(f"reading stopped early: {type(exc).__name__}: {exc}")
-                    return
-                yield self._by_id[conn.id], ts, bytes(raw)
+                except Exception as exc:  # a damaged chunk: continue past it with the scanner
+                    self.report.note(
+                        f"index-based reading stopped at a damaged chunk ({type(exc).__name__}: "
+                        f"{exc}); the rest was read by scanning the file"
+                    )
+                    break
+                if len(raw) > MAX_MESSAGE_BYTES:
+                    self.report.skipped[f"message over {MAX_MESSAGE_BYTES} bytes"] += 1
+                    continue
+                if ts != last_ns:
+                    last_ns, at_last = ts, Counter()
+                c = self._by_id[conn.id]
+                at_last[(c.topic, len(raw))] += 1
+                yield c, ts, bytes(raw)
+        self.report.recovered = True
+        scan = _McapScanSource(self.storage_file, self.report)
+        for c, ts, raw in scan.messages(topics):
+            if last_ns is not None and ts < last_ns:
+                continue  # already read (or lost with the damaged chunk, which is counted)
+            if ts == last_ns and at_last[(c.topic, len(raw))] > 0:
+                at_last[(c.topic, len(raw))] -= 1
+                continue
+            yield c, ts, raw
+
+    def _db_topics(self) -> dict[int, _Conn]:
+        """The sqlite3 file's topic ids (rosbags numbers connections its own way)."""
+        known = {(c.topic, c.msgtype): c for c in self._by_id.values()}
+        con = sqlite3.connect(f"file:{self.storage_file}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = con.execute("SELECT id, name, type FROM topics").fetchall()
+        finally:
+            con.close()
+        return {tid: known.get((name, typ), _Conn(name, typ, "")) for tid, name, typ in rows}
+
+
+def _sqlite_messages(
+    path: Path, by_id: dict[int, _Conn], topics: set[str], report: ReadReport
+) -> Iterator[tuple[_Conn, int, bytes]]:
+    """Messages of a rosbag2 sqlite3 file in timestamp order, streamed (never the whole table in
+    memory); rows over MAX_MESSAGE_BYTES are skipped and counted without reading their data."""
+    ids = [tid for tid, c in by_id.items() if c.topic in topics]
+    if not ids:
+        return
+    con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    marks = ",".join("?" * len(ids))
+    # length() of a blob is read from the record header, so an oversized blob is never loaded
+    query = (
+        f"SELECT topic_id, timestamp, length(data), {_SQL_DATA} FROM messages "
+        f"WHERE topic_id IN ({marks}) ORDER BY timestamp"
+    )
+    last: int | None = None
+    at_last: Counter = Counter()
+    try:
+        try:
+            for row in con.execute(query, [MAX_MESSAGE_BYTES, *ids]):
+                item = _sqlite_row(row, by_id, report)
+                if item is not None:
+                    if item[1] != last:
+                        last, at_last = item[1], Counter()
+                    at_last[(item[0].topic, len(item[2]))] += 1
+                    yield item
+            return
+        except sqlite3.DatabaseError as exc:
+            report.note(f"sorted read failed ({exc}); reading row by row")
+        for row in _sqlite_rows_by_id(con, set(ids), report):
+            item = _sqlite_row(row, by_id, report)
+            if item is None or (last is not None and item[1] < last):
+                continue
+            key = (item[0].topic, len(item[2]))
+            if item[1] == last and at_last[key] > 0:
+                at_last[key] -= 1  # yielded before the sorted read failed
+                continue
+            yield item
+    finally:
+        con.close()
+
+
+_SQL_DATA = "CASE WHEN length(data) <= ? THEN data END"
+
+
+def _sqlite_row(
+    row: tuple, by_id: dict[int, _Conn], report: ReadReport
+) -> tuple[_Conn, int, bytes] | None:
+    tid, ts, size, data = row
+    if data is None and size is not None and size > MAX_MESSAGE_BYTES:
+        report.skipped[f"message over {MAX_MESSAGE_BYTES} bytes"] += 1
+        return None
+    if tid not in by_id or data is None or not isinstance(ts, int):
+        report.skipped["unreadable sqlite3 row"] += 1
+        return None
+    return by_id[tid], int(ts), bytes(data)
+
+
+def _sqlite_rows_by_id(con: sqlite3.Connection, ids: set[int], report: ReadReport) -> Iterator:
+    try:
+        (top,) = con.execute("SELECT max(id) FROM messages").fetchone()
+    except sqlite3.DatabaseError:
+        top = None
+    if top is None:
+        report.skipped["unreadable messages table"] += 1
+        return
+    for rowid in range(1, int(top) + 1):
+        try:
+            row = con.execute(
+                f"SELECT topic_id, timestamp, length(data), {_SQL_DATA} FROM messages WHERE id = ?",
+                (MAX_MESSAGE_BYTES, rowid),
+            ).fetchone()
+        except sqlite3.DatabaseError:
+            report.skipped["unreadable sqlite3 row"] += 1
+            continue
+        if row is not None and row[0] in ids:
+            yield row
 
 
 def _u16(b: bytes, o: int) -> int:
@@ -804,8 +1016,13 @@ def _mcap_str(b: bytes, o: int) -> tuple[str, int]:
 
 
 class _McapScanSource(_Source):
-    """Reads an MCAP file record by record from the start, without its index or footer, stopping
-    at the first incomplete record (what a recorder that died leaves behind)."""
+    """Reads an MCAP file record by record from the start, without its index or footer.
+
+    A chunk that cannot be used (over the size limit, bad compressed data or checksum) is
+    skipped and counted; a record whose length runs past the end is either the cut end of a
+    truncated file (read up to the cut) or a damaged length, after which reading resumes at the
+    next well-formed chunk. The file is memory-mapped: only the records in use are copied.
+    """
 
     def __init__(self, path: Path, report: ReadReport) -> None:
         self.path, self.report = path, report
@@ -820,16 +1037,24 @@ class _McapScanSource(_Source):
         yield from self._scan(topics, collect=False)
 
     def _scan(self, topics: set[str], collect: bool) -> Iterator[tuple[_Conn, int, bytes]]:
-        data = self.path.read_bytes()
-        if not data.startswith(_MCAP_MAGIC):
-            raise BagError(f"{self.path} is not an MCAP file (bad magic)")
-        yield from self._records(data, len(_MCAP_MAGIC), len(data), topics, collect, top=True)
+        with self.path.open("rb") as f:
+            if f.read(len(_MCAP_MAGIC)) != _MCAP_MAGIC:
+                raise BagError(f"{self.path} is not an MCAP file (bad magic)")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                yield from self._records(data, len(_MCAP_MAGIC), len(data), topics, collect, True)
+
+    def _skip(self, collect: bool, reason: str, note: str | None = None, n: int = 1) -> None:
+        if collect:  # counted once, on the first of the two passes
+            self.report.skipped[reason] += n
+            if note:
+                self.report.note(note)
 
     def _records(
-        self, data: bytes, pos: int, end: int, topics: set[str], collect: bool, top: bool
+        self, data: Any, pos: int, end: int, topics: set[str], collect: bool, top: bool
     ) -> Iterator[tuple[_Conn, int, bytes]]:
         while pos < end:
-            if top and data[pos:end] == _MCAP_MAGIC:  # closing magic after the footer
+            # the closing magic after the footer
+            if top and end - pos == len(_MCAP_MAGIC) and data[pos:end] == _MCAP_MAGIC:
                 return
             if pos + 9 > end:
                 self._truncated(collect, end - pos, top)
@@ -837,54 +1062,70 @@ class _McapScanSource(_Source):
             op, size = data[pos], _u64(data, pos + 1)
             body = pos + 9
             if body + size > end:
-                if op == 0x06 and top:  # a cut chunk: its records up to the cut are still whole
+                if not top:
+                    self._skip(collect, "incomplete record inside an MCAP chunk")
+                    return
+                nxt = _next_chunk(data, pos + 1, end)
+                if nxt is not None:
+                    self._skip(
+                        collect,
+                        "bytes skipped after a damaged MCAP record length",
+                        f"damaged MCAP record length at offset {pos}: resumed at the next "
+                        f"chunk (offset {nxt})",
+                        nxt - pos,
+                    )
+                    pos = nxt
+                    continue
+                if op == 0x06:  # a cut chunk: its records up to the cut are still whole
                     yield from self._partial_chunk(data[body:end], topics, collect)
                 self._truncated(collect, end - pos, top)
                 return
-            rec = data[body : body + size]
             pos = body + size
+            if op not in _MCAP_OPS and op < 0x80:
+                self._skip(collect, "MCAP records of unknown type (damaged?)")
+                continue
+            if op == 0x05 and size > MAX_MESSAGE_BYTES + 22:
+                self._skip(collect, f"message over {MAX_MESSAGE_BYTES} bytes")
+                continue
+            if op not in (0x03, 0x04, 0x05, 0x06) or (op in (0x03, 0x04) and not collect):
+                continue
+            rec = data[body : body + size]
             try:
-                if op == 0x03 and collect:  # schema
+                if op == 0x03:  # schema
                     sid = _u16(rec, 0)
                     name, o = _mcap_str(rec, 2)
                     _, o = _mcap_str(rec, o)  # encoding
                     n = _u32(rec, o)
                     self._schemas[sid] = (name, rec[o + 4 : o + 4 + n].decode("utf-8"))
-                elif op == 0x04 and collect:  # channel
+                elif op == 0x04:  # channel
                     cid, sid = _u16(rec, 0), _u16(rec, 2)
                     topic, _ = _mcap_str(rec, 4)
                     name, text = self._schemas.get(sid, ("", ""))
                     self._conns[cid] = _Conn(topic, name, text)
-                elif op == 0x05 and not collect:  # message
+                elif op == 0x05:  # message
                     conn = self._conns.get(_u16(rec, 0))
-                    if conn is not None and conn.topic in topics:
+                    if not collect and conn is not None and conn.topic in topics:
                         yield conn, _u64(rec, 6), rec[22:]
-                elif op == 0x06:  # chunk
-                    compression, o = _mcap_str(rec, 28)
-                    n = _u64(rec, o)
-                    inner = rec[o + 8 : o + 8 + n]
-                    if compression == "zstd":
-                        from rosbags.rosbag2.storage_mcap import zstd
-
-                        inner = zstd.decompress(inner)
-                    elif compression == "lz4":
-                        from lz4.frame import decompress
-
-                        inner = decompress(inner)
-                    elif compression:
-                        raise ValueError(f"unknown chunk compression {compression!r}")
-                    yield from self._records(inner, 0, len(inner), topics, collect, top=False)
-            except (ValueError, struct.error, UnicodeDecodeError, RuntimeError) as exc:
-                if collect:
-                    self.report.skipped[f"damaged MCAP record (op {op:#x})"] += 1
-                    self.report.note(f"damaged MCAP record: {exc}")
+                else:  # chunk
+                    inner = _chunk_records(rec) if top else None
+                    if inner is None:
+                        raise ChunkError("a chunk inside a chunk")
+                    msgs = list(self._records(inner, 0, len(inner), topics, collect, top=False))
+                    msgs.sort(key=lambda m: m[1])  # rosbag2 readers give a chunk in time order
+                    yield from msgs
+            except ChunkError as exc:
+                self._skip(collect, "damaged MCAP chunks", f"damaged MCAP chunk at {pos}: {exc}")
+            except (ValueError, struct.error, UnicodeDecodeError) as exc:
+                self._skip(
+                    collect, f"damaged MCAP record (op {op:#x})", f"damaged MCAP record: {exc}"
+                )
 
     def _partial_chunk(
         self, rec: bytes, topics: set[str], collect: bool
     ) -> Iterator[tuple[_Conn, int, bytes]]:
         try:
             compression, o = _mcap_str(rec, 28)
-        except (ValueError, struct.error):
+        except (ValueError, struct.error, UnicodeDecodeError):
             return
         if compression:  # a cut compressed stream cannot be decoded
             return
@@ -899,6 +1140,50 @@ class _McapScanSource(_Source):
             self.report.note("the MCAP file is truncated (no footer): read up to the cut")
         elif collect:
             self.report.skipped["incomplete record inside an MCAP chunk"] += 1
+
+
+def _chunk_header(data: Any, body: int, size: int) -> tuple[int, int, str, int, int] | None:
+    """(uncompressed size, crc, compression, data offset, data length) of a chunk record body,
+    or None when the fields do not add up (how a real chunk is told from random bytes)."""
+    if size < 40:
+        return None
+    try:
+        uncompressed, crc = _u64(data, body + 16), _u32(data, body + 24)
+        n = _u32(data, body + 28)
+        if n > 4:
+            return None
+        compression = bytes(data[body + 32 : body + 32 + n]).decode("ascii")
+        length = _u64(data, body + 32 + n)
+    except (struct.error, UnicodeDecodeError):
+        return None
+    if compression not in _MCAP_COMPRESSIONS or 40 + n + length != size:
+        return None
+    return uncompressed, crc, compression, body + 40 + n, length
+
+
+def _chunk_records(rec: bytes) -> bytes:
+    """The records of a chunk, decompressed within the limits and checked against its CRC."""
+    head = _chunk_header(rec, 0, len(rec))
+    if head is None:
+        raise ChunkError("malformed chunk header")
+    uncompressed, crc, compression, offset, length = head
+    inner = bounded_decompress(rec[offset : offset + length], compression, uncompressed)
+    if crc and zlib.crc32(inner) != crc:
+        raise ChunkError("checksum mismatch")
+    return inner
+
+
+def _next_chunk(data: Any, start: int, end: int) -> int | None:
+    """Offset of the next well-formed chunk record after ``start``, if any."""
+    pos = start
+    while True:
+        pos = data.find(b"\x06", pos, end - 9)
+        if pos < 0:
+            return None
+        size = _u64(data, pos + 1)
+        if pos + 9 + size <= end and _chunk_header(data, pos + 9, size) is not None:
+            return pos
+        pos += 1
 
 
 class _SqliteScanSource(_Source):
@@ -930,44 +1215,7 @@ class _SqliteScanSource(_Source):
         return sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
 
     def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
-        ids = [tid for tid, c in self._by_id.items() if c.topic in topics]
-        if not ids:
-            return
-        con = self._connect()
-        marks = ",".join("?" * len(ids))
-        try:
-            try:
-                rows = con.execute(
-                    f"SELECT topic_id, timestamp, data FROM messages WHERE topic_id IN ({marks}) "
-                    "ORDER BY timestamp",
-                    ids,
-                ).fetchall()
-            except sqlite3.DatabaseError as exc:
-                self.report.note(f"sorted read failed ({exc}); reading row by row")
-                rows = list(self._row_by_row(con, set(ids)))
-            for tid, ts, data in rows:
-                yield self._by_id[tid], int(ts), bytes(data)
-        finally:
-            con.close()
-
-    def _row_by_row(self, con: sqlite3.Connection, ids: set[int]) -> Iterator[tuple]:
-        try:
-            (top,) = con.execute("SELECT max(id) FROM messages").fetchone()
-        except sqlite3.DatabaseError:
-            top = None
-        if top is None:
-            self.report.skipped["unreadable messages table"] += 1
-            return
-        for rowid in range(1, int(top) + 1):
-            try:
-                row = con.execute(
-                    "SELECT topic_id, timestamp, data FROM messages WHERE id = ?", (rowid,)
-                ).fetchone()
-            except sqlite3.DatabaseError:
-                self.report.skipped["unreadable sqlite3 row"] += 1
-                continue
-            if row is not None and row[0] in ids:
-                yield row
+        yield from _sqlite_messages(self.path, self._by_id, topics, self.report)
 
 
 def _storage_file(path: Path) -> Path | None:
@@ -976,6 +1224,22 @@ def _storage_file(path: Path) -> Path | None:
         if files:
             return files[0]
     return None
+
+
+def _check_metadata(meta: Path) -> None:
+    """metadata.yaml small, and not asking for whole-file or per-message compression (rosbags
+    would decompress those without any bound: a whole file to a temporary directory, or each
+    message in memory)."""
+    size = meta.stat().st_size
+    if size > MAX_METADATA_BYTES:
+        raise BagError(f"{meta}: {size} bytes, more than the {MAX_METADATA_BYTES} allowed")
+    text = meta.read_text(errors="replace")
+    mode = re.search(r"compression_mode:\s*['\"]?(\w*)", text)
+    if mode and mode.group(1).lower() in ("file", "message"):
+        raise BagError(
+            f"{meta}: compression_mode {mode.group(1)} is not read (only MCAP chunk compression "
+            "is); decompress the bag first (ros2 bag convert)"
+        )
 
 
 def open_source(path: Path | str, report: ReadReport | None = None) -> tuple[_Source, ReadReport]:
@@ -1002,11 +1266,14 @@ def open_source(path: Path | str, report: ReadReport | None = None) -> tuple[_So
     else:
         raise BagError(f"{storage_file} is not a rosbag2 file (neither MCAP nor sqlite3)")
     target = path
-    if path.is_dir() and not (path / "metadata.yaml").is_file():
+    meta = path / "metadata.yaml"
+    if path.is_dir() and not meta.is_file():
         report.note("no metadata.yaml (recording not closed?): read the storage file directly")
         target = storage_file
+    elif path.is_dir():
+        _check_metadata(meta)
     try:
-        return _RosbagsSource(target, report), report
+        return _RosbagsSource(target, report, storage_file), report
     except (ReaderError, OSError, ValueError, KeyError, sqlite3.DatabaseError) as exc:
         first_error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # apsw errors and other storage-level failures
