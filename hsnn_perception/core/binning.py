@@ -146,6 +146,11 @@ def bin_events(
     return out.reshape(n_bins, 2, height // fy, width // fx)
 
 
+# Event times beyond this are refused before any arithmetic: window indices stay far from int64
+# overflow whatever the origin (sensor times are ~2^51 us even as Unix time).
+MAX_ABS_TIME_US = 1 << 62
+
+
 class EventWindower:
     """Cuts a sorted event stream into windows of ``n_bins`` bins of ``bin_us`` (event time).
 
@@ -153,10 +158,24 @@ class EventWindower:
     the first event's time floored to a multiple of the window length. A window is emitted by
     :meth:`push` once an event at or after its end arrives (so it is complete); :meth:`flush`
     emits the pending one. Empty windows between two events are emitted (the SNN must see the
-    silence) up to ``max_gap_windows`` in a row; beyond that the windower jumps ahead and counts
-    the rest in ``skipped_windows``. Events older than the pending window are counted in
-    ``late_events`` and dropped. Within one packet events may be unsorted. No window before the
-    one holding the first event is emitted, even with an explicit ``origin_us``.
+    silence) up to ``max_gap_windows`` in a row. Within one packet events may be unsorted. No
+    window before the one holding the first event is emitted, even with an explicit ``origin_us``.
+
+    Time that jumps (docs/events.md, "Event time that heals"): an event is *in range* from the
+    pending window to ``max_gap_windows + 1`` windows after it. Events before it are dropped and
+    counted in ``late_events``, events after it in ``out_of_range_events``. A packet with no event
+    in range is held, not used: if ``heal_packets`` such packets in a row agree with each other
+    (each starts no earlier than one window before the previous one's last event and no later
+    than ``max_gap_windows + 1`` windows after it), the stream has moved (a restarted driver, a
+    new recording): the pending window is emitted, the windower re-origins at the held stream
+    (window ids go on from the last one, so ids never repeat or leave gaps) and the held packets
+    are used. A packet with events in range first discards what was held (counted as late or out
+    of range): one wild packet, or random ones, never move the windows. :meth:`flush` takes a
+    held stream as it is (the end of a stream must not be lost).
+
+    Memory is bounded: the pending window's events are kept as flat bin indices until they are
+    as many as the window has bins, then folded into fixed-size counts; at most ``heal_packets``
+    packets are held.
     """
 
     def __init__(
@@ -169,6 +188,7 @@ class EventWindower:
         out_width: int,
         origin_us: int | None = None,
         max_gap_windows: int = 8,
+        heal_packets: int = 3,
     ) -> None:
         _check_positive(
             bin_us=bin_us,
@@ -177,6 +197,7 @@ class EventWindower:
             sensor_width=sensor_width,
             out_height=out_height,
             out_width=out_width,
+            heal_packets=heal_packets,
         )
         if sensor_height % out_height or sensor_width % out_width:
             raise BinningError(
@@ -195,44 +216,88 @@ class EventWindower:
         self.window_us = self.bin_us * self.n_bins
         self.origin_us = None if origin_us is None else int(origin_us)
         self.max_gap_windows = int(max_gap_windows)
+        self.heal_packets = int(heal_packets)
         self.late_events = 0
+        self.out_of_range_events = 0
         self.skipped_windows = 0
         self.windows_emitted = 0
+        self.reorigins = 0
         self._started = False  # no window before the first event is ever emitted
         self._k = 0  # index of the pending window
-        # Flat bin indices of the pending window's events, counted once when it is emitted:
-        # counting every packet into a full (T, 2, h, w) array would cost more than the events.
+        self._size = int(np.prod(self._shape()))
+        # The pending window's events: flat bin indices per packet (int32, counted once when the
+        # window is emitted: counting every packet into a full (T, 2, h, w) array would cost more
+        # than the events), folded into ``_counts`` once they are as many as the window has bins.
         self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+        self._counts: np.ndarray | None = None
+        self._pending_n = 0
+        self._touched = False  # an event (even one cropped away) fell in the pending window
+        self._held: list[np.ndarray] = []  # packets of a stream that may have moved
+        self._held_last = 0
 
     @property
     def pending_window_id(self) -> int:
         """Index of the window now being filled."""
         return self._k
 
+    @property
+    def held_packets(self) -> int:
+        """Packets held while the windower decides whether the stream moved."""
+        return len(self._held)
+
     def _shape(self) -> tuple[int, int, int, int]:
         return (self.n_bins, 2, self.out_height, self.out_width)
 
-    def _window(self, k: int, chunks: list[np.ndarray]) -> Window:
+    def _emit_pending(self) -> Window:
+        k = self._k
         t0 = self.origin_us + k * self.window_us
-        if not chunks:
-            frames, n = np.zeros(self._shape(), dtype=np.uint16), 0
+        counts = self._counts
+        if self._pending:
+            idx = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+            more = np.bincount(idx, minlength=self._size)
+            counts = more if counts is None else counts + more
+        if counts is None:
+            frames = np.zeros(self._shape(), dtype=np.uint16)
         else:
-            idx = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-            counts = np.bincount(idx, minlength=int(np.prod(self._shape())))
             frames = np.minimum(counts, _U16_MAX).astype(np.uint16).reshape(self._shape())
-            n = int(idx.size)
+        n = self._pending_n
+        self._pending, self._pending_len, self._counts = [], 0, None
+        self._pending_n, self._touched = 0, False
         self.windows_emitted += 1
         return Window(k, t0, t0 + self.window_us, frames, n)
 
+    def _silent(self, k: int) -> Window:
+        t0 = self.origin_us + k * self.window_us
+        self.windows_emitted += 1
+        return Window(k, t0, t0 + self.window_us, np.zeros(self._shape(), dtype=np.uint16), 0)
+
+    def _add(self, idx: np.ndarray) -> None:
+        self._pending.append(idx.astype(np.int32))
+        self._pending_len += idx.size
+        self._pending_n += int(idx.size)
+        self._touched = True
+        if self._pending_len >= self._size:  # fold: memory stays one window's worth
+            idx = np.concatenate(self._pending)
+            more = np.bincount(idx, minlength=self._size)
+            self._counts = more if self._counts is None else self._counts + more
+            self._pending, self._pending_len = [], 0
+
     def _advance(self, k_new: int, out: list[Window]) -> None:
         """Emit the pending window and the silent ones before ``k_new``; make ``k_new`` pending."""
-        out.append(self._window(self._k, self._pending))
+        out.append(self._emit_pending())
         gap = k_new - self._k - 1
         n_empty = min(gap, self.max_gap_windows)
         for j in range(1, n_empty + 1):
-            out.append(self._window(self._k + j, []))
+            out.append(self._silent(self._k + j))
         self.skipped_windows += gap - n_empty
-        self._k, self._pending = k_new, []
+        self._k = k_new
+
+    def _index(self, events: np.ndarray) -> np.ndarray:
+        return (events["t"] - np.int64(self.origin_us)) // self.window_us
+
+    def _in_range(self, k: np.ndarray) -> np.ndarray:
+        return (k >= self._k) & (k <= self._k + self.max_gap_windows + 1)
 
     def push(self, events: np.ndarray) -> list[Window]:
         """Add a packet of events; return the windows it completed, oldest first."""
@@ -240,19 +305,27 @@ class EventWindower:
         if events.size == 0:
             return []
         t = events["t"]
+        tmin, tmax = int(t.min()), int(t.max())
+        if max(-tmin, tmax) > MAX_ABS_TIME_US:
+            raise BinningError(f"event time {tmin}..{tmax} us beyond +-2^62 us")
         if self.origin_us is None:
-            tmin = int(t.min())
             self.origin_us = (tmin // self.window_us) * self.window_us
-        k = (t - np.int64(self.origin_us)) // self.window_us
+        k = self._index(events)
         if not self._started:
             self._k, self._started = int(k.min()), True
-        if int(k.min()) < self._k:
+        in_range = self._in_range(k)
+        if not in_range.any():
+            return self._hold(events, tmin, tmax)
+        self._discard_held()
+        return self._accept(events, k, in_range)
+
+    def _accept(self, events: np.ndarray, k: np.ndarray, in_range: np.ndarray) -> list[Window]:
+        if not in_range.all():
             late = k < self._k
-            self.late_events += int(np.count_nonzero(late))
-            keep = ~late
-            events, k = events[keep], k[keep]
-            if events.size == 0:
-                return []
+            n_late = int(np.count_nonzero(late))
+            self.late_events += n_late
+            self.out_of_range_events += int(k.size - n_late - np.count_nonzero(in_range))
+            events, k = events[in_range], k[in_range]
         out: list[Window] = []
         if k[0] == k[-1] and (k.size < 3 or not np.any(k != k[0])):
             groups = [(int(k[0]), events)]  # common case: the whole packet in one window
@@ -269,25 +342,78 @@ class EventWindower:
         for kw, chunk in groups:
             if kw != self._k:
                 self._advance(kw, out)
-            # Keep only each event's flat bin index (int32, small and cache friendly): binning
-            # the whole window at emission would touch every event twice more.
             t0 = self.origin_us + kw * self.window_us
-            idx = _bin_index(
-                chunk,
-                t0,
-                self.bin_us,
-                self.n_bins,
-                self.sensor_height,
-                self.sensor_width,
-                *self.downsample,
+            self._add(
+                _bin_index(
+                    chunk,
+                    t0,
+                    self.bin_us,
+                    self.n_bins,
+                    self.sensor_height,
+                    self.sensor_width,
+                    *self.downsample,
+                )
             )
-            self._pending.append(idx.astype(np.int32))
+        return out
+
+    def _hold(self, events: np.ndarray, tmin: int, tmax: int) -> list[Window]:
+        """A packet with no event in range: held until ``heal_packets`` agree (then re-origin)."""
+        if self._held and not (
+            self._held_last - self.window_us
+            <= tmin
+            <= self._held_last + (self.max_gap_windows + 1) * self.window_us
+        ):
+            self._discard_held()  # not one stream with what was held: start over from this one
+        if not self._held:
+            self._held_last = tmax
+        self._held.append(events)
+        self._held_last = max(self._held_last, tmax)
+        if len(self._held) >= self.heal_packets:
+            return self._reorigin()
+        return []
+
+    def _discard_held(self) -> None:
+        for events in self._held:
+            late = int(np.count_nonzero(self._index(events) < self._k))
+            self.late_events += late
+            self.out_of_range_events += events.size - late
+        self._held = []
+
+    def _reorigin(self) -> list[Window]:
+        """The held packets are where the stream is now: windows go on from there."""
+        held, self._held = self._held, []
+        out: list[Window] = []
+        new_id = self._k
+        if self._touched:
+            out.append(self._emit_pending())
+            new_id += 1
+        k_first = int((int(held[0]["t"].min()) - self.origin_us) // self.window_us)
+        if k_first > new_id:  # forward: the silence is shown as after any gap, then skipped
+            n_empty = min(k_first - new_id, self.max_gap_windows)
+            for j in range(n_empty):
+                out.append(self._silent(new_id + j))
+            new_id += n_empty
+            self.skipped_windows += k_first - new_id
+        self.origin_us += (k_first - new_id) * self.window_us  # keeps the window phase
+        self._k = new_id
+        self.reorigins += 1
+        for events in held:
+            k = self._index(events)
+            in_range = self._in_range(k)
+            if in_range.any():
+                out += self._accept(events, k, in_range)
+            else:  # not in range even after the move (the held stream's own jitter)
+                late = int(np.count_nonzero(k < self._k))
+                self.late_events += late
+                self.out_of_range_events += events.size - late
         return out
 
     def flush(self) -> list[Window]:
-        """Emit the pending window if it has events (end of stream); later events start after it."""
-        if not self._pending:
-            return []
-        out = [self._window(self._k, self._pending)]
-        self._k, self._pending = self._k + 1, []
+        """End of stream: take a held stream as it is, then emit the pending window if it has
+        events; later events start after it."""
+        out = self._reorigin() if self._held else []
+        if not self._touched:
+            return out
+        out.append(self._emit_pending())
+        self._k += 1
         return out

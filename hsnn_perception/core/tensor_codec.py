@@ -7,6 +7,7 @@ around the generated message classes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,22 +57,39 @@ def encode_tensor(name: str, array: np.ndarray) -> TensorFields:
     )
 
 
+def dense_strides(dims: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Row-major strides in bytes of ``dims`` (Python ints: no overflow whatever the dims)."""
+    strides = []
+    step = itemsize
+    for d in reversed(dims):
+        strides.append(step)
+        step *= max(d, 1)
+    return tuple(reversed(strides))
+
+
+# numpy's limit on the number of dimensions (checked here so it is a TensorFormatError).
+MAX_RANK = 32
+
+
 def decode_tensor(fields: TensorFields, *, copy: bool = False) -> np.ndarray:
-    """Array view of tensor fields, after checking that they are consistent."""
+    """Array view of tensor fields, after checking that they are consistent. Nothing is allocated
+    before the checks (the size is computed in Python integers: int64 products could wrap)."""
     dtype = CODE_DTYPES.get(int(fields.data_type))
     if dtype is None:
         raise TensorFormatError(f"tensor {fields.name!r}: unknown data_type {fields.data_type}")
     dims = tuple(int(d) for d in fields.dims)
+    if len(dims) > MAX_RANK:
+        raise TensorFormatError(f"tensor {fields.name!r}: rank {len(dims)} above {MAX_RANK}")
     if any(d < 0 for d in dims):
         raise TensorFormatError(f"tensor {fields.name!r}: negative dimension in shape {dims}")
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
     if len(fields.data) != expected:
         raise TensorFormatError(
             f"tensor {fields.name!r}: {len(fields.data)} bytes of data for shape {dims} of "
             f"{dtype} (expected {expected})"
         )
-    if fields.strides:
-        dense = tuple(int(s) for s in np.empty((0,) if not dims else dims, dtype=dtype).strides)
+    if fields.strides and expected:  # an empty array has no layout (numpy gives it 0 strides)
+        dense = dense_strides(dims, dtype.itemsize)
         if tuple(int(s) for s in fields.strides) != dense:
             raise TensorFormatError(
                 f"tensor {fields.name!r}: strides {tuple(fields.strides)} are not the row-major "

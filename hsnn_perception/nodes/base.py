@@ -124,7 +124,28 @@ class HsnnNode(LifecycleNode):
         """A timer on the host's steady clock. Housekeeping (autostart, diagnostics, flushing,
         pacing) must run under ``use_sim_time`` too: a ROS-time timer waits for /clock, which
         may not be published yet, or has stopped at the end of a recording."""
-        return self.create_timer(period_s, callback, clock=self._steady_clock)
+        return self.create_timer(
+            period_s, self.guarded(callback, "timer"), clock=self._steady_clock
+        )
+
+    def guarded(self, callback: Callable[..., None], what: str) -> Callable[..., None]:
+        """``callback`` that never raises: an exception escaping it (a bug, or bad data no check
+        caught) is logged with where it came from, counted as ``errors.internal``, and the node
+        serves the next message. Callbacks reject the bad input they know of themselves."""
+
+        @functools.wraps(callback)  # keeps the signature: rclpy inspects it (message info or not)
+        def wrapper(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:  # noqa: BLE001 - the point: no message or tick ends a node
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+                name = getattr(callback, "__name__", repr(callback))
+                self.reject(
+                    "internal", f"{what} {name} failed at {where}: {type(exc).__name__}: {exc}"
+                )
+
+        return wrapper
 
     def declare(self, name: str, default: Any, description: str = "") -> None:
         """Declare a parameter that accepts any type at launch, so that a wrong type (an int for a
@@ -263,7 +284,9 @@ class HsnnNode(LifecycleNode):
         self, msg_type: type, topic: str, callback: Callable[[Any], None], qos: QoSProfile
     ) -> Any:
         """A subscription that lives while the node is active (create it in on_activate)."""
-        subscription = self.create_subscription(msg_type, topic, callback, qos)
+        subscription = self.create_subscription(
+            msg_type, topic, self.guarded(callback, f"subscription {topic}"), qos
+        )
         self._active_subscriptions.append(subscription)
         return subscription
 

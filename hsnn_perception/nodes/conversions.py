@@ -18,10 +18,30 @@ from hsnn_perception.core.tensor_codec import (
 from hsnn_perception.msg import EnergyReport, Tensor, TensorList, TensorShape
 
 WINDOW_ID_TENSOR = "window_id"
+# Window ids are int64 in the window_id tensor and uint64 in Classification/EnergyReport: the ids
+# both can carry.
+WINDOW_ID_MAX = (1 << 63) - 1
+UINT64_MAX = (1 << 64) - 1
+# builtin_interfaces/Time holds int32 seconds: the sensor times a message can carry.
+TIME_MIN_US = -(1 << 31) * 1_000_000
+TIME_MAX_US = ((1 << 31) - 1) * 1_000_000 + 999_999
+# More tensors than any hsnn message carries: a list of thousands is rejected, not walked.
+MAX_TENSORS = 64
+
+
+class MessageFieldError(ValueError):
+    """A received message field is missing or out of range; ``reason`` is the short name under
+    which the node counts the rejection (``errors.<reason>`` in /diagnostics)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 def us_to_time(t_us: int) -> Time:
     t_us = int(t_us)
+    if not TIME_MIN_US <= t_us <= TIME_MAX_US:
+        raise MessageFieldError("time_range", f"time {t_us} us does not fit a ROS Time (int32 s)")
     return Time(sec=t_us // 1_000_000, nanosec=(t_us % 1_000_000) * 1000)
 
 
@@ -31,6 +51,8 @@ def time_to_us(t: Time) -> int:
 
 def us_to_duration(d_us: int) -> Duration:
     d_us = int(d_us)
+    if not TIME_MIN_US <= d_us <= TIME_MAX_US:
+        raise MessageFieldError("time_range", f"duration {d_us} us does not fit int32 seconds")
     return Duration(sec=d_us // 1_000_000, nanosec=(d_us % 1_000_000) * 1000)
 
 
@@ -84,16 +106,56 @@ def make_tensor_list(
     return msg
 
 
+def read_window_id(window: np.ndarray | None) -> int:
+    """The id in a window_id tensor: one integer, 0 <= id <= WINDOW_ID_MAX."""
+    if window is None:
+        raise MessageFieldError("window_id", f"no {WINDOW_ID_TENSOR!r} tensor")
+    if window.size != 1 or window.dtype.kind not in "iu":
+        raise MessageFieldError(
+            "window_id",
+            f"{WINDOW_ID_TENSOR!r} must be one integer, got {window.size} of {window.dtype}",
+        )
+    window_id = int(window.reshape(-1)[0])
+    if not 0 <= window_id <= WINDOW_ID_MAX:
+        raise MessageFieldError("window_id", f"window id {window_id} outside [0, {WINDOW_ID_MAX}]")
+    return window_id
+
+
+def read_stamp_us(stamp: Time) -> int:
+    """Sensor time of a header stamp in us; a nanosec field of a second or more is rejected (it
+    would carry over into a second the int32 field may not hold)."""
+    if not 0 <= int(stamp.nanosec) < 1_000_000_000:
+        raise MessageFieldError("stamp", f"stamp nanosec {stamp.nanosec} is not below 10^9")
+    return time_to_us(stamp)
+
+
 def read_tensor_list(msg: TensorList) -> tuple[int, int, dict[str, np.ndarray]]:
-    """(window_id, window_start_us, {name: array}) of a TensorList; -1 when no window id."""
-    arrays = {t.name: tensor_to_array(t) for t in msg.tensors}
-    window = arrays.pop(WINDOW_ID_TENSOR, None)
-    window_id = int(window.reshape(-1)[0]) if window is not None and window.size else -1
-    return window_id, time_to_us(msg.header.stamp), arrays
+    """(window_id, window_start_us, {name: array}) of a TensorList, every field checked:
+    MessageFieldError (reason ``tensor``, ``window_id`` or ``stamp``) names what is wrong."""
+    if len(msg.tensors) > MAX_TENSORS:
+        raise MessageFieldError("tensor", f"{len(msg.tensors)} tensors, at most {MAX_TENSORS}")
+    arrays: dict[str, np.ndarray] = {}
+    for tensor in msg.tensors:
+        if tensor.name in arrays:
+            raise MessageFieldError("tensor", f"two tensors named {tensor.name!r}")
+        try:
+            arrays[tensor.name] = tensor_to_array(tensor)
+        except TensorFormatError as exc:
+            raise MessageFieldError("tensor", str(exc)) from None
+    window_id = read_window_id(arrays.pop(WINDOW_ID_TENSOR, None))
+    return window_id, read_stamp_us(msg.header.stamp), arrays
 
 
 def _nan_if_none(value: float | None) -> float:
     return math.nan if value is None else float(value)
+
+
+def saturate_u64(value: float) -> int:
+    """An operation count as a uint64 field takes it: clamped to [0, 2^64 - 1]; NaN -> 0.
+    A sum of many windows' counts may pass 2^64; the count saturates instead of failing."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0 if math.isnan(value) else (UINT64_MAX if value > 0 else 0)
+    return max(0, min(int(value), UINT64_MAX))
 
 
 def energy_report(
@@ -108,7 +170,10 @@ def energy_report(
     msg = EnergyReport()
     msg.header.stamp = stamp
     msg.host_stamp = ns_to_time(time.time_ns())
-    msg.window_id = int(window_id)
+    window_id = int(window_id)
+    if not 0 <= window_id <= UINT64_MAX:
+        raise MessageFieldError("window_id", f"window id {window_id} does not fit uint64")
+    msg.window_id = window_id
     msg.window_stamp = us_to_time(window_start_us)
     msg.stage = figure.stage
     msg.device = figure.device
@@ -118,14 +183,16 @@ def energy_report(
     msg.power_w = _nan_if_none(figure.power_w)
     msg.device_latency_s = float(figure.latency_s)
     msg.latency_s = float(figure.latency_s if host_latency_s is None else host_latency_s)
-    msg.synaptic_ops = int(figure.synaptic_ops)
-    msg.neuron_updates = int(figure.neuron_updates)
-    msg.spikes = int(figure.spikes)
-    msg.macs = int(figure.macs)
+    msg.synaptic_ops = saturate_u64(figure.synaptic_ops)
+    msg.neuron_updates = saturate_u64(figure.neuron_updates)
+    msg.spikes = saturate_u64(figure.spikes)
+    msg.macs = saturate_u64(figure.macs)
     return msg
 
 
 def figure_from_report(msg: EnergyReport) -> EnergyFigure:
+    """The figure of a report; EnergyError (a ValueError) when its fields contradict each other
+    (unknown source, "unavailable" with a finite energy)."""
     return EnergyFigure(
         stage=msg.stage,
         device=msg.device,

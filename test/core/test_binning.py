@@ -125,12 +125,146 @@ def test_window_emitted_only_when_an_event_reaches_its_end() -> None:
 def test_silent_gap_windows_then_jump() -> None:
     w = EventWindower(10, 2, 4, 4, 2, 2, max_gap_windows=3)  # window = 20 us
     w.push(make_events([105], [0], [0], [0]))  # origin 100, window 0
-    out = w.push(make_events([100 + 20 * 10 + 1], [0], [0], [0]))  # window 10
-    assert [x.window_id for x in out] == [0, 1, 2, 3]
-    assert [x.n_events for x in out] == [1, 0, 0, 0]
-    assert all(int(x.frames.sum()) == 0 for x in out[1:])
-    assert w.skipped_windows == 6
-    assert [x.window_id for x in w.flush()] == [10]
+    # 10 windows on: beyond max_gap_windows + 1, so held until the stream confirms it...
+    assert w.push(make_events([100 + 20 * 10 + 1], [0], [0], [0])) == []
+    assert w.held_packets == 1
+    # ... or the stream ends: then it is taken as it is.
+    out = w.flush()
+    assert [x.window_id for x in out] == [0, 1, 2, 3, 4]
+    assert [x.n_events for x in out] == [1, 0, 0, 0, 1]
+    assert out[4].t_start_us == 300 and w.skipped_windows == 6 and w.reorigins == 1
+
+
+def test_gap_within_max_gap_windows_is_silence() -> None:
+    w = EventWindower(10, 2, 4, 4, 2, 2, max_gap_windows=3)
+    w.push(make_events([105], [0], [0], [0]))
+    out = w.push(make_events([100 + 20 * 4 + 1], [0], [0], [0]))  # window 4 = 0 + 3 + 1
+    assert [x.window_id for x in out] == [0, 1, 2, 3] and w.held_packets == 0
+
+
+def stream(t0: int, n_packets: int, per_packet_us: int, rng: np.random.Generator, n: int = 30):
+    """Sorted random packets of a 16x16 sensor covering [t0, t0 + n_packets * per_packet_us)."""
+    out = []
+    for i in range(n_packets):
+        t = np.sort(rng.integers(t0 + i * per_packet_us, t0 + (i + 1) * per_packet_us, n))
+        out.append(
+            make_events(t, rng.integers(0, 16, n), rng.integers(0, 16, n), rng.integers(0, 2, n))
+        )
+    return out
+
+
+def reference(packets, w_us: int) -> dict[int, np.ndarray]:
+    """Frames of each complete window of the concatenated packets, keyed by window start."""
+    events = np.concatenate(packets)
+    t = events["t"]
+    starts = range((int(t.min()) // w_us) * w_us, int(t.max()) - w_us + 1, w_us)
+    return {s: bin_events(events, s, 10, 4, 16, 16, (2, 2)) for s in starts}
+
+
+def windows_by_start(windows) -> dict[int, np.ndarray]:
+    return {x.t_start_us: x.frames for x in windows}
+
+
+def test_one_wild_packet_far_ahead_changes_nothing() -> None:
+    rng = np.random.default_rng(3)
+    good = stream(1_000, 40, 15, rng)  # 600 us, window 40 us
+    wild = make_events([(1 << 62) - 1, (1 << 62) - 1], [1, 2], [1, 2], [0, 1])
+    clean = EventWindower(10, 4, 16, 16, 8, 8)
+    hit = EventWindower(10, 4, 16, 16, 8, 8)
+    want = collect(clean, good)
+    got = collect(hit, good[:10] + [wild] + good[10:])
+    assert [(x.window_id, x.t_start_us, x.n_events) for x in got] == [
+        (x.window_id, x.t_start_us, x.n_events) for x in want
+    ]
+    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(got, want, strict=True))
+    assert hit.out_of_range_events == 2 and hit.reorigins == 0 and hit.late_events == 0
+
+
+def test_restart_at_an_earlier_time_reorigins_within_heal_packets() -> None:
+    rng = np.random.default_rng(4)
+    first = stream(500_000, 50, 20, rng)  # a driver that ran for a while
+    second = stream(0, 60, 20, rng)  # restarted: its clock starts again at 0
+    w = EventWindower(10, 4, 16, 16, 8, 8, heal_packets=3)
+    before = []
+    for p in first:
+        before += w.push(p)
+    after = []
+    for i, p in enumerate(second):
+        out = w.push(p)
+        if i < 2:
+            assert out == [] and w.held_packets == i + 1  # held, not dropped
+        after += out
+    after += w.flush()
+    assert w.reorigins == 1 and w.late_events == 0 and w.out_of_range_events == 0
+    ids = [x.window_id for x in before + after]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # ids go on: no repeat, no gap
+    # Every event of the new stream is in a window, binned as on its own.
+    want = reference(second, 40)
+    got = windows_by_start(after[1:])  # after[0]: the old stream's last (pending) window
+    assert after[0].t_start_us >= 500_000
+    for start, frames in want.items():
+        np.testing.assert_array_equal(got[start], frames)
+    assert sum(x.n_events for x in after[1:]) == sum(p.size for p in second)
+
+
+def test_jump_ahead_inside_the_range_heals_when_the_stream_stays_behind() -> None:
+    rng = np.random.default_rng(5)
+    good = stream(0, 80, 10, rng)  # window 40 us: 4 packets per window
+    w = EventWindower(10, 4, 16, 16, 8, 8, max_gap_windows=8, heal_packets=3)
+    wild = make_events([40 * 9 + 5], [0], [0], [1])  # 9 windows ahead of window 0: in range
+    out = []
+    for i, p in enumerate(good):
+        out += w.push(p)
+        if i == 1:
+            out += w.push(wild)
+    out += w.flush()
+    assert w.reorigins == 1
+    # The stream was blinded for at most heal_packets packets: every window from the third one
+    # on is the reference.
+    want = reference(good, 40)
+    got = windows_by_start(out)
+    for start, frames in want.items():
+        if start >= 80:
+            np.testing.assert_array_equal(got[start], frames)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    wild_times=st.lists(st.integers(0, 1 << 42), min_size=1, max_size=200),
+    seed=st.integers(0, 2**16),
+)
+def test_random_packets_blind_for_a_bounded_number_of_packets(wild_times, seed) -> None:
+    """Any burst of packets at random times, then a good stream: every window of the good stream
+    that starts after its first heal_packets + 1 packets is exactly the reference."""
+    rng = np.random.default_rng(seed)
+    w = EventWindower(10, 4, 16, 16, 8, 8, heal_packets=3)
+    for t in wild_times:
+        w.push(make_events([t, t + int(rng.integers(0, 1000))], [0, 1], [0, 1], [0, 1]))
+    good = stream(1 << 41, 40, 10, rng)
+    out = []
+    for p in good:
+        out += w.push(p)
+    out += w.flush()
+    want = reference(good, 40)
+    got = windows_by_start(out)
+    heal_end = int(good[4]["t"].max())
+    for start, frames in want.items():
+        if start > heal_end:
+            np.testing.assert_array_equal(got[start], frames)
+    ids = [x.window_id for x in out]
+    assert ids == list(range(ids[0], ids[0] + len(ids))) if ids else True
+
+
+def test_pending_memory_is_bounded_when_time_stands_still() -> None:
+    w = EventWindower(10, 2, 4, 4, 2, 2)  # 16 bins per window
+    packet = make_events(np.full(50, 7), np.arange(50) % 4, np.zeros(50), np.ones(50))
+    for _ in range(1000):
+        assert w.push(packet) == []
+        assert w._pending_len < 16 + 50  # folded into fixed-size counts
+    (window,) = w.flush()
+    assert window.n_events == 50_000
+    once = bin_events(packet, 0, 10, 2, 4, 4, (2, 2)).astype(np.int64)
+    np.testing.assert_array_equal(window.frames, once * 1000)
 
 
 def test_late_events_counted_and_dropped() -> None:
