@@ -700,14 +700,18 @@ def aedat4_to_bag(
     encoding: str = "mono",
     class_base: int = 0,
     names: Iterable[str] | None = None,
+    read_timeout_s: float | None = None,
 ) -> dict[str, int]:
     """AEDAT4 recording (+ label CSV) -> labelled event bag, via dv-processing.
+
+    dv-processing reads in a worker process; ``read_timeout_s`` (default the reader's
+    ``READ_TIMEOUT_S``) without progress on a damaged file is a BagError.
 
     Returns the messages written per topic, and under ``"labels outside the recording"`` how
     many label spans cover none of the recording's time (a CSV of another recording, or times
     in another unit); they are written all the same.
     """
-    from hsnn_perception.core.sources import Aedat4Reader, SourceError
+    from hsnn_perception.core.sources import READ_TIMEOUT_S, Aedat4Reader, SourceError
 
     aedat_path = Path(aedat_path)
     if not aedat_path.is_file():
@@ -716,7 +720,7 @@ def aedat4_to_bag(
     try:
         # dv-processing reads in a worker process: a damaged file that makes it hang or crash
         # becomes a BagError instead of a process stuck for ever
-        reader = Aedat4Reader(aedat_path)
+        reader = Aedat4Reader(aedat_path, timeout_s=read_timeout_s or READ_TIMEOUT_S)
     except SourceError as exc:
         raise BagError(f"cannot open {aedat_path} as AEDAT4: {exc}") from exc
     width, height = reader.width, reader.height

@@ -247,7 +247,10 @@ def _worker_main() -> None:
 
     vm = next(ln for ln in open("/proc/self/status") if ln.startswith("VmSize:"))
     limit = int(vm.split()[1]) * 1024 + READER_MEMORY_BYTES
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:  # a caller's own limit stays in force
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
     def send(head: dict[str, Any], payload: bytes = b"") -> None:
         raw = json.dumps(head).encode()
