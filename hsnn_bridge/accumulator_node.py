@@ -17,12 +17,39 @@ from hsnn_perception.core.energy import (
     bridge_stage_energy,
     cpu_meter,
 )
+from hsnn_perception.core.events import SequenceGaps
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
-from hsnn_perception.nodes.conversions import energy_report, make_tensor_list, read_tensor_list
+from hsnn_perception.nodes.conversions import (
+    MessageFieldError,
+    energy_report,
+    make_tensor_list,
+    peek_window_id,
+    read_tensor_list,
+)
 
 SPIKES_TENSOR = "spikes"
+# Spike counts per neuron and step above this are not spikes (a graded spike is at most a few
+# bits): the bound also keeps every sum of a window far inside int64 and float32's exact range.
+MAX_SPIKE_COUNT = 1 << 16
+
+
+def check_spikes(spikes: np.ndarray) -> np.ndarray:
+    """``spikes`` if it holds spike counts: a bool, integer or float array of finite values in
+    [0, MAX_SPIKE_COUNT]; MessageFieldError (reason ``spikes``) names what is wrong."""
+    if spikes.dtype.kind not in "biuf":
+        raise MessageFieldError("spikes", f"spikes of dtype {spikes.dtype}")
+    if spikes.size == 0 or spikes.dtype.kind == "b":
+        return spikes
+    if spikes.dtype.kind == "f" and not np.isfinite(spikes).all():
+        raise MessageFieldError("spikes", "spikes hold NaN or infinite values")
+    low, high = spikes.min(), spikes.max()
+    if low < 0 or high > MAX_SPIKE_COUNT:
+        raise MessageFieldError(
+            "spikes", f"spike counts from {low} to {high}, outside [0, {MAX_SPIKE_COUNT}]"
+        )
+    return spikes
 
 
 class AccumulatorBridgeNode(HsnnNode):
@@ -36,6 +63,7 @@ class AccumulatorBridgeNode(HsnnNode):
         # modelled as additions x this many joules (default: a published fp32 add; 0: unavailable).
         p("energy_per_add_j", FP32_ADD_J)
         self._meter = None
+        self._gaps = SequenceGaps()  # window ids of snn/spikes that never arrived
 
     @guarded_transition
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -69,16 +97,24 @@ class AccumulatorBridgeNode(HsnnNode):
 
     def _on_spikes(self, msg: TensorList) -> None:
         self.count("received.windows")
+        seen = peek_window_id(msg)
+        if seen is not None:
+            self._gaps.see(seen)
         try:
             window_id, start_us, arrays = read_tensor_list(msg)
             spikes = arrays.get(SPIKES_TENSOR)
             if spikes is None:
-                raise ValueError(f"no tensor named {SPIKES_TENSOR!r} (got {sorted(arrays)})")
+                raise MessageFieldError(
+                    "tensor", f"no tensor named {SPIKES_TENSOR!r} (got {sorted(arrays)[:8]})"
+                )
             expected = (self.bundle.timesteps, *self.bundle.feature_shape)
             if spikes.shape != expected:
-                raise ValueError(f"spikes of shape {spikes.shape}, expected {expected}")
-        except ValueError as exc:
-            self.reject("tensor", str(exc))
+                raise MessageFieldError(
+                    "tensor", f"spikes of shape {spikes.shape}, expected {expected}"
+                )
+            spikes = check_spikes(spikes)
+        except MessageFieldError as exc:
+            self.reject(exc.reason, f"window {seen}: {exc}")
             return
         if self._meter is not None:
             self._meter.start()
@@ -92,12 +128,21 @@ class AccumulatorBridgeNode(HsnnNode):
         )
         self.count("published.tensors")
         adds = int(spikes.size)
-        figure = self._energy(adds, int(spikes.sum()), latency, measured)
+        figure = self._energy(adds, int(spikes.sum(dtype=np.float64)), latency, measured)
         self._energy_pub.publish(
             energy_report(
                 figure, window_id, start_us, self.get_clock().now().to_msg(), host_latency_s=latency
             )
         )
+
+    def diagnostic_values(self) -> dict[str, str]:
+        # Window ids that never arrived on snn/spikes (lost in DDS, or dropped by the SNN node).
+        gaps = self._gaps
+        return {
+            "lost.windows": str(gaps.lost),
+            "window_id_restarts": str(gaps.restarts),
+            "window_id_jumps": str(gaps.jumps),
+        }
 
     def _energy(
         self, adds: int, spikes: int, latency: float, measured: tuple[float, float] | None

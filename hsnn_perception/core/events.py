@@ -54,6 +54,10 @@ _EVT3_EPOCH_US = 1 << 24
 _EVT3_ROLLOVER_MIN_DISTANCE = 10  # TIME_HIGH jitter tolerated without a rollover
 _EVT3_MAX_GAP_US = 1 << 23  # a larger gap between two events would make rollovers ambiguous
 _LIBCAER_EPOCH_US = 1 << 31
+# Events one packet may decode to, checked from the payload length (before anything is decoded):
+# 2 ms of a Prophesee sensor at its peak rate; decoding costs up to ~60 bytes per event on the way.
+MAX_PACKET_EVENTS = 1 << 21
+_TIME_BASE_MAX = (1 << 64) - 1  # uint64 in the message
 
 # EVT 3.0 word codes.
 EVT3_ADDR_Y = 0x0
@@ -90,6 +94,41 @@ class EventDecodeError(EventCodecError):
 
 class EventEncodeError(EventCodecError):
     """Events cannot be represented in the requested encoding."""
+
+
+class EventPacketSizeError(EventDecodeError):
+    """A payload would decode to more events than the cap (checked before decoding)."""
+
+
+class SequenceGaps:
+    """Counts the numbers missing from a sequence that rises by one (packet seq, window ids).
+
+    A number at or below the last one is a new sequence (a restarted sender): counting starts
+    over, nothing is lost. A jump of more than ``max_gap`` is counted in ``jumps``, not as that
+    many losses (a wild number must not read as 10^18 lost messages)."""
+
+    def __init__(self, max_gap: int = 1 << 20) -> None:
+        self.max_gap = max_gap
+        self.last: int | None = None
+        self.lost = 0
+        self.restarts = 0
+        self.jumps = 0
+
+    def see(self, n: int) -> int:
+        """Record ``n``; return how many numbers were missing right before it."""
+        n = int(n)
+        last, self.last = self.last, n
+        if last is None or n == last + 1:
+            return 0
+        if n <= last:
+            self.restarts += n < last
+            return 0
+        gap = n - last - 1
+        if gap > self.max_gap:
+            self.jumps += 1
+            return 0
+        self.lost += gap
+        return gap
 
 
 def empty_events(n: int = 0) -> np.ndarray:
@@ -264,7 +303,9 @@ def _decode_mono(raw, time_base_ns, width, height, is_bigendian, strict, drops) 
     raw = _words(raw, 8, "mono", strict, drops)
     w = raw.view(">u8" if is_bigendian else "<u8")
     dt = (w & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    t = (dt + int(time_base_ns)) // 1000
+    # Whole microseconds of time_base apart: time_base + dt may pass int64 in nanoseconds.
+    base_us, base_ns = divmod(int(time_base_ns), 1000)
+    t = (dt + base_ns) // 1000 + base_us
     x = ((w >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.uint16)
     y = ((w >> np.uint64(48)) & np.uint64(0x7FFF)).astype(np.uint16)
     p = (w >> np.uint64(63)).astype(np.uint8)
@@ -795,6 +836,32 @@ def _decode_evt3_numpy(raw, time_base_ns, width, height, strict, drops, state) -
 # --------------------------------------------------------------------------- public API
 
 
+def packet_event_bound(raw: np.ndarray, encoding: str) -> int:
+    """Most events ``raw`` (a uint8 view of a payload) can decode to, from its length alone for
+    the 8-byte encodings and from its word codes for EVT3 (a VECT_12 word is up to 12 events)."""
+    if encoding != "evt3":
+        return raw.size // 8
+    n_words = raw.size // 2
+    code = raw[1 : 2 * n_words : 2] >> 4  # high byte of each little-endian word: its code
+    return int(
+        np.count_nonzero(code == EVT3_ADDR_X)
+        + 12 * np.count_nonzero(code == EVT3_VECT_12)
+        + 8 * np.count_nonzero(code == EVT3_VECT_8)
+    )
+
+
+def check_packet_size(raw: np.ndarray, encoding: str, max_events: int = MAX_PACKET_EVENTS) -> None:
+    """Raise EventPacketSizeError if the payload could decode to more than ``max_events``."""
+    if encoding == "evt3" and raw.size // 2 * 12 <= max_events:
+        return  # cannot be too large even if every word were a VECT_12: skip counting codes
+    bound = packet_event_bound(raw, encoding)
+    if bound > max_events:
+        raise EventPacketSizeError(
+            f"{encoding} payload of {raw.size} bytes decodes to up to {bound} events, more than "
+            f"the {max_events} a packet may carry; split it"
+        )
+
+
 def encode_packet(
     events: np.ndarray,
     encoding: str = "mono",
@@ -831,6 +898,7 @@ def decode_packet(
     strict: bool = True,
     drops: Counter | None = None,
     evt3_state: Evt3State | None = None,
+    max_events: int = MAX_PACKET_EVENTS,
 ) -> np.ndarray:
     """Decode an EventPacket payload into an :data:`EVENT_DTYPE` array (t in us, sensor time).
 
@@ -838,13 +906,18 @@ def decode_packet(
     (0 disables the check). ``is_bigendian`` applies to ``mono`` words only: EVT3 and libcaer
     are little-endian byte streams by definition. ``strict=False`` drops bad events (and trailing
     bytes) instead of raising, adding per-reason counts to ``drops`` if given. ``evt3_state``
-    carries EVT3 decoder state across packets and is updated in place.
+    carries EVT3 decoder state across packets and is updated in place. A payload that could
+    decode to more than ``max_events`` events raises :class:`EventPacketSizeError` before any
+    event is decoded.
     """
     if encoding not in ENCODINGS:
         raise EventDecodeError(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
     if width < 0 or height < 0:
         raise EventDecodeError(f"sensor geometry must be non-negative, got {width}x{height}")
+    if not 0 <= int(time_base_ns) <= _TIME_BASE_MAX:
+        raise EventDecodeError(f"time_base {time_base_ns} is not a uint64")
     raw = _as_bytes_view(payload)
+    check_packet_size(raw, encoding, max_events)
     if encoding == "mono":
         return _decode_mono(raw, time_base_ns, width, height, is_bigendian, strict, drops)
     if encoding == "libcaer":
@@ -865,12 +938,20 @@ class PacketStreamDecoder:
     would be stale) and when the sensor geometry changes.
     """
 
-    def __init__(self, strict_standalone: bool = True, drops: Counter | None = None) -> None:
+    def __init__(
+        self,
+        strict_standalone: bool = True,
+        drops: Counter | None = None,
+        max_events: int = MAX_PACKET_EVENTS,
+    ) -> None:
         """``strict_standalone=False`` also drops bad mono/libcaer events one by one (a reader
-        of recordings keeps what it can) instead of raising."""
+        of recordings keeps what it can) instead of raising. A packet that could decode to more
+        than ``max_events`` raises EventPacketSizeError before it is decoded."""
         self.strict_standalone = strict_standalone
+        self.max_events = int(max_events)
         self.drops: Counter = Counter() if drops is None else drops
         self.resets = 0
+        self.seq_gaps = SequenceGaps()  # packets lost before this decoder, every encoding
         self._state = Evt3State()
         self._last: tuple[int, int, int] | None = None  # (seq, width, height) of the last packet
 
@@ -884,9 +965,19 @@ class PacketStreamDecoder:
         is_bigendian: bool = False,
         seq: int | None = None,
     ) -> np.ndarray:
+        if seq is not None:  # even a packet rejected below arrived: only missing seqs are lost
+            self.seq_gaps.see(seq)
         if encoding != "evt3":
             if self.strict_standalone:
-                return decode_packet(payload, encoding, time_base_ns, width, height, is_bigendian)
+                return decode_packet(
+                    payload,
+                    encoding,
+                    time_base_ns,
+                    width,
+                    height,
+                    is_bigendian,
+                    max_events=self.max_events,
+                )
             return decode_packet(
                 payload,
                 encoding,
@@ -896,6 +987,7 @@ class PacketStreamDecoder:
                 is_bigendian,
                 strict=False,
                 drops=self.drops,
+                max_events=self.max_events,
             )
         last, self._last = self._last, (-1 if seq is None else int(seq), width, height)
         # Only a forward jump of seq is a lost packet: a source that never sets seq (all 0)
@@ -905,13 +997,19 @@ class PacketStreamDecoder:
         ):
             self._state = Evt3State()
             self.resets += 1
-        return decode_packet(
-            payload,
-            "evt3",
-            time_base_ns,
-            width,
-            height,
-            strict=False,
-            drops=self.drops,
-            evt3_state=self._state,
-        )
+        try:
+            return decode_packet(
+                payload,
+                "evt3",
+                time_base_ns,
+                width,
+                height,
+                strict=False,
+                drops=self.drops,
+                evt3_state=self._state,
+                max_events=self.max_events,
+            )
+        except EventDecodeError:  # the packet is lost whole: the state it would carry with it
+            self._state = Evt3State()
+            self.resets += 1
+            raise

@@ -17,12 +17,15 @@ from hsnn_perception.core.energy import (
     gpu_meter,
     jetson_meter,
 )
+from hsnn_perception.core.events import SequenceGaps
 from hsnn_perception.core.readout import softmax, spike_count_readout
 from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
 from hsnn_perception.msg import Classification, EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
 from hsnn_perception.nodes.conversions import (
+    MessageFieldError,
     energy_report,
+    peek_window_id,
     read_tensor_list,
     us_to_duration,
     us_to_time,
@@ -62,6 +65,7 @@ class ClassifierNode(HsnnNode):
         p("energy_model_device", DEFAULT_ANN_DEVICE)
         self._backend: Any = None
         self._meter = None
+        self._gaps = SequenceGaps()  # window ids of tensors that never arrived
 
     @guarded_transition
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -131,21 +135,30 @@ class ClassifierNode(HsnnNode):
 
     def _on_tensors(self, msg: TensorList) -> None:
         self.count("received.tensors")
+        seen = peek_window_id(msg)
+        if seen is not None:
+            self._gaps.see(seen)
         try:
             window_id, start_us, arrays = read_tensor_list(msg)
             x = arrays.get(self.input_name)
             if x is None:
-                raise ValueError(f"no tensor named {self.input_name!r} (got {sorted(arrays)})")
+                raise MessageFieldError(
+                    "tensor", f"no tensor named {self.input_name!r} (got {sorted(arrays)[:8]})"
+                )
             expected = self.bundle.ann_input_shape
             if x.shape != expected:
-                raise ValueError(
-                    f"tensor {self.input_name!r} of shape {x.shape}, expected {expected}"
+                raise MessageFieldError(
+                    "tensor", f"tensor {self.input_name!r} of shape {x.shape}, expected {expected}"
                 )
+            if x.dtype.kind not in "biuf":
+                raise MessageFieldError("tensor", f"tensor {self.input_name!r} of dtype {x.dtype}")
             x = x.astype(np.float32, copy=False)
             if not np.isfinite(x).all():
-                raise ValueError(f"tensor {self.input_name!r} holds NaN or infinite values")
-        except ValueError as exc:
-            self.reject("tensor", str(exc))
+                raise MessageFieldError(
+                    "tensor", f"tensor {self.input_name!r} holds NaN or infinite values"
+                )
+        except MessageFieldError as exc:
+            self.reject(exc.reason, f"window {seen}: {exc}")
             return
         if self._meter is not None:
             self._meter.start()
@@ -167,7 +180,7 @@ class ClassifierNode(HsnnNode):
         out = Classification()
         out.header.stamp = us_to_time(start_us)
         out.header.frame_id = msg.header.frame_id
-        out.window_id = max(window_id, 0)
+        out.window_id = window_id
         out.window_stamp = us_to_time(start_us)
         out.window_duration = us_to_duration(self.bundle.window_us)
         out.class_id = class_id
@@ -185,6 +198,15 @@ class ClassifierNode(HsnnNode):
                 host_latency_s=latency,
             )
         )
+
+    def diagnostic_values(self) -> dict[str, str]:
+        # Window ids that never arrived on tensors (lost in DDS, or dropped upstream).
+        gaps = self._gaps
+        return {
+            "lost.windows": str(gaps.lost),
+            "window_id_restarts": str(gaps.restarts),
+            "window_id_jumps": str(gaps.jumps),
+        }
 
     def _energy(self, latency: float, measured: tuple[float, float] | None):
         return classifier_stage_energy(

@@ -129,6 +129,16 @@ def read_stamp_us(stamp: Time) -> int:
     return time_to_us(stamp)
 
 
+def peek_window_id(msg: TensorList) -> int | None:
+    """The message's window id if it has a valid one, else None (never raises): a receiver counts
+    gaps in the ids of every message that arrived, even one it then rejects."""
+    try:
+        tensors = [t for t in msg.tensors[:MAX_TENSORS] if t.name == WINDOW_ID_TENSOR]
+        return read_window_id(tensor_to_array(tensors[0])) if len(tensors) == 1 else None
+    except ValueError:
+        return None
+
+
 def read_tensor_list(msg: TensorList) -> tuple[int, int, dict[str, np.ndarray]]:
     """(window_id, window_start_us, {name: array}) of a TensorList, every field checked:
     MessageFieldError (reason ``tensor``, ``window_id`` or ``stamp``) names what is wrong."""

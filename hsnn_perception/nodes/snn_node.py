@@ -12,10 +12,14 @@ from typing import Any
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
 
-from hsnn_perception.core.binning import EventWindower, Window
+from hsnn_perception.core.binning import BinningError, EventWindower, Window
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.energy import snn_stage_energy
-from hsnn_perception.core.events import PacketStreamDecoder
+from hsnn_perception.core.events import (
+    MAX_PACKET_EVENTS,
+    EventPacketSizeError,
+    PacketStreamDecoder,
+)
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import (
@@ -25,7 +29,12 @@ from hsnn_perception.nodes.base import (
     reliable_qos,
     run_node,
 )
-from hsnn_perception.nodes.conversions import energy_report, make_tensor_list
+from hsnn_perception.nodes.conversions import (
+    TIME_MAX_US,
+    MessageFieldError,
+    energy_report,
+    make_tensor_list,
+)
 
 SPIKES_TENSOR = "spikes"
 
@@ -83,6 +92,11 @@ class SnnFeatureNode(HsnnNode):
         # off, or where the profiler is missing, the energy is modelled (and says why).
         p("energy_probe", True)
         p("max_gap_windows", 8)
+        # Packets in a row that must agree before the windows follow event time that jumped far
+        # (a restarted driver) or a new sensor geometry: one wild packet never moves them.
+        p("heal_packets", 3)
+        # Events one packet may decode to, checked from its length before decoding.
+        p("max_packet_events", MAX_PACKET_EVENTS)
         # End of stream: when no packet came for this long, the pending (partial) window is
         # processed. Windows are still cut on event time; this only ends the last one.
         p("flush_idle_s", 0.5)
@@ -93,6 +107,7 @@ class SnnFeatureNode(HsnnNode):
         self._decoder = PacketStreamDecoder()
         self._windower: EventWindower | None = None
         self._geometry: tuple[int, int] | None = None
+        self._new_geometry: tuple[tuple[int, int], int] | None = None  # (geometry, packets seen)
         self._flush_timer = None
 
     # lifecycle ----
@@ -137,6 +152,7 @@ class SnnFeatureNode(HsnnNode):
         except Exception as exc:  # missing/corrupt model, Lava missing: stay up, say why
             self.reject("model", f"cannot load the SNN: {exc}")
             return TransitionCallbackReturn.FAILURE
+        self._decoder = PacketStreamDecoder(max_events=int(self.param("max_packet_events")))
         self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         self.get_logger().info(
@@ -163,6 +179,8 @@ class SnnFeatureNode(HsnnNode):
             self._busy = True
             try:
                 self._process(window)
+            except Exception as exc:  # noqa: BLE001 - the SNN thread must outlive any window
+                self.reject("internal", f"window {window.window_id}: {type(exc).__name__}: {exc}")
             finally:
                 self._busy = False
                 self._last_work_end = time.monotonic()
@@ -230,8 +248,10 @@ class SnnFeatureNode(HsnnNode):
     def _on_events(self, msg: Any) -> None:
         self.count("received.packets")
         self._last_packet = time.monotonic()
+        seq = int(msg.seq)
         geometry = (int(msg.height), int(msg.width))
         try:
+            windower = self._windower_for(geometry)
             events = self._decoder.decode(
                 msg.events,
                 msg.encoding,
@@ -239,37 +259,72 @@ class SnnFeatureNode(HsnnNode):
                 geometry[1],
                 geometry[0],
                 bool(msg.is_bigendian),
-                seq=int(msg.seq),
+                seq=seq,
             )
-            windower = self._windower_for(geometry)
+            if events.size and not 0 <= int(events["t"].min()) <= int(events["t"].max()) <= (
+                TIME_MAX_US
+            ):
+                raise MessageFieldError(
+                    "time_range",
+                    f"event times {int(events['t'].min())}..{int(events['t'].max())} us are not "
+                    "sensor times a ROS Time can carry",
+                )
             windows = windower.push(events)
+        except EventPacketSizeError as exc:
+            self.reject("packet_size", f"packet seq {seq} dropped: {exc}")
+            return
+        except MessageFieldError as exc:
+            self.reject(exc.reason, f"packet seq {seq} dropped: {exc}")
+            return
         except ValueError as exc:  # malformed packet: log what, count, keep serving
-            self.reject("packet", f"packet seq {msg.seq} dropped: {exc}")
+            self.reject("packet", f"packet seq {seq} dropped: {exc}")
             return
         self.count("received.events", len(events))
         for window in windows:
             self._enqueue(window)
 
     def _windower_for(self, geometry: tuple[int, int]) -> EventWindower:
+        """The windower of ``geometry``. A new geometry is taken once ``heal_packets`` packets in
+        a row carry it (a new sensor); before that its packets are rejected (one packet with a
+        wrong width must not restart the windows)."""
         b = self.bundle
-        if self._windower is None or geometry != self._geometry:
-            if self._windower is not None:
-                self.get_logger().warn(f"sensor geometry changed to {geometry}; windows restart")
-            height, width = geometry
-            if height % b.height or width % b.width:
-                raise ValueError(
-                    f"sensor {width}x{height} cannot be downsampled to the model input "
-                    f"{b.width}x{b.height} by an integer factor"
-                )
-            self._windower = EventWindower(
-                b.bin_us,
-                b.timesteps,
-                height,
-                width,
-                b.height,
-                b.width,
-                max_gap_windows=int(self.param("max_gap_windows")),
+        height, width = geometry
+        if height <= 0 or width <= 0 or height % b.height or width % b.width:
+            raise MessageFieldError(
+                "geometry",
+                f"sensor {width}x{height} cannot be downsampled to the model input "
+                f"{b.width}x{b.height} by an integer factor",
             )
+        if self._windower is not None and geometry != self._geometry:
+            seen = (
+                self._new_geometry[1] + 1
+                if self._new_geometry and (self._new_geometry[0] == geometry)
+                else 1
+            )
+            self._new_geometry = (geometry, seen)
+            if seen < int(self.param("heal_packets")):
+                raise MessageFieldError(
+                    "geometry",
+                    f"sensor geometry {width}x{height} differs from {self._geometry[1]}x"
+                    f"{self._geometry[0]} ({seen} packet(s) in a row so far)",
+                )
+            self.get_logger().warn(f"sensor geometry changed to {geometry}; windows restart")
+            self._windower = None
+        self._new_geometry = None
+        if self._windower is None:
+            try:
+                self._windower = EventWindower(
+                    b.bin_us,
+                    b.timesteps,
+                    height,
+                    width,
+                    b.height,
+                    b.width,
+                    max_gap_windows=int(self.param("max_gap_windows")),
+                    heal_packets=int(self.param("heal_packets")),
+                )
+            except BinningError as exc:
+                raise MessageFieldError("geometry", str(exc)) from None
             self._geometry = geometry
         return self._windower
 
@@ -312,17 +367,27 @@ class SnnFeatureNode(HsnnNode):
         return figure
 
     def diagnostic_values(self) -> dict[str, str]:
-        w = self._windower
-        if w is None:
-            return {}
         dropped = {f"dropped.events.{why}": str(n) for why, n in self._decoder.drops.items()}
-        return {
+        gaps = self._decoder.seq_gaps
+        values = {
             **dropped,
             "evt3_state_resets": str(self._decoder.resets),
-            "windows_emitted": str(w.windows_emitted),
-            "late_events": str(w.late_events),
-            "skipped_windows": str(w.skipped_windows),
+            # Packets that never arrived (seq gaps, every encoding): best-effort DDS loses them.
+            "lost.packets": str(gaps.lost),
+            "seq_restarts": str(gaps.restarts),
+            "seq_jumps": str(gaps.jumps),
         }
+        w = self._windower
+        if w is not None:
+            values.update(
+                windows_emitted=str(w.windows_emitted),
+                late_events=str(w.late_events),
+                out_of_range_events=str(w.out_of_range_events),
+                held_packets=str(w.held_packets),
+                reorigins=str(w.reorigins),
+                skipped_windows=str(w.skipped_windows),
+            )
+        return values
 
 
 def main(args: list[str] | None = None) -> int:
