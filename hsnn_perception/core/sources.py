@@ -387,7 +387,8 @@ class Aedat4FileSource:
                 chunks.append(ev)
             if highest is not None:
                 last = highest
-        self._buffer = np.concatenate(chunks)
+        if len(chunks) > 1:  # a reply holds many packets: do not copy the buffer per packet
+            self._buffer = np.concatenate(chunks)
 
     def _restart(self) -> None:
         self._open()
