@@ -30,8 +30,13 @@ def params_file(spec: NodeSpec, directory: Path) -> Path:
     return path
 
 
-def node_command(spec: NodeSpec, namespace: str, directory: Path) -> list[str]:
+def node_command(
+    spec: NodeSpec, namespace: str, directory: Path, enclaves: bool = False
+) -> list[str]:
+    """With ``enclaves``, the node runs in SROS2 enclave /hsnn/<node name> (docs/security.md)."""
     cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+    if enclaves:
+        cmd += ["--enclave", f"/hsnn/{spec.name}"]
     if namespace:
         cmd += ["-r", f"__ns:={namespace if namespace.startswith('/') else '/' + namespace}"]
     cmd += ["--params-file", str(params_file(spec, directory))]
@@ -61,10 +66,12 @@ class ProcessGroup:
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         composed: bool = False,
+        enclaves: bool = False,
     ) -> None:
         self.specs = list(specs)
         self.namespace = namespace
         self.composed = composed
+        self.enclaves = enclaves
         self.env = {**os.environ, **(env or {})}
         self._tmp = tempfile.TemporaryDirectory(prefix="hsnn-launch-")
         self.log_dir = log_dir or Path(self._tmp.name)
@@ -74,7 +81,9 @@ class ProcessGroup:
         tmp = Path(self._tmp.name)
         if self.composed:
             return {"composed_pipeline": composed_command(self.specs, self.namespace, tmp)}
-        return {spec.name: node_command(spec, self.namespace, tmp) for spec in self.specs}
+        return {
+            spec.name: node_command(spec, self.namespace, tmp, self.enclaves) for spec in self.specs
+        }
 
     def start(self) -> ProcessGroup:
         if self.procs:  # already started (start() then `with`): never twice
