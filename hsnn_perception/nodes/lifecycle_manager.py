@@ -3,8 +3,9 @@
 Each node in ``node_names`` is configured, in order, then each is activated, in order. The graph
 (hsnn_perception.graph) lists the consumers first and the event driver last, so a recorded source
 starts playing only once every stage downstream is configured (models loaded, kernels compiled)
-and active (subscribed). A node that is already in the wanted state is left as it is; a transition
-that fails or does not answer stops the bring-up with an error in the log and on /diagnostics.
+and active (subscribed). A node that is already in the wanted state is left as it is. If any node fails to configure (all
+are tried, so one run names every problem) or to activate, nothing more is activated: the error is
+in the log and on /diagnostics, and the nodes stay up for a fix and a new bring-up.
 
 Not a lifecycle node itself (as nav2's is not), and it creates no bonds: run nav2's
 ``lifecycle_manager`` instead with ``bond_timeout: 0.0`` if a navigation stack should own the nodes.
@@ -85,13 +86,22 @@ class LifecycleManagerNode(Node):
         """Configure every node, then activate every node, in ``node_names`` order."""
         started = time.monotonic()
         self.status = "bringing up"
+        # Every node is asked to configure, so one run reports every node that cannot (a missing
+        # model, a bad parameter); nothing is activated unless all of them could.
+        failures = []
+        for name in self.node_names:
+            try:
+                await self._reach(name, "configure")
+            except BringUpError as exc:
+                failures.append(str(exc))
         try:
-            for step in ("configure", "activate"):
-                for name in self.node_names:
-                    await self._reach(name, step)
+            if failures:
+                raise BringUpError("; ".join(failures))
+            for name in self.node_names:
+                await self._reach(name, "activate")
         except BringUpError as exc:
             self.status, self.detail = "failed", str(exc)
-            self.get_logger().error(f"bring-up stopped: {exc}")
+            self.get_logger().error(f"bring-up stopped, nothing more is activated: {exc}")
             self.publish_diagnostics()
             return False
         self.bringup_s = time.monotonic() - started

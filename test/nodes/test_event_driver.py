@@ -93,7 +93,11 @@ def test_absent_camera_keeps_the_node_up_and_retrying(ros, tmp_path):
     ns = f"drv_cam_{random.randint(0, 10**6)}"
     probe = Probe(ns)
     with start(
-        {"event_driver"}, ns, tmp_path, event_driver={"source": "camera", "retry_s": 0.3}
+        {"event_driver"},
+        ns,
+        tmp_path,
+        # A live source never waits for listeners (the graph sets this from its `source`).
+        event_driver={"source": "camera", "retry_s": 0.3, "wait_for_subscribers": 0},
     ) as group:
         assert probe.spin_until(
             lambda: int(probe.diag("event_driver").get("errors.camera", 0)) >= 3, 60
