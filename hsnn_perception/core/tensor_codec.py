@@ -47,7 +47,10 @@ def encode_tensor(name: str, array: np.ndarray) -> TensorFields:
     code = DATA_TYPE_CODES.get(np.dtype(dtype.str.replace(">", "<")))
     if code is None:
         raise TensorFormatError(f"tensor {name!r}: dtype {array.dtype} has no TensorList data_type")
-    contiguous = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    # reshape: ascontiguousarray turns a 0-d array into a 1-d one (found by the round-trip fuzz).
+    contiguous = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).reshape(
+        array.shape
+    )
     return TensorFields(
         name=name,
         dims=tuple(int(d) for d in contiguous.shape),
