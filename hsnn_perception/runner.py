@@ -41,6 +41,21 @@ def build_nodes(
     return nodes
 
 
+def resolved_namespace(namespace: str) -> str:
+    """The namespace the nodes get: ``namespace``, unless the process's ROS arguments remap it
+    (``-r __ns:=/robot1``, as launch_ros does for a Node under PushRosNamespace). rcl applies
+    that remap to every node of the process; asking rcl keeps its rules in one place."""
+    import rclpy
+
+    probe = rclpy.create_node(
+        "hsnn_namespace_probe", namespace=namespace or "/", start_parameter_services=False
+    )
+    try:
+        return probe.get_namespace()
+    finally:
+        probe.destroy_node()
+
+
 def spin_composed(
     specs: Sequence[NodeSpec],
     namespace: str = "",
@@ -64,7 +79,7 @@ def spin_composed(
     nodes: list[Any] = []
     try:
         rclpy.init(args=args)
-        nodes = build_nodes(specs, namespace, params_files)
+        nodes = build_nodes(specs, resolved_namespace(namespace), params_files)
         spin_nodes(nodes, until)
     except KeyboardInterrupt:
         pass
