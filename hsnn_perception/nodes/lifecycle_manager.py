@@ -3,9 +3,9 @@
 Each node in ``node_names`` is configured, in order, then each is activated, in order. The graph
 (hsnn_perception.graph) lists the consumers first and the event driver last, so a recorded source
 starts playing only once every stage downstream is configured (models loaded, kernels compiled)
-and active (subscribed). A node that is already in the wanted state is left as it is. If any node fails to configure (all
-are tried, so one run names every problem) or to activate, nothing more is activated: the error is
-in the log and on /diagnostics, and the nodes stay up for a fix and a new bring-up.
+and active (subscribed). A node already in the wanted state is left as it is. If any node fails to
+configure (all are tried, so one run names every problem) or to activate, nothing more is
+activated: the error is in the log and on /diagnostics, and the nodes stay up for a fix.
 
 Not a lifecycle node itself (as nav2's is not), and it creates no bonds: run nav2's
 ``lifecycle_manager`` instead with ``bond_timeout: 0.0`` if a navigation stack should own the nodes.
