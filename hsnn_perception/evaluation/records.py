@@ -100,6 +100,9 @@ class ReplayResult:
     records: list[EvalRecord] = field(default_factory=list)
     events_read: int = 0
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> events (or windows)
+    # Messages that never arrived, per hop (DDS replay: the nodes' lost.* counters, from seq and
+    # window-id gaps); empty offline, where nothing travels.
+    lost: dict[str, int] = field(default_factory=dict)
     bag_report: dict[str, Any] = field(default_factory=dict)  # rosbag_io.ReadReport.to_dict()
     settings: dict[str, Any] = field(default_factory=dict)  # backend, chip, devices ...
     notes: list[str] = field(default_factory=list)
@@ -113,6 +116,7 @@ class ReplayResult:
             "labels": list(self.labels),
             "events_read": self.events_read,
             "dropped": dict(self.dropped),
+            "lost": dict(self.lost),
             "bag_report": self.bag_report,
             "settings": self.settings,
             "notes": list(self.notes),
@@ -132,6 +136,7 @@ class ReplayResult:
                 records=[EvalRecord.from_dict(r) for r in doc.get("records", [])],
                 events_read=int(doc.get("events_read", 0)),
                 dropped={k: int(v) for k, v in doc.get("dropped", {}).items()},
+                lost={k: int(v) for k, v in doc.get("lost", {}).items()},
                 bag_report=dict(doc.get("bag_report", {})),
                 settings=dict(doc.get("settings", {})),
                 notes=list(doc.get("notes", [])),

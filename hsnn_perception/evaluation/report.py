@@ -112,6 +112,7 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
         "events_read": result.events_read,
         "events_per_window_mean": float(np.mean([r.n_events for r in recs])) if recs else None,
         "dropped": dict(result.dropped),
+        "lost": dict(result.lost),
         "bag_report": result.bag_report,
         "settings": result.settings,
         "notes": list(result.notes),
@@ -143,6 +144,16 @@ def format_energy(joules: float | None) -> str:
     return f"{joules / 1e-12:.3g} pJ"
 
 
+def _lost_line(summary: dict[str, Any]) -> list[str]:
+    """Beside the accuracy: what never reached a node (an accuracy over the windows that came
+    through says nothing about the ones that did not)."""
+    lost = summary.get("lost") or {}
+    if not lost:
+        return ["- lost in transit: none counted"] if summary["mode"] == "dds" else []
+    parts = ", ".join(f"{k}: {v}" for k, v in lost.items())
+    return [f"- lost in transit ({sum(lost.values())} in all): {parts}"]
+
+
 def to_markdown(summary: dict[str, Any]) -> str:
     s = summary
     acc = (
@@ -156,6 +167,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         f"- bag: `{s['bag']}` ({s['mode']})",
         f"- windows: {s['windows']} (labelled: {s['labelled_windows']})",
         f"- accuracy: {acc}",
+        *_lost_line(s),
         f"- events read: {s['events_read']}",
         "",
         "## Latency per stage (ms, on this host)",

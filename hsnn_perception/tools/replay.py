@@ -339,7 +339,34 @@ def replay_dds(
     result.bag_report = stream.report.to_dict()
     result.events_read = sum(w.n_events for w in spans)
     result.dropped = _drops(listener, namespace, qualified_name, spans, result, session)
+    result.lost = lost_counts(
+        {n: listener.node(qualified_name(namespace, n)) for n in LOSS_COUNTERS}
+    )
     return result
+
+
+# Where each hop's loss is counted (/diagnostics keys of the receiving node), and what is lost.
+LOSS_COUNTERS = {
+    "snn_feature": {"lost.packets": "event packets (seq gaps at the SNN node)"},
+    "accumulator_bridge": {"lost.windows": "snn/spikes windows (window-id gaps at the bridge)"},
+    "classifier": {"lost.windows": "tensors windows (window-id gaps at the classifier)"},
+    "energy_aggregator": {
+        f"lost.windows.{stage}": f"{stage} energy reports (window-id gaps at the aggregator)"
+        for stage in ("snn", "bridge", "classifier")
+    },
+}
+
+
+def lost_counts(diagnostics: dict[str, dict[str, str]]) -> dict[str, int]:
+    """The lost.* counters of the nodes' last /diagnostics (node name -> key/values), by hop;
+    zero counts are kept (a hop counted and lost nothing), unreported hops are left out."""
+    lost: dict[str, int] = {}
+    for node, keys in LOSS_COUNTERS.items():
+        values = diagnostics.get(node, {})
+        for key, what in keys.items():
+            if key in values:
+                lost[what] = _int(values, key)
+    return lost
 
 
 def _add_counts(rec: Any, listener: _DdsListener) -> int:
@@ -403,6 +430,7 @@ def _drops(
     for key, why in (
         ("late_events", "late events (older than the window being filled)"),
         ("skipped_windows", "silent windows skipped (long gap)"),
+        ("out_of_range_events", "events far from the window being filled (time jumped)"),
         ("errors.packet", "event packets rejected by the SNN node"),
     ):
         if _int(snn, key):

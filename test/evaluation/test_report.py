@@ -117,6 +117,24 @@ def test_result_format_errors(tmp_path):
         EvalRecord.from_dict({"window_id": "x"})
 
 
+def test_losses_are_shown_beside_accuracy(tmp_path):
+    res = _result()
+    res.mode = "dds"
+    md = to_markdown(summarize(res))
+    assert "- accuracy: 66.67% (4/6)\n- lost in transit: none counted" in md
+    res.lost = {"event packets (seq gaps at the SNN node)": 5, "tensors windows": 0}
+    md = to_markdown(summarize(res))
+    accuracy_line = md.index("- accuracy:")
+    lost_line = md.index(
+        "- lost in transit (5 in all): event packets (seq gaps at the SNN node): 5"
+    )
+    assert md.count("\n", accuracy_line, lost_line) == 1  # the very next line
+    back = ReplayResult.load(res.save(tmp_path / "r.json"))
+    assert back.lost == res.lost and summarize(back)["lost"] == res.lost
+    res.mode, res.lost = "offline", {}
+    assert "lost in transit" not in to_markdown(summarize(res))
+
+
 def test_empty_result_summarizes():
     res = ReplayResult("b", "m", "offline", LABELS)
     s = summarize(res)
