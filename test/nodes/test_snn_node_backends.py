@@ -38,7 +38,9 @@ def run_snn_node(
 ) -> tuple[dict[int, np.ndarray], dict[str, str]]:
     """Start an SNN node with ``params``, warm it up with window 0 (both ends of the connection
     matched once a window comes out), publish ``packets``; return the output spikes of windows
-    ``first`` on and the node's diagnostics ``settle_s`` after they came out."""
+    ``first`` on (keyed by their start time in windows: after the jump from the warm-up the
+    windower re-origins and window ids go on from the warm-up's) and the node's diagnostics
+    ``settle_s`` after they came out."""
     ns = f"snn_{random.randint(0, 10**6)}"
     params = {"diagnostics_period_s": 0.2, **params}
     with start({"snn_feature"}, ns, tmp_path, snn_feature=params) as group:
@@ -54,7 +56,10 @@ def run_snn_node(
             probe.spin_until(lambda: False, 0.02)
         assert probe.spin_until(
             lambda: (
-                sum(read_tensor_list(m)[0] >= first for m in probe.received["snn/spikes"])
+                sum(
+                    read_tensor_list(m)[1] >= first * bundle.window_us
+                    for m in probe.received["snn/spikes"]
+                )
                 >= n_windows
             ),
             timeout_s,
@@ -62,9 +67,9 @@ def run_snn_node(
         probe.spin_until(lambda: False, settle_s)
         out = {}
         for m in probe.received["snn/spikes"]:
-            window_id, _, arrays = read_tensor_list(m)
-            if window_id >= first:
-                out[window_id] = arrays["spikes"].copy()
+            _, start_us, arrays = read_tensor_list(m)
+            if start_us >= first * bundle.window_us:
+                out[start_us // bundle.window_us] = arrays["spikes"].copy()
         return out, probe.diag("snn_feature")
 
 
