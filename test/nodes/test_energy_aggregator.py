@@ -72,3 +72,49 @@ def test_reports_are_matched_on_sensor_time(ros, tmp_path):
     assert partial.window_id == 5 and partial.energy_j == pytest.approx(3e-6)
     assert "no report from: driver, bridge, classifier" in partial.method
     assert len(totals) == 2 and not math.isnan(full.latency_s)
+
+
+def test_bad_reports_are_counted_and_totals_go_on(ros, tmp_path):
+    """Reports that used to kill the aggregator (in its timer, 2 s later): an unknown source, an
+    "unavailable" with an energy, op counts whose sum passes 2^64; and a gap in window ids."""
+    ns = f"agg_bad_{random.randint(0, 10**6)}"
+    params = {"timeout_s": 0.3, "diagnostics_period_s": 0.2}
+    with start({"energy_aggregator"}, ns, tmp_path, energy_aggregator=params) as group:
+        probe = Probe(ns)
+        totals: list[EnergyReport] = []
+        probe.node.create_subscription(
+            EnergyReport, "energy/total", totals.append, reliable_qos(50)
+        )
+        pub = probe.node.create_publisher(EnergyReport, "energy", reliable_qos(50))
+        probe.wait_for_subscriber(pub)
+        stamp = probe.node.get_clock().now().to_msg()
+
+        def report(stage: str, window_id: int, window: int) -> EnergyReport:
+            return energy_report(_fig(stage, 1e-6), window_id, window * W, stamp)
+
+        unknown = report("snn", 1, 1)
+        unknown.source = "guessed"
+        finite_unavailable = report("snn", 1, 1)
+        finite_unavailable.source = "unavailable"
+        pub.publish(unknown)
+        pub.publish(finite_unavailable)
+        for stage in ("snn", "bridge", "classifier"):  # window 2: op counts sum past 2^64
+            big = report(stage, 2, 2)
+            big.synaptic_ops = (1 << 64) - 1
+            pub.publish(big)
+        for stage in ("snn", "bridge", "classifier"):  # window 5: ids 3 and 4 never came
+            pub.publish(report(stage, 5, 5))
+        assert probe.spin_until(lambda: len(totals) >= 2, 30), group.log("energy_aggregator")
+        diag = lambda: probe.diag("energy_aggregator")  # noqa: E731
+        assert probe.spin_until(
+            lambda: (
+                diag().get("errors.report") == "2"
+                and diag().get("saturated.op_counts") == "1"
+                and diag().get("lost.windows.snn") == "2"
+            ),
+            10,
+        ), diag()
+        assert diag().get("errors.internal") is None and group.poll()["energy_aggregator"] is None
+    by_id = {t.window_id: t for t in totals}
+    assert by_id[2].synaptic_ops == (1 << 64) - 1 and "saturated" in by_id[2].method
+    assert by_id[5].energy_j == pytest.approx(3e-6)
