@@ -24,6 +24,7 @@ from lifecycle_msgs.msg import State as StateMsg
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.task import Future
 
@@ -72,11 +73,14 @@ class LifecycleManagerNode(Node):
         self.detail = ""
         self.bringup_s: float | None = None
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, reliable_qos(10))
-        self._diag_timer = self.create_timer(1.0, self.publish_diagnostics)
+        # Steady-clock timers: under use_sim_time a ROS-time timer waits for /clock, which the
+        # driver publishes only once this manager has brought it up.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._diag_timer = self.create_timer(1.0, self.publish_diagnostics, clock=self._steady)
         self._lifecycle_clients: dict[str, tuple[Any, Any]] = {}
         self._start_timer = None
         if self.get_parameter("autostart").value:
-            self._start_timer = self.create_timer(0.0, self._start)
+            self._start_timer = self.create_timer(0.0, self._start, clock=self._steady)
 
     def _start(self) -> None:
         self.destroy_timer(self._start_timer)
@@ -160,7 +164,9 @@ class LifecycleManagerNode(Node):
     async def _sleep(self, seconds: float) -> None:
         """Yield to the executor for ``seconds`` (rclpy has no asyncio loop to sleep on)."""
         done = Future()
-        timer = self.create_timer(seconds, lambda: done.done() or done.set_result(None))
+        timer = self.create_timer(
+            seconds, lambda: done.done() or done.set_result(None), clock=self._steady
+        )
         await done
         self.destroy_timer(timer)
 
