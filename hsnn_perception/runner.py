@@ -64,29 +64,11 @@ def spin_composed(
     params_files: Sequence[str] = (),
 ) -> int:
     """Spin all nodes of ``specs`` in one executor until a signal, shutdown or ``until()``."""
-    import rclpy
+    from hsnn_perception.nodes.base import run_nodes
 
-    from hsnn_perception.nodes.base import (
-        ShutdownGuard,
-        destroy_nodes,
-        die_with_parent,
-        mark_exited,
-        spin_nodes,
+    return run_nodes(
+        lambda: build_nodes(specs, resolved_namespace(namespace), params_files), args, until
     )
-
-    die_with_parent()
-    ShutdownGuard().install()
-    nodes: list[Any] = []
-    try:
-        rclpy.init(args=args)
-        nodes = build_nodes(specs, resolved_namespace(namespace), params_files)
-        spin_nodes(nodes, until)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        destroy_nodes(nodes)
-        mark_exited()
-    return 0
 
 
 def parser() -> argparse.ArgumentParser:

@@ -331,15 +331,18 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 class ShutdownGuard:
     """Turns SIGINT, SIGTERM and SIGHUP into a bounded shutdown.
 
-    rclpy's own handler (installed by rclpy.init, which chains to the handler found before it)
-    shuts the context down and wakes the executor; this adds what rclpy does not: SIGHUP, and a
-    watchdog that ends the process with status 0 if the clean shutdown has not finished within
-    SHUTDOWN_GRACE_S (a callback still running: a model warming up, a window being computed).
+    The handler only marks the request: the spin loop (:func:`spin_nodes`) sees it within one
+    short wait and the nodes are destroyed in order. rclpy's own signal handling is not used: it
+    shuts the context down under running callbacks (publishes then fail in a loop) and under a
+    node still being constructed. A watchdog ends the process with status 0 if the clean shutdown
+    has not finished within SHUTDOWN_GRACE_S (a callback still running: a model warming up, a
+    window being computed).
     """
 
     def __init__(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         self.grace_s = grace_s
         self.requested = threading.Event()
+        self.done = threading.Event()
         self._signal: int | None = None
 
     def install(self) -> ShutdownGuard:
@@ -349,17 +352,14 @@ class ShutdownGuard:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.requested.is_set():
-            return
+            return  # a terminal's Ctrl-C reaches a node twice: directly and through launch
         self._signal = signum
         self.requested.set()
         faulthandler.dump_traceback_later(HARD_EXIT_S, exit=True)
         threading.Thread(target=self._watchdog, name="shutdown_watchdog", daemon=True).start()
-        # rclpy handles SIGINT and SIGTERM itself; SIGHUP (a closed terminal) it does not.
-        if rclpy.ok():
-            rclpy.try_shutdown()
 
     def _watchdog(self) -> None:
-        if not _EXITED.wait(self.grace_s):
+        if not self.done.wait(self.grace_s):
             sys.stderr.write(
                 f"[hsnn] clean shutdown not finished {self.grace_s:g} s after signal "
                 f"{self._signal}: exiting now\n"
@@ -367,14 +367,13 @@ class ShutdownGuard:
             sys.stderr.flush()
             os._exit(0)
 
+    def finished(self) -> None:
+        """The clean shutdown finished: the watchdog stands down."""
+        self.done.set()
+        faulthandler.cancel_dump_traceback_later()
 
-_EXITED = threading.Event()
 
-
-def mark_exited() -> None:
-    """The clean shutdown finished: the watchdog stands down."""
-    _EXITED.set()
-    faulthandler.cancel_dump_traceback_later()
+SHUTDOWN = ShutdownGuard()
 
 
 def spin_nodes(nodes: list[Any], until: Callable[[], bool] | None = None) -> None:
@@ -386,10 +385,10 @@ def spin_nodes(nodes: list[Any], until: Callable[[], bool] | None = None) -> Non
     for node in nodes:
         executor.add_node(node)
     try:
-        # Short waits, so that a signal handled in Python (SIGHUP) is seen promptly.
-        while rclpy.ok() and (until is None or not until()):
+        # Short waits, so that a stop request is seen promptly.
+        while rclpy.ok() and not SHUTDOWN.requested.is_set() and (until is None or not until()):
             try:
-                executor.spin_once(timeout_sec=0.2)
+                executor.spin_once(timeout_sec=0.1)
             except (KeyboardInterrupt, ExternalShutdownException):
                 break
             except Exception:  # noqa: BLE001 - the last line of defence: a node never dies of one
@@ -411,19 +410,29 @@ def destroy_nodes(nodes: list[Any]) -> None:
     rclpy.try_shutdown()
 
 
-def run_node(node_class: type[Any], args: list[str] | None = None) -> int:
-    """``main`` of a node executable: spin until a signal or shutdown, exit within
-    SHUTDOWN_GRACE_S of a signal with status 0, never outlive the parent process."""
+def run_nodes(
+    build: Callable[[], list[Any]],
+    args: list[str] | None = None,
+    until: Callable[[], bool] | None = None,
+) -> int:
+    """Run the nodes ``build()`` makes in one executor until a signal, shutdown or ``until()``;
+    exit within SHUTDOWN_GRACE_S of a signal with status 0; never outlive the parent process.
+    The ``main`` of every node executable and of the composed runner."""
+    from rclpy.signals import SignalHandlerOptions
+
     die_with_parent()
-    ShutdownGuard().install()
+    SHUTDOWN.install()
     nodes: list[Any] = []
     try:
-        rclpy.init(args=args)
-        nodes.append(node_class())
-        spin_nodes(nodes)
-    except KeyboardInterrupt:
-        pass
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        nodes = build()
+        spin_nodes(nodes, until)
     finally:
         destroy_nodes(nodes)
-        mark_exited()
+        SHUTDOWN.finished()
     return 0
+
+
+def run_node(node_class: type[Any], args: list[str] | None = None) -> int:
+    """``main`` of a node executable (see :func:`run_nodes`)."""
+    return run_nodes(lambda: [node_class()], args)

@@ -51,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("arguments", nargs="*", help="launch arguments, name:=value")
     ap.add_argument("--show-args", action="store_true", help="list the launch arguments")
     ap.add_argument("--debug", action="store_true", help="launch's debug output")
-    opts = ap.parse_args(argv)
+    ap.add_argument(
+        "-n",
+        "--noninteractive",
+        action="store_true",
+        help="not run from a terminal (a service manager, a script): a SIGINT to this process "
+        "is passed on to the nodes (interactively the terminal sends it to them itself)",
+    )
+    opts = ap.parse_intermixed_args(argv)  # options before or after the launch arguments
     try:
         import launch_ros  # noqa: F401 - the file needs it; say so here, not in a traceback
         from launch.launch_description_sources import AnyLaunchDescriptionSource
@@ -77,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             default = "".join(s.perform(context) for s in arg.default_value or [])
             print(f"    '{arg.name}':\n        {arg.description}\n        (default: '{default}')")
         return 0
-    service = launch.LaunchService(argv=[f"{k}:={v}" for k, v in arguments], debug=opts.debug)
+    service = launch.LaunchService(
+        argv=[f"{k}:={v}" for k, v in arguments],
+        debug=opts.debug,
+        noninteractive=opts.noninteractive,
+    )
     service.include_launch_description(
         launch.LaunchDescription(
             [launch.actions.IncludeLaunchDescription(source, launch_arguments=arguments)]

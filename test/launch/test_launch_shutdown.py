@@ -1,0 +1,167 @@
+"""Ending ``ros2 launch`` (here hsnn-launch, which runs the same launch.LaunchService on the same
+file): Ctrl-C ends every node within 3 s with status 0, while data flows and while the SNN node is
+still warming up, in both process modes; a launcher killed outright leaves no node behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from launch_helpers import NODES, Listener, namespace
+
+pytestmark = pytest.mark.slow
+
+GRACE_S = 3.0  # the issue's bound; launch itself escalates to SIGTERM after 5 s
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+class LaunchRun:
+    """hsnn-launch in its own process group (as a terminal runs a foreground job), its output
+    read on a thread."""
+
+    def __init__(self, ns: str, *arguments: str, noninteractive: bool = False) -> None:
+        cmd = [sys.executable, "-m", "hsnn_perception.tools.launch_cli", "pipeline.launch.py"]
+        cmd += ["--noninteractive"] if noninteractive else []
+        self.proc = subprocess.Popen(
+            [*cmd, f"namespace:={ns}", *arguments],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def child_pids(self, count: int, timeout_s: float = 60) -> list[int]:
+        """The node processes' pids, once ``count`` of them have started."""
+        deadline = time.monotonic() + timeout_s
+        while len(child_pids(self.output)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return child_pids(self.output)
+
+    def wait(self, timeout_s: float) -> int:
+        code = self.proc.wait(timeout_s)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def child_pids(output: str) -> list[int]:
+    return [int(p) for p in re.findall(r"process started with pid \[(\d+)\]", output)]
+
+
+def wait_until_gone(pids: list[int], timeout_s: float) -> float:
+    started = time.monotonic()
+    while any(alive(p) for p in pids) and time.monotonic() - started < timeout_s:
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("composed", "ctrl_c"),
+    [(False, "group"), (False, "launch"), (True, "group")],
+    # Interactively launch leaves SIGINT to the terminal, which sends it to the whole foreground
+    # job; run non-interactively (a script, a service manager) it passes its own SIGINT on.
+    ids=[
+        "processes-terminal-ctrl-c",
+        "processes-noninteractive-sigint",
+        "composed-terminal-ctrl-c",
+    ],
+)
+def test_ctrl_c_while_data_flows_ends_every_node_cleanly(composed, ctrl_c):
+    ns = namespace("shutdown")
+    listener = Listener(ns)
+    run = LaunchRun(ns, f"composed:={str(composed).lower()}", noninteractive=ctrl_c == "launch")
+    try:
+        pids = run.child_pids(1 if composed else len(NODES) + 1)
+        assert listener.wait_for(
+            lambda: run.proc.poll() is not None or len(listener.classified()) >= 2, 120
+        )
+        assert run.proc.poll() is None, run.output[-3000:]
+        sent = time.monotonic()
+        if ctrl_c == "group":  # a terminal sends SIGINT to the whole foreground job
+            os.killpg(run.proc.pid, signal.SIGINT)
+        else:
+            run.proc.send_signal(signal.SIGINT)
+        code = run.wait(30)
+        took = max(time.monotonic() - sent, wait_until_gone(pids, 30))
+    finally:
+        listener.close()
+        run.kill()
+    output = run.output
+    assert code == 0, output[-3000:]
+    assert not [p for p in pids if alive(p)], "no process left behind"
+    assert took < GRACE_S, f"took {took:.1f} s\n{output[-3000:]}"
+    finished = re.findall(r"process has finished cleanly \[pid (\d+)\]", output)
+    assert sorted(int(p) for p in finished) == sorted(pids), output[-3000:]
+
+
+def test_ctrl_c_during_warm_up_ends_every_node_cleanly():
+    ns = namespace("warmup")
+    # The SNN node compiles and warms up at configure: interrupt right when the processes exist.
+    run = LaunchRun(ns)
+    try:
+        pids = run.child_pids(len(NODES) + 1)
+        time.sleep(1.0)
+        sent = time.monotonic()
+        os.killpg(run.proc.pid, signal.SIGINT)
+        code = run.wait(30)
+        took = max(time.monotonic() - sent, wait_until_gone(pids, 30))
+    finally:
+        run.kill()
+    output = run.output
+    assert code == 0, output[-3000:]
+    assert not [p for p in pids if alive(p)]
+    assert took < GRACE_S, f"took {took:.1f} s\n{output[-3000:]}"
+    assert len(re.findall(r"process has finished cleanly", output)) == len(pids), output[-3000:]
+
+
+@pytest.mark.parametrize("composed", [False, True], ids=["processes", "composed"])
+def test_a_killed_launcher_leaves_no_node_behind(composed):
+    ns = namespace("orphans")
+    listener = Listener(ns)
+    run = LaunchRun(ns, f"composed:={str(composed).lower()}")
+    try:
+        pids = run.child_pids(1 if composed else len(NODES) + 1)
+        assert listener.wait_for(
+            lambda: run.proc.poll() is not None or len(listener.classified()) >= 1, 120
+        )
+        assert run.proc.poll() is None, run.output[-3000:]
+        run.proc.kill()  # SIGKILL to the launcher alone: it cannot pass anything on
+        run.wait(10)
+        took = wait_until_gone(pids, 30)
+    finally:
+        listener.close()
+    left = [p for p in pids if alive(p)]
+    for pid in left:  # do not leak them into the rest of the test session
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} nodes outlived their launcher"
+    assert took < GRACE_S, f"the nodes took {took:.1f} s to follow their launcher"
