@@ -3,6 +3,7 @@ ANN's input tensor (the paper's accumulator circuit between Loihi and the edge-A
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from hsnn_perception.core.energy import (
     cpu_meter,
 )
 from hsnn_perception.core.events import SequenceGaps
+from hsnn_perception.core.spike_codec import SpikeCodecError, decode_spikes
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
@@ -102,12 +104,11 @@ class AccumulatorBridgeNode(HsnnNode):
             self._gaps.see(seen)
         try:
             window_id, start_us, arrays = read_tensor_list(msg)
-            spikes = arrays.get(SPIKES_TENSOR)
-            if spikes is None:
-                raise MessageFieldError(
-                    "tensor", f"no tensor named {SPIKES_TENSOR!r} (got {sorted(arrays)[:8]})"
-                )
             expected = (self.bundle.timesteps, *self.bundle.feature_shape)
+            try:  # dense or sparse (core/spike_codec.py), whichever the SNN node sent
+                spikes = decode_spikes(arrays, SPIKES_TENSOR, max_size=math.prod(expected))
+            except SpikeCodecError as exc:
+                raise MessageFieldError("tensor", f"{exc} (got {sorted(arrays)[:8]})") from None
             if spikes.shape != expected:
                 raise MessageFieldError(
                     "tensor", f"spikes of shape {spikes.shape}, expected {expected}"

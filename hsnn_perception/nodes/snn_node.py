@@ -20,6 +20,7 @@ from hsnn_perception.core.events import (
     EventPacketSizeError,
     PacketStreamDecoder,
 )
+from hsnn_perception.core.spike_codec import ENCODINGS, encode_spikes
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import (
@@ -103,6 +104,10 @@ class SnnFeatureNode(HsnnNode):
         # Windows wait here for the SNN, which runs on its own thread so that the event
         # subscription keeps draining DDS while a window is computed. Full queue: window dropped.
         p("window_queue", 16)
+        # Form of snn/spikes: dense (the tensor as is), sparse (spike positions or a bit mask,
+        # see core/spike_codec.py: for a network link between hosts) or auto (the smallest of the
+        # three per window). The accumulator bridge reads every form.
+        p("spikes_encoding", "dense")
         self._snn: Any = None
         self._decoder = PacketStreamDecoder()
         self._windower: EventWindower | None = None
@@ -337,9 +342,12 @@ class SnnFeatureNode(HsnnNode):
             self.reject("snn", f"window {window.window_id}: {exc}")
             return
         latency = time.perf_counter() - started
-        msg = make_tensor_list(
-            window.window_id, window.t_start_us, "", {SPIKES_TENSOR: np.ascontiguousarray(out)}
-        )
+        encoding = str(self.param("spikes_encoding"))
+        if encoding not in ENCODINGS:  # said in /diagnostics; the spikes still go out, dense
+            self.reject("parameter", f"spikes_encoding {encoding!r} unknown; sent dense")
+            encoding = "dense"
+        tensors = encode_spikes(out, encoding, SPIKES_TENSOR)
+        msg = make_tensor_list(window.window_id, window.t_start_us, "", tensors)
         self._spikes_pub.publish(msg)
         self.count("published.windows")
         self._energy_pub.publish(
