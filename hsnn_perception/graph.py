@@ -12,6 +12,8 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from hsnn_perception.core import registry
+
 PACKAGE = "hsnn_perception"
 
 # Topic names, relative so that a namespace applies; every one is remappable.
@@ -45,8 +47,9 @@ BRINGUP_ORDER = (
     "event_driver",
 )
 RECORDED_SOURCES = ("synthetic", "aedat4", "rosbag")  # paced by the driver, may be held back
-SNN_BACKENDS = ("native", "lava", "lava-hw")
-CLASSIFIER_BACKENDS = ("onnxruntime", "tensorrt")
+# The backends the nodes offer, from the registries (names only: no backend is imported here).
+SNN_BACKENDS = registry.SNN_BACKENDS.names(pipeline=True)
+CLASSIFIER_BACKENDS = registry.CLASSIFIER_BACKENDS.names(pipeline=True)
 
 
 @dataclass(frozen=True)

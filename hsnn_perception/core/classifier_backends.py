@@ -31,13 +31,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hsnn_perception.core.registry import CLASSIFIER_BACKENDS, UnknownNameError
+
 Logger = Callable[[str], None]
 
-KINDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -596,8 +597,26 @@ def describe_device(provider: str) -> str:
 # backends
 
 
+@runtime_checkable
+class Classifier(Protocol):
+    """What the classifier node runs on a window's tensor: a :class:`ClassifierBackend`, or a
+    readout for bundles without an ANN part."""
+
+    name: str
+    device: str  # "cpu", "cuda:0", "jetson ...": picks the power meter (energy.meter_for)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Logits (float32) for one input batch."""
+        ...
+
+    def close(self) -> None:
+        """Release the session / engine and device memory (idempotent)."""
+        ...
+
+
 class ClassifierBackend:
-    """What the classifier node uses: identity, I/O description, ``infer`` and ``close``."""
+    """Base of the classifier backend kinds (the entries of ``registry.CLASSIFIER_BACKENDS``):
+    identity, I/O description, ``infer`` and ``close``; a :class:`Classifier`."""
 
     kind: str = ""
     name: str = ""
@@ -831,32 +850,23 @@ def create_backend(
     logger: Logger | None = None,
     **options: Any,
 ) -> ClassifierBackend:
-    """Build a classifier backend of ``kind`` ("onnxruntime" or "tensorrt") for ``model_path``.
+    """Build a classifier backend of ``kind`` (a name of ``registry.CLASSIFIER_BACKENDS``:
+    "onnxruntime" or "tensorrt"; its module is imported now) for ``model_path``.
 
     Raises :class:`BackendUnavailableError` if the backend's packages or GPU are missing and
     :class:`BackendError` for any other problem (bad model file, bad options).
     """
-    if kind == "onnxruntime":
-        return OnnxRuntimeBackend(
-            model_path,
-            providers=providers,
-            precision=precision,
-            cache_dir=cache_dir,
-            force_rebuild=force_rebuild,
-            calibration_data=calibration_data,
-            logger=logger,
-            **options,
-        )
-    if kind == "tensorrt":
-        from hsnn_perception.core.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(
-            model_path,
-            precision=precision,
-            cache_dir=cache_dir,
-            force_rebuild=force_rebuild,
-            calibration_data=calibration_data,
-            logger=logger,
-            **options,
-        )
-    raise BackendError(f"unknown classifier backend kind {kind!r}; use one of {KINDS}")
+    try:
+        backend_class = CLASSIFIER_BACKENDS.entry(kind).load()
+    except UnknownNameError as exc:
+        raise BackendError(str(exc)) from None
+    return backend_class(
+        model_path,
+        providers=providers,
+        precision=precision,
+        cache_dir=cache_dir,
+        force_rebuild=force_rebuild,
+        calibration_data=calibration_data,
+        logger=logger,
+        **options,
+    )

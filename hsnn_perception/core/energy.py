@@ -20,7 +20,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from hsnn_perception.core.registry import POWER_METERS
+
+if TYPE_CHECKING:
+    from hsnn_perception.core.snn_runtime import OpCounts
 
 SOURCE_MEASURED = "measured"
 SOURCE_MODELLED = "modelled"
@@ -308,7 +313,7 @@ def loihi_measured_energy(
 
 
 def snn_stage_energy(
-    ops: Any,
+    ops: OpCounts | None,
     timesteps: int,
     chip: str = "loihi",
     cores: int = 0,
@@ -746,9 +751,19 @@ def jetson_meter(root: Path | str = JETSON_I2C_ROOT, period_s: float = 0.01) -> 
     )
 
 
-def default_meter() -> PowerMeter | None:
-    """The first meter that works here: Jetson rails, then RAPL (GPU meters are asked for apart)."""
+def host_meter() -> PowerMeter | None:
+    """The first meter of the host that works here: the Jetson module's rails (the whole board),
+    then RAPL."""
     return jetson_meter() or cpu_meter()
+
+
+def meter_for(device: str) -> PowerMeter | None:
+    """A meter for a stage running on ``device`` ("cpu", "cuda:0", "jetson orin", ...), or None
+    where nothing measures it here: the ``registry.POWER_METERS`` entry of the device's kind
+    (the text before ":"), the host's ("cpu") for a kind no entry names."""
+    kind = device.partition(":")[0]
+    entry = POWER_METERS.entry(kind if kind in POWER_METERS else "cpu")
+    return entry.load()(**entry.options)
 
 
 T = TypeVar("T")

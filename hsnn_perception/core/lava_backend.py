@@ -35,7 +35,7 @@ class LavaBackendError(RuntimeError):
     """Lava (or its Loihi extension) is missing, or the Lava run failed."""
 
 
-HW_MISSING = "backend 'loihi2-hw' needs Intel's lava-loihi extension (INRC), which is not installed"
+HW_MISSING = "backend 'lava-hw' needs Intel's lava-loihi extension (INRC), which is not installed"
 
 
 def _stop(state: dict[str, Any]) -> None:
@@ -58,8 +58,8 @@ def lava_loihi_installed() -> bool:
 
 
 class LavaSnn:
-    """Same interface as ``SnnRuntime`` (``input_shape``, ``output_shape``, ``reset``, ``run``,
-    ``run_window``, ``close``, ``backend_name``), executed by Lava."""
+    """An ``snn_runtime.SnnBackend`` executed by Lava; also ``run`` (batched, like
+    ``SnnRuntime``'s) and the energy probe's ``last_measurement`` / ``probe_error``."""
 
     def __init__(
         self,
@@ -111,9 +111,6 @@ class LavaSnn:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def reset(self) -> None:
-        """No-op: every window already starts from the reset state."""
 
     # -- building --------------------------------------------------------------------------------
     def _lava_input_shape(self) -> tuple[int, ...] | None:
@@ -255,3 +252,16 @@ class LavaSnn:
             if len(x)
             else np.zeros((0, x.shape[1], *self.output_shape), np.uint8)
         )
+
+
+def open_lava(
+    path: str | Path,
+    *,
+    hardware: bool,
+    input_shape: tuple[int, int, int] | None = None,
+    engine: str = "auto",
+    energy_probe: bool | None = None,
+) -> LavaSnn:
+    """The ``lava`` / ``lava-hw`` entries of the SNN backend registry (``engine`` is the native
+    runtime's: Lava has its own)."""
+    return LavaSnn(path, input_shape=input_shape, hardware=hardware, energy_probe=energy_probe)

@@ -17,10 +17,9 @@ What is reproduced (see docs/snn_runtime.md for the derivation):
   no latency. So output step ``t`` depends on input steps ``<= t - L`` for ``L`` synaptic layers,
   exactly as in Lava and as in slayer with its default ``delay_shift=True``.
 
-Two execution modes that give identical results: ``run`` (batched over samples, layer by layer
-over the whole window, which turns each synapse into one large conv/matmul over B*T frames and,
-with numba installed, each layer's neurons into one compiled pass over the window) and ``step``
-(streaming, one timestep at a time, for the ROS node).
+``run`` is batched over samples and goes layer by layer over the whole window, which turns each
+synapse into one large conv/matmul over B*T frames and, with numba installed, each layer's
+neurons into one compiled pass over the window; ``run_window`` is one sample of it (the node's).
 
 Synaptic currents are computed exactly in integers: torch float32/float64 conv/matmul when torch
 is installed (faster on CPU here than its int32 kernels), else numpy float32/float64 im2col
@@ -33,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -45,6 +44,7 @@ from hsnn_perception.core.netx_io import (
     NetxNetwork,
     read_netx,
 )
+from hsnn_perception.core.registry import SNN_BACKENDS, UnknownNameError
 
 UV_BITS = 24
 MAX_UV = 1 << (UV_BITS - 1)  # 2**23
@@ -238,7 +238,6 @@ class _Synapse:
                     for d in np.unique(layer.delay)
                 ]
             self._init_dense(groups)
-        self.max_delay = max(d for d, _ in self._groups) if layer.kind == "dense" else 0
 
     # -- setup --------------------------------------------------------------------------------
     def _float_dtype(self, bound: int) -> Any:
@@ -630,7 +629,8 @@ def check_network_size(network: NetxNetwork) -> None:
 
 
 class SnnRuntime:
-    """Loihi-exact execution of a netx network; batched (``run``) or streaming (``step``).
+    """Loihi-exact execution of a netx network, batched over samples (``run``) or one window of
+    one sample (``run_window``).
 
     Shapes are (C, H, W) like slayer/torch; dense outputs are (N, 1, 1).
 
@@ -656,8 +656,6 @@ class SnnRuntime:
             for layer in network.layers
         ]
         self._lif = [_Lif(layer) for layer in network.layers]
-        self._state: list[dict[str, np.ndarray]] | None = None
-        self.last_counts: OpCounts | None = None
 
     # -- context manager / API symmetry with the Lava backend --------------------------------
     def close(self) -> None:
@@ -674,70 +672,11 @@ class SnnRuntime:
         """Timesteps between an input spike and the earliest output it can cause."""
         return self.network.num_synaptic_layers
 
-    # -- streaming --------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget all neuron and synapse state (the next ``step`` starts a new sample)."""
-        self._state = None
-
-    def _init_state(self, batch: int) -> list[dict[str, np.ndarray]]:
-        state = []
-        for syn, lif in zip(self._syn, self._lif, strict=True):
-            depth = 1 + (syn.max_delay if syn is not None else 0)
-            state.append(
-                {
-                    "u": np.zeros((batch, lif.n), np.int32),
-                    "v": np.zeros((batch, lif.n), np.int32),
-                    "buf": np.zeros((depth, batch, lif.n), np.int32),
-                }
-            )
-        return state
-
-    def step(self, x: np.ndarray) -> np.ndarray:
-        """One timestep: ``x`` (C,H,W) or (B,C,H,W) binary -> output spikes uint8 (same lead)."""
-        arr = np.asarray(x)
-        single = arr.ndim == 3
-        arr = check_spikes(self.input_shape, arr[None] if single else arr, 1, "step input")
-        batch = arr.shape[0]
-        if self._state is None:
-            self._state = self._init_state(batch)
-        elif self._state[0]["u"].shape[0] != batch:
-            raise SnnInputError(
-                f"step input: batch {batch} differs from {self._state[0]['u'].shape[0]} "
-                "of the running state; call reset() first"
-            )
-        counts = np.zeros((len(self._lif), 3), np.int64)
-        s = arr
-        for i, (syn, lif, st) in enumerate(zip(self._syn, self._lif, self._state, strict=True)):
-            if syn is None:
-                a_in = s.reshape(batch, -1).astype(np.int32)  # input neuron: no synapse
-            else:
-                buf = st["buf"]
-                a_in = buf[0].copy()
-                buf[:-1] = buf[1:]
-                buf[-1] = 0
-                flat = s.reshape(batch, -1)
-                counts[i, 0] = int(self._syn_ops(flat, syn.fanout).sum())
-                shaped = s.reshape(batch, *syn.layer.in_shape)
-                for d, cur in syn.currents(shaped):
-                    buf[d] += cur
-            if self.engine == "numba":
-                spikes = np.empty((1, batch, lif.n), np.uint8)
-                counts[i, 2] = int(lif.window(a_in[None], 0, st["u"], st["v"], spikes).sum())
-                s = spikes[0]
-            else:
-                spikes = lif.step(st["u"], st["v"], a_in)
-                counts[i, 2] = int(spikes.sum())
-                s = spikes.astype(np.uint8)
-            counts[i, 1] = lif.n * batch
-        self.last_counts = OpCounts.from_array(counts[None], self.layer_names)
-        out = s.reshape(batch, *self.output_shape)
-        return out[0] if single else out
-
     # -- batched ----------------------------------------------------------------------------------
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """``inputs`` (B, T, C, H, W) binary -> output spikes (B, T, *output_shape) uint8.
 
-        Each sample starts from the reset state; the streaming state is not touched.
+        Each sample starts from the reset state.
         """
         return self.run_with_counts(inputs)[0]
 
@@ -841,30 +780,59 @@ class SnnRuntime:
         return out[0], OpCounts.from_array(counts[0], self.layer_names)
 
 
+@runtime_checkable
+class SnnBackend(Protocol):
+    """What ``load_snn`` returns and the SNN node, the offline evaluation and the calibration
+    use: one window of one sample at a time, each from the reset state. A backend with an
+    energy probe also has ``last_measurement`` and ``probe_error`` (see LavaSnn)."""
+
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    output_shape: tuple[int, int, int]
+    backend_name: str  # what runs it, for logs and energy reports
+
+    def run_window(self, spikes: np.ndarray) -> tuple[np.ndarray, OpCounts | None]:
+        """``spikes`` (T, C, H, W) binary -> (output spikes (T, *output_shape) uint8, counts)."""
+        ...
+
+    def close(self) -> None:
+        """Release what runs the network (worker processes, a board); idempotent."""
+        ...
+
+
+def open_native(
+    path: str | Path,
+    *,
+    compute: str = "auto",
+    input_shape: tuple[int, int, int] | None = None,
+    engine: str = "auto",
+    energy_probe: bool | None = None,
+) -> SnnRuntime:
+    """The ``native*`` entries of the SNN backend registry (no energy probe: nothing to probe)."""
+    return SnnRuntime(read_netx(path, input_shape), compute=compute, engine=engine)
+
+
 def load_snn(
     path: str | Path,
     backend: str = "native",
     input_shape: tuple[int, int, int] | None = None,
     engine: str = "auto",
     energy_probe: bool | None = None,
-) -> Any:
-    """Load a netx HDF5 SNN for execution.
+) -> SnnBackend:
+    """Load a netx HDF5 SNN for execution on ``backend``, a name of
+    :data:`~hsnn_perception.core.registry.SNN_BACKENDS` (its module is imported now).
 
-    ``backend``: ``"native"`` (this runtime, torch if installed else numpy), ``"native-numpy"``,
+    ``"native"`` (this runtime, torch if installed else numpy), ``"native-numpy"``,
     ``"native-torch"``, ``"lava"`` (Lava CPU simulation, ``Loihi2SimCfg(select_tag='fixed_pt')``)
     or ``"lava-hw"`` (Loihi 2 through lava-loihi). ``input_shape`` (C, H, W) is needed only when
     the file has no input layer and starts with a conv. ``engine`` (native only): ``"auto"``,
     ``"numba"`` or ``"numpy"``, see ``SnnRuntime``. ``energy_probe`` (Lava only; default on
     for ``"lava-hw"``) measures each window's energy with Lava's Loihi 2 profiler.
     """
-    if backend in ("native", "native-torch", "native-numpy"):
-        compute = {"native": "auto", "native-torch": "torch", "native-numpy": "numpy"}[backend]
-        return SnnRuntime(read_netx(path, input_shape), compute=compute, engine=engine)
-    if backend in ("lava", "lava-sim", "lava-hw", "loihi2-hw"):
-        from hsnn_perception.core.lava_backend import LavaSnn
-
-        hardware = backend in ("lava-hw", "loihi2-hw")
-        return LavaSnn(path, input_shape=input_shape, hardware=hardware, energy_probe=energy_probe)
-    raise SnnConfigError(
-        f"unknown SNN backend {backend!r} (native, native-numpy, native-torch, lava, lava-hw)"
+    try:
+        entry = SNN_BACKENDS.entry(backend)
+    except UnknownNameError as exc:
+        raise SnnConfigError(str(exc)) from None
+    opener = entry.load()
+    return opener(
+        path, input_shape=input_shape, engine=engine, energy_probe=energy_probe, **entry.options
     )

@@ -343,7 +343,9 @@ class TensorRTBackend(ClassifierBackend):
 
     Building (or loading) the engine happens here in the constructor, so a node does it when it
     is configured, not on the first message. ``int8_method``: "qdq" (explicit quantization,
-    default) or "implicit" (IInt8EntropyCalibrator2, TensorRT <= 10).
+    default) or "implicit" (IInt8EntropyCalibrator2, TensorRT <= 10). ``providers`` is
+    onnxruntime's and ignored here (``device_index`` picks the GPU); it is accepted so that every
+    backend kind is built with the same arguments by ``create_backend``.
     """
 
     kind = "tensorrt"
@@ -352,6 +354,7 @@ class TensorRTBackend(ClassifierBackend):
         self,
         model_path: str | Path,
         *,
+        providers: str | Sequence[str] = "auto",
         precision: str = "fp32",
         cache_dir: str | Path | None = None,
         force_rebuild: bool = False,

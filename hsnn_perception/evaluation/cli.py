@@ -19,6 +19,7 @@ import math
 import sys
 from pathlib import Path
 
+from hsnn_perception.core import registry
 from hsnn_perception.core.bundle import MANIFEST, default_bundle_path
 from hsnn_perception.core.energy import (
     ANN_DEVICE_PROFILES,
@@ -44,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="model bundle directory, or a directory of bundles (default: models/default)",
     )
     p.add_argument("--out", type=Path, default=None, help="report directory (default reports/BAG)")
-    p.add_argument("--backend", default="native", help="SNN backend (native, lava, ...)")
+    p.add_argument(
+        "--backend",
+        default="native",
+        help="SNN backend: " + ", ".join(registry.SNN_BACKENDS.names(aliases=True)),
+    )
     p.add_argument("--chip", default="loihi", choices=sorted(NEUROMORPHIC_PROFILES))
     p.add_argument(
         "--loihi-cores", type=int, default=0, help="cores the SNN occupies (adds static power)"
@@ -214,8 +219,9 @@ def _replay(args: argparse.Namespace, bundle: Path):  # noqa: ANN202 - ReplayRes
 
     if args.max_windows:
         raise ValueError("--max-windows applies to --mode offline only")
-    if args.backend not in ("native", "lava", "lava-hw"):
-        raise ValueError(f"--backend {args.backend!r}: the SNN node offers native, lava, lava-hw")
+    offered = registry.SNN_BACKENDS.names(pipeline=True)
+    if args.backend not in offered:
+        raise ValueError(f"--backend {args.backend!r}: the SNN node offers {', '.join(offered)}")
     # Like the demo: keep the replay's DDS traffic on this host and off other runs' domains.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))

@@ -4,7 +4,7 @@ the accumulator's tensors and publishes classifications and the stage's energy r
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -12,10 +12,9 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.energy import (
     DEFAULT_ANN_DEVICE,
+    PowerMeter,
     classifier_stage_energy,
-    cpu_meter,
-    gpu_meter,
-    jetson_meter,
+    meter_for,
 )
 from hsnn_perception.core.events import SequenceGaps
 from hsnn_perception.core.readout import softmax, spike_count_readout
@@ -30,6 +29,9 @@ from hsnn_perception.nodes.conversions import (
     us_to_duration,
     us_to_time,
 )
+
+if TYPE_CHECKING:
+    from hsnn_perception.core.classifier_backends import Classifier
 
 
 class SpikeCountReadout:
@@ -63,8 +65,8 @@ class ClassifierNode(HsnnNode):
         # Energy when nothing can be measured here: a device profile of hsnn_perception.core.energy
         # (e.g. jetson-orin-nano) to model from MACs, or empty to report "unavailable".
         p("energy_model_device", DEFAULT_ANN_DEVICE)
-        self._backend: Any = None
-        self._meter = None
+        self._backend: Classifier | None = None
+        self._meter: PowerMeter | None = None
         self._gaps = SequenceGaps()  # window ids of tensors that never arrived
 
     @guarded_transition
@@ -106,11 +108,7 @@ class ClassifierNode(HsnnNode):
         except Exception as exc:  # missing model, no GPU for tensorrt, ...: stay up and say why
             self.reject("model", f"cannot load the classifier: {exc}")
             return TransitionCallbackReturn.FAILURE
-        device = str(self._backend.device)
-        if device.startswith("cuda"):
-            self._meter = gpu_meter()
-        else:
-            self._meter = jetson_meter() or cpu_meter()
+        self._meter = meter_for(str(self._backend.device))
         self._pub = self.managed_publisher(Classification, CLASSIFICATION, reliable_qos(50))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         return TransitionCallbackReturn.SUCCESS

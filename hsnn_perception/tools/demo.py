@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hsnn_perception.graph import CLASSIFIER_BACKENDS, SNN_BACKENDS
 from hsnn_perception.tools.errors import check_namespace, number_arg, one_line
 
 if TYPE_CHECKING:
@@ -26,10 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--samples", type=number_arg(int, 1), default=30, help="synthetic gestures to play"
     )
     ap.add_argument("--model", default="", help="model bundle directory (default: shipped model)")
-    ap.add_argument("--snn-backend", default="native", choices=("native", "lava", "lava-hw"))
-    ap.add_argument(
-        "--classifier-backend", default="onnxruntime", choices=("onnxruntime", "tensorrt")
-    )
+    ap.add_argument("--snn-backend", default="native", choices=SNN_BACKENDS)
+    ap.add_argument("--classifier-backend", default="onnxruntime", choices=CLASSIFIER_BACKENDS)
     ap.add_argument(
         "--interval",
         type=number_arg(int, 0),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hsnn_perception.core import registry
 from hsnn_perception.tools.errors import number_arg, one_line, prepare_out, remove_if_empty
 from hsnn_perception.training.data import InputSpec, SpikeSet
 from hsnn_perception.training.models import ArchSpec
@@ -25,15 +26,7 @@ from hsnn_perception.training.regularization import RateTarget, RegularizationEr
 SYNTHETIC_TEST_OFFSET = 1_000_000  # test samples are indices from here on: never seen in training
 DEFAULT_CACHE = Path.home() / ".cache" / "hsnn" / "datasets"
 # What snn_runtime.load_snn accepts (the bundle check after training runs through it).
-SNN_BACKENDS = (
-    "native",
-    "native-numpy",
-    "native-torch",
-    "lava",
-    "lava-sim",
-    "lava-hw",
-    "loihi2-hw",
-)
+SNN_BACKENDS = registry.SNN_BACKENDS.names(aliases=True)
 
 
 class CliError(ValueError):
