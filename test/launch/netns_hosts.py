@@ -171,15 +171,17 @@ def read_json(path: Path) -> dict:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    import numpy as np
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
+    from hsnn_perception.core.spike_codec import decode_spikes
     from hsnn_perception.graph import qualified_name
     from hsnn_perception.msg import EnergyReport, TensorList
     from hsnn_perception.nodes.base import reliable_qos
-    from hsnn_perception.nodes.conversions import time_to_ns, time_to_us
+    from hsnn_perception.nodes.conversions import read_tensor_list, time_to_ns, time_to_us
     from hsnn_perception.tools.monitor import PipelineMonitor
 
     # rclpy's handlers would shut the context down under the spin loop: dump first, then end.
@@ -219,6 +221,10 @@ def _probe(args: argparse.Namespace) -> int:
         def record(raw: bytes) -> None:
             now = time.time_ns()
             msg = deserialize_message(raw, TensorList)
+            try:  # spikes in whichever form: how many were nonzero
+                nonzero = int(np.count_nonzero(decode_spikes(read_tensor_list(msg)[2])))
+            except ValueError:
+                nonzero = -1
             with lock:
                 arrivals.append(
                     {
@@ -227,6 +233,7 @@ def _probe(args: argparse.Namespace) -> int:
                         "cdr_bytes": len(raw),
                         "start_us": time_to_us(msg.header.stamp),
                         "tensors": {t.name: len(t.data) for t in msg.tensors},
+                        "nonzero": nonzero,
                     }
                 )
 
