@@ -42,12 +42,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hsnn_perception.core.registry import EVENT_CODECS, UnknownNameError
+
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
-ENCODINGS = ("mono", "evt3", "libcaer")
+ENCODINGS = EVENT_CODECS.names()
 
 _MONO_MAX_DT_NS = (1 << 32) - 1
 _EVT3_EPOCH_US = 1 << 24
@@ -833,28 +835,158 @@ def _decode_evt3_numpy(raw, time_base_ns, width, height, strict, drops, state) -
     return _finish(t, x, y, p, width, height, "evt3", strict, drops)
 
 
+# --------------------------------------------------------------------------- codecs
+
+
+@runtime_checkable
+class EventCodec(Protocol):
+    """One payload encoding (an entry of ``registry.EVENT_CODECS``). ``raw`` is the payload as
+    a uint8 array; ``decode`` gets geometry and time base already checked and the events'
+    sensor geometry check (0: unchecked) is its own, through ``_finish``."""
+
+    encoding: str
+    stateful: bool  # decoding carries state from packet to packet (a raw sensor stream)
+
+    def encode(self, events: np.ndarray, *, use_vectors: bool) -> tuple[int, bytes]:
+        """Sorted, encodable ``events`` -> ``(time_base_ns, payload)``; ``(0, b"")`` if empty."""
+        ...
+
+    def decode(
+        self,
+        raw: np.ndarray,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        *,
+        is_bigendian: bool,
+        strict: bool,
+        drops: Counter | None,
+        state: Evt3State | None,
+    ) -> np.ndarray:
+        """The payload's events (:data:`EVENT_DTYPE`)."""
+        ...
+
+    def events_at_most(self, nbytes: int) -> int:
+        """Most events any payload of ``nbytes`` bytes can decode to (cheap)."""
+        ...
+
+    def event_bound(self, raw: np.ndarray) -> int:
+        """Most events this payload can decode to (may read its words)."""
+        ...
+
+
+class MonoCodec:
+    encoding = "mono"
+    stateful = False
+
+    def encode(self, events: np.ndarray, *, use_vectors: bool) -> tuple[int, bytes]:
+        return _encode_mono(events)
+
+    def decode(
+        self,
+        raw: np.ndarray,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        *,
+        is_bigendian: bool,
+        strict: bool,
+        drops: Counter | None,
+        state: Evt3State | None,
+    ) -> np.ndarray:
+        return _decode_mono(raw, time_base_ns, width, height, is_bigendian, strict, drops)
+
+    def events_at_most(self, nbytes: int) -> int:
+        return nbytes // 8
+
+    def event_bound(self, raw: np.ndarray) -> int:
+        return raw.size // 8
+
+
+class LibcaerCodec(MonoCodec):
+    encoding = "libcaer"
+
+    def encode(self, events: np.ndarray, *, use_vectors: bool) -> tuple[int, bytes]:
+        return _encode_libcaer(events)
+
+    def decode(
+        self,
+        raw: np.ndarray,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        *,
+        is_bigendian: bool,
+        strict: bool,
+        drops: Counter | None,
+        state: Evt3State | None,
+    ) -> np.ndarray:
+        return _decode_libcaer(raw, time_base_ns, width, height, strict, drops)
+
+
+class Evt3Codec:
+    encoding = "evt3"
+    stateful = True
+
+    def encode(self, events: np.ndarray, *, use_vectors: bool) -> tuple[int, bytes]:
+        return _encode_evt3(events, use_vectors)
+
+    def decode(
+        self,
+        raw: np.ndarray,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        *,
+        is_bigendian: bool,
+        strict: bool,
+        drops: Counter | None,
+        state: Evt3State | None,
+    ) -> np.ndarray:
+        return _decode_evt3(raw, time_base_ns, width, height, strict, drops, state)
+
+    def events_at_most(self, nbytes: int) -> int:
+        return nbytes // 2 * 12  # every word a VECT_12
+
+    def event_bound(self, raw: np.ndarray) -> int:
+        n_words = raw.size // 2
+        code = raw[1 : 2 * n_words : 2] >> 4  # high byte of each little-endian word: its code
+        return int(
+            np.count_nonzero(code == EVT3_ADDR_X)
+            + 12 * np.count_nonzero(code == EVT3_VECT_12)
+            + 8 * np.count_nonzero(code == EVT3_VECT_8)
+        )
+
+
+# The registry's entries (registry.EVENT_CODECS names them "hsnn_perception.core.events:MONO"...).
+MONO = MonoCodec()
+LIBCAER = LibcaerCodec()
+EVT3 = Evt3Codec()
+
+
+def codec_for(encoding: str, error: type[EventCodecError] = EventDecodeError) -> EventCodec:
+    """The codec of ``encoding``; ``error`` (with the supported names) if there is none."""
+    try:
+        return EVENT_CODECS.entry(encoding).load()
+    except UnknownNameError:
+        raise error(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}") from None
+
+
 # --------------------------------------------------------------------------- public API
 
 
 def packet_event_bound(raw: np.ndarray, encoding: str) -> int:
     """Most events ``raw`` (a uint8 view of a payload) can decode to, from its length alone for
     the 8-byte encodings and from its word codes for EVT3 (a VECT_12 word is up to 12 events)."""
-    if encoding != "evt3":
-        return raw.size // 8
-    n_words = raw.size // 2
-    code = raw[1 : 2 * n_words : 2] >> 4  # high byte of each little-endian word: its code
-    return int(
-        np.count_nonzero(code == EVT3_ADDR_X)
-        + 12 * np.count_nonzero(code == EVT3_VECT_12)
-        + 8 * np.count_nonzero(code == EVT3_VECT_8)
-    )
+    return codec_for(encoding).event_bound(raw)
 
 
 def check_packet_size(raw: np.ndarray, encoding: str, max_events: int = MAX_PACKET_EVENTS) -> None:
     """Raise EventPacketSizeError if the payload could decode to more than ``max_events``."""
-    if encoding == "evt3" and raw.size // 2 * 12 <= max_events:
-        return  # cannot be too large even if every word were a VECT_12: skip counting codes
-    bound = packet_event_bound(raw, encoding)
+    codec = codec_for(encoding)
+    if codec.events_at_most(raw.size) <= max_events:
+        return  # cannot be too large whatever its words say: skip reading them
+    bound = codec.event_bound(raw)
     if bound > max_events:
         raise EventPacketSizeError(
             f"{encoding} payload of {raw.size} bytes decodes to up to {bound} events, more than "
@@ -877,14 +1009,9 @@ def encode_packet(
     An empty packet encodes to ``(0, b"")``.
     """
     check_events(events)
-    if encoding not in ENCODINGS:
-        raise EventEncodeError(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    codec = codec_for(encoding, EventEncodeError)
     _check_encodable(events, encoding, width, height)
-    if encoding == "mono":
-        return _encode_mono(events)
-    if encoding == "libcaer":
-        return _encode_libcaer(events)
-    return _encode_evt3(events, use_vectors)
+    return codec.encode(events, use_vectors=use_vectors)
 
 
 def decode_packet(
@@ -910,19 +1037,23 @@ def decode_packet(
     decode to more than ``max_events`` events raises :class:`EventPacketSizeError` before any
     event is decoded.
     """
-    if encoding not in ENCODINGS:
-        raise EventDecodeError(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    codec = codec_for(encoding)
     if width < 0 or height < 0:
         raise EventDecodeError(f"sensor geometry must be non-negative, got {width}x{height}")
     if not 0 <= int(time_base_ns) <= _TIME_BASE_MAX:
         raise EventDecodeError(f"time_base {time_base_ns} is not a uint64")
     raw = _as_bytes_view(payload)
     check_packet_size(raw, encoding, max_events)
-    if encoding == "mono":
-        return _decode_mono(raw, time_base_ns, width, height, is_bigendian, strict, drops)
-    if encoding == "libcaer":
-        return _decode_libcaer(raw, time_base_ns, width, height, strict, drops)
-    return _decode_evt3(raw, time_base_ns, width, height, strict, drops, evt3_state)
+    return codec.decode(
+        raw,
+        time_base_ns,
+        width,
+        height,
+        is_bigendian=is_bigendian,
+        strict=strict,
+        drops=drops,
+        state=evt3_state,
+    )
 
 
 class PacketStreamDecoder:
@@ -967,7 +1098,7 @@ class PacketStreamDecoder:
     ) -> np.ndarray:
         if seq is not None:  # even a packet rejected below arrived: only missing seqs are lost
             self.seq_gaps.see(seq)
-        if encoding != "evt3":
+        if not codec_for(encoding).stateful:
             if self.strict_standalone:
                 return decode_packet(
                     payload,
@@ -1000,7 +1131,7 @@ class PacketStreamDecoder:
         try:
             return decode_packet(
                 payload,
-                "evt3",
+                encoding,
                 time_base_ns,
                 width,
                 height,

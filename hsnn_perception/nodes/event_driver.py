@@ -12,6 +12,7 @@ from rosgraph_msgs.msg import Clock
 from hsnn_perception.core.energy import cpu_meter, driver_stage_energy
 from hsnn_perception.core.events import encode_packet
 from hsnn_perception.core.packet_sources import PacketSource
+from hsnn_perception.core.registry import EVENT_CODECS
 from hsnn_perception.core.streams import (
     Pacer,
     Packet,
@@ -100,6 +101,9 @@ class EventDriverNode(HsnnNode):
         source = str(self.param("source"))
         if source not in SOURCES:
             self.reject("parameter", f"source {source!r} unknown; expected one of {SOURCES}")
+            return TransitionCallbackReturn.FAILURE
+        if str(self.param("encoding")) not in EVENT_CODECS:
+            self.reject("parameter", EVENT_CODECS.unknown(str(self.param("encoding"))))
             return TransitionCallbackReturn.FAILURE
         try:
             self._pacer = Pacer(float(self.param("speed")))

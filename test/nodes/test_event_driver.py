@@ -167,3 +167,16 @@ def test_flow_control_holds_a_recording_until_its_windows_are_classified(ros, tm
         probe.spin_until(lambda: False, 0.5)
     assert windows_seen() == set(range(6))
     assert [p.seq for p in packets] == list(range(len(packets))), "nothing lost or reordered"
+
+
+def test_unknown_encoding_is_refused_at_configure(ros, tmp_path):
+    ns = f"drv_enc_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    with start({"event_driver"}, ns, tmp_path, event_driver={"encoding": "evt2"}) as group:
+        assert probe.spin_until(
+            lambda: int(probe.diag("event_driver").get("errors", 0)) >= 1, 60
+        ), group.log("event_driver")
+        diag = probe.diag("event_driver")
+        assert diag["lifecycle_state"] == "unconfigured"
+        assert "unknown encoding 'evt2'; expected one of mono, evt3, libcaer" in diag["message"]
+        assert group.poll()["event_driver"] is None
