@@ -55,34 +55,3 @@ def frames_to_channels(frames: Any, time_axis: int = 1) -> Any:
     if len(shape) != 5 or time_axis != 1:
         raise AccumulatorError(f"expected (batch, frames, C, H, W), got shape {shape}")
     return frames.reshape((shape[0], shape[1] * shape[2]) + shape[3:])
-
-
-class StreamingAccumulator:
-    """Step-by-step form of :func:`accumulate` for a stream of single timesteps.
-
-    ``push(step)`` adds one timestep of spikes; every ``interval`` pushes it returns the sum
-    (float32) and starts a new one, otherwise it returns None.
-    """
-
-    def __init__(self, interval: int) -> None:
-        if interval < 1:
-            raise AccumulatorError(f"interval must be >= 1, got {interval}")
-        self.interval = interval
-        self._sum: np.ndarray | None = None
-        self._count = 0
-
-    def reset(self) -> None:
-        self._sum = None
-        self._count = 0
-
-    def push(self, step: np.ndarray) -> np.ndarray | None:
-        if self._sum is None:
-            self._sum = np.zeros(step.shape, dtype=np.float32)
-        elif step.shape != self._sum.shape:
-            raise AccumulatorError(f"step shape {step.shape} differs from {self._sum.shape}")
-        self._sum += step
-        self._count += 1
-        if self._count < self.interval:
-            return None
-        frame, self._sum, self._count = self._sum, None, 0
-        return frame

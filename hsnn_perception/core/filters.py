@@ -191,10 +191,7 @@ _STAGES = {
 
 
 class EventFilterChain:
-    """Filters applied in order; the geometry of each stage is the output of the previous one.
-
-    ``counts`` holds, per stage name, the events that went in and came out (running totals).
-    """
+    """Filters applied in order; the geometry of each stage is the output of the previous one."""
 
     def __init__(self, sensor_shape: tuple[int, int], stages: Sequence[_Filter] = ()):
         self.in_shape = (int(sensor_shape[0]), int(sensor_shape[1]))
@@ -207,7 +204,6 @@ class EventFilterChain:
                 )
             shape = tuple(s.out_shape)
         self.out_shape = shape
-        self.counts = {f"{i}:{type(s).__name__}": [0, 0] for i, s in enumerate(self.stages)}
 
     @classmethod
     def from_config(
@@ -254,8 +250,6 @@ class EventFilterChain:
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         check_events(events)
-        for key, stage in zip(self.counts, self.stages, strict=True):
-            self.counts[key][0] += events.size
+        for stage in self.stages:
             events = stage(events)
-            self.counts[key][1] += events.size
         return events

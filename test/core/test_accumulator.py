@@ -4,7 +4,6 @@ import torch
 
 from hsnn_perception.core.accumulator import (
     AccumulatorError,
-    StreamingAccumulator,
     accumulate,
     check_interval,
     frames_to_channels,
@@ -37,13 +36,6 @@ def test_other_time_axis():
     assert out.shape == (2, 3, 4) and (out == 2).all()
 
 
-def test_streaming_matches_batch():
-    spikes = (np.random.default_rng(3).random((16, 2, 3, 3)) < 0.4).astype(np.uint8)
-    acc = StreamingAccumulator(4)
-    frames = [f for step in spikes if (f := acc.push(step)) is not None]
-    np.testing.assert_array_equal(np.stack(frames), accumulate(spikes[None], 4)[0])
-
-
 def test_frames_to_channels_keeps_time_order():
     frames = np.arange(2 * 4 * 3 * 2 * 2).reshape(2, 4, 3, 2, 2)
     stacked = frames_to_channels(frames)
@@ -55,13 +47,6 @@ def test_frames_to_channels_keeps_time_order():
 def test_interval_must_divide_timesteps(timesteps, interval):
     with pytest.raises(AccumulatorError):
         check_interval(timesteps, interval)
-
-
-def test_streaming_rejects_a_changed_shape():
-    acc = StreamingAccumulator(2)
-    acc.push(np.zeros((2, 2)))
-    with pytest.raises(AccumulatorError, match="shape"):
-        acc.push(np.zeros((3, 2)))
 
 
 def test_frames_to_channels_needs_five_dims():

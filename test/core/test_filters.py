@@ -136,10 +136,7 @@ def test_chain_from_config_dvxplorer_to_model_input() -> None:
     out = chain(ev)
     assert out.size < ev.size and (out["p"] == 1).all()
     assert out["x"].max() < 128 and out["y"].max() < 128
-    counts = list(chain.counts.values())
-    assert counts[0] == [3000, 3000]
-    assert counts[1][1] == int(np.count_nonzero(ev["p"] == 1))
-    assert counts[-1][1] == out.size
+    assert out.size <= int(np.count_nonzero(ev["p"] == 1))
     assert np.all(np.diff(out["t"]) >= 0)
 
 
