@@ -45,7 +45,7 @@ def worker(reader: Aedat4Reader) -> int:
 
 def replay(path: Path) -> tuple[float, int]:
     """Seconds to replay every 1 ms packet (the worker started beforehand) and the events."""
-    source = Aedat4FileSource(path, speed=0, packet_us=1000)
+    source = Aedat4FileSource(path, packet_us=1000)
     t0 = time.perf_counter()
     n = sum(p.size for p, _ in source)
     seconds = time.perf_counter() - t0

@@ -4,8 +4,8 @@ all through dv-processing, all yielding numpy :data:`EVENT_DTYPE` packets in sen
 Every source has ``next_packet() -> (events, sensor_time_us) | None``. ``sensor_time_us`` is the
 sensor time up to which the stream is complete once this packet is out (for files: the end of the
 packet's time slice; for live sources: the last event's time). ``None`` means nothing right now
-(live sources) or the end (files). Sources do not sleep: :meth:`Aedat4FileSource.due_in` tells the
-caller how long to wait before publishing the next packet in real time.
+(live sources) or the end (files). Sources do not sleep: the caller paces them (the driver does,
+on sensor time).
 
 AEDAT4 files are read by dv-processing in a worker process (:class:`Aedat4Reader`): a damaged
 file can make dv-processing spin for ever inside C++ while holding the GIL, or crash the process.
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from hsnn_perception.core.events import EVENT_DTYPE
-from hsnn_perception.core.filters import BackgroundActivityFilter, from_dv_store
+from hsnn_perception.core.filters import from_dv_store
 
 # A healthy file gives a batch within milliseconds, even from a slow SD card; several seconds
 # without one means dv-processing is stuck in a damaged file (byte-flipped files spin for ever).
@@ -86,8 +86,7 @@ class Aedat4Reader:
 
     ``width``, ``height``, ``camera_name``, ``time_range`` (first, last event time) are known
     after construction; :meth:`next_batch` gives ``(events, highest_time)`` (EVENT_DTYPE, file
-    clock; ``highest_time`` None for an empty batch) or None at the end. ``noise_filter_us``
-    runs dv's background-activity filter on the native store in the worker. Every call waits at
+    clock; ``highest_time`` None for an empty batch) or None at the end. Every call waits at
     most ``timeout_s`` for the worker; a stuck or crashed worker is stopped and becomes a
     :class:`SourceError` (the reader is then unusable: the file is damaged).
     """
@@ -95,11 +94,9 @@ class Aedat4Reader:
     def __init__(
         self,
         path: str | Path,
-        noise_filter_us: int | None = None,
         timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.path = Path(path)
-        self.noise_filter_us = int(noise_filter_us) if noise_filter_us else 0
         self.timeout_s = float(timeout_s)
         if self.timeout_s <= 0:
             raise SourceError(f"read timeout must be positive, got {timeout_s}")
@@ -199,7 +196,7 @@ class Aedat4Reader:
     def reopen(self) -> None:
         """(Re)open the file at its start."""
         head, _ = self._request(
-            {"op": "open", "path": str(self.path), "noise_filter_us": self.noise_filter_us},
+            {"op": "open", "path": str(self.path)},
             "opening the file",
         )
         if head["kind"] == "error":
@@ -260,7 +257,6 @@ def _worker_main() -> None:
 
     send({"kind": "ready"})
     rec: Any = None
-    noise: BackgroundActivityFilter | None = None
     for line in sys.stdin.buffer:
         cmd = json.loads(line)
         try:
@@ -271,8 +267,6 @@ def _worker_main() -> None:
                     send({"kind": "meta", "events": False})
                     continue
                 width, height = rec.getEventResolution()
-                if cmd["noise_filter_us"] and noise is None:
-                    noise = BackgroundActivityFilter((height, width), cmd["noise_filter_us"])
                 lo, hi = rec.getTimeRange()
                 send(
                     {
@@ -293,8 +287,6 @@ def _worker_main() -> None:
                         break
                     if batch.size():
                         highest = int(batch.getHighestTime())
-                    if noise is not None:
-                        batch = noise.filter_store(batch)
                     ev = from_dv_store(batch)
                     chunks.append(ev)
                     n += ev.size
@@ -310,33 +302,26 @@ def _worker_main() -> None:
 class Aedat4FileSource:
     """Replays the event stream of an AEDAT4 recording in packets of ``packet_us`` sensor time.
 
-    ``speed``: 1.0 = real time, 2.0 = twice as fast, 0 = as fast as possible. ``start_us`` /
-    ``end_us`` are absolute sensor timestamps (the file's clock) bounding the replay. With
-    ``loop=True`` the recording restarts at the end and its timestamps are shifted by the replayed
-    span (rounded up to whole packets) each time, so sensor time keeps increasing. Packets are
-    aligned to ``start_us`` (default: the first event's time); packets with no events are
-    returned too (time still advanced). ``noise_filter_us`` runs dv's background-activity filter
-    on the native ``dv.EventStore`` before conversion.
+    ``start_us`` / ``end_us`` are absolute sensor timestamps (the file's clock) bounding the
+    replay. With ``loop=True`` the recording restarts at the end and its timestamps are shifted
+    by the replayed span (rounded up to whole packets) each time, so sensor time keeps
+    increasing. Packets are aligned to ``start_us`` (default: the first event's time); packets
+    with no events are returned too (time still advanced). The caller paces the packets.
     """
 
     def __init__(
         self,
         path: str | Path,
-        speed: float = 1.0,
         loop: bool = False,
         start_us: int | None = None,
         end_us: int | None = None,
         packet_us: int = 1000,
-        noise_filter_us: int | None = None,
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
-        if speed < 0:
-            raise SourceError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
         if int(packet_us) != packet_us or packet_us < 1:
             raise SourceError(f"packet_us must be a positive integer, got {packet_us!r}")
         self.path = Path(path)
-        self.speed, self.loop, self.packet_us = float(speed), bool(loop), int(packet_us)
-        self.noise_filter_us = int(noise_filter_us) if noise_filter_us else None
+        self.loop, self.packet_us = bool(loop), int(packet_us)
         self.read_timeout_s = float(read_timeout_s)
         self._reader: Aedat4Reader | None = None
         self._open()
@@ -354,14 +339,13 @@ class Aedat4FileSource:
         self._offset = 0  # added to file timestamps (loops)
         self._buffer = np.zeros(0, dtype=EVENT_DTYPE)
         self._eof = False
-        self._wall_start: float | None = None
         self.packets_out = 0
 
     def _open(self) -> None:
         if self._reader is None:
-            self._reader = Aedat4Reader(self.path, self.noise_filter_us, self.read_timeout_s)
+            self._reader = Aedat4Reader(self.path, self.read_timeout_s)
         else:
-            self._reader.reopen()  # loop: same worker, dv's noise filter keeps its state
+            self._reader.reopen()  # loop: same worker
         self.width, self.height = self._reader.width, self._reader.height
         self.camera_name = self._reader.camera_name
         self.time_range = self._reader.time_range
@@ -403,8 +387,6 @@ class Aedat4FileSource:
 
     def next_packet(self) -> tuple[np.ndarray, int] | None:
         """Return the next packet and its sensor end time, or ``None`` at the end of replay."""
-        if self._wall_start is None:
-            self._wall_start = time.monotonic()
         k_local = self._k - self._offset // self.packet_us
         t0 = self.start_us + k_local * self.packet_us
         t1 = t0 + self.packet_us
@@ -423,18 +405,6 @@ class Aedat4FileSource:
         self.packets_out += 1
         return ev, t1 + self._offset
 
-    def due_in(self, wall_now: float | None = None) -> float:
-        """Seconds (``time.monotonic`` clock) until the next packet is due; 0 = now/overdue.
-
-        The first packet is due immediately; packet ``k`` is due ``k * packet_us / speed``
-        after it. With ``speed=0`` everything is due now.
-        """
-        if self.speed == 0 or self._wall_start is None:
-            return 0.0
-        now = time.monotonic() if wall_now is None else wall_now
-        due = self._wall_start + self._k * self.packet_us / 1e6 / self.speed
-        return max(0.0, due - now)
-
     def __iter__(self):
         while (item := self.next_packet()) is not None:
             yield item
@@ -447,13 +417,12 @@ class CameraSource:
     """Live iniVation camera through ``dv.io.camera.open`` (first found, or by ``serial``).
 
     Raises :class:`CameraUnavailableError` when no matching camera is connected; the caller
-    retries after ``retry_s`` (or uses :meth:`open_with_retry`). Settings applied when given:
+    retries (the driver wraps it in ``packet_sources.ReconnectingSource``). Settings applied
+    when given:
     ``roi`` ``(x, y, w, h)`` via ``setCropArea`` (all models); ``subsample`` ``(fy, fx)`` in
     {1, 2, 4, 8} via DVXplorer ``setSubSampleVertical/Horizontal``; ``bias_sensitivity``
-    ``(on, off)`` contrast thresholds via DVXplorer ``setContrastThresholdOn/Off``;
-    ``noise_filter_us`` as DAVIS hardware filter (``setBackgroundActivityFilter``, 250 us
-    units) or else dv's software background-activity filter. A setting the connected model
-    does not offer raises :class:`SourceError` naming it.
+    ``(on, off)`` contrast thresholds via DVXplorer ``setContrastThresholdOn/Off``. A setting the
+    connected model does not offer raises :class:`SourceError` naming it.
     """
 
     def __init__(
@@ -462,14 +431,10 @@ class CameraSource:
         roi: tuple[int, int, int, int] | None = None,
         subsample: tuple[int, int] | None = None,
         bias_sensitivity: tuple[int, int] | None = None,
-        noise_filter_us: int | None = None,
-        retry_s: float = 2.0,
     ) -> None:
         self.serial, self.roi, self.subsample = serial, roi, subsample
-        self.bias_sensitivity, self.noise_filter_us = bias_sensitivity, noise_filter_us
-        self.retry_s = float(retry_s)
+        self.bias_sensitivity = bias_sensitivity
         self.camera: Any = None
-        self.noise: BackgroundActivityFilter | None = None
         self.open()
 
     @staticmethod
@@ -500,21 +465,9 @@ class CameraSource:
         self._apply_settings(cam, dv)
         self.width, self.height = cam.getEventResolution()
 
-    def open_with_retry(self, timeout_s: float) -> None:
-        """Try :meth:`open` every ``retry_s`` until it works or ``timeout_s`` has passed."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                return self.open()
-            except CameraUnavailableError:
-                if time.monotonic() + self.retry_s > deadline:
-                    raise
-                time.sleep(self.retry_s)
-
     def _apply_settings(self, cam: Any, dv: Any) -> None:
         name = cam.getCameraName()
         is_dvx = isinstance(cam, dv.io.camera.DVXplorer)
-        is_davis = isinstance(cam, dv.io.camera.DAVIS)
         if self.roi is not None:
             cam.setCropArea(tuple(int(v) for v in self.roi))
         if self.subsample is not None:
@@ -535,12 +488,6 @@ class CameraSource:
             on, off = self.bias_sensitivity
             cam.setContrastThresholdOn(int(on))
             cam.setContrastThresholdOff(int(off))
-        if self.noise_filter_us:
-            if is_davis:
-                cam.setBackgroundActivityFilter(max(1, int(self.noise_filter_us) // 250))
-            else:
-                w, h = cam.getEventResolution()
-                self.noise = BackgroundActivityFilter((h, w), int(self.noise_filter_us))
 
     def next_packet(self) -> tuple[np.ndarray, int] | None:
         """Next batch from the camera, or ``None`` if none is ready; raises
@@ -551,8 +498,6 @@ class CameraSource:
         batch = self.camera.getNextEventBatch()
         if batch is None:
             return None
-        if self.noise is not None:
-            batch = self.noise.filter_store(batch)
         ev = from_dv_store(batch)
         return (ev, int(ev["t"][-1])) if ev.size else None
 
@@ -560,7 +505,7 @@ class CameraSource:
 class NetworkStreamSource:
     """Events from a dv network stream (``dv.io.NetworkReader`` over TCP), e.g. DV software."""
 
-    def __init__(self, host: str, port: int, noise_filter_us: int | None = None) -> None:
+    def __init__(self, host: str, port: int) -> None:
         import dv_processing as dv
 
         self.host, self.port = host, int(port)
@@ -574,11 +519,6 @@ class NetworkStreamSource:
             raise SourceError(f"dv network stream {host}:{port} carries no events")
         self.width, self.height = self.reader.getEventResolution()
         self.camera_name = self.reader.getCameraName()
-        self.noise = (
-            BackgroundActivityFilter((self.height, self.width), noise_filter_us)
-            if noise_filter_us
-            else None
-        )
 
     def next_packet(self) -> tuple[np.ndarray, int] | None:
         """Next batch, or ``None`` if none is ready; raises SourceError once the stream ended."""
@@ -587,8 +527,6 @@ class NetworkStreamSource:
             if not self.reader.isRunning():
                 raise SourceError(f"dv network stream {self.host}:{self.port} ended")
             return None
-        if self.noise is not None:
-            batch = self.noise.filter_store(batch)
         ev = from_dv_store(batch)
         return (ev, int(ev["t"][-1])) if ev.size else None
 

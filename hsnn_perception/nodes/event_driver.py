@@ -200,9 +200,8 @@ class EventDriverNode(HsnnNode):
 
             start, end = int(self.param("start_us")), int(self.param("end_us"))
             inner = ps.BatchSource(
-                Aedat4FileSource(
+                Aedat4FileSource(  # paced here, on sensor time, like every recorded source
                     path,
-                    speed=0,  # paced here, on sensor time, like every recorded source
                     loop=loop,
                     start_us=None if start < 0 else start,
                     end_us=None if end < 0 else end,

@@ -351,7 +351,7 @@ def reference_events(path: Path) -> np.ndarray:
 def replay(path: Path, timeout_s: float) -> int | str:
     """Events replayed, or the error's message."""
     try:
-        source = Aedat4FileSource(path, speed=0, packet_us=10_000, read_timeout_s=timeout_s)
+        source = Aedat4FileSource(path, packet_us=10_000, read_timeout_s=timeout_s)
     except SourceError as exc:
         return str(exc)
     try:
@@ -375,7 +375,7 @@ def test_byte_flipped_aedat4_files_give_clear_errors(tmp_path) -> None:
     assert len(errors) >= 10, results
     assert any("no progress" in m for m in errors)
     # good input afterwards: the same events as dv-processing gives in-process
-    source = Aedat4FileSource(RECORDING, speed=0, packet_us=1000)
+    source = Aedat4FileSource(RECORDING, packet_us=1000)
     got = np.concatenate([p for p, _ in source])
     source.close()
     np.testing.assert_array_equal(got, reference_events(RECORDING))
@@ -395,7 +395,7 @@ def test_caller_keeps_running_while_the_reader_hangs(tmp_path) -> None:
 
     worker = threading.Thread(target=other_work)
     worker.start()
-    source = Aedat4FileSource(path, speed=0, packet_us=10_000, read_timeout_s=1.0)
+    source = Aedat4FileSource(path, packet_us=10_000, read_timeout_s=1.0)
     started.set()
     with pytest.raises(SourceError, match="made no progress for 1 s"):
         for _ in source:

@@ -38,7 +38,7 @@ def stream(n: int = 2000, t0: int = 5_000_000, span: int = 40_000) -> np.ndarray
 def test_aedat4_batches_become_contiguous_packets(tmp_path):
     events = stream()
     write_aedat4(tmp_path / "r.aedat4", events, W, H, "DVXplorer_test")
-    source = BatchSource(Aedat4FileSource(tmp_path / "r.aedat4", speed=0, packet_us=5000))
+    source = BatchSource(Aedat4FileSource(tmp_path / "r.aedat4", packet_us=5000))
     packets = []
     while (p := source.poll()) is not None:
         packets.append(p)

@@ -39,7 +39,7 @@ def recording(tmp_path_factory) -> tuple[Path, np.ndarray]:
 
 def test_file_source_replays_every_event_in_packets(recording) -> None:
     path, ev = recording
-    src = Aedat4FileSource(path, speed=0, packet_us=1000)
+    src = Aedat4FileSource(path, packet_us=1000)
     assert (src.width, src.height, src.camera_name) == (W, H, "DVXplorer_test")
     packets = list(src)
     got = np.concatenate([p for p, _ in packets])
@@ -54,7 +54,7 @@ def test_file_source_replays_every_event_in_packets(recording) -> None:
 def test_file_source_range_and_loop(recording) -> None:
     path, ev = recording
     a, b = int(ev["t"][0]) + 5_000, int(ev["t"][0]) + 12_500
-    src = Aedat4FileSource(path, speed=0, loop=True, start_us=a, end_us=b, packet_us=1000)
+    src = Aedat4FileSource(path, loop=True, start_us=a, end_us=b, packet_us=1000)
     assert src.loop_span_us == 8000
     first, second = [], []
     for _ in range(8):
@@ -66,28 +66,6 @@ def test_file_source_range_and_loop(recording) -> None:
     shifted = np.concatenate(second)
     np.testing.assert_array_equal(shifted["t"], want["t"] + 8000)
     np.testing.assert_array_equal(shifted["x"], want["x"])
-
-
-def test_file_source_pacing_uses_speed(recording) -> None:
-    path, _ = recording
-    src = Aedat4FileSource(path, speed=2.0, packet_us=10_000)
-    assert src.due_in() == 0.0  # nothing sent yet: first packet is due now
-    src.next_packet()
-    now = time.monotonic()
-    # the second packet stands for 10 ms of sensor time: due 5 ms after the first at speed 2
-    assert src.due_in(now) <= 0.005
-    assert src.due_in(src._wall_start) == pytest.approx(0.005)
-    assert src.due_in(src._wall_start + 1.0) == 0.0
-    fast = Aedat4FileSource(path, speed=0)
-    fast.next_packet()
-    assert fast.due_in(0.0) == 0.0
-
-
-def test_file_source_filters_noise_on_dv_store(recording) -> None:
-    path, ev = recording
-    src = Aedat4FileSource(path, speed=0, noise_filter_us=1000)
-    kept = sum(p.size for p, _ in src)
-    assert 0 < kept < ev.size
 
 
 def test_file_source_errors(tmp_path: Path, recording) -> None:
@@ -103,8 +81,6 @@ def test_file_source_errors(tmp_path: Path, recording) -> None:
     cut.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(SourceError, match="cut off or corrupt"):
         Aedat4FileSource(cut)
-    with pytest.raises(SourceError, match="speed"):
-        Aedat4FileSource(path, speed=-1)
     with pytest.raises(SourceError, match="empty replay range"):
         Aedat4FileSource(path, start_us=10, end_us=5)
 
