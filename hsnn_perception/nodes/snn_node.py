@@ -7,7 +7,7 @@ import importlib
 import queue
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -36,6 +36,9 @@ from hsnn_perception.nodes.conversions import (
     energy_report,
     make_tensor_list,
 )
+
+if TYPE_CHECKING:
+    from hsnn_perception.core.snn_runtime import SnnBackend
 
 SPIKES_TENSOR = "spikes"
 
@@ -70,7 +73,7 @@ class PassThroughSnn:
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.input_shape = self.output_shape = shape
 
-    def run_window(self, spikes: np.ndarray) -> tuple[np.ndarray, Any]:
+    def run_window(self, spikes: np.ndarray) -> tuple[np.ndarray, None]:
         return spikes.astype(np.uint8, copy=False), None
 
     def close(self) -> None:
@@ -108,7 +111,7 @@ class SnnFeatureNode(HsnnNode):
         # see core/spike_codec.py: for a network link between hosts) or auto (the smallest of the
         # three per window). The accumulator bridge reads every form.
         p("spikes_encoding", "dense")
-        self._snn: Any = None
+        self._snn: SnnBackend | None = None
         self._decoder = PacketStreamDecoder()
         self._windower: EventWindower | None = None
         self._geometry: tuple[int, int] | None = None
