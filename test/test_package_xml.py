@@ -15,6 +15,7 @@ FIRST_PARTY = {
     "hsnn_bridge",
     "bench",
     "launch_helpers",
+    "netns_hosts",
     "eval_bundles",
     "snn_fixtures",
 }
