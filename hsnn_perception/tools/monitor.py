@@ -7,6 +7,7 @@ import bisect
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from rclpy.node import Node
 
@@ -31,8 +32,9 @@ class PipelineMonitor(Node):
         self,
         namespace: str = "",
         on_classification: Callable[[WindowRecord], None] | None = None,
+        **node_options: Any,
     ) -> None:
-        super().__init__("hsnn_monitor", namespace=namespace)
+        super().__init__("hsnn_monitor", namespace=namespace, **node_options)
         # Keyed by the window's sensor start time, which every stage computes alike (the driver
         # numbers windows from the first event it sent, the SNN node from the first it got).
         self.records: dict[int, WindowRecord] = {}

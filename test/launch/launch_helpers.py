@@ -52,12 +52,13 @@ class Listener:
     """A PipelineMonitor spinning on its own thread, created before the pipeline starts."""
 
     def __init__(self, ns: str) -> None:
-        if not rclpy.ok():
-            rclpy.init()
+        # Its own context: the default one belongs to the other tests' fixtures.
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
         self.namespace = ns
-        self.monitor = PipelineMonitor(namespace=ns)
+        self.monitor = PipelineMonitor(namespace=ns, context=self.context)
         self.node = self.monitor
-        self._executor = SingleThreadedExecutor()
+        self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.monitor)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -65,7 +66,7 @@ class Listener:
         self._thread.start()
 
     def _spin(self) -> None:
-        while not self._stop.is_set() and rclpy.ok():
+        while not self._stop.is_set() and self.context.ok():
             with self._lock:
                 self._executor.spin_once(timeout_sec=0.05)
 
@@ -109,6 +110,7 @@ class Listener:
         self._stop.set()
         self._thread.join(timeout=2)
         self.monitor.destroy_node()
+        rclpy.try_shutdown(context=self.context)
 
 
 def offline_predictions(bag: Path, model: Path = DEFAULT_MODEL) -> dict[int, int]:

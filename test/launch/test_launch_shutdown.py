@@ -163,5 +163,6 @@ def test_a_killed_launcher_leaves_no_node_behind(composed):
     left = [p for p in pids if alive(p)]
     for pid in left:  # do not leak them into the rest of the test session
         os.kill(pid, signal.SIGKILL)
-    assert not left, f"{len(left)} nodes outlived their launcher"
-    assert took < GRACE_S, f"the nodes took {took:.1f} s to follow their launcher"
+    # (No time bound here: the kernel's parent-death signal starts the nodes' own bounded
+    # shutdown, but how soon a loaded machine runs them is not the point.)
+    assert not left, f"{len(left)} nodes outlived their launcher ({took:.1f} s)"
