@@ -85,6 +85,10 @@ def decode_tensor(fields: TensorFields, *, copy: bool = False) -> np.ndarray:
         raise TensorFormatError(f"tensor {fields.name!r}: rank {len(dims)} above {MAX_RANK}")
     if any(d < 0 for d in dims):
         raise TensorFormatError(f"tensor {fields.name!r}: negative dimension in shape {dims}")
+    # numpy refuses shapes whose extent overflows its index type even when a zero dimension
+    # makes them empty, so the extent of the non-zero dimensions is bounded too.
+    if math.prod(d for d in dims if d) * dtype.itemsize >= 2**62:
+        raise TensorFormatError(f"tensor {fields.name!r}: shape {dims} is too large to index")
     expected = math.prod(dims) * dtype.itemsize
     if len(fields.data) != expected:
         raise TensorFormatError(

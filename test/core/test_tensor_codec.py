@@ -53,6 +53,8 @@ def test_big_endian_input_is_stored_little_endian():
         (TensorFields("a", (2, 3), 42, (), b"\0" * 24), "unknown data_type 42"),
         (TensorFields("a", (2, 3), 9, (4, 8), b"\0" * 24), "strides"),
         (TensorFields("a", (2, -3), 9, (), b""), "negative"),
+        # Empty (a zero dimension) but beyond what numpy can index: found by the fuzz suite.
+        (TensorFields("a", (0, 2**40, 2**40), 9, (), b""), "too large"),
     ],
 )
 def test_inconsistent_fields_are_rejected_with_the_reason(fields, message):
