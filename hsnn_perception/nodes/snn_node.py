@@ -112,6 +112,7 @@ class SnnFeatureNode(HsnnNode):
         # three per window). The accumulator bridge reads every form.
         p("spikes_encoding", "dense")
         self._snn: SnnBackend | None = None
+        self._spikes_encoding = "dense"  # from the parameter at configure
         self._decoder = PacketStreamDecoder()
         self._windower: EventWindower | None = None
         self._geometry: tuple[int, int] | None = None
@@ -124,6 +125,13 @@ class SnnFeatureNode(HsnnNode):
         backend = str(self.param("backend"))
         if backend not in SNN_BACKENDS:
             self.reject("parameter", f"backend {backend!r} unknown; expected one of {SNN_BACKENDS}")
+            return TransitionCallbackReturn.FAILURE
+        self._spikes_encoding = str(self.param("spikes_encoding"))
+        if self._spikes_encoding not in ENCODINGS:
+            self.reject(
+                "parameter",
+                f"spikes_encoding {self._spikes_encoding!r} unknown; expected one of {ENCODINGS}",
+            )
             return TransitionCallbackReturn.FAILURE
         try:
             self._events_qos = event_qos(
@@ -345,11 +353,7 @@ class SnnFeatureNode(HsnnNode):
             self.reject("snn", f"window {window.window_id}: {exc}")
             return
         latency = time.perf_counter() - started
-        encoding = str(self.param("spikes_encoding"))
-        if encoding not in ENCODINGS:  # said in /diagnostics; the spikes still go out, dense
-            self.reject("parameter", f"spikes_encoding {encoding!r} unknown; sent dense")
-            encoding = "dense"
-        tensors = encode_spikes(out, encoding, SPIKES_TENSOR)
+        tensors = encode_spikes(out, self._spikes_encoding, SPIKES_TENSOR)
         msg = make_tensor_list(window.window_id, window.t_start_us, "", tensors)
         self._spikes_pub.publish(msg)
         self.count("published.windows")

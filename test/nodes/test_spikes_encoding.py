@@ -71,11 +71,8 @@ def run_snn_and_bridge(bundle: ModelBundle, tmp_path, encoding: str) -> dict:
 
 def test_sparse_spikes_reach_the_bridge_as_the_dense_ones(ros, tmp_path, default_bundle_dir):
     bundle = ModelBundle.load(default_bundle_dir)
-    # An unknown encoding is counted and the spikes go out dense: the reference run.
-    dense = run_snn_and_bridge(bundle, tmp_path / "dense", "telegraph")
+    dense = run_snn_and_bridge(bundle, tmp_path / "dense", "dense")
     sparse = run_snn_and_bridge(bundle, tmp_path / "sparse", "sparse")
-    assert int(dense["snn"].get("errors.parameter", 0)) >= WINDOWS, dense["snn"]
-    assert "telegraph" in dense["snn"]["message"]
     assert sorted(dense["spikes"]) == sorted(sparse["spikes"]) == sorted(sparse["tensors"])
     shape = (bundle.timesteps, *bundle.feature_shape)
     for start_us, msg in sparse["spikes"].items():
@@ -156,3 +153,23 @@ def test_bridge_reads_every_form_and_rejects_a_malformed_one(ros, tmp_path, defa
             assert out[window_id][name].tobytes() == expected(binary)
         assert out[5][name].tobytes() == expected(graded) != expected(binary)
         assert group.poll()["accumulator_bridge"] is None
+
+
+def test_an_unknown_encoding_is_refused_at_configure(ros):
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from hsnn_perception.nodes.snn_node import SnnFeatureNode
+
+    node = SnnFeatureNode(
+        parameter_overrides=[
+            Parameter("autostart", value=False),
+            Parameter("spikes_encoding", value="telegraph"),
+        ]
+    )
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "telegraph" in node.last_errors["parameter"]
+        assert node.counters["errors.parameter"] == 1
+    finally:
+        node.destroy_node()
