@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.errors import ModelError
 
-class AccumulatorError(ValueError):
+
+class AccumulatorError(ModelError, ValueError):
     """The spikes cannot be accumulated with the requested interval."""
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events import EVENT_DTYPE
 
 _U16_MAX = np.iinfo(np.uint16).max
 
 
-class BinningError(ValueError):
+class BinningError(EventError, ValueError):
     """Events or binning parameters are inconsistent (names the offending value)."""
 
 

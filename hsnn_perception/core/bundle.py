@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hsnn_perception.core.errors import ModelError
+
 BUNDLE_FORMAT = "hsnn-bundle/1"
 MANIFEST = "manifest.json"
 
@@ -58,7 +60,7 @@ _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
-class BundleError(ValueError):
+class BundleError(ModelError, ValueError):
     """A model bundle is missing, unreadable or inconsistent."""
 
 

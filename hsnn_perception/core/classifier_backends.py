@@ -35,6 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hsnn_perception.core.errors import ClassifierError
 from hsnn_perception.core.registry import CLASSIFIER_BACKENDS, UnknownNameError
 
 Logger = Callable[[str], None]
@@ -54,7 +55,7 @@ MIN_CALIBRATION_SAMPLES = 100
 _LOG = logging.getLogger(__name__)
 
 
-class BackendError(ValueError):
+class BackendError(ClassifierError, ValueError):
     """A classifier backend cannot be built or was given bad input (the message says what)."""
 
 

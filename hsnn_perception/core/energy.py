@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from hsnn_perception.core.errors import EnergyAccountingError
 from hsnn_perception.core.registry import POWER_METERS
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ PJ = 1e-12
 NS = 1e-9
 
 
-class EnergyError(ValueError):
+class EnergyError(EnergyAccountingError, ValueError):
     """An energy figure or model was asked for with invalid arguments."""
 
 
@@ -502,7 +503,7 @@ class PowerMeter(Protocol):
         ...
 
 
-class PowerMeterError(ValueError):
+class PowerMeterError(EnergyAccountingError, ValueError):
     """A power meter was used wrongly (stop before start) or its counters became unreadable."""
 
 

@@ -46,6 +46,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.registry import EVENT_CODECS, UnknownNameError
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
@@ -86,7 +87,7 @@ _EVT3_KNOWN = (
 ) + _EVT3_SKIPPED
 
 
-class EventCodecError(ValueError):
+class EventCodecError(EventError, ValueError):
     """Base class of the codec errors."""
 
 

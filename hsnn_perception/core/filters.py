@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events import EVENT_DTYPE, check_events
 
 
-class FilterConfigError(ValueError):
+class FilterConfigError(EventError, ValueError):
     """A filter or filter-chain configuration is invalid (names the offending key/value)."""
 
 

@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from hsnn_perception.core.energy import LoihiMeasurement
+from hsnn_perception.core.errors import SnnError
 from hsnn_perception.core.loihi_profiler import LoihiEnergyProbe, LoihiProfilerError
 from hsnn_perception.core.netx_io import NetxNetwork, read_netx
 from hsnn_perception.core.snn_runtime import OpCounts, check_spikes, count_ops
 
 
-class LavaBackendError(RuntimeError):
+class LavaBackendError(SnnError, RuntimeError):
     """Lava (or its Loihi extension) is missing, or the Lava run failed."""
 
 

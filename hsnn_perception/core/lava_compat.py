@@ -11,10 +11,12 @@ import sys
 import types
 from typing import Any
 
+from hsnn_perception.core.errors import SnnError
+
 _OBJECT_DETECTION = "lava.lib.dl.slayer.object_detection"
 
 
-class LavaUnavailableError(ImportError):
+class LavaUnavailableError(SnnError, ImportError):
     """Lava or lava-dl is not installed (or cannot be imported) in this environment."""
 
 

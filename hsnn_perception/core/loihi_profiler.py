@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hsnn_perception.core.energy import LoihiMeasurement
+from hsnn_perception.core.errors import SnnError
 
 # Unit of the figures Loihi2HWProfiler returns (see the module docstring for the source).
 PROFILER_ENERGY_UNIT_J = 1e-6
@@ -33,7 +34,7 @@ BREAKDOWN_PARTS = ("total", "dynamic", "static", "vdd", "vdd_m", "vdd_io")
 PROFILER_NAME = "Lava Loihi2HWProfiler energy probe (lava-loihi)"
 
 
-class LoihiProfilerError(RuntimeError):
+class LoihiProfilerError(SnnError, RuntimeError):
     """Lava has no energy profiler for this run configuration, or it gave unusable figures."""
 
 

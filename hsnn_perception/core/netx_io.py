@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.errors import ModelError
+
 SUPPORTED_LAYER_TYPES = ("input", "conv", "flatten", "dense")
 # Types netx knows but cannot build (it raises NotImplementedError) or that this runtime lacks.
 KNOWN_UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_rec", "dense_comp")
@@ -54,7 +56,7 @@ MAX_PARAM_VALUES = 16
 DEFAULT_DENSE_NEURON = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
 
 
-class NetxFormatError(ValueError):
+class NetxFormatError(ModelError, ValueError):
     """A netx HDF5 file is unreadable, malformed, or uses something this runtime does not run."""
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hsnn_perception.core.errors import ClassifierError
 
-class MacCountError(ValueError):
+
+class MacCountError(ClassifierError, ValueError):
     """The model's shapes cannot be inferred, so its MACs cannot be counted."""
 
 

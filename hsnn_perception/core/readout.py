@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from hsnn_perception.core.errors import ClassifierError
 
-class ReadoutError(ValueError):
+
+class ReadoutError(ClassifierError, ValueError):
     """The output cannot be read out as the model's classes."""
 
 

@@ -18,8 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hsnn_perception.core.errors import ConfigurationError
 
-class UnknownNameError(ValueError):
+
+class UnknownNameError(ConfigurationError, ValueError):
     """A name no registry entry (or alias) has."""
 
 

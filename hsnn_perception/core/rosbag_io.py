@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.errors import RecordingError
 from hsnn_perception.core.events import (
     EVENT_DTYPE,
     EventCodecError,
@@ -100,11 +101,11 @@ _MCAP_COMPRESSIONS = ("", "zstd", "lz4")
 _MCAP_OPS = set(range(0x01, 0x11))  # record types of MCAP v0; others are skipped and counted
 
 
-class BagError(ValueError):
+class BagError(RecordingError, ValueError):
     """A path is not a readable rosbag2, or a bag cannot be written as asked."""
 
 
-class ChunkError(ValueError):
+class ChunkError(RecordingError, ValueError):
     """An MCAP chunk that cannot be used: over the size limit, bad compressed data, checksum."""
 
 

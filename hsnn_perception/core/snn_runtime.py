@@ -36,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hsnn_perception.core.errors import SnnError
 from hsnn_perception.core.netx_io import (
     MAX_NETWORK_NEURONS,
     MAX_NETWORK_WEIGHTS,
@@ -58,11 +59,11 @@ COUNT_FIELDS = ("synaptic_ops", "neuron_updates", "spikes")
 _CHUNK_ELEMENTS = 1 << 24
 
 
-class SnnInputError(ValueError):
+class SnnInputError(SnnError, ValueError):
     """Input spikes of the wrong shape, dtype or values."""
 
 
-class SnnConfigError(ValueError):
+class SnnConfigError(SnnError, ValueError):
     """Unknown backend or option."""
 
 

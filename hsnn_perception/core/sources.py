@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.errors import EventSourceError
 from hsnn_perception.core.events import EVENT_DTYPE
 from hsnn_perception.core.filters import from_dv_store
 
@@ -46,7 +47,7 @@ REPLY_EVENTS = 1 << 16
 _HEAD = struct.Struct("<IQ")  # reply framing: JSON header length, payload length
 
 
-class SourceError(ValueError):
+class SourceError(EventSourceError, ValueError):
     """An event source cannot be opened or read (names the source and the reason)."""
 
 

@@ -22,13 +22,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from hsnn_perception.core.errors import MessageError
 from hsnn_perception.core.tensor_codec import DATA_TYPE_CODES, MAX_RANK
 
 ENCODINGS = ("dense", "sparse", "auto")
 INDEX, MASK, VALUE, SHAPE = "_index", "_mask", "_value", "_shape"
 
 
-class SpikeCodecError(ValueError):
+class SpikeCodecError(MessageError, ValueError):
     """Received tensors do not describe one spike tensor (mixed forms, bad indices, ...)."""
 
 

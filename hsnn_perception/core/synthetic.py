@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events import EVENT_DTYPE
 
 GESTURE_LABELS: tuple[str, ...] = (
@@ -50,7 +51,7 @@ _STREAM_KEY = 0x5757
 _SENSOR_KEY = 0x5E45
 
 
-class SyntheticConfigError(ValueError):
+class SyntheticConfigError(EventError, ValueError):
     """Invalid parameters for the synthetic gesture generator."""
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hsnn_perception.core.errors import MessageError
+
 # isaac_ros_tensor_list_interfaces/Tensor data_type codes.
 DATA_TYPE_CODES: dict[np.dtype, int] = {
     np.dtype(np.int8): 1,
@@ -28,7 +30,7 @@ DATA_TYPE_CODES: dict[np.dtype, int] = {
 CODE_DTYPES: dict[int, np.dtype] = {code: dtype for dtype, code in DATA_TYPE_CODES.items()}
 
 
-class TensorFormatError(ValueError):
+class TensorFormatError(MessageError, ValueError):
     """A tensor's fields do not describe a valid array (size, strides, unknown type, ...)."""
 
 

@@ -22,12 +22,13 @@ import numpy as np
 from hsnn_perception.core import energy as en
 from hsnn_perception.core.accumulator import accumulate, frames_to_channels
 from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.errors import ExperimentError
 from hsnn_perception.core.readout import softmax, spike_count_readout
 from hsnn_perception.core.rosbag_io import EventBag, Label, read_event_bag
 from hsnn_perception.evaluation.records import EvalRecord, ReplayResult
 
 
-class EvaluationError(ValueError):
+class EvaluationError(ExperimentError, ValueError):
     """The bag and the model cannot be evaluated together (names what does not fit)."""
 
 

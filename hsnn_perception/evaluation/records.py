@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core.energy import SOURCE_MEASURED, EnergyFigure
+from hsnn_perception.core.errors import ExperimentError
 
 STAGE_ORDER = ("driver", "snn", "bridge", "classifier")
 RESULT_FORMAT = "hsnn-eval/1"
 
 
-class ResultFormatError(ValueError):
+class ResultFormatError(ExperimentError, ValueError):
     """A saved evaluation result cannot be read."""
 
 

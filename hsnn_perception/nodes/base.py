@@ -30,6 +30,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
+from hsnn_perception.core.errors import ConfigurationError
 from hsnn_perception.graph import DIAGNOSTICS
 
 
@@ -68,7 +69,7 @@ def event_qos(kind: str, depth: int) -> QoSProfile:
     raise ParameterValueError(f"events_qos {kind!r} unknown; expected one of {EVENT_QOS}")
 
 
-class ParameterValueError(ValueError):
+class ParameterValueError(ConfigurationError, ValueError):
     """A node parameter has a value the node cannot use."""
 
 

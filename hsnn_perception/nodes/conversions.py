@@ -9,6 +9,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 
 from hsnn_perception.core.energy import EnergyFigure
+from hsnn_perception.core.errors import MessageError
 from hsnn_perception.core.tensor_codec import (
     TensorFields,
     TensorFormatError,
@@ -29,7 +30,7 @@ TIME_MAX_US = ((1 << 31) - 1) * 1_000_000 + 999_999
 MAX_TENSORS = 64
 
 
-class MessageFieldError(ValueError):
+class MessageFieldError(MessageError, ValueError):
     """A received message field is missing or out of range; ``reason`` is the short name under
     which the node counts the rejection (``errors.<reason>`` in /diagnostics)."""
 

@@ -28,6 +28,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.task import Future
 
+from hsnn_perception.core.errors import OrchestrationError
 from hsnn_perception.graph import DIAGNOSTICS
 from hsnn_perception.nodes.base import reliable_qos, run_node
 
@@ -46,7 +47,7 @@ _DONE = {
 }
 
 
-class BringUpError(RuntimeError):
+class BringUpError(OrchestrationError, RuntimeError):
     """A managed node did not reach the state it was asked for."""
 
 

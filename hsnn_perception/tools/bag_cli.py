@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hsnn_perception.core.errors import ConfigurationError
 from hsnn_perception.core.rosbag_io import STORAGES
 from hsnn_perception.tools.errors import check_namespace, number_arg, one_line
 
@@ -65,7 +66,7 @@ RECORDABLE: dict[str, tuple[str, str, bool]] = {
 }
 
 
-class CliError(ValueError):
+class CliError(ConfigurationError, ValueError):
     """A command line that cannot be carried out (names the argument and why)."""
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from hsnn_perception.core.bag_source import BagPacketStream, WindowSpan, bag_packets, bag_windows
 from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.errors import OrchestrationError
 
 DIAG_PERIOD_S = 0.2  # nodes' diagnostics period during a replay: final counters arrive in time
 # The SNN node ends the last (partial) window after this long without packets. A bag is finite,
@@ -40,7 +41,7 @@ DIAG_PERIOD_S = 0.2  # nodes' diagnostics period during a replay: final counters
 FLUSH_IDLE_S = 2.0
 
 
-class ReplayError(ValueError):
+class ReplayError(OrchestrationError, ValueError):
     """A DDS replay cannot be set up or did not produce results (says why)."""
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hsnn_perception.core.errors import OrchestrationError
 from hsnn_perception.core.results import WindowRecord
 from hsnn_perception.graph import NodeSpec, qualified_name, unmanaged
 from hsnn_perception.launcher import ProcessGroup
@@ -17,7 +18,7 @@ STAGES = ("snn", "bridge", "classifier")  # a window is complete with these
 ALL_STAGES = ("driver", *STAGES)
 
 
-class PipelineError(RuntimeError):
+class PipelineError(OrchestrationError, RuntimeError):
     """The pipeline did not come up or a node died; the message has the node's log."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core import registry
+from hsnn_perception.core.errors import ConfigurationError
 from hsnn_perception.tools.errors import number_arg, one_line, prepare_out, remove_if_empty
 from hsnn_perception.training.data import InputSpec, SpikeSet
 from hsnn_perception.training.models import ArchSpec
@@ -29,7 +30,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "hsnn" / "datasets"
 SNN_BACKENDS = registry.SNN_BACKENDS.names(aliases=True)
 
 
-class CliError(ValueError):
+class CliError(ConfigurationError, ValueError):
     """A command-line argument is invalid."""
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from hsnn_perception.core.bundle import BundleError, ModelBundle
+from hsnn_perception.core.errors import ModelError
 
 WEIGHT_MAX = 254  # Loihi 8-bit mixed-sign weights: even values in [-256, 254]
 VTH_MAX = (1 << 17) - 1  # vThMant field
@@ -49,7 +50,7 @@ SNN_FILE = "snn.net"
 ANN_FILE = "ann.onnx"
 
 
-class ConversionError(ValueError):
+class ConversionError(ModelError, ValueError):
     """The bundle cannot be converted (says why)."""
 
 

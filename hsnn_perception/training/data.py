@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from hsnn_perception.core.binning import bin_events
+from hsnn_perception.core.errors import EventSourceError
 
 
-class DatasetError(ValueError):
+class DatasetError(EventSourceError, ValueError):
     """A dataset cannot be read or built (names the file or parameter at fault)."""
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from hsnn_perception.core.accumulator import accumulate, frames_to_channels
 from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.errors import ModelError
 from hsnn_perception.training.data import InputSpec
 from hsnn_perception.training.models import ArchSpec
 
@@ -32,7 +33,7 @@ ANN_FILE = "ann.onnx"
 ONNX_OPSET = 17
 
 
-class ExportError(ValueError):
+class ExportError(ModelError, ValueError):
     """A model cannot be exported or a bundle cannot be run as asked."""
 
 

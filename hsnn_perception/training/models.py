@@ -26,6 +26,7 @@ from functools import cache
 from typing import Any
 
 from hsnn_perception.core.accumulator import check_interval
+from hsnn_perception.core.errors import ModelError
 
 N_LAYERS = 6
 N_CONV = 4
@@ -41,7 +42,7 @@ DEFAULT_NEURON: dict[str, float] = {
 }
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(ModelError, ValueError):
     """An impossible model specification (k, interval, geometry...)."""
 
 

@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.errors import ModelError
 from hsnn_perception.training.data import SpikeSet
 
 INT8_FILE = "ann_int8.onnx"
 ACT_PERCENTILE = 99.99
 
 
-class QuantizationError(ValueError):
+class QuantizationError(ModelError, ValueError):
     """The model has no ANN part to quantise, or the data do not fit it."""
 
 

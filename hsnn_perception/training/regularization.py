@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hsnn_perception.core.errors import ConfigurationError
 
-class RegularizationError(ValueError):
+
+class RegularizationError(ConfigurationError, ValueError):
     """An invalid firing-rate target."""
 
 

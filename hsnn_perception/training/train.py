@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.errors import ExperimentError
 from hsnn_perception.training.data import SpikeSet
 from hsnn_perception.training.models import ArchSpec, build_model
 from hsnn_perception.training.regularization import (
@@ -22,7 +23,7 @@ from hsnn_perception.training.regularization import (
 )
 
 
-class TrainingError(ValueError):
+class TrainingError(ExperimentError, ValueError):
     """Training cannot run with these data or settings."""
 
 
