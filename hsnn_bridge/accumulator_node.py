@@ -8,16 +8,18 @@ import time
 from typing import Any
 
 import numpy as np
-from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
 from hsnn_perception.core.accumulator import accumulate, check_interval, frames_to_channels
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.energy import (
     FP32_ADD_J,
     EnergyFigure,
+    PowerMeter,
     bridge_stage_energy,
     cpu_meter,
 )
+from hsnn_perception.core.errors import ConfigurationError, ModelError
 from hsnn_perception.core.events import SequenceGaps
 from hsnn_perception.core.spike_codec import SpikeCodecError, decode_spikes
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
@@ -64,7 +66,15 @@ class AccumulatorBridgeNode(HsnnNode):
         # Energy of the accumulator on the host CPU: measured by RAPL when readable, otherwise
         # modelled as additions x this many joules (default: a published fp32 add; 0: unavailable).
         p("energy_per_add_j", FP32_ADD_J)
-        self._meter = None
+        # Made at configure, released at cleanup: the model, the meter, the publishers, the
+        # parameters the callbacks use (read and checked once).
+        self.bundle: ModelBundle | None = None
+        self.interval = 0  # timesteps summed into one frame
+        self.output_name = ""
+        self._energy_per_add_j = FP32_ADD_J
+        self._meter: PowerMeter | None = None
+        self._pub: LifecyclePublisher | None = None
+        self._energy_pub: LifecyclePublisher | None = None
         self._gaps = SequenceGaps()  # window ids of snn/spikes that never arrived
 
     @guarded_transition
@@ -73,7 +83,11 @@ class AccumulatorBridgeNode(HsnnNode):
             self.bundle = ModelBundle.load(str(self.param("model")) or str(default_bundle_path()))
             interval = int(self.param("interval")) or self.bundle.interval
             check_interval(self.bundle.timesteps, interval)
-        except ValueError as exc:
+            self._energy_per_add_j = self.checked(
+                "energy_per_add_j", lambda v: 0 <= v < math.inf, "finite, >= 0 (0: unavailable)"
+            )
+        # A missing or inconsistent model (BundleError, AccumulatorError), a bad parameter.
+        except (ModelError, ConfigurationError, ValueError) as exc:
             self.reject("parameter", f"cannot configure: {exc}")
             return TransitionCallbackReturn.FAILURE
         if interval != self.bundle.interval:
@@ -154,7 +168,7 @@ class AccumulatorBridgeNode(HsnnNode):
             latency,
             self._meter,
             None if measured is None else measured[0],
-            float(self.param("energy_per_add_j")),
+            self._energy_per_add_j,
         )
 
 

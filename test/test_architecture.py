@@ -85,3 +85,96 @@ def test_core_training_and_offline_evaluation_import_no_ros():
         if (found := ros_imports(path.read_text(encoding="utf-8")))
     }
     assert not offenders, f"ROS imported where it must not be: {offenders}"
+
+
+# Lifecycle-owned members are declared in __init__ (as ros2/demos lifecycle_py/talker.py does):
+# reading a node's __init__ tells every member it will ever have, and no callback meets a member
+# that a transition has not made yet.
+NODE_FILES = [
+    *sorted((ROOT / "hsnn_perception" / "nodes").glob("*.py")),
+    ROOT / "hsnn_bridge" / "accumulator_node.py",
+]
+
+
+def _self_attributes(function: ast.AST) -> set[str]:
+    """Names of the ``self.<name>`` that ``function`` assigns (plain, annotated, augmented,
+    tuple and starred targets), nested blocks included."""
+    names = set()
+    for node in ast.walk(function):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        while targets:
+            target = targets.pop()
+            if isinstance(target, (ast.Tuple, ast.List)):
+                targets += target.elts
+            elif isinstance(target, ast.Starred):
+                targets.append(target.value)
+            elif (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == "self"
+            ):
+                names.add(target.attr)
+    return names
+
+
+def attributes_made_outside_init(sources: list[str]) -> list[str]:
+    """``Class.method: attribute`` for every attribute a method other than __init__ assigns that
+    neither __init__ nor the class body (nor a base class among ``sources``) declares."""
+    classes = {
+        node.name: node
+        for source in sources
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ClassDef)
+    }
+
+    def declared(name: str) -> set[str]:
+        cls = classes[name]
+        names = set()
+        for item in cls.body:
+            if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                names |= _self_attributes(item)
+            elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+                targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        for base in cls.bases:
+            if isinstance(base, ast.Name) and base.id in classes:
+                names |= declared(base.id)
+        return names
+
+    found = []
+    for name, cls in classes.items():
+        known = declared(name)
+        for item in cls.body:
+            if isinstance(item, ast.FunctionDef) and item.name != "__init__":
+                found += [
+                    f"{name}.{item.name}: {attr}" for attr in sorted(_self_attributes(item) - known)
+                ]
+    return found
+
+
+def test_the_member_checker_finds_members_made_outside_init():
+    source = (
+        "class Base:\n    def __init__(self):\n        self.a = None\n"
+        "class Node(Base):\n    kind = 'x'\n"
+        "    def __init__(self):\n        super().__init__()\n        self.b: int = 0\n"
+        "    def on_configure(self, state):\n"
+        "        self.a = self.b = 1\n        self.kind = 'y'\n"
+        "        self.c, (self.d, *self.e) = 1, (2, 3)\n"
+        "        if state:\n            self.f += 1\n"
+    )
+    assert attributes_made_outside_init([source]) == [
+        "Node.on_configure: c",
+        "Node.on_configure: d",
+        "Node.on_configure: e",
+        "Node.on_configure: f",
+    ]
+
+
+def test_nodes_declare_every_member_in_init():
+    assert len(NODE_FILES) >= 7  # base, the five stage nodes, the lifecycle manager
+    offenders = attributes_made_outside_init([p.read_text(encoding="utf-8") for p in NODE_FILES])
+    assert not offenders, f"members first made outside __init__: {offenders}"

@@ -147,6 +147,8 @@ class FilteredSource(PacketSource):
         self._config = chain_config
         self._chain: EventFilterChain | None = None
         self.live = inner.live
+        if inner.width:  # a recorded source: its geometry is known, so the chain is checked now
+            self.height, self.width = self._chain_for().out_shape
 
     def _chain_for(self) -> EventFilterChain:
         shape = (self._inner.height, self._inner.width)

@@ -83,7 +83,9 @@ def guarded_transition(
     def wrapper(self: HsnnNode, state: State) -> TransitionCallbackReturn:
         try:
             return fn(self, state)
-        except Exception as exc:
+        # The last line of defence: the transitions catch the failures they expect by name; this
+        # catches the rest (a bug, an untyped third-party error), so no transition ends a node.
+        except Exception as exc:  # noqa: BLE001
             self.reject("transition", f"{fn.__name__} failed: {exc}")
             return TransitionCallbackReturn.FAILURE
 
@@ -105,6 +107,7 @@ class HsnnNode(LifecycleNode):
         self._log_budget: dict[str, tuple[float, int]] = {}
         self._managed_publishers: list[Any] = []
         self._active_subscriptions: list[Any] = []
+        self._active_timers: list[Any] = []
         self.declare_parameter("autostart", True)
         self.declare_parameter("diagnostics_period_s", 1.0)
         self.counters: Counter[str] = Counter()
@@ -213,6 +216,15 @@ class HsnnNode(LifecycleNode):
             ) from None
         return value
 
+    def checked(self, name: str, valid: Callable[[Any], bool], requirement: str) -> Any:
+        """The parameter as :meth:`param` gives it if ``valid(value)``, else ParameterValueError
+        saying it must be ``requirement``. For on_configure: what a callback uses is read and
+        checked there, once, so a bad value fails the transition instead of every callback."""
+        value = self.param(name)
+        if not valid(value):
+            raise ParameterValueError(f"parameter {name!r} = {value!r} must be {requirement}")
+        return value
+
     def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -291,7 +303,17 @@ class HsnnNode(LifecycleNode):
         self._active_subscriptions.append(subscription)
         return subscription
 
+    def active_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
+        """A steady-clock timer (:meth:`steady_timer`) that lives while the node is active
+        (create it in on_activate): destroyed on deactivate."""
+        timer = self.steady_timer(period_s, callback)
+        self._active_timers.append(timer)
+        return timer
+
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        for timer in self._active_timers:
+            self.destroy_timer(timer)
+        self._active_timers.clear()
         for subscription in self._active_subscriptions:
             self.destroy_subscription(subscription)
         self._active_subscriptions.clear()

@@ -7,15 +7,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.energy import (
+    ANN_DEVICE_PROFILES,
     DEFAULT_ANN_DEVICE,
     PowerMeter,
     classifier_stage_energy,
     meter_for,
 )
+from hsnn_perception.core.errors import ClassifierError, ConfigurationError, ModelError
 from hsnn_perception.core.events import SequenceGaps
 from hsnn_perception.core.readout import softmax, spike_count_readout
 from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
@@ -65,8 +67,16 @@ class ClassifierNode(HsnnNode):
         # Energy when nothing can be measured here: a device profile of hsnn_perception.core.energy
         # (e.g. jetson-orin-nano) to model from MACs, or empty to report "unavailable".
         p("energy_model_device", DEFAULT_ANN_DEVICE)
+        # Made at configure, released at cleanup: the model and its backend, the publishers, the
+        # parameters the callbacks use (read and checked once).
+        self.bundle: ModelBundle | None = None
+        self.input_name = ""
+        self.macs = 0  # per inference
         self._backend: Classifier | None = None
         self._meter: PowerMeter | None = None
+        self._energy_model_device = DEFAULT_ANN_DEVICE
+        self._pub: LifecyclePublisher | None = None
+        self._energy_pub: LifecyclePublisher | None = None
         self._gaps = SequenceGaps()  # window ids of tensors that never arrived
 
     @guarded_transition
@@ -74,6 +84,15 @@ class ClassifierNode(HsnnNode):
         kind = str(self.param("backend"))
         if kind not in CLASSIFIER_BACKENDS:
             self.reject("parameter", f"backend {kind!r} unknown; expected {CLASSIFIER_BACKENDS}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self._energy_model_device = self.checked(
+                "energy_model_device",
+                lambda v: v == "" or v in ANN_DEVICE_PROFILES,
+                f"empty (no model) or one of {sorted(ANN_DEVICE_PROFILES)}",
+            )
+        except ConfigurationError as exc:
+            self.reject("parameter", str(exc))
             return TransitionCallbackReturn.FAILURE
         try:
             self.bundle = ModelBundle.load(str(self.param("model")) or str(default_bundle_path()))
@@ -105,7 +124,9 @@ class ClassifierNode(HsnnNode):
                 f"classifier {self._backend.name} on {self._backend.device} ready in "
                 f"{time.monotonic() - started:.2f} s ({self.macs} MACs per inference)"
             )
-        except Exception as exc:  # missing model, no GPU for tensorrt, ...: stay up and say why
+        # A missing or corrupt model, no GPU for tensorrt (BackendUnavailableError is a
+        # ClassifierError), an input name the model lacks: stay up and say why.
+        except (ModelError, ClassifierError, ConfigurationError, ValueError, OSError) as exc:
             self.reject("model", f"cannot load the classifier: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._meter = meter_for(str(self._backend.device))
@@ -163,7 +184,9 @@ class ClassifierNode(HsnnNode):
         started = time.perf_counter()
         try:
             logits = np.asarray(self._backend.infer(x)).reshape(-1)
-        except Exception as exc:
+        # What a backend says about an inference it cannot run (the runtimes' own errors are
+        # wrapped in BackendError); anything else is a bug, counted as internal.
+        except (ClassifierError, ValueError) as exc:
             if self._meter is not None:
                 self._meter.stop()
             self.reject("inference", f"window {window_id}: {exc}")
@@ -214,7 +237,7 @@ class ClassifierNode(HsnnNode):
             self._backend.name,
             self._meter,
             None if measured is None else measured[0],
-            str(self.param("energy_model_device")),
+            self._energy_model_device,
         )
 
 

@@ -8,9 +8,10 @@ import time
 from collections import OrderedDict, defaultdict
 from typing import Any
 
-from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from hsnn_perception.core.energy import EnergyError, EnergyFigure, total
+from hsnn_perception.core.energy import EnergyFigure, total
+from hsnn_perception.core.errors import ConfigurationError, EnergyAccountingError
 from hsnn_perception.core.events import SequenceGaps
 from hsnn_perception.graph import ENERGY, ENERGY_TOTAL
 from hsnn_perception.msg import EnergyReport
@@ -43,7 +44,8 @@ class EnergyAggregatorNode(HsnnNode):
         self._stage_latency: defaultdict[str, float] = defaultdict(float)
         self._missing: defaultdict[str, int] = defaultdict(int)
         self._gaps: dict[str, SequenceGaps] = {}  # per stage: window ids never reported
-        self._timer = None
+        self._e2e_last: float | None = None  # s, of the last total published
+        self._pub: LifecyclePublisher | None = None  # made at configure
 
     @guarded_transition
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -51,21 +53,19 @@ class EnergyAggregatorNode(HsnnNode):
         if not self.stages:
             self.reject("parameter", "stages is empty")
             return TransitionCallbackReturn.FAILURE
-        self.timeout_s = float(self.param("timeout_s"))
+        try:
+            self.timeout_s = self.checked("timeout_s", lambda v: 0 < v < math.inf, "finite, > 0")
+        except ConfigurationError as exc:
+            self.reject("parameter", str(exc))
+            return TransitionCallbackReturn.FAILURE
         self._pub = self.managed_publisher(EnergyReport, ENERGY_TOTAL, reliable_qos(100))
         return TransitionCallbackReturn.SUCCESS
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.active_subscription(EnergyReport, ENERGY, self._on_report, reliable_qos(200))
-        self._timer = self.steady_timer(0.2, self._expire)
+        self.active_timer(0.2, self._expire)
         return super().on_activate(state)
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
-        return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self._pending.clear()
@@ -85,7 +85,7 @@ class EnergyAggregatorNode(HsnnNode):
         except MessageFieldError as exc:
             self.reject(exc.reason, f"{msg.stage} report for window {msg.window_id}: {exc}")
             return
-        except EnergyError as exc:
+        except EnergyAccountingError as exc:
             self.reject("report", f"{msg.stage} report for window {msg.window_id}: {exc}")
             return
         gaps = self._gaps.setdefault(msg.stage, SequenceGaps())
@@ -166,7 +166,7 @@ class EnergyAggregatorNode(HsnnNode):
             values[f"lost.windows.{stage}"] = str(gaps.lost if gaps else 0)
             if n:
                 values[f"{stage}.mean_latency_ms"] = f"{self._stage_latency[stage] / n * 1e3:.3f}"
-        if hasattr(self, "_e2e_last"):
+        if self._e2e_last is not None:
             values["end_to_end_latency_ms"] = f"{self._e2e_last * 1e3:.3f}"
         values["pending_windows"] = str(len(self._pending))
         return values

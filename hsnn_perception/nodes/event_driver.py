@@ -6,10 +6,17 @@ from __future__ import annotations
 import math
 import time
 
-from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock
 
-from hsnn_perception.core.energy import cpu_meter, driver_stage_energy
+from hsnn_perception.core.energy import PowerMeter, cpu_meter, driver_stage_energy
+from hsnn_perception.core.errors import (
+    ConfigurationError,
+    EnergyAccountingError,
+    EventError,
+    EventSourceError,
+    RecordingError,
+)
 from hsnn_perception.core.events import encode_packet
 from hsnn_perception.core.packet_sources import PacketSource
 from hsnn_perception.core.registry import EVENT_CODECS
@@ -30,6 +37,22 @@ from hsnn_perception.nodes.base import (
     run_node,
 )
 from hsnn_perception.nodes.conversions import energy_report, time_to_us, us_to_time
+
+
+def _positive(value: int) -> bool:
+    return value >= 1
+
+
+def _not_negative(value: int) -> bool:
+    return value >= 0
+
+
+def _time(seconds: float) -> bool:
+    return 0 <= seconds < math.inf  # NaN is refused too
+
+
+def _positive_time(seconds: float) -> bool:
+    return 0 < seconds < math.inf
 
 
 class EventDriverNode(HsnnNode):
@@ -86,14 +109,30 @@ class EventDriverNode(HsnnNode):
         p("flow_control", False)
         p("flow_max_windows", 4)
         p("flow_stall_s", 5.0)
+        # Made at configure, released at cleanup: the source, its pacing and metering, the
+        # publishers, the parameters the callbacks use (read and checked once).
         self._source: PacketSource | None = None
-        self._pending: Packet | None = None
-        self._seq = 0
-        self._timer = None
-        self._finished = False
+        self._pacer: Pacer | None = None
         self._flow: WindowFlowControl | None = None
         self._work: WindowWorkMeter | None = None
-        self._meter = None
+        self._meter: PowerMeter | None = None
+        self._events_pub: LifecyclePublisher | None = None
+        self._labels_pub: LifecyclePublisher | None = None
+        self._energy_pub: LifecyclePublisher | None = None
+        self._clock_pub: LifecyclePublisher | None = None
+        self._encoding = ""
+        self._frame_id = ""
+        self._timer_period_s = 0.0
+        self._max_packets_per_tick = 0
+        self._wait_for_subscribers = 0
+        self._settle_s = 0.0
+        # Set at activate: waiting for subscribers, then playing.
+        self._ready_since: float | None = None  # when enough subscribers matched (monotonic s)
+        self._playing = False
+        # Playback progress, kept across deactivate and activate (a pause).
+        self._pending: Packet | None = None
+        self._seq = 0
+        self._finished = False
 
     # lifecycle ----
     @guarded_transition
@@ -104,6 +143,17 @@ class EventDriverNode(HsnnNode):
             return TransitionCallbackReturn.FAILURE
         if str(self.param("encoding")) not in EVENT_CODECS:
             self.reject("parameter", EVENT_CODECS.unknown(str(self.param("encoding"))))
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self._timer_period_s = self.checked("timer_period_s", _positive_time, "finite, > 0")
+            self._max_packets_per_tick = self.checked("max_packets_per_tick", _positive, ">= 1")
+            self._wait_for_subscribers = self.checked("wait_for_subscribers", _not_negative, ">= 0")
+            self._settle_s = self.checked("settle_s", _time, "finite, >= 0")
+            qos = event_qos(
+                str(self.param("events_qos")), self.checked("qos_depth", _positive, ">= 1")
+            )
+        except ConfigurationError as exc:
+            self.reject("parameter", str(exc))
             return TransitionCallbackReturn.FAILURE
         try:
             self._pacer = Pacer(float(self.param("speed")))
@@ -122,14 +172,18 @@ class EventDriverNode(HsnnNode):
             self._work = WindowWorkMeter(window_us) if window_us > 0 else None
             self._meter = cpu_meter() if self._work is not None else None
             self._source = self._open_source(source)
-        except Exception as exc:  # a bad parameter or a missing file must not kill the node
+        # A bad parameter value (plain ValueError: the range checks of core.streams and the
+        # filter chain), a missing or unreadable recording: the node stays up, unconfigured.
+        except (
+            ConfigurationError,
+            EventSourceError,
+            RecordingError,
+            EventError,
+            EnergyAccountingError,
+            ValueError,
+            OSError,
+        ) as exc:
             self.reject("source", f"cannot open {source} source: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        depth = int(self.param("qos_depth"))
-        try:
-            qos = event_qos(str(self.param("events_qos")), depth)
-        except ValueError as exc:
-            self.reject("parameter", str(exc))
             return TransitionCallbackReturn.FAILURE
         self._events_pub = self.managed_publisher(EventPacket, EVENTS, qos)
         self._labels_pub = self.managed_publisher(GestureLabel, LABELS, reliable_qos(100))
@@ -153,20 +207,14 @@ class EventDriverNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._ready_since = None if int(self.param("wait_for_subscribers")) > 0 else -1e9
+        self._ready_since = None if self._wait_for_subscribers > 0 else -1e9
         self._playing = False
         if self._flow is not None:
             self.active_subscription(
                 Classification, CLASSIFICATION, self._on_classification, reliable_qos(100)
             )
-        self._timer = self.steady_timer(float(self.param("timer_period_s")), self._tick)
+        self.active_timer(self._timer_period_s, self._tick)
         return super().on_activate(state)
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
-        return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         if self._source is not None:
@@ -251,11 +299,10 @@ class EventDriverNode(HsnnNode):
     # publishing ----
     def _ready_to_play(self) -> bool:
         if self._ready_since is None:
-            wanted = int(self.param("wait_for_subscribers"))
-            if self._events_pub.get_subscription_count() < wanted:
+            if self._events_pub.get_subscription_count() < self._wait_for_subscribers:
                 return False
             self._ready_since = time.monotonic()
-        if time.monotonic() - self._ready_since < float(self.param("settle_s")):
+        if time.monotonic() - self._ready_since < self._settle_s:
             return False
         if not self._playing:
             self._playing = True
@@ -265,8 +312,7 @@ class EventDriverNode(HsnnNode):
     def _tick(self) -> None:
         if not self._ready_to_play():
             return
-        budget = int(self.param("max_packets_per_tick"))
-        for _ in range(budget):
+        for _ in range(self._max_packets_per_tick):
             if self._pending is None:
                 self._pending = self._next_packet()
                 if self._pending is None:
@@ -309,7 +355,9 @@ class EventDriverNode(HsnnNode):
             return None
         try:
             packet = self._source.poll()
-        except Exception as exc:  # corrupt data in a file: report, stop this source, stay up
+        # Corrupt data in a recording (plain ValueError: a filter's check): report, stop this
+        # source, stay up. The live sources never raise: they retry (ReconnectingSource).
+        except (EventSourceError, RecordingError, EventError, ValueError) as exc:
             self._finished = True
             self.reject("source", f"reading the source failed: {exc}")
             return None
@@ -376,7 +424,9 @@ class EventDriverNode(HsnnNode):
         msg.events = payload
         try:
             self._events_pub.publish(msg)
-        except Exception as exc:  # backpressure of a reliable reader: count it, never die of it
+        # Backpressure of a reliable reader: count it, never die of it. A catch-all on purpose:
+        # rclpy raises its C layer's errors here, which its public API does not name.
+        except Exception as exc:  # noqa: BLE001
             self.reject("publish", f"packet seq {self._seq} not published: {exc}")
             return
         self._seq += 1

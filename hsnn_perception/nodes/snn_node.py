@@ -4,17 +4,20 @@ output spikes as a TensorList and the stage's energy report."""
 from __future__ import annotations
 
 import importlib
+import math
 import queue
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile
 
 from hsnn_perception.core.binning import BinningError, EventWindower, Window
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.energy import snn_stage_energy
+from hsnn_perception.core.energy import NEUROMORPHIC_PROFILES, snn_stage_energy
+from hsnn_perception.core.errors import ConfigurationError, ModelError, SnnError
 from hsnn_perception.core.events import (
     MAX_PACKET_EVENTS,
     EventPacketSizeError,
@@ -65,6 +68,14 @@ def load_message_type(name: str) -> type:
         raise ValueError(f"message type {name!r} is not installed: {exc}") from exc
 
 
+def _positive(value: int) -> bool:
+    return value >= 1
+
+
+def _not_negative(value: int) -> bool:
+    return value >= 0
+
+
 class PassThroughSnn:
     """For bundles without an SNN part (the ANN baseline): input spikes go straight on."""
 
@@ -111,13 +122,31 @@ class SnnFeatureNode(HsnnNode):
         # see core/spike_codec.py: for a network link between hosts) or auto (the smallest of the
         # three per window). The accumulator bridge reads every form.
         p("spikes_encoding", "dense")
+        # Made at configure, released at cleanup: the model, the publishers, the parameters the
+        # callbacks use (read and checked once).
+        self.bundle: ModelBundle | None = None
         self._snn: SnnBackend | None = None
-        self._spikes_encoding = "dense"  # from the parameter at configure
+        self._event_type: type | None = None
+        self._events_qos: QoSProfile | None = None
+        self._spikes_pub: LifecyclePublisher | None = None
+        self._energy_pub: LifecyclePublisher | None = None
+        self._spikes_encoding = "dense"
+        self._energy_chip = "loihi"
+        self._loihi_cores = 0
+        self._max_gap_windows = 0
+        self._heal_packets = 0
+        self._flush_idle_s = 0.0
+        self._window_queue = 0
         self._decoder = PacketStreamDecoder()
         self._windower: EventWindower | None = None
         self._geometry: tuple[int, int] | None = None
         self._new_geometry: tuple[tuple[int, int], int] | None = None  # (geometry, packets seen)
-        self._flush_timer = None
+        # Made at activate: the SNN thread, its queue, what the idle flush looks at.
+        self._queue: queue.Queue[Window | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._busy = False
+        self._last_packet = 0.0  # monotonic s
+        self._last_work_end = 0.0
 
     # lifecycle ----
     @guarded_transition
@@ -135,9 +164,20 @@ class SnnFeatureNode(HsnnNode):
             return TransitionCallbackReturn.FAILURE
         try:
             self._events_qos = event_qos(
-                str(self.param("events_qos")), int(self.param("qos_depth"))
+                str(self.param("events_qos")), self.checked("qos_depth", _positive, ">= 1")
             )
-        except ValueError as exc:
+            self._energy_chip = self.checked(
+                "energy_chip", NEUROMORPHIC_PROFILES.__contains__, f"one of {NEUROMORPHIC_PROFILES}"
+            )
+            self._loihi_cores = self.checked("loihi_cores", _not_negative, ">= 0")
+            self._max_gap_windows = self.checked("max_gap_windows", _not_negative, ">= 0")
+            self._heal_packets = self.checked("heal_packets", _positive, ">= 1")
+            self._flush_idle_s = self.checked(
+                "flush_idle_s", lambda v: not math.isnan(v), "a number (<= 0: never)"
+            )
+            self._window_queue = self.checked("window_queue", _positive, ">= 1")
+            max_packet_events = self.checked("max_packet_events", _positive, ">= 1")
+        except ConfigurationError as exc:
             self.reject("parameter", str(exc))
             return TransitionCallbackReturn.FAILURE
         try:
@@ -165,10 +205,12 @@ class SnnFeatureNode(HsnnNode):
                     f"SNN {self.bundle.snn_file.name} on {self._snn.backend_name} "
                     f"(loaded and warmed up in {time.monotonic() - started:.2f} s)"
                 )
-        except Exception as exc:  # missing/corrupt model, Lava missing: stay up, say why
+        # A missing or corrupt model, Lava missing (LavaUnavailableError is an SnnError), an
+        # event type not allowed (ValueError): stay up, say why.
+        except (ModelError, SnnError, ConfigurationError, ValueError, OSError) as exc:
             self.reject("model", f"cannot load the SNN: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._decoder = PacketStreamDecoder(max_events=int(self.param("max_packet_events")))
+        self._decoder = PacketStreamDecoder(max_events=max_packet_events)
         self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         self.get_logger().info(
@@ -182,10 +224,8 @@ class SnnFeatureNode(HsnnNode):
         self.active_subscription(self._event_type, EVENTS, self._on_events, self._events_qos)
         self._last_packet = self._last_work_end = time.monotonic()
         self._busy = False
-        self._flush_timer = self.steady_timer(0.1, self._flush_if_idle)
-        self._queue: queue.Queue[Window | None] = queue.Queue(
-            maxsize=int(self.param("window_queue"))
-        )
+        self.active_timer(0.1, self._flush_if_idle)
+        self._queue = queue.Queue(maxsize=self._window_queue)
         self._worker = threading.Thread(target=self._work, name="snn_worker", daemon=True)
         self._worker.start()
         return super().on_activate(state)
@@ -212,7 +252,7 @@ class SnnFeatureNode(HsnnNode):
         """Stop the SNN thread: queued windows are dropped (counted), the one being computed
         finishes if it can within ``timeout_s`` (the thread is a daemon: it cannot hold the
         process up)."""
-        worker = getattr(self, "_worker", None)
+        worker = self._worker
         if worker is not None and worker.is_alive():
             while True:
                 try:
@@ -227,7 +267,7 @@ class SnnFeatureNode(HsnnNode):
     def _flush_if_idle(self) -> None:
         # Idle means no packet and no SNN work for flush_idle_s: a source that waits for this
         # node (the driver's flow control), or a busy host, must not end a window early.
-        idle = float(self.param("flush_idle_s"))
+        idle = self._flush_idle_s
         if idle <= 0 or self._windower is None or self._busy or not self._queue.empty():
             return
         if time.monotonic() - max(self._last_packet, self._last_work_end) < idle:
@@ -238,10 +278,7 @@ class SnnFeatureNode(HsnnNode):
             self._enqueue(window)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        if self._flush_timer is not None:
-            self.destroy_timer(self._flush_timer)
-            self._flush_timer = None
-        result = super().on_deactivate(state)  # no new windows after this
+        result = super().on_deactivate(state)  # no new windows (nor flushes) after this
         self._stop_worker()
         return result
 
@@ -318,7 +355,7 @@ class SnnFeatureNode(HsnnNode):
                 else 1
             )
             self._new_geometry = (geometry, seen)
-            if seen < int(self.param("heal_packets")):
+            if seen < self._heal_packets:
                 raise MessageFieldError(
                     "geometry",
                     f"sensor geometry {width}x{height} differs from {self._geometry[1]}x"
@@ -336,8 +373,8 @@ class SnnFeatureNode(HsnnNode):
                     width,
                     b.height,
                     b.width,
-                    max_gap_windows=int(self.param("max_gap_windows")),
-                    heal_packets=int(self.param("heal_packets")),
+                    max_gap_windows=self._max_gap_windows,
+                    heal_packets=self._heal_packets,
                 )
             except BinningError as exc:
                 raise MessageFieldError("geometry", str(exc)) from None
@@ -349,7 +386,9 @@ class SnnFeatureNode(HsnnNode):
         started = time.perf_counter()
         try:
             out, ops = self._snn.run_window(spikes)
-        except Exception as exc:
+        # What a backend says about a window it cannot run (a Lava run that failed); anything
+        # else is a bug, counted as internal by the SNN thread.
+        except (SnnError, ValueError) as exc:
             self.reject("snn", f"window {window.window_id}: {exc}")
             return
         latency = time.perf_counter() - started
@@ -371,8 +410,8 @@ class SnnFeatureNode(HsnnNode):
         figure = snn_stage_energy(
             ops,
             self.bundle.timesteps,
-            chip=str(self.param("energy_chip")),
-            cores=int(self.param("loihi_cores")),
+            chip=self._energy_chip,
+            cores=self._loihi_cores,
             ran_on=self._snn.backend_name,
             measurement=getattr(self._snn, "last_measurement", None),
             measurement_error=getattr(self._snn, "probe_error", None),

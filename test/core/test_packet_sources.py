@@ -62,6 +62,20 @@ def test_filters_map_a_large_sensor_to_the_model_geometry():
     )
 
 
+def test_a_recorded_source_checks_its_filters_when_made():
+    """The driver's configure makes the source: a chain that cannot fit a recording's geometry
+    fails there, not on the first packet; the output geometry is known before any poll."""
+    from hsnn_perception.core.filters import FilterConfigError
+
+    def recording() -> IteratorSource:
+        return IteratorSource(iter([]), 64, 48)
+
+    with pytest.raises(FilterConfigError, match="cannot map 64x48 up to a larger 128x128"):
+        FilteredSource(recording(), filter_config([], "both", 0, 128, 128))
+    source = FilteredSource(recording(), filter_config([], "both", 0, 32, 24))
+    assert (source.width, source.height) == (32, 24)
+
+
 def test_filter_config_checks_its_parameters():
     assert filter_config([], "both", 0, 0, 0) == []
     stages = filter_config([1, 2, 30, 20], "off", 2000, 16, 16)
