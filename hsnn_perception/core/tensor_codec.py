@@ -30,6 +30,10 @@ DATA_TYPE_CODES: dict[np.dtype, int] = {
 CODE_DTYPES: dict[int, np.dtype] = {code: dtype for dtype, code in DATA_TYPE_CODES.items()}
 
 
+# The field types of isaac_ros_tensor_list_interfaces/msg/TensorShape: uint8 rank, uint32[] dims.
+MAX_DIM = (1 << 32) - 1
+
+
 class TensorFormatError(MessageError, ValueError):
     """A tensor's fields do not describe a valid array (size, strides, unknown type, ...)."""
 
@@ -50,6 +54,9 @@ def encode_tensor(name: str, array: np.ndarray) -> TensorFields:
     if code is None:
         raise TensorFormatError(f"tensor {name!r}: dtype {array.dtype} has no TensorList data_type")
     # reshape: ascontiguousarray turns a 0-d array into a 1-d one (found by the round-trip fuzz).
+    # An empty array can have a dimension past uint32: refused here, not by the message class.
+    if any(d > MAX_DIM for d in array.shape):
+        raise TensorFormatError(f"tensor {name!r}: shape {array.shape} has a dimension > {MAX_DIM}")
     contiguous = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).reshape(
         array.shape
     )

@@ -65,3 +65,11 @@ def test_inconsistent_fields_are_rejected_with_the_reason(fields, message):
 def test_unsupported_dtype_is_rejected():
     with pytest.raises(TensorFormatError, match="complex"):
         encode_tensor("c", np.zeros(2, dtype=np.complex64))
+
+
+def test_a_dimension_past_uint32_is_refused_when_encoding():
+    # TensorShape.dims is uint32[] (Isaac ROS); an empty array can still claim a larger one.
+    with pytest.raises(TensorFormatError, match="dimension > 4294967295"):
+        encode_tensor("e", np.zeros((0, 1 << 32), dtype=np.uint8))
+    widest = (0, (1 << 32) - 1)
+    assert encode_tensor("e", np.zeros(widest, dtype=np.uint8)).dims == widest

@@ -34,7 +34,7 @@ floats = st.floats(allow_nan=True, allow_infinity=True)
 
 @st.composite
 def tensors(draw) -> Tensor:
-    dims = draw(st.lists(int32, max_size=4))
+    dims = draw(st.lists(uint32, max_size=4))  # TensorShape.dims is uint32[] (Isaac ROS)
     name = draw(st.sampled_from(["window_id", "spikes", "frames", ""]) | st.text(max_size=4))
     data = draw(st.binary(max_size=64))
     if draw(st.booleans()):  # often a consistent one, so the checks after the sizes are reached
@@ -46,7 +46,7 @@ def tensors(draw) -> Tensor:
         code = {"i1": 1, "u1": 2, "i8": 7, "u8": 8, "f4": 9, "f8": 10}[dtype.str[1:]]
     else:
         code = draw(st.integers(-(1 << 31), (1 << 31) - 1))
-    rank = len(dims) if draw(st.booleans()) else draw(int32)
+    rank = len(dims) if draw(st.booleans()) else draw(st.integers(0, 255))  # uint8
     return Tensor(
         name=name,
         shape=TensorShape(rank=rank, dims=dims),
