@@ -36,6 +36,10 @@ STAGE_NODES = {
     "classifier": "classifier",
     "energy": "energy_aggregator",
 }
+# What each stage publishes for the next one: where a stage runs here and its consumer does not
+# (another host), a recorded source waits for that topic's far subscriber before playing.
+# (The driver's own output is covered by its wait for an events subscriber.)
+STAGE_OUTPUTS = {"snn": (SPIKES, "bridge"), "bridge": (TENSORS, "classifier")}
 LIFECYCLE_MANAGER = "lifecycle_manager"
 # Bring-up order: consumers first, the source last, so nothing is published into a graph that is
 # not yet listening (nav2 lists its nodes the same way).
@@ -137,8 +141,15 @@ def pipeline(
                 "window_us": window_us,
                 "flow_control": lossless,
                 "events_qos": events_qos,
-                # A recording must not play into a graph that is not listening yet.
+                # A recording must not play into a graph that is not listening yet, here or
+                # on the host the pipeline continues on.
                 "wait_for_subscribers": 1 if source in RECORDED_SOURCES else 0,
+                "wait_for_topics": [
+                    topic
+                    for stage, (topic, consumer) in STAGE_OUTPUTS.items()
+                    if source in RECORDED_SOURCES and stage in stages and consumer not in stages
+                ]
+                or [""],
             },
         ),
         NodeSpec(

@@ -5,6 +5,7 @@ import pytest
 
 from hsnn_perception.graph import (
     LAUNCH_ARGUMENTS,
+    STAGE_NODES,
     parameters_from_file,
     pipeline,
     pipeline_from_arguments,
@@ -214,3 +215,15 @@ def test_recorded_sources_at_speed_zero_are_lossless():
         driver, snn = params(**kwargs)
         assert driver["flow_control"] is False
         assert driver["events_qos"] == snn["events_qos"] == "sensor"
+
+
+def test_a_recorded_source_waits_for_the_far_end_of_a_split_pipeline():
+    def waits(stages, source="rosbag"):
+        driver = {s.name: s for s in pipeline(stages=stages, source=source)}["event_driver"]
+        return [t for t in driver.parameters["wait_for_topics"] if t]
+
+    assert waits(("driver", "snn")) == ["snn/spikes"]  # the Loihi host of two
+    assert waits(("driver", "snn", "bridge")) == ["tensors"]
+    assert waits(tuple(STAGE_NODES)) == []  # all here: the manager orders them
+    assert waits(("driver",)) == []  # the events subscriber is waited for anyway
+    assert waits(("driver", "snn"), source="camera") == []  # a live source never waits

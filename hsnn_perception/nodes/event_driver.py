@@ -97,6 +97,9 @@ class EventDriverNode(HsnnNode):
         # once), then settle_s more so both ends of each DDS connection are matched: a recording
         # played into an unconnected graph would be lost.
         p("wait_for_subscribers", 0)
+        # ... and until each of these topics has a subscriber: where the pipeline continues on
+        # another host (graph.pipeline with `stages`), its far end (e.g. "snn/spikes").
+        p("wait_for_topics", [""])
         p("settle_s", 0.5)
         # The model's window length in sensor time (graph.pipeline sets it from the bundle): the
         # driver then reports its own work per window on the energy topic (stage "driver").
@@ -125,6 +128,7 @@ class EventDriverNode(HsnnNode):
         self._timer_period_s = 0.0
         self._max_packets_per_tick = 0
         self._wait_for_subscribers = 0
+        self._wait_for_topics: list[str] = []  # resolved names
         self._settle_s = 0.0
         # Set at activate: waiting for subscribers, then playing.
         self._ready_since: float | None = None  # when enough subscribers matched (monotonic s)
@@ -149,6 +153,9 @@ class EventDriverNode(HsnnNode):
             self._max_packets_per_tick = self.checked("max_packets_per_tick", _positive, ">= 1")
             self._wait_for_subscribers = self.checked("wait_for_subscribers", _not_negative, ">= 0")
             self._settle_s = self.checked("settle_s", _time, "finite, >= 0")
+            self._wait_for_topics = [
+                self.resolve_topic_name(str(t)) for t in self.param("wait_for_topics") if t
+            ]
             qos = event_qos(
                 str(self.param("events_qos")), self.checked("qos_depth", _positive, ">= 1")
             )
@@ -207,7 +214,8 @@ class EventDriverNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._ready_since = None if self._wait_for_subscribers > 0 else -1e9
+        waits = self._wait_for_subscribers > 0 or self._wait_for_topics
+        self._ready_since = None if waits else -1e9
         self._playing = False
         if self._flow is not None:
             self.active_subscription(
@@ -300,6 +308,8 @@ class EventDriverNode(HsnnNode):
     def _ready_to_play(self) -> bool:
         if self._ready_since is None:
             if self._events_pub.get_subscription_count() < self._wait_for_subscribers:
+                return False
+            if any(self.count_subscribers(topic) < 1 for topic in self._wait_for_topics):
                 return False
             self._ready_since = time.monotonic()
         if time.monotonic() - self._ready_since < self._settle_s:
