@@ -148,6 +148,7 @@ EVENT_CODECS = Registry(
         Entry("mono", "hsnn_perception.core.events:MONO", "64-bit words, ns offsets"),
         Entry("evt3", "hsnn_perception.core.events:EVT3", "Prophesee EVT 3.0, 16-bit words"),
         Entry("libcaer", "hsnn_perception.core.events:LIBCAER", "libcaer polarity events"),
+        Entry("libcaer_cmp", "hsnn_perception.core.events:LIBCAER_CMP", "libcaer_driver's default"),
     ],
 )
 

@@ -71,7 +71,7 @@ def test_name_lists_come_from_the_registries():
     assert graph.CLASSIFIER_BACKENDS == ("onnxruntime", "tensorrt")
     assert set(TRAIN_BACKENDS) == set(registry.SNN_BACKENDS.names(aliases=True))
     assert {"lava-sim", "loihi2-hw"} <= set(TRAIN_BACKENDS)
-    assert ENCODINGS == ("mono", "evt3", "libcaer")
+    assert ENCODINGS == ("mono", "evt3", "libcaer", "libcaer_cmp")
     # The hardware message names the backend as the node parameter and launch argument do.
     assert "'lava-hw'" in HW_MISSING and "lava-hw" in graph.SNN_BACKENDS
     assert registry.SNN_BACKENDS.entry("loihi2-hw").name == "lava-hw"
