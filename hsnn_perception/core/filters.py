@@ -14,8 +14,15 @@ Spatial mapping (:class:`SpatialMap`), e.g. DVXplorer 640x480 -> 128x128:
     80..559), then map crop coordinates by ``x_out = (x - x0) * out_w // crop_w`` (same for y).
     With an integer ratio (e.g. 256 -> 128) this is exact block pooling; otherwise (480 -> 128,
     3.75 pixels per output pixel) output pixels collect 3 or 4 input columns/rows alternately.
-``mode="stretch"``
+``mode="stretch"`` (or ``"scale"``)
     No crop: ``x_out = x * out_w // in_w``, ``y_out = y * out_h // in_h`` (anisotropic).
+``mode="pad"`` (keeps the aspect ratio and every event)
+    Centre the sensor in the smallest frame of the output aspect ratio that holds it (346x260
+    -> 346x346, rows shifted down by 43), then map frame coordinates as above.
+
+With an integer ratio every mode pools blocks exactly as binning.EventWindower does itself.
+:func:`model_input_chain` builds the SNN node's mapping (an optional ROI, then a SpatialMap);
+:class:`MappedWindower` puts it in front of a windower.
 
 dv-processing 2.0.4's Python API has no way to build an ``EventStore`` from numpy, so
 :func:`to_dv_store` pushes events one by one (about 1 M events/s); :func:`from_dv_store` is
@@ -164,10 +171,19 @@ class SpatialMap(_Filter):
             else:
                 ch, cw = (iw * oh) // ow, iw
             y0, x0 = (ih - ch) // 2, (iw - cw) // 2
-        elif mode == "stretch":
+        elif mode in ("stretch", "scale"):
             ch, cw, y0, x0 = ih, iw, 0, 0
+        elif mode == "pad":
+            # Smallest centred frame with the output's aspect ratio (negative origin: padding).
+            if iw * oh >= ow * ih:
+                ch, cw = -(-iw * oh // ow), iw
+            else:
+                ch, cw = ih, -(-ih * ow // oh)
+            y0, x0 = -((ch - ih) // 2), -((cw - iw) // 2)
         else:
-            raise FilterConfigError(f"spatial map mode must be 'crop' or 'stretch', got {mode!r}")
+            raise FilterConfigError(
+                f"spatial map mode must be 'crop', 'stretch' (or 'scale') or 'pad', got {mode!r}"
+            )
         self.in_shape, self.out_shape = (ih, iw), (oh, ow)
         self.mode, self.crop = mode, (x0, y0, cw, ch)
 
@@ -254,3 +270,49 @@ class EventFilterChain:
         for stage in self.stages:
             events = stage(events)
         return events
+
+
+# The SNN node's ``input_mapping`` values (SpatialMap modes).
+INPUT_MAPPINGS = ("scale", "crop", "pad")
+
+
+def model_input_chain(
+    sensor_shape: tuple[int, int],
+    model_shape: tuple[int, int],
+    mapping: str = "scale",
+    roi: Sequence[int] = (),
+) -> EventFilterChain:
+    """Sensor events -> model input coordinates: ``roi`` (x, y, width, height on the sensor;
+    empty or width 0 = the whole sensor), then a :class:`SpatialMap` of mode ``mapping`` to
+    ``model_shape`` (height, width)."""
+    if mapping not in INPUT_MAPPINGS:
+        raise FilterConfigError(
+            f"input mapping must be one of {', '.join(INPUT_MAPPINGS)}, got {mapping!r}"
+        )
+    roi = [int(v) for v in roi]
+    if roi and len(roi) != 4:
+        raise FilterConfigError(f"roi must be [x, y, width, height], got {roi}")
+    stages: list[_Filter] = []
+    shape = (int(sensor_shape[0]), int(sensor_shape[1]))
+    if roi and roi[2] > 0:
+        stages.append(RoiCrop(shape, *roi))
+        shape = stages[-1].out_shape
+    stages.append(SpatialMap(shape, int(model_shape[0]), int(model_shape[1]), mapping))
+    return EventFilterChain(sensor_shape, stages)
+
+
+class MappedWindower:
+    """A windower fed through a mapping: ``push`` maps events first; everything else is the
+    windower's. ``mapped_out_events`` counts events the mapping left out (outside ROI/crop)."""
+
+    def __init__(self, mapping: EventFilterChain, windower: Any) -> None:
+        self.mapping, self.windower = mapping, windower
+        self.mapped_out_events = 0
+
+    def push(self, events: np.ndarray) -> Any:
+        mapped = self.mapping(events)
+        self.mapped_out_events += int(events.size - mapped.size)
+        return self.windower.push(mapped)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.windower, name)

@@ -23,6 +23,7 @@ from hsnn_perception.core.events import (
     EventPacketSizeError,
     PacketStreamDecoder,
 )
+from hsnn_perception.core.filters import FilterConfigError, MappedWindower, model_input_chain
 from hsnn_perception.core.spike_codec import ENCODINGS, encode_spikes
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
@@ -122,6 +123,12 @@ class SnnFeatureNode(HsnnNode):
         # see core/spike_codec.py: for a network link between hosts) or auto (the smallest of the
         # three per window). The accumulator bridge reads every form.
         p("spikes_encoding", "dense")
+        # Where events enter the model (core/filters.py, docs/events.md): a region of the sensor
+        # (x, y, width, height; width 0 = the whole sensor), then scale (stretch to the model's
+        # input), crop (centre crop to its aspect ratio) or pad (centre it in a frame of that
+        # aspect ratio). Any sensor geometry then runs with any model.
+        p("input_roi", [0, 0, 0, 0])
+        p("input_mapping", "scale")
         # Made at configure, released at cleanup: the model, the publishers, the parameters the
         # callbacks use (read and checked once).
         self.bundle: ModelBundle | None = None
@@ -138,7 +145,7 @@ class SnnFeatureNode(HsnnNode):
         self._flush_idle_s = 0.0
         self._window_queue = 0
         self._decoder = PacketStreamDecoder()
-        self._windower: EventWindower | None = None
+        self._windower: MappedWindower | None = None
         self._geometry: tuple[int, int] | None = None
         self._new_geometry: tuple[tuple[int, int], int] | None = None  # (geometry, packets seen)
         # Made at activate: the SNN thread, its queue, what the idle flush looks at.
@@ -336,18 +343,14 @@ class SnnFeatureNode(HsnnNode):
         for window in windows:
             self._enqueue(window)
 
-    def _windower_for(self, geometry: tuple[int, int]) -> EventWindower:
+    def _windower_for(self, geometry: tuple[int, int]) -> MappedWindower:
         """The windower of ``geometry``. A new geometry is taken once ``heal_packets`` packets in
         a row carry it (a new sensor); before that its packets are rejected (one packet with a
         wrong width must not restart the windows)."""
         b = self.bundle
         height, width = geometry
-        if height <= 0 or width <= 0 or height % b.height or width % b.width:
-            raise MessageFieldError(
-                "geometry",
-                f"sensor {width}x{height} cannot be downsampled to the model input "
-                f"{b.width}x{b.height} by an integer factor",
-            )
+        if height <= 0 or width <= 0:
+            raise MessageFieldError("geometry", f"sensor {width}x{height} has no pixels")
         if self._windower is not None and geometry != self._geometry:
             seen = (
                 self._new_geometry[1] + 1
@@ -366,18 +369,26 @@ class SnnFeatureNode(HsnnNode):
         self._new_geometry = None
         if self._windower is None:
             try:
-                self._windower = EventWindower(
+                # Events are mapped to the model's input geometry before they are binned.
+                mapping = model_input_chain(
+                    geometry,
+                    (b.height, b.width),
+                    str(self.param("input_mapping")),
+                    self.param("input_roi"),
+                )
+                windower = EventWindower(
                     b.bin_us,
                     b.timesteps,
-                    height,
-                    width,
+                    b.height,
+                    b.width,
                     b.height,
                     b.width,
                     max_gap_windows=self._max_gap_windows,
                     heal_packets=self._heal_packets,
                 )
-            except BinningError as exc:
+            except (BinningError, FilterConfigError, ValueError) as exc:
                 raise MessageFieldError("geometry", str(exc)) from None
+            self._windower = MappedWindower(mapping, windower)
             self._geometry = geometry
         return self._windower
 

@@ -13,10 +13,12 @@ from hsnn_perception.core.filters import (
     BackgroundActivityFilter,
     EventFilterChain,
     FilterConfigError,
+    MappedWindower,
     PolarityFilter,
     RoiCrop,
     SpatialMap,
     from_dv_store,
+    model_input_chain,
     to_dv_store,
 )
 
@@ -155,3 +157,91 @@ def test_chain_pass_through_and_config_errors() -> None:
         EventFilterChain.from_config({"filters": []}, (4, 4))
     with pytest.raises(FilterConfigError, match="time_window_us"):
         EventFilterChain.from_config([{"type": "background_activity", "time_window_us": 0}], (4, 4))
+
+
+# --- where events enter the model (the SNN node's input_roi / input_mapping) ---------------------
+
+
+def _every_pixel(ih: int, iw: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:ih, 0:iw]
+    return make_events(np.zeros(ih * iw, dtype=np.int64), xx.ravel(), yy.ravel(), np.ones(ih * iw))
+
+
+@settings(max_examples=40, deadline=None)
+@given(ih=st.integers(1, 300), iw=st.integers(1, 300), oh=st.integers(1, 64), ow=st.integers(1, 64))
+def test_spatial_map_pad_keeps_every_event_and_the_aspect_ratio(ih, iw, oh, ow) -> None:
+    if oh > ih or ow > iw:
+        return
+    f = SpatialMap((ih, iw), oh, ow, "pad")
+    x0, y0, cw, ch = f.crop
+    assert (cw, ch) >= (iw, ih) and (cw == iw or ch == ih) and x0 <= 0 and y0 <= 0
+    assert abs(cw * oh - ch * ow) <= max(oh, ow)  # the frame has the output's aspect ratio
+    out = f(_every_pixel(ih, iw))
+    assert out.size == ih * iw
+    assert out["x"].max() < ow and out["y"].max() < oh
+
+
+def test_spatial_map_pad_davis346() -> None:
+    f = SpatialMap((260, 346), 32, 32, "pad")
+    assert f.crop == (0, -43, 346, 346)  # 86 padding rows, 43 above
+    ev = make_events([0, 1, 2], [0, 345, 173], [0, 259, 130], [0, 1, 1])
+    # (y + 43) * 32 // 346: row 0 -> 3, row 259 -> 27; x * 32 // 346
+    assert f(ev).tolist() == [(0, 0, 3, 0), (1, 31, 27, 1), (2, 16, 16, 1)]
+
+
+@pytest.mark.parametrize("sensor", [(128, 128), (260, 346), (480, 640), (720, 1280)])
+@pytest.mark.parametrize("mapping", ["scale", "crop", "pad"])
+def test_model_input_chain_runs_every_sensor_into_32x32(sensor, mapping) -> None:
+    chain = model_input_chain(sensor, (32, 32), mapping)
+    assert chain.in_shape == sensor and chain.out_shape == (32, 32)
+    out = chain(_every_pixel(*sensor))
+    assert out["x"].max() == 31 and out["y"].max() <= 31
+    hits = np.zeros((32, 32), dtype=np.int64)
+    np.add.at(hits, (out["y"], out["x"]), 1)
+    if mapping != "pad":  # padding rows/columns receive nothing
+        assert hits.min() >= 1
+    else:
+        assert out.size == sensor[0] * sensor[1]
+
+
+def test_scale_with_an_integer_factor_is_the_windower_s_block_pooling() -> None:
+    ev = random_events(5000, 128, 128, seed=2)
+    out = model_input_chain((128, 128), (32, 32), "scale")(ev)
+    np.testing.assert_array_equal(out["x"], ev["x"] // 4)
+    np.testing.assert_array_equal(out["y"], ev["y"] // 4)
+
+
+def test_roi_then_scale_is_the_centre_crop() -> None:
+    ev = random_events(5000, 720, 1280, seed=3)
+    crop = model_input_chain((720, 1280), (32, 32), "crop")(ev)
+    roi = model_input_chain((720, 1280), (32, 32), "scale", [280, 0, 720, 720])(ev)
+    np.testing.assert_array_equal(roi, crop)
+    # width 0 (the parameter's default [0, 0, 0, 0]) is the whole sensor
+    whole = model_input_chain((720, 1280), (32, 32), "scale", [0, 0, 0, 0])(ev)
+    np.testing.assert_array_equal(whole, model_input_chain((720, 1280), (32, 32), "scale")(ev))
+
+
+@pytest.mark.parametrize(
+    ("mapping", "roi", "message"),
+    [
+        ("zoom", [], "input mapping must be one of"),
+        ("scale", [0, 0, 2000, 10], "not inside the 1280x720"),
+        ("scale", [0, 0, 10], "x, y, width, height"),
+        ("crop", [0, 0, 16, 16], "cannot map 16x16 up to a larger 32x32"),
+    ],
+)
+def test_model_input_chain_errors_name_the_problem(mapping, roi, message) -> None:
+    with pytest.raises(FilterConfigError, match=message):
+        model_input_chain((720, 1280), (32, 32), mapping, roi)
+
+
+def test_mapped_windower_maps_then_bins_and_counts_what_it_leaves_out() -> None:
+    from hsnn_perception.core.binning import EventWindower
+
+    chain = model_input_chain((720, 1280), (32, 32), "crop")
+    windower = MappedWindower(chain, EventWindower(1000, 2, 32, 32, 32, 32))
+    ev = make_events([10, 20, 2500], [0, 640, 640], [0, 360, 360], [1, 1, 0])
+    (window,) = windower.push(ev)  # the event at 2500 us completes window 0 (0..2000 us)
+    assert windower.mapped_out_events == 1  # column 0 lies outside the centre crop
+    assert int(window.frames.sum()) == 1 and window.frames[0, 1, 16, 16] == 1
+    assert windower.windows_emitted == 1  # the windower's own attributes show through
