@@ -37,7 +37,8 @@ def ros():
     rclpy.try_shutdown()
 
 
-def test_aedat4_recording_is_published_in_sensor_time(ros, tmp_path):
+@pytest.mark.parametrize("encoding", ["mono", "libcaer_cmp"])  # libcaer_cmp: libcaer_driver's
+def test_aedat4_recording_is_published_in_sensor_time(ros, tmp_path, encoding):
     events = stream(3000, t0=7_000_000, span=60_000)
     write_aedat4(tmp_path / "rec.aedat4", events, W, H)
     ns = f"drv_file_{random.randint(0, 10**6)}"
@@ -49,6 +50,7 @@ def test_aedat4_recording_is_published_in_sensor_time(ros, tmp_path):
         "output_width": 32,
         "output_height": 24,
         "publish_clock": True,
+        "encoding": encoding,
     }
     probe = Probe(ns)
     packets: list[EventPacket] = []
@@ -78,7 +80,7 @@ def test_aedat4_recording_is_published_in_sensor_time(ros, tmp_path):
     decoded = np.concatenate(
         [decode_packet(p.events, p.encoding, p.time_base, p.width, p.height) for p in packets]
     )
-    assert {(p.width, p.height, p.encoding) for p in packets} == {(32, 24, "mono")}
+    assert {(p.width, p.height, p.encoding) for p in packets} == {(32, 24, encoding)}
     assert [p.seq for p in packets] == list(range(len(packets))), "no packet lost or reordered"
     np.testing.assert_array_equal(decoded["t"], events["t"])  # sensor time kept exactly
     np.testing.assert_array_equal(decoded["x"], events["x"] * 32 // W)
@@ -178,5 +180,6 @@ def test_unknown_encoding_is_refused_at_configure(ros, tmp_path):
         ), group.log("event_driver")
         diag = probe.diag("event_driver")
         assert diag["lifecycle_state"] == "unconfigured"
-        assert "unknown encoding 'evt2'; expected one of mono, evt3, libcaer" in diag["message"]
+        expected = "expected one of mono, evt3, libcaer, libcaer_cmp"
+        assert f"unknown encoding 'evt2'; {expected}" in diag["message"]
         assert group.poll()["event_driver"] is None
