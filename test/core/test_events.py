@@ -160,7 +160,9 @@ def test_unknown_encoding_is_named() -> None:
         encode_packet(empty_events(), "bayer")
 
 
-@pytest.mark.parametrize(("encoding", "size"), [("mono", 8), ("libcaer", 8), ("evt3", 2)])
+@pytest.mark.parametrize(
+    ("encoding", "size"), [("mono", 8), ("libcaer", 8), ("evt3", 2), ("libcaer_cmp", 2)]
+)
 def test_payload_length_not_multiple_of_word(encoding: str, size: int) -> None:
     tb, payload = encode_packet(make_events([5, 6], [1, 2], [3, 4], [1, 1]), encoding, W, H)
     with pytest.raises(EventDecodeError, match=f"{size}-byte word"):
