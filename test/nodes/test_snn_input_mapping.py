@@ -5,6 +5,8 @@ node must give exactly the spikes of a 128x128 stream whose events land on the s
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import rclpy
@@ -12,7 +14,9 @@ import rclpy
 from hsnn_perception.core.bundle import ModelBundle
 from hsnn_perception.core.events import encode_packet
 from hsnn_perception.msg import EventPacket
+from hsnn_perception.nodes.base import sensor_qos
 
+from .test_bad_input import Probe, good_packets, start
 from .test_snn_node import FIRST, _events, _mono_packets
 from .test_snn_node_backends import run_snn_node
 
@@ -63,3 +67,25 @@ def test_a_1280x720_stream_runs_with_the_default_model(ros, tmp_path, default_bu
         np.testing.assert_array_equal(hd[window_id], small[window_id])
     assert sum(int(small[w].sum()) for w in (FIRST, FIRST + 1)) > 0
     assert not any(k.startswith("dropped.events.") for k in diag), diag
+
+
+def test_a_mapping_the_sensor_cannot_take_rejects_packets_with_the_reason(
+    ros, tmp_path, default_bundle_dir
+):
+    bundle = ModelBundle.load(default_bundle_dir)
+    ns = f"snn_roi_{random.randint(0, 10**6)}"
+    roi = {"input_roi": [100, 0, 200, 64]}  # wider than the 128x128 sensor
+    with start({"snn_feature"}, ns, tmp_path, snn_feature=roi) as group:
+        probe = Probe(ns)
+        pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(100))
+        probe.wait_for_subscriber(pub)
+        assert probe.spin_until(
+            lambda: (
+                [pub.publish(m) for m in good_packets(bundle, 1)]
+                and int(probe.diag("snn_feature").get("errors.geometry", 0)) >= 2
+            ),
+            60,
+        ), group.log("snn_feature")
+        assert "not inside the 128x128" in group.log("snn_feature")
+        assert not probe.received["snn/spikes"]
+        assert group.poll()["snn_feature"] is None, "the node stays up"
