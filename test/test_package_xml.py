@@ -27,6 +27,7 @@ KEYS = {
     "lifecycle_msgs": "lifecycle_msgs",
     "diagnostic_msgs": "diagnostic_msgs",
     "rosgraph_msgs": "rosgraph_msgs",
+    "sensor_msgs": "sensor_msgs",
     "builtin_interfaces": "builtin_interfaces",
     "std_msgs": "std_msgs",
     "ament_index_python": "ament_index_python",
