@@ -3,7 +3,6 @@ output spikes as a TensorList and the stage's energy report."""
 
 from __future__ import annotations
 
-import importlib
 import math
 import queue
 import threading
@@ -16,6 +15,7 @@ from rclpy.qos import QoSProfile
 
 from hsnn_perception.core.binning import BinningError, EventWindower, Window
 from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.debug_image import render_debug_image
 from hsnn_perception.core.energy import NEUROMORPHIC_PROFILES, snn_stage_energy
 from hsnn_perception.core.errors import ConfigurationError, ModelError, SnnError
 from hsnn_perception.core.events import (
@@ -39,34 +39,18 @@ from hsnn_perception.nodes.conversions import (
     MessageFieldError,
     energy_report,
     make_tensor_list,
+    us_to_time,
+)
+from hsnn_perception.nodes.event_types import (  # noqa: F401 - EVENT_TYPES: re-exported
+    EVENT_TYPES,
+    load_message_type,
 )
 
 if TYPE_CHECKING:
     from hsnn_perception.core.snn_runtime import SnnBackend
 
 SPIKES_TENSOR = "spikes"
-
-
-# The event messages the node can decode. Checked before any import: importing a module runs its
-# top-level code, and the name comes from a parameter.
-EVENT_TYPES = ("hsnn_perception/msg/EventPacket", "event_camera_msgs/msg/EventPacket")
-
-
-def load_message_type(name: str) -> type:
-    """'pkg/msg/Type' (or 'pkg/Type') of EVENT_TYPES -> the message class; raises ValueError for
-    any other name (nothing is imported then) and for one that is not installed."""
-    parts = name.split("/")
-    if len(parts) == 2:
-        parts = [parts[0], "msg", parts[1]]
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"message type {name!r} is not of the form pkg/msg/Type")
-    if "/".join(parts) not in EVENT_TYPES:
-        raise ValueError(f"event_type {name!r} is not allowed; expected one of {EVENT_TYPES}")
-    try:
-        module = importlib.import_module(f"{parts[0]}.{parts[1]}")
-        return getattr(module, parts[2])
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"message type {name!r} is not installed: {exc}") from exc
+DEBUG_IMAGE = "debug/image"  # sensor_msgs/Image rgb8: core/debug_image.py
 
 
 def _positive(value: int) -> bool:
@@ -129,6 +113,9 @@ class SnnFeatureNode(HsnnNode):
         # aspect ratio). Any sensor geometry then runs with any model.
         p("input_roi", [0, 0, 0, 0])
         p("input_mapping", "scale")
+        # debug/image: each window's events (ON red, OFF blue) beside its output spikes, for rviz2
+        # or Foxglove. Rendered only while someone subscribes.
+        p("debug_image", False)
         # Made at configure, released at cleanup: the model, the publishers, the parameters the
         # callbacks use (read and checked once).
         self.bundle: ModelBundle | None = None
@@ -137,6 +124,7 @@ class SnnFeatureNode(HsnnNode):
         self._events_qos: QoSProfile | None = None
         self._spikes_pub: LifecyclePublisher | None = None
         self._energy_pub: LifecyclePublisher | None = None
+        self._debug_pub: LifecyclePublisher | None = None
         self._spikes_encoding = "dense"
         self._energy_chip = "loihi"
         self._loihi_cores = 0
@@ -184,6 +172,7 @@ class SnnFeatureNode(HsnnNode):
             )
             self._window_queue = self.checked("window_queue", _positive, ">= 1")
             max_packet_events = self.checked("max_packet_events", _positive, ">= 1")
+            debug_image = self.param("debug_image")
         except ConfigurationError as exc:
             self.reject("parameter", str(exc))
             return TransitionCallbackReturn.FAILURE
@@ -220,6 +209,12 @@ class SnnFeatureNode(HsnnNode):
         self._decoder = PacketStreamDecoder(max_events=max_packet_events)
         self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        self._debug_pub = None
+        if debug_image:
+            from sensor_msgs.msg import Image  # only where the debug image is wanted
+
+            # Reliable: matches viewers subscribing reliable (rviz2's default) or best effort.
+            self._debug_pub = self.managed_publisher(Image, DEBUG_IMAGE, reliable_qos(2))
         self.get_logger().info(
             f"model {self.bundle.name}: {self.bundle.timesteps} bins of {self.bundle.bin_us} us, "
             f"input {self.bundle.channels}x{self.bundle.height}x{self.bundle.width}"
@@ -407,6 +402,7 @@ class SnnFeatureNode(HsnnNode):
         msg = make_tensor_list(window.window_id, window.t_start_us, "", tensors)
         self._spikes_pub.publish(msg)
         self.count("published.windows")
+        self._publish_debug_image(window, out)
         self._energy_pub.publish(
             energy_report(
                 self._energy(ops, latency),
@@ -416,6 +412,20 @@ class SnnFeatureNode(HsnnNode):
                 host_latency_s=latency,
             )
         )
+
+    def _publish_debug_image(self, window: Window, spikes: np.ndarray) -> None:
+        pub = self._debug_pub
+        if pub is None or pub.get_subscription_count() == 0:  # nobody looks: render nothing
+            return
+        from sensor_msgs.msg import Image
+
+        pixels = render_debug_image(window.frames, spikes)
+        msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding="rgb8")
+        msg.header.stamp = us_to_time(window.t_start_us)
+        msg.step = pixels.shape[1] * 3
+        msg.data = pixels.tobytes()
+        pub.publish(msg)
+        self.count("published.debug_images")
 
     def _energy(self, ops: Any, wall_latency_s: float):
         figure = snn_stage_energy(
