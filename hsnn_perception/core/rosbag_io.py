@@ -65,6 +65,10 @@ TOPIC_ENERGY_TOTAL = "/energy/total"
 TOPIC_DIAGNOSTICS = "/diagnostics"
 
 MSG_EVENT_PACKET = f"{PACKAGE}/msg/EventPacket"
+# Event packet types the pipeline reads and writes: ours, and the stock event-camera drivers'
+# (metavision_driver, libcaer_driver). Same fields; DDS and bags tell them apart by name and hash.
+MSG_EVENT_CAMERA_PACKET = "event_camera_msgs/msg/EventPacket"
+EVENT_PACKET_TYPES = (MSG_EVENT_PACKET, MSG_EVENT_CAMERA_PACKET)
 MSG_GESTURE_LABEL = f"{PACKAGE}/msg/GestureLabel"
 MSG_TENSOR_LIST = f"{PACKAGE}/msg/TensorList"
 MSG_CLASSIFICATION = f"{PACKAGE}/msg/Classification"

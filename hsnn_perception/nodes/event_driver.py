@@ -37,6 +37,7 @@ from hsnn_perception.nodes.base import (
     run_node,
 )
 from hsnn_perception.nodes.conversions import energy_report, time_to_us, us_to_time
+from hsnn_perception.nodes.event_types import DEFAULT_EVENT_TYPE, load_message_type
 
 
 def _positive(value: int) -> bool:
@@ -69,6 +70,9 @@ class EventDriverNode(HsnnNode):
         p("loop", False)
         p("packet_us", 5000)  # sensor time per packet
         p("encoding", "mono")
+        # The published message type (nodes.event_types.EVENT_TYPES): ours, or the stock drivers'
+        # event_camera_msgs/msg/EventPacket for their consumers (subscribers must use the same).
+        p("event_type", DEFAULT_EVENT_TYPE)
         p("frame_id", "dvs")
         p("publish_clock", False)  # publish sensor time on /clock for use_sim_time graphs
         p("qos_depth", 200)
@@ -123,6 +127,7 @@ class EventDriverNode(HsnnNode):
         self._labels_pub: LifecyclePublisher | None = None
         self._energy_pub: LifecyclePublisher | None = None
         self._clock_pub: LifecyclePublisher | None = None
+        self._event_msg: type = EventPacket
         self._encoding = ""
         self._frame_id = ""
         self._timer_period_s = 0.0
@@ -147,6 +152,11 @@ class EventDriverNode(HsnnNode):
             return TransitionCallbackReturn.FAILURE
         if str(self.param("encoding")) not in EVENT_CODECS:
             self.reject("parameter", EVENT_CODECS.unknown(str(self.param("encoding"))))
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self._event_msg = load_message_type(str(self.param("event_type")))
+        except ValueError as exc:
+            self.reject("parameter", str(exc))
             return TransitionCallbackReturn.FAILURE
         try:
             self._timer_period_s = self.checked("timer_period_s", _positive_time, "finite, > 0")
@@ -192,7 +202,7 @@ class EventDriverNode(HsnnNode):
         ) as exc:
             self.reject("source", f"cannot open {source} source: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._events_pub = self.managed_publisher(EventPacket, EVENTS, qos)
+        self._events_pub = self.managed_publisher(self._event_msg, EVENTS, qos)
         self._labels_pub = self.managed_publisher(GestureLabel, LABELS, reliable_qos(100))
         self._energy_pub = (
             self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
@@ -423,7 +433,7 @@ class EventDriverNode(HsnnNode):
         except ValueError as exc:
             self.reject("encode", str(exc))
             return
-        msg = EventPacket()
+        msg = self._event_msg()
         msg.header.stamp = self.get_clock().now().to_msg()  # host time, as event_camera drivers do
         msg.header.frame_id = self._frame_id
         msg.height, msg.width = self._source.height, self._source.width

@@ -183,3 +183,43 @@ def test_unknown_encoding_is_refused_at_configure(ros, tmp_path):
         expected = "expected one of mono, evt3, libcaer, libcaer_cmp"
         assert f"unknown encoding 'evt2'; {expected}" in diag["message"]
         assert group.poll()["event_driver"] is None
+
+
+def test_stock_driver_type_end_to_end_driver_to_snn_node(ros, tmp_path):
+    """event_type event_camera_msgs/msg/EventPacket on both ends: the driver publishes the stock
+    drivers' type (and only it) on the events topic, the SNN node subscribes with it (DDS
+    matches on type name and hash) and cuts windows out of it."""
+    from event_camera_msgs.msg import EventPacket as StockPacket
+
+    from hsnn_perception.core.rosbag_io import MSG_EVENT_CAMERA_PACKET
+
+    ns = f"drv_stock_{random.randint(0, 10**6)}"
+    stock = {"event_type": MSG_EVENT_CAMERA_PACKET}
+    probe = Probe(ns)
+    heard: list[StockPacket] = []
+    probe.node.create_subscription(StockPacket, "events", heard.append, sensor_qos(1000))
+    driver = {**stock, "source": "synthetic", "num_samples": 3, "speed": 0.0}
+    with start(
+        {"event_driver", "snn_feature"}, ns, tmp_path, event_driver=driver, snn_feature=stock
+    ) as group:
+        assert probe.spin_until(lambda: len(probe.received["snn/spikes"]) >= 2, 120), group.log(
+            "event_driver"
+        ) + group.log("snn_feature")
+        types = dict(probe.node.get_topic_names_and_types())
+        assert types[f"/{ns}/events"] == [MSG_EVENT_CAMERA_PACKET]
+        assert heard and {(p.width, p.height) for p in heard} == {(128, 128)}
+        assert int(probe.diag("snn_feature").get("errors.decode", 0)) == 0
+
+
+def test_event_type_outside_the_allowlist_is_refused_at_configure(ros, tmp_path):
+    ns = f"drv_type_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    driver = {"event_type": "std_msgs/msg/String"}
+    with start({"event_driver"}, ns, tmp_path, event_driver=driver) as group:
+        assert probe.spin_until(
+            lambda: int(probe.diag("event_driver").get("errors", 0)) >= 1, 60
+        ), group.log("event_driver")
+        diag = probe.diag("event_driver")
+        assert diag["lifecycle_state"] == "unconfigured"
+        assert "event_type 'std_msgs/msg/String' is not allowed" in diag["message"]
+        assert group.poll()["event_driver"] is None
