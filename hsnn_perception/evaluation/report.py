@@ -78,6 +78,12 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
             "devices": sorted({f.device for f in figs}),
             "methods": sorted({f.method for f in figs}),
         }
+    if "total" in energy:
+        # A total's own device text joins the stages' in the order their reports came (DDS: it
+        # varies by window); list each stage's devices once, in pipeline order, instead.
+        parts = [d for s in stages if s in energy for d in energy[s]["devices"]]
+        energy["total"]["devices"] = list(dict.fromkeys(parts)) or energy["total"]["devices"]
+        energy["total"]["lower_bound"] = _lower_bound_parts(energy, stages)
     layers: dict[str, dict[str, float]] = {}
     for r in recs:
         for d in r.layers:
@@ -119,6 +125,26 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
     }
 
 
+def _lower_bound_parts(energy: dict[str, Any], stages: list[str]) -> dict[str, str]:
+    """Stage -> why its figure only bounds the total from below: a method that says so (the
+    arithmetic-only bridge, a classifier latency modelled from peak throughput), or windows
+    without a figure (left out of the sum)."""
+    parts = {}
+    for stage in stages:
+        v = energy.get(stage)
+        if v is None:
+            continue
+        clauses = [
+            c.strip() for m in v["methods"] for c in m.split(";") if "lower bound" in c.lower()
+        ]
+        missing = v["sources"].get(SOURCE_UNAVAILABLE, 0)
+        if missing:
+            clauses.append(f"no figure in {missing} of {v['windows']} windows, left out")
+        if clauses:
+            parts[stage] = "; ".join(dict.fromkeys(clauses))
+    return parts
+
+
 def unread_messages(bag_report: dict[str, Any]) -> dict[str, int]:
     """Per topic, messages the bag's index lists that reading did not return (a corrupt chunk,
     a cut file): without this, a damaged bag could read as "nothing dropped or skipped"."""
@@ -142,6 +168,12 @@ def format_energy(joules: float | None) -> str:
         if abs(joules) >= scale:
             return f"{joules / scale:.3g} {unit}"
     return f"{joules / 1e-12:.3g} pJ"
+
+
+def _total_energy(figure: dict[str, Any]) -> str:
+    """The mean energy of a row, marked >= when it is a total that only bounds from below."""
+    text = format_energy(figure.get("energy_mean_j"))
+    return f">= {text}" if figure.get("lower_bound") and text != "n/a" else text
 
 
 def _lost_line(summary: dict[str, Any]) -> list[str]:
@@ -191,7 +223,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         sources = ", ".join(f"{k} x{n}" for k, n in v["sources"].items())
         power = "n/a" if v["power_mean_w"] is None else f"{v['power_mean_w']:.3g} W"
         lines.append(
-            f"| {stage} | {format_energy(v['energy_mean_j'])} | {power} | "
+            f"| {stage} | {_total_energy(v)} | {power} | "
             f"{_fmt(v['figure_latency_mean_ms'])} | {sources} | "
             f"{'; '.join(v['devices'])} |"
         )
@@ -199,6 +231,10 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for stage, v in s["energy"].items():
         for m in v["methods"]:
             lines.append(f"- **{stage}**: {m}")
+    bounds = s["energy"].get("total", {}).get("lower_bound")
+    if bounds:
+        why = "; ".join(f"{stage}: {reason}" for stage, reason in bounds.items())
+        lines.append(f"- **the total is a lower bound** (>=): {why}")
     lines += [
         "",
         "## Accuracy per class",
@@ -248,11 +284,129 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plots(result: ReplayResult, summary: dict[str, Any], out: Path) -> dict[str, Path]:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _log_if_decades(values: list[float], decades: float = 2.0) -> bool:
+    """Log scale when the positive values span ``decades`` or more: one slow window or a 30 nJ
+    stage beside a mJ one must not squash the rest to nothing."""
+    positive = [v for v in values if v > 0]
+    return bool(positive) and max(positive) / min(positive) >= 10**decades
+
+
+def latency_figure(result: ReplayResult) -> Any:
+    """Per-stage latency as one horizontal box per stage (and end to end): box p25-p75, line the
+    median, whiskers p5-p95, dots beyond; log axis when the latencies span decades."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    data: dict[str, list[float]] = {}
+    for stage in [*STAGE_ORDER, "end_to_end"]:
+        if stage == "end_to_end":
+            vals = [r.end_to_end() * 1e3 for r in result.records]
+        else:
+            vals = [r.latency_s[stage] * 1e3 for r in result.records if stage in r.latency_s]
+        vals = [v for v in vals if not math.isnan(v)]
+        if vals:
+            data[stage] = vals
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * max(len(data), 1)))
+    ax.set_xlabel("latency per window (ms, this host)")
+    if not data:  # no window was classified: say so rather than draw an empty, unlabelled plot
+        ax.text(0.5, 0.5, "no classified window", ha="center", va="center", transform=ax.transAxes)
+        fig.tight_layout()
+        return fig
+    stages = list(data)[::-1]  # first stage at the top
+    import matplotlib
+
+    # `orientation` came in matplotlib 3.10, which deprecates `vert` (distributions ship older).
+    major, minor = (int(x) for x in matplotlib.__version__.split(".")[:2])
+    across = {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+    ax.boxplot(
+        [data[s] for s in stages],
+        **across,
+        whis=(5, 95),
+        patch_artist=True,
+        boxprops={"facecolor": "tab:blue", "alpha": 0.4},
+        medianprops={"color": "black"},
+        flierprops={"marker": ".", "markersize": 3},
+    )
+    ax.set_yticks(range(1, len(stages) + 1), [f"{s} (n={len(data[s])})" for s in stages])
+    if _log_if_decades([v for vals in data.values() for v in vals]):
+        ax.set_xscale("log")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(
+        handles=[
+            Patch(facecolor="tab:blue", alpha=0.4, label="p25-p75"),
+            Line2D([], [], color="black", label="median"),
+            Line2D([], [], color="black", marker="|", linestyle="-", label="p5-p95"),
+            Line2D([], [], marker=".", linestyle="", color="black", label="beyond"),
+        ],
+        fontsize=7,
+        loc="best",
+    )
+    ax.set_title("latency per stage")
+    fig.tight_layout()
+    return fig
+
+
+SOURCE_COLOURS = {"measured": "tab:green", "modelled": "tab:blue", "unavailable": "tab:gray"}
+
+
+def energy_figure(summary: dict[str, Any]) -> Any:
+    """Mean energy per inference of every stage and the total, one bar each, coloured by how it
+    was obtained (legend), log axis when the figures span decades (so a 30 nJ stage shows beside
+    a mJ one); a stage without a figure is marked n/a, a lower-bound total hatched."""
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = list(summary["energy"])
+    values = [summary["energy"][s]["energy_mean_j"] for s in names]
+    known = [v for v in values if v is not None and v > 0]
+    log = _log_if_decades(known)
+    if log:
+        ax.set_yscale("log")
+        # Bars start a decade below the smallest figure: every known stage has a visible bar.
+        ax.set_ylim(min(known) / 10, max(known) * 10)
+    lower_bound = bool(summary["energy"].get("total", {}).get("lower_bound"))
+    for i, (stage, v) in enumerate(zip(names, values, strict=True)):
+        sources = summary["energy"][stage]["sources"]
+        src = max(sources.items(), key=lambda kv: kv[1])[0]
+        bottom = min(known) / 10 if log else 0
+        if v is None or (log and v <= 0):
+            ax.text(i, bottom, "n/a" if v is None else "0 J", ha="center", va="bottom", fontsize=8)
+            continue
+        hatch = "//" if stage == "total" and lower_bound else None
+        ax.bar(i, v - bottom, bottom=bottom, color=SOURCE_COLOURS.get(src, "tab:gray"), hatch=hatch)
+        label = format_energy(v)
+        ax.text(i, v, f">= {label}" if hatch else label, ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("energy per inference (J)")
+    handles = [Patch(color=c, label=k) for k, c in SOURCE_COLOURS.items()]
+    if lower_bound:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="lower bound"))
+    ax.legend(  # beside the axes: inside, it would hide a bar's label
+        handles=handles,
+        fontsize=8,
+        title="how obtained",
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+    ax.set_title("energy per stage")
+    fig.tight_layout()
+    return fig
+
+
+def _plots(result: ReplayResult, summary: dict[str, Any], out: Path) -> dict[str, Path]:
+    plt = _pyplot()
 
     paths: dict[str, Path] = {}
     cm = np.asarray(summary["confusion"])
@@ -273,45 +427,12 @@ def _plots(result: ReplayResult, summary: dict[str, Any], out: Path) -> dict[str
     fig.savefig(paths["confusion"], dpi=100)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for stage in [*STAGE_ORDER, "end_to_end"]:
-        if stage == "end_to_end":
-            vals = [r.end_to_end() * 1e3 for r in result.records]
-        else:
-            vals = [r.latency_s[stage] * 1e3 for r in result.records if stage in r.latency_s]
-        vals = [v for v in vals if not math.isnan(v)]
-        if vals:
-            ax.hist(vals, bins=30, alpha=0.5, label=stage)
-    ax.set_xlabel("latency per window (ms, this host)")
-    ax.set_ylabel("windows")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    else:  # no window was classified: say so rather than draw an empty, unlabelled plot
-        ax.text(0.5, 0.5, "no classified window", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
+    fig = latency_figure(result)
     paths["latency"] = out / "latency.png"
     fig.savefig(paths["latency"], dpi=100)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    stages = [s for s in summary["energy"] if s != "total"]
-    values = [summary["energy"][s]["energy_mean_j"] for s in stages]
-    colors = {"measured": "tab:green", "modelled": "tab:blue", "unavailable": "tab:gray"}
-    for i, (stage, v) in enumerate(zip(stages, values, strict=True)):
-        src = max(summary["energy"][stage]["sources"].items(), key=lambda kv: kv[1])[0]
-        ax.bar(i, 0 if v is None else v, color=colors.get(src, "tab:gray"))
-        ax.text(
-            i,
-            0 if v is None else v,
-            "n/a" if v is None else src,
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
-    ax.set_xticks(range(len(stages)), stages)
-    ax.set_ylabel("energy per inference (J)")
-    ax.set_title("energy per stage (bar colour: how it was obtained)")
-    fig.tight_layout()
+    fig = energy_figure(summary)
     paths["energy"] = out / "energy.png"
     fig.savefig(paths["energy"], dpi=100)
     plt.close(fig)
@@ -357,7 +478,7 @@ def family_table(summaries: list[dict[str, Any]]) -> str:
             f"| {s['model']} | {st.get('timesteps', '?')}/{st.get('interval', '?')} | {acc} | "
             f"{_fmt(lat)} | {format_energy(e.get('snn', {}).get('energy_mean_j'))} | "
             f"{format_energy(e.get('classifier', {}).get('energy_mean_j'))} | "
-            f"{format_energy(total.get('energy_mean_j'))} | "
+            f"{_total_energy(total)} | "
             f"{'n/a' if power is None else f'{power:.3g} W'} | {how} |"
         )
     return "\n".join(lines) + "\n"

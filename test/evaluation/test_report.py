@@ -164,3 +164,109 @@ def test_family_table(tmp_path):
     paths = write_family_report([s1, s2], tmp_path)
     assert "Model family" in paths["markdown"].read_text()
     assert len(json.loads(paths["json"].read_text())) == 2
+
+
+def _pipeline_result(outlier_ms: float = 500.0) -> ReplayResult:
+    """Stages whose energies span decades (30 nJ bridge, uJ SNN, ~85 uJ lower-bound classifier)
+    and one slow window."""
+    rng = np.random.default_rng(1)
+    recs = []
+    for i in range(20):
+        figs = {
+            "snn": en.loihi_energy(1_000_000, 10_000, 1000, 2e-3),
+            "bridge": en.accumulator_energy(33_333, 2e-5),
+            "classifier": en.ann_energy(2_000_000, None, device="jetson-nano"),
+        }
+        figs["total"] = en.total(list(figs.values()))
+        latency = {"snn": float(rng.uniform(1e-3, 3e-3)), "bridge": 2e-5, "classifier": 1e-3}
+        if i == 7:
+            latency["snn"] = outlier_ms / 1e3
+        recs.append(
+            EvalRecord(
+                i, i * 160_000, (i + 1) * 160_000, i % 3, i % 3, latency_s=latency, energy=figs
+            )
+        )
+    return ReplayResult(
+        "x.bag", "models/m", "offline", LABELS, records=recs, settings={"model": "m"}
+    )
+
+
+def test_latency_plot_is_one_box_per_stage_on_a_log_axis():
+    from hsnn_perception.evaluation.report import latency_figure
+
+    fig = latency_figure(_pipeline_result())
+    ax = fig.axes[0]
+    labels = [t.get_text().split(" ")[0] for t in ax.get_yticklabels()]
+    assert labels == ["end_to_end", "classifier", "bridge", "snn"]  # snn at the top
+    boxes = [p for p in ax.patches if type(p).__name__ == "PathPatch"]
+    assert len(boxes) == 4
+    assert ax.get_xscale() == "log"  # 20 us bridge, 500 ms outlier
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "median" in legend and "p5-p95" in legend
+    # Within a decade: a linear axis.
+    close = _pipeline_result()
+    for r in close.records:
+        r.latency_s = {"snn": 2e-3, "classifier": 1e-3}
+    assert latency_figure(close).axes[0].get_xscale() == "linear"
+
+
+def test_energy_plot_shows_every_stage_on_a_log_axis_with_a_legend():
+    from hsnn_perception.evaluation.report import energy_figure
+
+    summary = summarize(_pipeline_result())
+    ax = energy_figure(summary).axes[0]
+    assert ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["snn", "bridge", "classifier", "total"]
+    bars = [p for p in ax.patches if type(p).__name__ == "Rectangle"]
+    assert len(bars) == 4
+    tops = [b.get_y() + b.get_height() for b in bars]
+    for top, stage in zip(tops, ("snn", "bridge", "classifier", "total"), strict=True):
+        assert top == pytest.approx(summary["energy"][stage]["energy_mean_j"])
+    bridge = bars[1]
+    assert tops[1] == pytest.approx(30e-9, rel=0.01)
+    low, high = ax.get_ylim()
+    # A visible bar (at least a tenth of the axis' height), not a sliver above 0.
+    assert low <= bridge.get_y() and math.log(tops[1] / low) / math.log(high / low) >= 0.1
+    assert bars[3].get_hatch() == "//" and not bars[0].get_hatch()  # the lower-bound total
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"measured", "modelled", "unavailable", "lower bound"} <= set(legend)
+    # A stage without a figure is named, not silently missing.
+    ax = energy_figure(summarize(_result())).axes[0]
+    assert "n/a" in [t.get_text() for t in ax.texts]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["snn", "classifier", "total"]
+
+
+def test_a_lower_bound_total_says_so():
+    summary = summarize(_pipeline_result())
+    bounds = summary["energy"]["total"]["lower_bound"]
+    assert set(bounds) == {"bridge", "classifier"}  # the SNN figure is an upper bound
+    assert "peak ops/s (lower bound)" in bounds["classifier"]
+    md = to_markdown(summary)
+    total_row = next(line for line in md.splitlines() if line.startswith("| total |"))
+    assert "| >= " in total_row
+    assert "- **the total is a lower bound** (>=): bridge: " in md
+    assert "| >= " in family_table([summary])
+    # Unavailable stage figures are left out of the total: a lower bound too.
+    assert (
+        "no figure in 7 of 7 windows"
+        in summarize(_result())["energy"]["total"]["lower_bound"]["classifier"]
+    )
+
+
+def test_dds_total_lists_each_device_once_in_pipeline_order():
+    recs = []
+    for i in range(4):
+        wr = WindowRecord(window_id=i, start_us=i * 160_000, true_class=0, predicted_class=0)
+        stages = {
+            "snn": StageRecord(2e-3, 1e-6, "modelled", "Davies", "loihi", 10_000_000),
+            "bridge": StageRecord(2e-5, 3e-8, "modelled", "Horowitz", "host cpu", 10_000_000),
+            "classifier": StageRecord(1e-3, 1e-4, "modelled", "x", "jetson-nano", 11_000_000),
+        }
+        order = list(stages)[::-1] if i % 2 else list(stages)  # reports arrive in any order
+        wr.stages = {k: stages[k] for k in order}
+        wr.total_energy_j, wr.total_source = 1.0103e-4, "modelled"
+        recs.append(record_from_window_record(wr))
+    summary = summarize(ReplayResult("b", "m", "dds", LABELS, records=recs))
+    assert summary["energy"]["total"]["devices"] == ["loihi", "host cpu", "jetson-nano"]
+    total_row = next(line for line in to_markdown(summary).splitlines() if "| total |" in line)
+    assert total_row.endswith("| loihi; host cpu; jetson-nano |")
