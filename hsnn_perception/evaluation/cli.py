@@ -26,7 +26,14 @@ from hsnn_perception.core.energy import (
     DEFAULT_ANN_DEVICE,
     NEUROMORPHIC_PROFILES,
 )
-from hsnn_perception.tools.errors import check_namespace, one_line, prepare_out, remove_if_empty
+from hsnn_perception.tools.errors import (
+    check_namespace,
+    closed_pipe,
+    one_line,
+    prepare_out,
+    remove_if_empty,
+    show_defaults,
+)
 
 EXIT_BAD_INPUT = 2
 
@@ -100,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dds.add_argument("--namespace", default="", help="ROS namespace (default: a random one)")
     dds.add_argument("--timeout", type=float, default=0.0, help="seconds (0: from the bag)")
-    return p
+    return show_defaults(p)
 
 
 def find_bundles(path: Path) -> list[Path]:
@@ -192,6 +199,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         if family:
             fam = write_family_report(summaries, out)
             print(f"family comparison -> {fam['markdown']}")
+        sys.stdout.flush()  # a closed pipe raises here, not in the interpreter's exit
+    except BrokenPipeError:  # `hsnn-eval ... | head -1`: the reader has what it wanted
+        return closed_pipe()
     except (ValueError, OSError) as exc:  # all the project's input errors subclass ValueError
         if created_out:
             remove_if_empty(out)
@@ -235,15 +245,23 @@ def _replay(args: argparse.Namespace, bundle: Path):  # noqa: ANN202 - ReplayRes
         flow_max_windows=args.flow_windows,
         use_sim_time=not args.host_time,
     )
-    return replay_dds(
-        args.bag,
-        bundle,
-        snn_backend=args.backend,
-        classifier_backend=args.classifier_backend,
-        speed=args.speed,
-        composed=args.composed,
-        settings=settings,
-    )
+    from tqdm import tqdm
+
+    # No total: the windows are known only once the bag is read, inside the replay.
+    bar = tqdm(desc=f"DDS replay ({bundle.name})", unit="window", disable=args.no_progress)
+    try:
+        return replay_dds(
+            args.bag,
+            bundle,
+            snn_backend=args.backend,
+            classifier_backend=args.classifier_backend,
+            speed=args.speed,
+            composed=args.composed,
+            settings=settings,
+            on_window=lambda _window: bar.update(1),
+        )
+    finally:
+        bar.close()
 
 
 if __name__ == "__main__":

@@ -34,7 +34,13 @@ from typing import Any
 
 from hsnn_perception.core.errors import ConfigurationError
 from hsnn_perception.core.rosbag_io import STORAGES
-from hsnn_perception.tools.errors import check_namespace, number_arg, one_line
+from hsnn_perception.tools.errors import (
+    check_namespace,
+    closed_pipe,
+    number_arg,
+    one_line,
+    show_defaults,
+)
 
 EXIT_BAD_INPUT = 2
 PROG = "hsnn-bag"
@@ -389,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="topics, counts, duration, labels, what was skipped")
     info.add_argument("bag", type=Path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
-    return ap
+    return show_defaults(ap)
 
 
 def _check_new(path: Path) -> None:
@@ -488,12 +494,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "convert":
-            return _convert(args)
-        if args.command == "record":
-            return _record(args)
-        info = bag_info(args.bag)
-        print(json.dumps(info, indent=1) if args.json else format_info(info))
-        return 0
+            status = _convert(args)
+        elif args.command == "record":
+            status = _record(args)
+        else:
+            info = bag_info(args.bag)
+            print(json.dumps(info, indent=1) if args.json else format_info(info))
+            status = 0
+        sys.stdout.flush()  # a closed pipe raises here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:  # `hsnn-bag info BAG | head -1`: the reader has what it wanted
+        return closed_pipe()
     except (ValueError, OSError) as exc:  # BagError, CliError, codec errors: all ValueError
         print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -9,13 +9,19 @@ to its messages (``Stacktrace: 0# ...``) is cut off, and line breaks (numpy arra
 messages) are folded. :func:`check_namespace` checks a ROS namespace the way rclpy does, as a
 ``ValueError`` with a one-line message instead of rclpy's multi-line exception (which the tools
 used to let through as a traceback).
+
+:func:`show_defaults` makes a parser's ``--help`` show each option's default, and
+:func:`closed_pipe` ends a tool whose output reader went away (``hsnn-bag info BAG | head -1``)
+quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,3 +105,54 @@ def check_namespace(namespace: str, option: str = "--namespace") -> str:
         why = str(exc).split("\n", 1)[0].removeprefix("Invalid namespace: ").rstrip(":")
         raise ValueError(f"{option} {namespace!r} is not a valid ROS namespace: {why}") from None
     return namespace
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help with ``(default: X)`` after each option whose default says something: not None,
+    not a flag's False, not where the help already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text.lower()
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or default == []
+            or (not action.option_strings and action.nargs not in ("?", "*"))
+        ):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give ``parser`` and its sub-command parsers :class:`DefaultsHelpFormatter`; an option
+    without help text gets one that shows its default (argparse prints nothing for it else).
+    Returns ``parser``."""
+    parser.formatter_class = DefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                show_defaults(sub)
+        elif action.help is None and action.option_strings:
+            default = action.default
+            if default not in (None, [], argparse.SUPPRESS) and not isinstance(default, bool):
+                action.help = "(default: %(default)s)"
+    return parser
+
+
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool its pipe closed on
+
+
+def closed_pipe() -> int:
+    """For ``except BrokenPipeError`` around a tool's output: the reader went away (``| head``),
+    which is no error. Points stdout at /dev/null so that the interpreter's last flush cannot
+    raise again (a traceback at exit), and returns the exit status, 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a descriptor (captured): nothing to flush
+        pass
+    return EXIT_CLOSED_PIPE

@@ -19,7 +19,13 @@ from typing import Any
 
 from hsnn_perception.core import registry
 from hsnn_perception.core.errors import ConfigurationError
-from hsnn_perception.tools.errors import number_arg, one_line, prepare_out, remove_if_empty
+from hsnn_perception.tools.errors import (
+    number_arg,
+    one_line,
+    prepare_out,
+    remove_if_empty,
+    show_defaults,
+)
 from hsnn_perception.training.data import InputSpec, SpikeSet
 from hsnn_perception.training.models import ArchSpec
 from hsnn_perception.training.regularization import RateTarget, RegularizationError
@@ -284,6 +290,7 @@ def _run_tool(
     ends with one line and exit 1 (2 for usage), never a traceback; an output folder this run
     created is removed again if it failed before writing anything."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    show_defaults(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage message
