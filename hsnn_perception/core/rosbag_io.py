@@ -22,7 +22,12 @@ is decompressed only if it declares at most :data:`MAX_CHUNK_BYTES`, and never t
 declares (a 33 KB zstd "bomb" stops at its declared size instead of expanding to gigabytes); a
 stored message larger than :data:`MAX_MESSAGE_BYTES` is skipped; a chunk that fails (bad
 compressed data, checksum, size) is skipped and counted and reading goes on with the next one; a
-damaged record length is stepped over by searching for the next well-formed chunk.
+damaged record length is stepped over by searching for the next well-formed chunk. rosbag2's own
+zstd compression (compression_mode file or message) is decompressed by this module within
+limits too (:func:`bounded_decompress_file`, MAX_MESSAGE_BYTES), never by rosbags. A split bag
+(several storage files) is read whole, in recording order. Bags without embedded definitions
+(sqlite3 before Iron) decode with the known ones: this package's types and event_camera_msgs'
+EventPacket.
 """
 
 from __future__ import annotations
@@ -69,6 +74,17 @@ MSG_EVENT_PACKET = f"{PACKAGE}/msg/EventPacket"
 # (metavision_driver, libcaer_driver). Same fields; DDS and bags tell them apart by name and hash.
 MSG_EVENT_CAMERA_PACKET = "event_camera_msgs/msg/EventPacket"
 EVENT_PACKET_TYPES = (MSG_EVENT_PACKET, MSG_EVENT_CAMERA_PACKET)
+# event_camera_msgs' EventPacket (its msg_ros2/EventPacket.msg fields): known without the bag's
+# own definition, which bags of rosbag2 before Iron (sqlite3, no message_definitions) lack.
+EVENT_CAMERA_PACKET_MSG = """std_msgs/Header header
+uint32 height
+uint32 width
+uint64 seq
+uint64 time_base
+string encoding
+bool is_bigendian
+uint8[] events
+"""
 MSG_GESTURE_LABEL = f"{PACKAGE}/msg/GestureLabel"
 MSG_TENSOR_LIST = f"{PACKAGE}/msg/TensorList"
 MSG_CLASSIFICATION = f"{PACKAGE}/msg/Classification"
@@ -102,6 +118,13 @@ MAX_MESSAGE_BYTES = 64 << 20
 # metadata.yaml of a real bag is a few KB.
 MAX_METADATA_BYTES = 1 << 20
 _MCAP_COMPRESSIONS = ("", "zstd", "lz4")
+# A whole bag file compressed with zstd (rosbag2 compression_mode file) is decompressed to a
+# temporary directory, at most this many times its size (rosbag2's own files compress a few
+# times; a zstd bomb some 30000 times) and never beyond MAX_FILE_BYTES.
+MAX_FILE_RATIO = 100
+MIN_FILE_LIMIT = 256 << 20
+MAX_FILE_BYTES = 16 << 30
+COMPRESSIONS = ("none", "zstd")  # what hsnn-bag convert writes (MCAP chunk compression)
 _MCAP_OPS = set(range(0x01, 0x11))  # record types of MCAP v0; others are skipped and counted
 
 
@@ -131,14 +154,18 @@ def bounded_decompress(
     return out
 
 
+def _zstd() -> Any:
+    try:
+        from compression import zstd  # Python >= 3.14
+    except ImportError:
+        from backports import zstd
+    return zstd
+
+
 def _decompress_frames(data: bytes, compression: str, declared: int) -> bytes:
     """Concatenated zstd/lz4 frames, never producing more than ``declared + 1`` bytes."""
     if compression == "zstd":
-        try:
-            from compression import zstd  # Python >= 3.14
-        except ImportError:
-            from backports import zstd
-
+        zstd = _zstd()
         new, errors = zstd.ZstdDecompressor, (zstd.ZstdError,)
     else:
         from lz4.frame import LZ4FrameDecompressor
@@ -163,6 +190,49 @@ def _decompress_frames(data: bytes, compression: str, declared: int) -> bytes:
     except errors as exc:
         raise ChunkError(f"bad {compression} data: {exc}") from exc
     return b"".join(parts)
+
+
+def file_decompression_limit(compressed_bytes: int) -> int:
+    """What a zstd-compressed bag file may expand to: :data:`MAX_FILE_RATIO` times its size (at
+    least :data:`MIN_FILE_LIMIT`), never more than :data:`MAX_FILE_BYTES`."""
+    return min(MAX_FILE_BYTES, max(MIN_FILE_LIMIT, MAX_FILE_RATIO * int(compressed_bytes)))
+
+
+def bounded_decompress_file(src: Path, dst: Path, limit: int) -> int:
+    """Stream the zstd frames of ``src`` into ``dst``, stopping with a :class:`ChunkError` as soon
+    as the output would exceed ``limit`` bytes (a zstd bomb), or on bad or cut-off data. Returns
+    the bytes written."""
+    zstd = _zstd()
+    step = 1 << 22
+    total = 0
+    try:
+        with src.open("rb") as fin, dst.open("wb") as fout:
+            dec, started = zstd.ZstdDecompressor(), False
+            while True:
+                if dec.eof:  # next frame: what the last call left over, then the file
+                    rest = dec.unused_data
+                    dec, started = zstd.ZstdDecompressor(), False
+                    out = dec.decompress(rest, max_length=step) if rest else b""
+                    started = bool(rest)
+                elif dec.needs_input:
+                    chunk = fin.read(step)
+                    if not chunk:
+                        if started:
+                            raise ChunkError(f"{src.name}: zstd data is cut off")
+                        break
+                    out, started = dec.decompress(chunk, max_length=step), True
+                else:
+                    out = dec.decompress(b"", max_length=step)
+                total += len(out)
+                if total > limit:
+                    raise ChunkError(
+                        f"{src.name} expands beyond {limit} bytes ({src.stat().st_size} "
+                        "compressed; decompression bomb?)"
+                    )
+                fout.write(out)
+    except zstd.ZstdError as exc:
+        raise ChunkError(f"{src.name}: bad zstd data: {exc}") from exc
+    return total
 
 
 _BOUNDED_INSTALLED = False
@@ -229,6 +299,8 @@ def _cached_typestore(distro: str, directory: str) -> Any:
     types: dict[str, Any] = {}
     for path in sorted(Path(directory).glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))
+    if MSG_EVENT_CAMERA_PACKET not in store.fielddefs:
+        types.update(get_types_from_msg(EVENT_CAMERA_PACKET_MSG, MSG_EVENT_CAMERA_PACKET))
     store.register(types)
     return store
 
@@ -380,8 +452,14 @@ class BagRecorder:
         storage: str = "mcap",
         typestore: Any | None = None,
         custom_data: dict[str, str] | None = None,
+        compression: str = "none",
     ) -> None:
-        from rosbags.rosbag2 import Writer, WriterError
+        from rosbags.rosbag2 import CompressionFormat, CompressionMode, Writer, WriterError
+
+        if compression not in COMPRESSIONS:
+            raise BagError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+        if compression != "none" and storage != "mcap":
+            raise BagError(f"compression {compression} is written in MCAP chunks: use mcap storage")
 
         self.path = Path(path)
         self.storage = storage
@@ -391,6 +469,8 @@ class BagRecorder:
         self.counts: Counter[str] = Counter()
         try:
             self._writer = Writer(self.path, version=9, storage_plugin=_storage_plugin(storage))
+            if compression == "zstd":  # chunk compression: read back within MAX_CHUNK_BYTES
+                self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
             for key, value in (custom_data or {}).items():
                 self._writer.set_custom_data(key, str(value))
             self._writer.open()
@@ -559,6 +639,7 @@ def write_event_bag(
     labels: Iterable[Label] = (),
     storage: str = "mcap",
     custom_data: dict[str, str] | None = None,
+    compression: str = "none",
 ) -> dict[str, int]:
     """Write a labelled event bag: ``/events`` and ``/labels`` with log time = sensor time.
 
@@ -571,7 +652,7 @@ def write_event_bag(
         if lab.end_us <= lab.start_us or lab.start_us < 0:
             raise BagError(f"label {lab} does not span a positive time range")
     li = 0
-    with BagRecorder(path, storage, store, custom_data) as rec:
+    with BagRecorder(path, storage, store, custom_data, compression) as rec:
         last = -1
         for pkt in packets:
             if pkt.log_time_ns < last:
@@ -605,6 +686,7 @@ def synthetic_to_bag(
     height: int = 128,
     width: int = 128,
     sample_us: int = 160_000,
+    compression: str = "none",
 ) -> dict[str, int]:
     """Synthetic gesture set -> labelled event bag (one label per sample)."""
     from hsnn_perception.core.synthetic import SyntheticGestures
@@ -631,6 +713,7 @@ def synthetic_to_bag(
             "hsnn.source": f"synthetic seed={seed} n={n_samples}",
             "hsnn.labels": ",".join(gen.labels),
         },
+        compression,
     ) as rec:
         written = 0
         for pkt in packets():
@@ -706,11 +789,16 @@ def aedat4_to_bag(
     class_base: int = 0,
     names: Iterable[str] | None = None,
     read_timeout_s: float | None = None,
+    compression: str = "none",
+    max_us: int = 0,
 ) -> dict[str, int]:
     """AEDAT4 recording (+ label CSV) -> labelled event bag, via dv-processing.
 
     dv-processing reads in a worker process; ``read_timeout_s`` (default the reader's
     ``READ_TIMEOUT_S``) without progress on a damaged file is a BagError.
+
+    ``max_us`` > 0 keeps only the first ``max_us`` of sensor time. ``compression`` "zstd":
+    compressed MCAP chunks.
 
     Returns the messages written per topic, and under ``"labels outside the recording"`` how
     many label spans cover none of the recording's time (a CSV of another recording, or times
@@ -732,41 +820,25 @@ def aedat4_to_bag(
 
     seen = {"first": None, "last": None}  # sensor time the recording covers
 
-    def packets() -> Iterator[EventPacketData]:
-        seq = 0
-        carry = np.zeros(0, dtype=EVENT_DTYPE)
+    def batches() -> Iterator[np.ndarray]:
         while True:
             try:
                 got = reader.next_batch()
             except SourceError as exc:
                 raise BagError(f"reading {aedat_path} failed: {exc}") from exc
             if got is None:
-                break
-            ev = got[0]
-            if ev.size == 0:
-                continue
-            if seen["first"] is None:
-                seen["first"] = int(ev["t"][0])
-            seen["last"] = int(ev["t"][-1])
-            ev = np.concatenate([carry, ev])
-            # Packets are cut on a fixed grid of sensor time so batch edges do not matter; the
-            # last (possibly incomplete) slot waits for the next batch.
-            slot = ev["t"] // packet_us
-            keep = slot == slot[-1]
-            done, carry = ev[~keep], ev[keep]
-            for pkt in _grid_packets(done, packet_us, width, height, encoding, seq):
-                seq += 1
-                yield pkt
-        for pkt in _grid_packets(carry, packet_us, width, height, encoding, seq):
-            yield pkt
+                return
+            yield got[0]
 
+    packets = _batch_packets(batches(), packet_us, width, height, encoding, max_us, seen)
     try:
         counts = write_event_bag(
             path,
-            packets(),
+            packets,
             labels,
             storage,
             {"hsnn.source": f"aedat4 {aedat_path.name}"},
+            compression,
         )
     finally:
         reader.close()
@@ -777,6 +849,114 @@ def aedat4_to_bag(
         if outside:
             counts[LABELS_OUTSIDE] = outside
     return counts
+
+
+def _batch_packets(
+    batches: Iterable[np.ndarray],
+    packet_us: int,
+    width: int,
+    height: int,
+    encoding: str,
+    max_us: int,
+    seen: dict[str, int | None],
+) -> Iterator[EventPacketData]:
+    """Event batches of a recording (time-sorted each) -> packets on a fixed grid of sensor time,
+    so batch edges do not matter; ``max_us`` > 0 stops after that much sensor time. ``seen``
+    gets the first and last event times."""
+    seq = 0
+    carry = np.zeros(0, dtype=EVENT_DTYPE)
+    for ev in batches:
+        if ev.size == 0:
+            continue
+        if seen["first"] is None:
+            seen["first"] = int(ev["t"][0])
+        cut = bool(max_us) and int(ev["t"][-1]) >= seen["first"] + max_us
+        if cut:
+            ev = ev[ev["t"] < seen["first"] + max_us]
+        if ev.size:
+            seen["last"] = int(ev["t"][-1])
+            ev = np.concatenate([carry, ev])
+            # the last (possibly incomplete) slot waits for the next batch
+            slot = ev["t"] // packet_us
+            keep = slot == slot[-1]
+            done, carry = ev[~keep], ev[keep]
+            for pkt in _grid_packets(done, packet_us, width, height, encoding, seq):
+                seq += 1
+                yield pkt
+        if cut:
+            break
+    yield from _grid_packets(carry, packet_us, width, height, encoding, seq)
+
+
+RAW_READ_BYTES = 1 << 20
+
+
+def read_evt3_raw_header(raw_path: Path) -> tuple[int, int, int]:
+    """(width, height, offset of the event data) of a Prophesee EVT 3.0 ``.raw`` file: its
+    header is text lines starting with ``%`` (``% geometry WxH`` or ``% format
+    EVT3;height=H;width=W``)."""
+    with raw_path.open("rb") as f:
+        offset, lines = 0, []
+        while True:
+            if f.read(1) != b"%":
+                break
+            line = f.readline(4096)
+            if not line.endswith(b"\n"):
+                raise BagError(f"{raw_path}: header line at byte {offset} is not terminated")
+            lines.append(line.decode("ascii", errors="replace").strip())
+            offset = f.tell()
+    text = "\n".join(lines)
+    if lines and not re.search(r"\bevt ?3|EVT3", text, re.IGNORECASE):
+        raise BagError(f"{raw_path}: the header names no EVT 3.0 format ({lines[:3]}...)")
+    geo = re.search(r"geometry\s+(\d+)x(\d+)", text)
+    if geo:
+        return int(geo.group(1)), int(geo.group(2)), offset
+    w, h = re.search(r"width=(\d+)", text), re.search(r"height=(\d+)", text)
+    if w and h:
+        return int(w.group(1)), int(h.group(1)), offset
+    raise BagError(f"{raw_path}: no sensor geometry in the header (% geometry WxH)")
+
+
+def evt3_raw_to_bag(
+    raw_path: Path | str,
+    path: Path | str,
+    storage: str = "mcap",
+    packet_us: int = 10_000,
+    encoding: str = "evt3",
+    max_us: int = 0,
+    compression: str = "none",
+) -> dict[str, int]:
+    """A Prophesee EVT 3.0 ``.raw`` recording -> event bag (no labels), re-cut into packets of
+    ``packet_us`` of sensor time and written in ``encoding``; ``max_us`` > 0: only the first
+    ``max_us`` of sensor time. Words that are no events (triggers, padding) are counted by the
+    decoder and left out."""
+    from hsnn_perception.core.events import Evt3State
+
+    raw_path = Path(raw_path)
+    if not raw_path.is_file():
+        raise BagError(f"no EVT3 .raw file at {raw_path}")
+    width, height, offset = read_evt3_raw_header(raw_path)
+    drops: Counter = Counter()
+
+    def batches() -> Iterator[np.ndarray]:
+        state = Evt3State()  # the stream is cut into reads anywhere: carry the decoder state
+        with raw_path.open("rb") as f:
+            f.seek(offset)
+            while chunk := f.read(RAW_READ_BYTES):
+                try:
+                    ev = decode_packet(
+                        chunk, "evt3", 0, width, height, strict=False, drops=drops, evt3_state=state
+                    )
+                except EventCodecError as exc:
+                    raise BagError(f"{raw_path}: {exc}") from exc
+                # sensor readout order is nearly, not exactly, time order
+                yield ev[np.argsort(ev["t"], kind="stable")]
+
+    seen: dict[str, int | None] = {"first": None, "last": None}
+    packets = _batch_packets(batches(), packet_us, width, height, encoding, max_us, seen)
+    return write_event_bag(
+        path, packets, (), storage, {"hsnn.source": f"evt3 raw {raw_path.name}"}, compression
+    )
 
 
 def _grid_packets(
@@ -849,17 +1029,21 @@ class _Source:
     """Raw messages of a bag: ``connections`` and ``messages(topics)`` -> (conn, log_ns, raw)."""
 
     connections: list[_Conn]
+    keep: Any = None  # what must live as long as the source (a temporary directory)
 
     def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
         raise NotImplementedError
 
 
 class _RosbagsSource(_Source):
-    def __init__(self, path: Path, report: ReadReport, storage_file: Path) -> None:
+    """A bag read through its index (rosbags); ``storage_files``: its files in recording order
+    (several for a split bag; all are read)."""
+
+    def __init__(self, path: Path, report: ReadReport, storage_files: list[Path]) -> None:
         from rosbags.rosbag2 import Reader
 
         _install_bounded_decompressors()
-        self.path, self.report, self.storage_file = path, report, storage_file
+        self.path, self.report, self.storage_files = path, report, storage_files
         self._reader = Reader(path)
         self._reader.open()  # raises on damage; the caller falls back to recovery
         self._by_id: dict[int, _Conn] = {}
@@ -874,8 +1058,10 @@ class _RosbagsSource(_Source):
 
     def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
         if self.report.storage == "sqlite3":
-            # rows are streamed with a size check before each blob is fetched
-            yield from _sqlite_messages(self.storage_file, self._db_topics(), topics, self.report)
+            # rows are streamed with a size check before each blob is fetched; split files
+            # follow each other in time
+            for db in self.storage_files:
+                yield from _sqlite_messages(db, self._db_topics(db), topics, self.report)
             return
         from rosbags.rosbag2 import Reader
 
@@ -906,8 +1092,7 @@ class _RosbagsSource(_Source):
                 at_last[(c.topic, len(raw))] += 1
                 yield c, ts, bytes(raw)
         self.report.recovered = True
-        scan = _McapScanSource(self.storage_file, self.report)
-        for c, ts, raw in scan.messages(topics):
+        for c, ts, raw in _chain_scans(self.storage_files, self.report, topics):
             if last_ns is not None and ts < last_ns:
                 continue  # already read (or lost with the damaged chunk, which is counted)
             if ts == last_ns and at_last[(c.topic, len(raw))] > 0:
@@ -915,15 +1100,52 @@ class _RosbagsSource(_Source):
                 continue
             yield c, ts, raw
 
-    def _db_topics(self) -> dict[int, _Conn]:
+    def _db_topics(self, db: Path) -> dict[int, _Conn]:
         """The sqlite3 file's topic ids (rosbags numbers connections its own way)."""
         known = {(c.topic, c.msgtype): c for c in self._by_id.values()}
-        con = sqlite3.connect(f"file:{self.storage_file}?mode=ro&immutable=1", uri=True)
+        con = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
         try:
             rows = con.execute("SELECT id, name, type FROM topics").fetchall()
         finally:
             con.close()
         return {tid: known.get((name, typ), _Conn(name, typ, "")) for tid, name, typ in rows}
+
+
+def _chain_scans(
+    files: list[Path], report: ReadReport, topics: set[str]
+) -> Iterator[tuple[_Conn, int, bytes]]:
+    """The messages of MCAP files scanned one after the other (the files of a split bag)."""
+    for f in files:
+        yield from _McapScanSource(f, report).messages(topics)
+
+
+class _ChainSource(_Source):
+    """The files of a split bag without metadata.yaml, each opened on its own, read in order."""
+
+    def __init__(self, sources: list[_Source]) -> None:
+        self.sources = sources
+        self.connections = list(dict.fromkeys(c for src in sources for c in src.connections))
+
+    def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
+        for src in self.sources:
+            yield from src.messages(topics)
+
+
+class _DecompressedMessages(_Source):
+    """A bag recorded with compression_mode message: each message is a zstd frame, decompressed
+    here to at most MAX_MESSAGE_BYTES (rosbags would decompress it without a bound)."""
+
+    def __init__(self, inner: _Source, report: ReadReport) -> None:
+        self.inner, self.report = inner, report
+        self.connections = inner.connections
+
+    def messages(self, topics: set[str]) -> Iterator[tuple[_Conn, int, bytes]]:
+        for conn, ts, raw in self.inner.messages(topics):
+            try:
+                yield conn, ts, _decompress_frames(raw, "zstd", MAX_MESSAGE_BYTES)
+            except ChunkError as exc:
+                self.report.skipped[f"compressed message not read ({conn.topic})"] += 1
+                self.report.note(f"compressed message on {conn.topic} skipped: {exc}")
 
 
 def _sqlite_messages(
@@ -1227,71 +1449,158 @@ class _SqliteScanSource(_Source):
         yield from _sqlite_messages(self.path, self._by_id, topics, self.report)
 
 
-def _storage_file(path: Path) -> Path | None:
+def _natural(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def _storage_files(path: Path) -> list[Path]:
+    """The .mcap (else .db3) files of a bag directory in recording order: rosbag2 numbers split
+    files NAME_0, NAME_1, ..., compared here by number (NAME_10 after NAME_9)."""
     for pattern in ("*.mcap", "*.db3"):
-        files = sorted(path.glob(pattern))
+        files = sorted(path.glob(pattern), key=_natural)
         if files:
-            return files[0]
-    return None
+            return files
+    return []
 
 
-def _check_metadata(meta: Path) -> None:
-    """metadata.yaml small, and not asking for whole-file or per-message compression (rosbags
-    would decompress those without any bound: a whole file to a temporary directory, or each
-    message in memory)."""
+def _read_metadata(meta: Path) -> dict[str, Any]:
+    """metadata.yaml's ``rosbag2_bagfile_information`` (small: MAX_METADATA_BYTES); {} when it
+    does not parse (rosbags then fails on it and the files are scanned)."""
     size = meta.stat().st_size
     if size > MAX_METADATA_BYTES:
         raise BagError(f"{meta}: {size} bytes, more than the {MAX_METADATA_BYTES} allowed")
-    text = meta.read_text(errors="replace")
-    mode = re.search(r"compression_mode:\s*['\"]?(\w*)", text)
-    if mode and mode.group(1).lower() in ("file", "message"):
-        raise BagError(
-            f"{meta}: compression_mode {mode.group(1)} is not read (only MCAP chunk compression "
-            "is); decompress the bag first (ros2 bag convert)"
-        )
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(meta.read_text(errors="replace"))
+    except YAMLError:
+        return {}
+    info = doc.get("rosbag2_bagfile_information") if isinstance(doc, dict) else None
+    return info if isinstance(info, dict) else {}
 
 
-def open_source(path: Path | str, report: ReadReport | None = None) -> tuple[_Source, ReadReport]:
-    """Open a bag for reading raw messages, recovering from damage where possible."""
-    from rosbags.rosbag2 import ReaderError
+def _compression_mode(info: dict[str, Any]) -> str:
+    mode = str(info.get("compression_mode") or "").lower()
+    return "" if mode == "none" else mode
 
-    path = Path(path)
-    report = report or ReadReport(str(path))
-    if not path.exists():
-        raise BagError(f"no bag at {path}: it does not exist")
-    if path.is_dir():
-        storage_file = _storage_file(path)
-        if storage_file is None:
-            raise BagError(f"{path} is not a rosbag2: no metadata.yaml and no .mcap/.db3 file")
-        if len(sorted(path.glob("*.mcap"))) + len(sorted(path.glob("*.db3"))) > 1:
-            report.note("bag split into several files: only the first is read")
-    else:
-        storage_file = path
+
+def _listed_files(path: Path, info: dict[str, Any]) -> list[Path]:
+    listed = info.get("relative_file_paths")
+    if not isinstance(listed, list):
+        return []
+    return [path / Path(str(rel)).name for rel in listed]
+
+
+def _storage_kind(storage_file: Path) -> str:
     head = storage_file.open("rb").read(16)
     if head.startswith(_MCAP_MAGIC):
-        report.storage = "mcap"
-    elif head.startswith(_SQLITE_MAGIC):
-        report.storage = "sqlite3"
-    else:
-        raise BagError(f"{storage_file} is not a rosbag2 file (neither MCAP nor sqlite3)")
-    target = path
-    meta = path / "metadata.yaml"
-    if path.is_dir() and not meta.is_file():
-        report.note("no metadata.yaml (recording not closed?): read the storage file directly")
-        target = storage_file
-    elif path.is_dir():
-        _check_metadata(meta)
+        return "mcap"
+    if head.startswith(_SQLITE_MAGIC):
+        return "sqlite3"
+    raise BagError(f"{storage_file} is not a rosbag2 file (neither MCAP nor sqlite3)")
+
+
+def _open_indexed(target: Path, files: list[Path], report: ReadReport) -> _Source:
+    """Through the index (rosbags), else by scanning the files (a damaged bag)."""
+    from rosbags.rosbag2 import ReaderError
+
     try:
-        return _RosbagsSource(target, report, storage_file), report
+        return _RosbagsSource(target, report, files)
     except (ReaderError, OSError, ValueError, KeyError, sqlite3.DatabaseError) as exc:
         first_error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # apsw errors and other storage-level failures
         first_error = f"{type(exc).__name__}: {exc}"
     report.recovered = True
     report.note(f"bag index unreadable ({first_error}); recovered by scanning the file")
-    if report.storage == "mcap":
-        return _McapScanSource(storage_file, report), report
-    return _SqliteScanSource(storage_file, report), report
+    scan = _McapScanSource if report.storage == "mcap" else _SqliteScanSource
+    sources: list[_Source] = [scan(f, report) for f in files]
+    return sources[0] if len(sources) == 1 else _ChainSource(sources)
+
+
+def _open_compressed(path: Path, info: dict[str, Any], mode: str, report: ReadReport) -> _Source:
+    """A bag recorded with rosbag2 compression (mode file or message, format zstd), read through
+    a temporary uncompressed view of it: whole files decompressed there within
+    :func:`file_decompression_limit`, or (mode message) linked, each message decompressed within
+    MAX_MESSAGE_BYTES as it is read."""
+    import tempfile
+
+    from ruamel.yaml import YAML
+
+    fmt = str(info.get("compression_format") or "")
+    if fmt != "zstd":
+        raise BagError(f"{path}: compression format {fmt!r} is not read (only zstd)")
+    files = _listed_files(path, info)
+    if not files:
+        raise BagError(f"{path}/metadata.yaml lists no files")
+    tmp = tempfile.TemporaryDirectory(prefix="hsnn-bag-")
+    view = Path(tmp.name)
+    try:
+        names = []
+        for src in files:
+            if not src.is_file():
+                raise BagError(f"{path}: {src.name} is listed in metadata.yaml but missing")
+            if mode == "file":
+                name = src.name.removesuffix(".zstd")
+                try:
+                    size = src.stat().st_size
+                    bounded_decompress_file(src, view / name, file_decompression_limit(size))
+                except ChunkError as exc:
+                    raise BagError(f"{path}: {exc}") from exc
+            else:
+                name = src.name
+                (view / name).symlink_to(src.resolve())
+            names.append(name)
+        plain = {**info, "compression_mode": "", "compression_format": "", "files": []}
+        plain["relative_file_paths"] = names
+        with (view / "metadata.yaml").open("w") as f:
+            YAML(typ="safe").dump({"rosbag2_bagfile_information": plain}, f)
+        report.storage = _storage_kind(view / names[0])
+        source = _open_indexed(view, [view / n for n in names], report)
+    except BaseException:
+        tmp.cleanup()
+        raise
+    report.note(f"zstd compression (mode {mode}) decompressed within bounds")
+    if mode == "message":
+        source = _DecompressedMessages(source, report)
+    source.keep = tmp  # the view lives as long as the source
+    return source
+
+
+def open_source(path: Path | str, report: ReadReport | None = None) -> tuple[_Source, ReadReport]:
+    """Open a bag for reading raw messages, recovering from damage where possible.
+
+    A split bag (several files) is read whole, in recording order; a zstd-compressed one
+    (compression_mode file or message) is decompressed within bounds."""
+    path = Path(path)
+    report = report or ReadReport(str(path))
+    if not path.exists():
+        raise BagError(f"no bag at {path}: it does not exist")
+    meta = path / "metadata.yaml"
+    has_meta = path.is_dir() and meta.is_file()
+    info = _read_metadata(meta) if has_meta else {}
+    mode = _compression_mode(info)
+    if mode in ("file", "message"):
+        return _open_compressed(path, info, mode, report), report
+    if mode:
+        raise BagError(f"{meta}: unknown compression_mode {mode!r}")
+    if path.is_dir():
+        files = _storage_files(path)
+        if not files:
+            raise BagError(f"{path} is not a rosbag2: no metadata.yaml and no .mcap/.db3 file")
+        listed = [f for f in _listed_files(path, info) if f.is_file()]
+        files = listed or files
+    else:
+        files = [path]
+    report.storage = _storage_kind(files[0])
+    target = path
+    if path.is_dir() and not has_meta:
+        report.note("no metadata.yaml (recording not closed?): read the storage files directly")
+        if len(files) > 1:
+            report.note(f"bag split into {len(files)} files: all are read, in file-name order")
+            sources = [_open_indexed(f, [f], report) for f in files]
+            return _ChainSource(sources), report
+        target = files[0]
+    return _open_indexed(target, files, report), report
 
 
 @dataclass(frozen=True)
@@ -1403,11 +1712,31 @@ def _types_from_msgdef(msgtype: str, text: str, parse: Callable) -> dict[str, An
     return types
 
 
+def find_events_topic(path: Path | str, topics: dict[str, str]) -> str:
+    """The one topic of ``topics`` (name -> type) whose type is an event packet type
+    (:data:`EVENT_PACKET_TYPES`); a :class:`BagError` listing the candidates when there are
+    several or none."""
+    found = sorted(t for t, typ in topics.items() if typ in EVENT_PACKET_TYPES)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise BagError(
+            f"{path} has {len(found)} event topics ({', '.join(found)}): choose one with "
+            "--events-topic"
+        )
+    listed = ", ".join(f"{t} ({typ})" for t, typ in sorted(topics.items())) or "none"
+    raise BagError(
+        f"{path} has no events topic (a topic of type {' or '.join(EVENT_PACKET_TYPES)}); "
+        f"topics: {listed}"
+    )
+
+
 class EventBag:
     """A labelled event bag opened for reading.
 
-    ``labels`` (read at open, small) and ``packets()`` (streamed) come from ``/events`` and
-    ``/labels``; ``report`` says what was read and skipped. The ``/events`` topic may hold this
+    ``labels`` (read at open, small) and ``packets()`` (streamed) come from the events topic and
+    ``/labels``; ``report`` says what was read and skipped. The events topic (``events_topic``;
+    None: the one topic of an event packet type, see :func:`find_events_topic`) may hold this
     package's EventPacket or event_camera_msgs/msg/EventPacket (the same fields).
     """
 
@@ -1415,15 +1744,17 @@ class EventBag:
         self,
         path: Path | str,
         require_labels: bool = False,
-        events_topic: str = TOPIC_EVENTS,
+        events_topic: str | None = None,
         labels_topic: str = TOPIC_LABELS,
     ) -> None:
         self.path = Path(path)
-        self.events_topic, self.labels_topic = events_topic, labels_topic
         self._reader = MessageReader(path)
         self.report = self._reader.report
         if not self.report.topics and self.report.recovered:
             raise BagError(f"{path} is damaged beyond use: no readable topic ({self.report.notes})")
+        if events_topic is None:
+            events_topic = find_events_topic(path, self.report.topics)
+        self.events_topic, self.labels_topic = events_topic, labels_topic
         if not self._reader.has_topic(events_topic):
             raise BagError(
                 f"{path} has no {events_topic} topic "
@@ -1488,7 +1819,9 @@ class EventBag:
         return {lab.class_id: lab.label for lab in self.labels}
 
 
-def read_event_bag(path: Path | str, require_labels: bool = False) -> EventBag:
-    """Open a labelled event bag (see :class:`EventBag`); raises :class:`BagError` if it is not
-    one."""
-    return EventBag(path, require_labels=require_labels)
+def read_event_bag(
+    path: Path | str, require_labels: bool = False, events_topic: str | None = None
+) -> EventBag:
+    """Open a labelled event bag (see :class:`EventBag`; ``events_topic`` None: found by type);
+    raises :class:`BagError` if it is not one."""
+    return EventBag(path, require_labels=require_labels, events_topic=events_topic)

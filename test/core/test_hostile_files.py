@@ -592,14 +592,61 @@ def test_damaged_record_length_in_an_unindexed_file_resynchronises(tmp_path, zst
     assert skipped == chunks[2][1] - chunks[1][1]
 
 
-def test_message_and_file_compressed_bags_are_refused(tmp_path, zstd_bag) -> None:
-    shutil.copytree(zstd_bag, tmp_path / "m")
-    meta = tmp_path / "m" / "metadata.yaml"
-    text = meta.read_text().replace("compression_mode: ''", "compression_mode: message")
-    assert "compression_mode: message" in text
+def _compressed_mode(bag: Path, mode: str, rename: tuple[str, str] | None = None) -> None:
+    meta = bag / "metadata.yaml"
+    text = meta.read_text().replace("compression_mode: ''", f"compression_mode: {mode}")
+    if rename:
+        text = text.replace(*rename)
+    text = text.replace("compression_format: zstd", "").replace(
+        "compression_format: ''", "compression_format: zstd"
+    )
+    text = text.replace("compression_mode: ''", f"compression_mode: {mode}")
+    assert f"compression_mode: {mode}" in text and "compression_format: zstd" in text
     meta.write_text(text)
-    with pytest.raises(rb.BagError, match="compression_mode message is not read"):
-        rb.read_event_bag(tmp_path / "m")
+
+
+@pytest.mark.timeout(120)
+def test_file_compressed_bomb_stops_at_the_limit(tmp_path, zstd_bag, monkeypatch) -> None:
+    """compression_mode file: a 2 GB zstd bomb in place of the bag file stops at the limit
+    (monkeypatched down to 8 MiB here) with a clear error, and the temporary copy is gone."""
+    import tempfile
+
+    shutil.copytree(zstd_bag, tmp_path / "f")
+    mcap = mcap_file(tmp_path / "f")
+    (mcap.parent / (mcap.name + ".zstd")).write_bytes(zstd_bomb(2_130_000_000))
+    mcap.unlink()
+    _compressed_mode(tmp_path / "f", "file", (mcap.name, mcap.name + ".zstd"))
+    monkeypatch.setattr(rb, "MIN_FILE_LIMIT", 8 << 20)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with pytest.raises(rb.BagError, match=r"expands beyond 8388608 bytes .*decompression bomb"):
+        rb.read_event_bag(tmp_path / "f")
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_message_compressed_bomb_is_skipped_and_counted(tmp_path) -> None:
+    """compression_mode message: a message that would expand past MAX_MESSAGE_BYTES is skipped
+    and counted; the others are read."""
+    import sqlite3
+
+    from backports import zstd
+
+    path = tmp_path / "m"
+    rb.synthetic_to_bag(path, 2, storage="sqlite3", height=W, width=H)
+    db = next(path.glob("*.db3"))
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT id, data FROM messages ORDER BY id").fetchall()
+    packed = [(zstd.compress(d), i) for i, d in rows]
+    packed[-1] = (zstd_bomb(rb.MAX_MESSAGE_BYTES + (4 << 20)), rows[-1][0])
+    con.executemany("UPDATE messages SET data = ? WHERE id = ?", packed)
+    con.commit()
+    con.close()
+    _compressed_mode(path, "message")
+    reader = rb.MessageReader(path)
+    got = list(reader.messages(reader.report.topics))
+    assert len(got) == len(rows) - 1
+    assert sum(reader.report.skipped.values()) == 1, reader.report.skipped
+    assert any("beyond" in n and "bomb" in n for n in reader.report.notes), reader.report.notes
 
 
 def test_oversized_sqlite_row_is_skipped_and_counted(tmp_path, monkeypatch) -> None:

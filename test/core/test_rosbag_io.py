@@ -350,7 +350,7 @@ def test_bag_without_events_topic(tmp_path):
     path = tmp_path / "only_energy"
     with BagRecorder(path) as rec:
         rec.write(rb.TOPIC_ENERGY, rb.MSG_ENERGY_REPORT, 1, {})
-    with pytest.raises(BagError, match="no /events topic"):
+    with pytest.raises(BagError, match=r"no events topic .*topics: /energy \(hsnn_perception"):
         rb.read_event_bag(path)
 
 
@@ -375,8 +375,9 @@ def _foreign_store(extra: dict[str, str]):
 
 
 def test_unknown_types_use_the_bags_own_definitions(tmp_path):
-    """event_camera_msgs/EventPacket is not known to the package: its definition comes from the
-    bag, and a type that cannot be an event packet on /events is refused."""
+    """A vendor type is not known to the package: its definition comes from the bag (and
+    event_camera_msgs/EventPacket, known, still decodes with the bag's); a type that cannot be an
+    event packet on /events is refused."""
     store = _foreign_store(
         {
             "event_camera_msgs/msg/EventPacket": FOREIGN_EVENT_PACKET,
@@ -402,6 +403,8 @@ def test_unknown_types_use_the_bags_own_definitions(tmp_path):
     with BagRecorder(wrong, typestore=store) as rec:
         rec.write(rb.TOPIC_EVENTS, "vendor_msgs/msg/Blob", 1, {"data": b"\x01"})
     with pytest.raises(BagError, match="not an EventPacket"):
+        rb.read_event_bag(wrong, events_topic=rb.TOPIC_EVENTS)
+    with pytest.raises(BagError, match=r"no events topic .*/events \(vendor_msgs/msg/Blob\)"):
         rb.read_event_bag(wrong)
 
 
@@ -486,3 +489,188 @@ def _copy_store_without_energy():
     fielddefs = rb.package_typestore().fielddefs
     store.register({n: d for n, d in fielddefs.items() if not n.endswith("/EnergyReport")})
     return store
+
+
+# Bags as users have them (issue 14): found by type, pre-Iron sqlite3, split, compressed ------
+
+
+def _events_of(path: Path, **kw) -> tuple[np.ndarray, rb.EventBag]:
+    bag = rb.read_event_bag(path, **kw)
+    return np.concatenate([p.decode() for p in bag.packets()]), bag
+
+
+def _packets(n: int = 6, seed: int = 1) -> list[rb.EventPacketData]:
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, n * 10_000, 400))
+    ev = make_events(t, rng.integers(0, 64, 400), rng.integers(0, 48, 400), rng.integers(0, 2, 400))
+    return rb.packetize(ev, 10_000, 64, 48)
+
+
+def _write_typed(path: Path, topic_types: dict[str, str], pkts, version: int = 9) -> None:
+    """``pkts`` written on each topic of ``topic_types`` (name -> event packet type)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = rb.package_typestore()
+    storage = StoragePlugin.SQLITE3 if version == 8 else StoragePlugin.MCAP
+    writer = Writer(path, version=version, storage_plugin=storage)
+    writer.open()
+    conns = {t: writer.add_connection(t, typ, typestore=store) for t, typ in topic_types.items()}
+    for pkt in pkts:
+        msg = rb.event_packet_message(store, pkt)
+        raw = store.serialize_cdr(msg, rb.MSG_EVENT_PACKET)  # same fields: same bytes
+        for conn in conns.values():
+            writer.write(conn, pkt.log_time_ns, raw)
+    writer.close()
+
+
+def test_events_topic_is_found_by_type_or_named(tmp_path):
+    pkts = _packets()
+    want = np.concatenate([p.decode() for p in pkts])
+    one = tmp_path / "one"
+    _write_typed(one, {"/event_camera/events": rb.MSG_EVENT_CAMERA_PACKET}, pkts)
+    got, bag = _events_of(one)
+    assert bag.events_topic == "/event_camera/events"
+    np.testing.assert_array_equal(got, want)
+    two = tmp_path / "two"
+    both = {"/cam_a/events": rb.MSG_EVENT_CAMERA_PACKET, "/cam_b/events": rb.MSG_EVENT_PACKET}
+    _write_typed(two, both, pkts)
+    with pytest.raises(BagError, match=r"2 event topics \(/cam_a/events, /cam_b/events\)"):
+        rb.read_event_bag(two)
+    np.testing.assert_array_equal(_events_of(two, events_topic="/cam_b/events")[0], want)
+    with pytest.raises(BagError, match="has no /nope topic"):
+        rb.read_event_bag(two, events_topic="/nope")
+
+
+def _pre_iron(path: Path) -> None:
+    """Turn a version-8 sqlite3 bag into what rosbag2 before Iron wrote: no message_definitions
+    table, no type hashes, metadata version 5."""
+    db = next(path.glob("*.db3"))
+    con = sqlite3.connect(db)
+    con.executescript(
+        """DROP TABLE message_definitions;
+        CREATE TABLE t2(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,
+            serialization_format TEXT NOT NULL, offered_qos_profiles TEXT NOT NULL);
+        INSERT INTO t2 SELECT id, name, type, serialization_format, offered_qos_profiles
+            FROM topics;
+        DROP TABLE topics; ALTER TABLE t2 RENAME TO topics;
+        UPDATE schema SET schema_version = 3, ros_distro = 'humble';"""
+    )
+    con.commit()
+    con.close()
+    meta = path / "metadata.yaml"
+    text = meta.read_text()
+    lines = text.replace("version: 8", "version: 5").splitlines()
+    keep = [ln for ln in lines if "type_description_hash" not in ln and "RIHS01_" not in ln]
+    assert len(keep) < len(lines)
+    meta.write_text("\n".join(keep) + "\n")
+
+
+@pytest.mark.parametrize("with_metadata", [True, False])
+@pytest.mark.parametrize("msgtype", [rb.MSG_EVENT_PACKET, rb.MSG_EVENT_CAMERA_PACKET])
+def test_pre_iron_sqlite_bag_reads_known_types_without_definitions(
+    tmp_path, msgtype, with_metadata
+):
+    pkts = _packets()
+    path = tmp_path / "humble"
+    _write_typed(path, {"/event_camera/events": msgtype}, pkts, version=8)
+    _pre_iron(path)
+    con = sqlite3.connect(next(path.glob("*.db3")))
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    con.close()
+    assert "message_definitions" not in tables
+    if not with_metadata:
+        (path / "metadata.yaml").unlink()
+    got, bag = _events_of(path)
+    np.testing.assert_array_equal(got, np.concatenate([p.decode() for p in pkts]))
+    assert bag.report.read["/event_camera/events"] == len(pkts)
+    assert not bag.report.recovered and not bag.report.skipped, bag.report.summary()
+    assert not any("damaged" in n or "unknown" in n for n in bag.report.notes), bag.report.notes
+
+
+def _split(tmp_path: Path, storage: str) -> tuple[Path, np.ndarray]:
+    """A bag in three files (rosbag2's NAME_0, NAME_1, NAME_2), as a recorder that splits by size
+    writes it, with its metadata.yaml listing all three."""
+    pkts = _packets(9)
+    parts = [pkts[0:3], pkts[3:6], pkts[6:9]]
+    path = tmp_path / "split"
+    path.mkdir()
+    infos = []
+    for i, part in enumerate(parts):
+        rb.write_event_bag(tmp_path / f"part{i}", part, storage=storage)
+        src = next(p for p in (tmp_path / f"part{i}").iterdir() if p.suffix in (".mcap", ".db3"))
+        shutil.move(src, path / f"split_{i}{src.suffix}")
+        infos.append((tmp_path / f"part{i}" / "metadata.yaml").read_text())
+    meta = infos[0].replace(f"part0{'.mcap' if storage == 'mcap' else '.db3'}", "X")
+    files = "".join(f"\n  - split_{i}.{'mcap' if storage == 'mcap' else 'db3'}" for i in range(3))
+    meta = meta.replace("relative_file_paths:\n  - X", "relative_file_paths:" + files)
+    assert "split_2" in meta
+    (path / "metadata.yaml").write_text(meta)
+    return path, np.concatenate([p.decode() for p in pkts])
+
+
+@pytest.mark.parametrize("with_metadata", [True, False])
+@pytest.mark.parametrize("storage", STORAGES)
+def test_split_bag_is_read_whole_and_says_so(tmp_path, storage, with_metadata):
+    path, want = _split(tmp_path, storage)
+    if not with_metadata:
+        (path / "metadata.yaml").unlink()
+    got, bag = _events_of(path)
+    np.testing.assert_array_equal(got, want)
+    assert not any("only the first" in n for n in bag.report.notes), bag.report.notes
+    if not with_metadata:
+        assert "bag split into 3 files: all are read, in file-name order" in bag.report.notes
+
+
+def _set_compression(meta: Path, mode: str, old_name: str, new_name: str) -> None:
+    text = meta.read_text().replace(old_name, new_name)
+    text = text.replace("compression_format: ''", "compression_format: zstd")
+    text = text.replace("compression_mode: ''", f"compression_mode: {mode}")
+    assert f"compression_mode: {mode}" in text and "compression_format: zstd" in text
+    meta.write_text(text)
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_file_compressed_bag_is_read(tmp_path, storage):
+    from backports import zstd
+
+    path = _synthetic_bag(tmp_path, storage)
+    want = _events_of(path)[0]
+    f = next(p for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
+    (path / (f.name + ".zstd")).write_bytes(zstd.compress(f.read_bytes()))
+    f.unlink()
+    _set_compression(path / "metadata.yaml", "file", f.name, f.name + ".zstd")
+    got, bag = _events_of(path)
+    np.testing.assert_array_equal(got, want)
+    assert len(bag.labels) == 2
+    assert "zstd compression (mode file) decompressed within bounds" in bag.report.notes
+
+
+def test_message_compressed_bag_is_read(tmp_path):
+    from backports import zstd
+
+    path = _synthetic_bag(tmp_path, "sqlite3")
+    want = _events_of(path)[0]
+    db = next(path.glob("*.db3"))
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT id, data FROM messages").fetchall()
+    con.executemany(
+        "UPDATE messages SET data = ? WHERE id = ?", [(zstd.compress(d), i) for i, d in rows]
+    )
+    con.commit()
+    con.close()
+    _set_compression(path / "metadata.yaml", "message", db.name, db.name)
+    got, bag = _events_of(path)
+    np.testing.assert_array_equal(got, want)
+    assert len(bag.labels) == 2 and not bag.report.skipped
+
+
+def test_convert_writes_zstd_mcap_on_request(tmp_path):
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    rb.synthetic_to_bag(plain, 3, seed=2, height=64, width=64)
+    rb.synthetic_to_bag(packed, 3, seed=2, height=64, width=64, compression="zstd")
+    data = next(packed.glob("*.mcap")).read_bytes()
+    assert b"\x04\x00\x00\x00zstd" in data  # the chunk records' compression field
+    assert len(data) < next(plain.glob("*.mcap")).stat().st_size
+    np.testing.assert_array_equal(_events_of(packed)[0], _events_of(plain)[0])
+    with pytest.raises(BagError, match="use mcap storage"):
+        rb.synthetic_to_bag(tmp_path / "x", 1, storage="sqlite3", compression="zstd")
