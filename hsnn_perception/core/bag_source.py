@@ -20,13 +20,15 @@ and counted in the :class:`~hsnn_perception.core.rosbag_io.ReadReport` of the re
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hsnn_perception.core.events import EventCodecError, PacketStreamDecoder
+from hsnn_perception.core.filters import MappedWindower, model_input_chain
 from hsnn_perception.core.rosbag_io import (
     BagError,
     EventBag,
@@ -44,6 +46,7 @@ __all__ = [
     "bag_packets",
     "bag_window_count",
     "bag_windows",
+    "model_windower",
 ]
 
 # Loops shift sensor time by the played span rounded up to this: one window of the paper's
@@ -71,10 +74,12 @@ class BagPacketStream(Iterator[Packet]):
         path: Path | str,
         loop: bool = False,
         loop_align_us: int = DEFAULT_LOOP_ALIGN_US,
+        events_topic: str | None = None,
     ) -> None:
         if int(loop_align_us) != loop_align_us or loop_align_us < 1:
             raise BagError(f"loop_align_us must be a positive integer, got {loop_align_us!r}")
         self.path = Path(path)
+        self.events_topic = events_topic  # None: the one events topic found by type
         self.loop = bool(loop)
         self.loop_align_us = int(loop_align_us)
         self.packets_out = 0
@@ -82,7 +87,7 @@ class BagPacketStream(Iterator[Packet]):
         self.loops = 0
         self.drops: Counter[str] = Counter()
         self._offset = 0  # added to every time of the current pass (loops)
-        self._bag = read_event_bag(self.path)
+        self._bag = read_event_bag(self.path, events_topic=events_topic)
         self.labels: list[Label] = list(self._bag.labels)
         self._raw = self._decoded(self._bag, None)
         first = next(self._raw, None)
@@ -150,7 +155,7 @@ class BagPacketStream(Iterator[Packet]):
             self._offset += -(-max(played, 1) // self.loop_align_us) * self.loop_align_us
             # Labels of the pass that no packet took go out with the next packet.
             self._carry = [_span(lab, self._offset) for lab in self.labels[self._label_i :]]
-            self._bag = read_event_bag(self.path)
+            self._bag = read_event_bag(self.path, events_topic=self.events_topic)
             self._raw = self._decoded(self._bag, (self.height, self.width))
             self._label_i = 0
             self.loops += 1
@@ -211,6 +216,7 @@ def bag_packets(
     speed_hint: float | None = None,
     *,
     loop_align_us: int = DEFAULT_LOOP_ALIGN_US,
+    events_topic: str | None = None,
 ) -> tuple[BagPacketStream, int, int]:
     """Open a labelled event bag as ``(packets, width, height)`` for the driver node.
 
@@ -223,7 +229,9 @@ def bag_packets(
     """
     if speed_hint is not None and not float(speed_hint) >= 0:
         raise BagError(f"speed must be >= 0 (0: as fast as possible), got {speed_hint!r}")
-    stream = BagPacketStream(path, loop=loop, loop_align_us=loop_align_us)
+    stream = BagPacketStream(
+        path, loop=loop, loop_align_us=loop_align_us, events_topic=events_topic
+    )
     return stream, stream.width, stream.height
 
 
@@ -237,18 +245,48 @@ class WindowSpan:
     n_events: int
 
 
+def model_windower(
+    sensor_shape: tuple[int, int],
+    bin_us: int,
+    timesteps: int,
+    model_shape: tuple[int, int],
+    mapping: str = "scale",
+    roi: Sequence[int] = (),
+) -> MappedWindower:
+    """Events of a sensor of ``sensor_shape`` (height, width) -> windows of the model's input
+    ``model_shape``, mapped as the SNN node maps them (its ``input_mapping`` / ``input_roi``:
+    :func:`~hsnn_perception.core.filters.model_input_chain`), so any geometry fits. Raises
+    ``FilterConfigError`` / ``BinningError`` (ValueErrors) for a mapping that cannot be made."""
+    from hsnn_perception.core.binning import EventWindower
+
+    chain = model_input_chain(sensor_shape, model_shape, mapping, roi)
+    h, w = int(model_shape[0]), int(model_shape[1])
+    return MappedWindower(chain, EventWindower(bin_us, timesteps, h, w, h, w))
+
+
 def bag_windows(
-    path: Path | str, bin_us: int, timesteps: int, height: int, width: int
+    path: Path | str,
+    bin_us: int,
+    timesteps: int,
+    height: int,
+    width: int,
+    *,
+    mapping: str = "scale",
+    roi: Sequence[int] = (),
+    events_topic: str | None = None,
 ) -> list[WindowSpan]:
     """The windows of ``timesteps`` bins of ``bin_us`` that the bag's events span, cut the way the
-    SNN node cuts them (:class:`~hsnn_perception.core.binning.EventWindower` with its defaults on
-    the packets, flushed at the end of the stream). ``height`` / ``width``: the model's input."""
-    from hsnn_perception.core.binning import BinningError, EventWindower
+    SNN node cuts them (its mapping, see :func:`model_windower`, then the windower with its
+    defaults on the packets, flushed at the end of the stream). ``height`` / ``width``: the
+    model's input."""
+    from hsnn_perception.core.binning import BinningError
 
-    stream, sensor_w, sensor_h = bag_packets(path)
+    stream, sensor_w, sensor_h = bag_packets(path, events_topic=events_topic)
     try:
-        windower = EventWindower(bin_us, timesteps, sensor_h, sensor_w, height, width)
-    except BinningError as exc:
+        windower = model_windower(
+            (sensor_h, sensor_w), bin_us, timesteps, (height, width), mapping, roi
+        )
+    except ValueError as exc:
         raise BagError(
             f"{path}: sensor {sensor_w}x{sensor_h} does not fit the model: {exc}"
         ) from exc
@@ -266,6 +304,8 @@ def bag_windows(
     return out
 
 
-def bag_window_count(path: Path | str, bin_us: int, timesteps: int, height: int, width: int) -> int:
-    """How many windows the bag's events span (see :func:`bag_windows`)."""
-    return len(bag_windows(path, bin_us, timesteps, height, width))
+def bag_window_count(
+    path: Path | str, bin_us: int, timesteps: int, height: int, width: int, **kw: Any
+) -> int:
+    """How many windows the bag's events span (see :func:`bag_windows`, same keywords)."""
+    return len(bag_windows(path, bin_us, timesteps, height, width, **kw))

@@ -26,6 +26,7 @@ from hsnn_perception.core.energy import (
     DEFAULT_ANN_DEVICE,
     NEUROMORPHIC_PROFILES,
 )
+from hsnn_perception.core.filters import INPUT_MAPPINGS
 from hsnn_perception.tools.errors import (
     check_namespace,
     closed_pipe,
@@ -44,7 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate hybrid SNN/ANN models on a labelled event bag (offline or over "
         "DDS through the pipeline nodes).",
     )
-    p.add_argument("bag", type=Path, help="rosbag2 directory or .mcap/.db3 file with /events")
+    p.add_argument(
+        "bag", type=Path, help="rosbag2 directory or .mcap/.db3 file with an events topic"
+    )
+    p.add_argument(
+        "--events-topic",
+        default=None,
+        help="the bag's events topic (default: the one topic of type "
+        "hsnn_perception/msg/EventPacket or event_camera_msgs/msg/EventPacket)",
+    )
+    p.add_argument(
+        "--input-mapping",
+        default="scale",
+        choices=INPUT_MAPPINGS,
+        help="sensor -> model input, as the SNN node's input_mapping (offline mode)",
+    )
+    p.add_argument(
+        "--input-roi",
+        type=int,
+        nargs=4,
+        default=None,
+        metavar=("X", "Y", "W", "H"),
+        help="region of the sensor mapped onto the model input (offline mode; default: all)",
+    )
     p.add_argument(
         "--bundle",
         type=Path,
@@ -126,6 +149,11 @@ def check_args(args: argparse.Namespace) -> None:
     if args.mode == "dds":
         if args.max_windows:
             raise ValueError("--max-windows applies to --mode offline only")
+        if args.input_roi or args.input_mapping != "scale":
+            raise ValueError(
+                "--input-mapping/--input-roi apply to --mode offline (over DDS: the SNN node's "
+                "input_mapping/input_roi parameters)"
+            )
         if not (args.speed >= 0 and math.isfinite(args.speed)):
             raise ValueError(f"--speed must be a finite number >= 0, got {args.speed}")
         if args.flow_windows == 1 or args.flow_windows < 0:
@@ -161,6 +189,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         measure=not args.no_meter,
         max_windows=args.max_windows,
         progress=not args.no_progress,
+        events_topic=args.events_topic,
+        input_mapping=args.input_mapping,
+        input_roi=tuple(args.input_roi or ()),
     )
     created_out = False
     try:
@@ -253,6 +284,7 @@ def _replay(args: argparse.Namespace, bundle: Path):  # noqa: ANN202 - ReplayRes
         return replay_dds(
             args.bag,
             bundle,
+            events_topic=args.events_topic,
             snn_backend=args.backend,
             classifier_backend=args.classifier_backend,
             speed=args.speed,

@@ -45,6 +45,10 @@ class OfflineSettings:
     max_windows: int = 0  # 0: all
     min_label_overlap: float = 0.5  # share of a window a label must cover to be its truth
     progress: bool = True
+    events_topic: str | None = None  # None: the bag's one events topic, found by type
+    # Sensor -> model input, as the SNN node's parameters of the same names (core.filters)
+    input_mapping: str = "scale"
+    input_roi: tuple[int, ...] = ()
 
 
 def label_for_window(labels: list[Label], t0: int, t1: int, min_overlap: float) -> Label | None:
@@ -84,7 +88,7 @@ def evaluate_offline(
     """Evaluate ``bundle_path`` on the labelled event bag ``bag_path``."""
     s = settings or OfflineSettings()
     bundle = ModelBundle.load(bundle_path)
-    bag = read_event_bag(bag_path)
+    bag = read_event_bag(bag_path, events_topic=s.events_topic)
     meter = en.cpu_meter() if s.measure else None
     if s.ann_device and s.ann_device not in en.ANN_DEVICE_PROFILES:
         raise EvaluationError(
@@ -106,6 +110,9 @@ def evaluate_offline(
             "bin_us": bundle.bin_us,
             "timesteps": bundle.timesteps,
             "interval": bundle.interval,
+            "events_topic": bag.events_topic,
+            "input_mapping": s.input_mapping,
+            "input_roi": list(s.input_roi),
         },
     )
     if not bag.labels:
@@ -239,11 +246,13 @@ class _Runner:
 def _run(
     bag: EventBag, bundle: ModelBundle, s: OfflineSettings, runner: _Runner, result: ReplayResult
 ) -> None:
-    from hsnn_perception.core.binning import BinningError, EventWindower
+    from hsnn_perception.core.bag_source import model_windower
+    from hsnn_perception.core.binning import BinningError
     from hsnn_perception.core.events import EventCodecError
+    from hsnn_perception.core.filters import MappedWindower
 
     drops: Counter = Counter()
-    windower: EventWindower | None = None
+    windower: MappedWindower | None = None
     geometry: tuple[int, int] | None = None
     pending_decode = 0.0
     expected = bag.report.expected.get(bag.events_topic, 0)
@@ -262,21 +271,23 @@ def _run(
             result.events_read += int(events.size)
             if geometry is None:
                 geometry = (pkt.height, pkt.width)
-                try:
-                    windower = EventWindower(
+                try:  # mapped onto the model input as the SNN node maps it
+                    windower = model_windower(
+                        geometry,
                         bundle.bin_us,
                         bundle.timesteps,
-                        pkt.height,
-                        pkt.width,
-                        bundle.height,
-                        bundle.width,
+                        (bundle.height, bundle.width),
+                        s.input_mapping,
+                        s.input_roi,
                     )
-                except BinningError as exc:
+                except ValueError as exc:
                     raise EvaluationError(f"bag sensor {pkt.width}x{pkt.height}: {exc}") from exc
                 if (pkt.height, pkt.width) != (bundle.sensor_height, bundle.sensor_width):
                     result.notes.append(
                         f"bag sensor {pkt.width}x{pkt.height} differs from the model's "
-                        f"{bundle.sensor_width}x{bundle.sensor_height}"
+                        f"{bundle.sensor_width}x{bundle.sensor_height}: mapped onto the model "
+                        f"input {bundle.width}x{bundle.height} ({s.input_mapping}"
+                        f"{f', roi {list(s.input_roi)}' if s.input_roi else ''})"
                     )
             elif (pkt.height, pkt.width) != geometry:
                 drops["packet with another sensor geometry"] += int(events.size)
@@ -303,6 +314,8 @@ def _run(
     finally:
         bar.close()
     if windower is not None:
+        if windower.mapped_out_events:
+            drops["events outside the mapped region (roi / crop)"] += windower.mapped_out_events
         if windower.late_events:
             drops["late events (older than the window being filled)"] += windower.late_events
         if windower.skipped_windows:

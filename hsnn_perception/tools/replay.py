@@ -178,6 +178,7 @@ def replay_dds(
     composed: bool = False,
     settings: ReplaySettings | None = None,
     on_window: Callable[[Any], None] | None = None,
+    events_topic: str | None = None,
 ) -> Any:
     """Play ``bag`` through the pipeline nodes over DDS with model ``bundle``; return the
     :class:`~hsnn_perception.evaluation.records.ReplayResult` (``mode="dds"``).
@@ -201,7 +202,17 @@ def replay_dds(
         )
     model = ModelBundle.load(bundle)
     bag = Path(bag)
-    stream, width, height = bag_packets(bag)
+    stream, width, height = bag_packets(bag, events_topic=events_topic)
+    # The driver node plays the one events topic it finds by type: a named one must be that.
+    if events_topic is not None:
+        from hsnn_perception.core.rosbag_io import find_events_topic
+
+        found = find_events_topic(bag, stream.report.topics)
+        if found != events_topic:
+            raise ReplayError(
+                f"over DDS the driver plays the bag's events topic found by type ({found}), "
+                f"not {events_topic}"
+            )
     # Read it to the end now: that closes its reader (an sqlite3 bag left open while another
     # reader of the same file closes printed an apsw.BusyError traceback at garbage collection)
     # and completes stream.report (what reading skipped) for the report.

@@ -115,7 +115,7 @@ def test_bad_bags_raise_bag_error(tmp_path, case):
     match = {
         "missing": "does not exist",
         "not_a_bag": "not a rosbag2",
-        "no_events_topic": "no /events",
+        "no_events_topic": "has no events topic",
         "empty_events": "no decodable event packet",
     }[case]
     if case == "not_a_bag":
@@ -197,5 +197,7 @@ def test_bag_windows_match_the_windower_on_all_events(tmp_path):
     ]
     # one synthetic sample per 160 ms window
     assert bag_window_count(path, 10_000, 16, 16, 16) == 4
-    with pytest.raises(BagError, match="does not fit"):
-        bag_windows(path, 10_000, 16, 24, 24)
+    # any model input: the sensor is mapped onto it as the SNN node maps it (same windows)
+    assert bag_window_count(path, 10_000, 16, 24, 24) == 4
+    with pytest.raises(BagError, match="does not fit"):  # a region the sensor does not have
+        bag_windows(path, 10_000, 16, 24, 24, roi=(0, 0, 999, 10))

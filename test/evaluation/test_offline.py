@@ -153,8 +153,12 @@ def test_geometry_that_does_not_fit_is_a_clear_error(hybrid_bundle, tmp_path):
     path = tmp_path / "odd"
     ev = make_events([0, 10, 200_000], [1, 2, 3], [1, 2, 3], [0, 1, 1])
     rb.write_event_bag(path, rb.packetize(ev, 10_000, 50, 50))
+    # 50x50 is no multiple of the model input: mapped as the SNN node maps it, and said so
+    result = evaluate_offline(path, hybrid_bundle, QUIET)
+    assert result.records and any("mapped onto the model input" in n for n in result.notes)
+    wide = OfflineSettings(progress=False, measure=False, input_roi=(0, 0, 60, 50))
     with pytest.raises(EvaluationError, match="50x50"):
-        evaluate_offline(path, hybrid_bundle, QUIET)
+        evaluate_offline(path, hybrid_bundle, wide)
 
 
 def test_unknown_ann_device_profile(synthetic_bag, hybrid_bundle):
