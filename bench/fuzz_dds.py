@@ -146,7 +146,7 @@ def fuzz_tensor_list(rng: np.random.Generator, name: str, shape: tuple[int, ...]
     elif mode == 9:
         tensor.data = bytes(len(tensor.data) // 2)
     elif mode == 10:
-        tensor.shape.rank = int(rng.integers(-5, 40))
+        tensor.shape.rank = int(rng.integers(0, 256))  # uint8 on the wire: any, mismatched
     elif mode == 11:
         tensor.strides = [int(s) for s in rng.integers(0, 1 << 62, len(shape))]
     elif mode == 12:
@@ -156,7 +156,8 @@ def fuzz_tensor_list(rng: np.random.Generator, name: str, shape: tuple[int, ...]
     elif mode == 14:
         msg.tensors = [msg.tensors[0]] * int(rng.integers(2, 200)) + [window]
     else:
-        dims = [int(d) for d in rng.integers(-4, 1 << 31, int(rng.integers(0, 6)))]
+        # uint32 on the wire (Isaac's TensorShape): no negative dimension can arrive.
+        dims = [int(d) for d in rng.integers(0, 1 << 32, int(rng.integers(0, 6)))]
         msg.tensors.insert(
             0,
             Tensor(

@@ -15,6 +15,7 @@ FIRST_PARTY = {
     "hsnn_bridge",
     "bench",
     "launch_helpers",
+    "test_launch_shutdown",
     "netns_hosts",
     "eval_bundles",
     "snn_fixtures",
@@ -56,6 +57,7 @@ KEYS = {
     "lava": "pip:lava-nc",
     "backports": "pip:backports.zstd",
     "lz4": "pip:lz4",
+    "ruamel": "python3-ruamel.yaml",
     # Optional, imported where present and said so where not:
     "tensorrt": "optional",  # JetPack / NVIDIA's wheels; the classifier falls back to ORT
     "cuda": "optional",  # cuda-python, with tensorrt
