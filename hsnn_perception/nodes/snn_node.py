@@ -23,7 +23,12 @@ from hsnn_perception.core.events import (
     EventPacketSizeError,
     PacketStreamDecoder,
 )
-from hsnn_perception.core.filters import FilterConfigError, MappedWindower, model_input_chain
+from hsnn_perception.core.filters import (
+    INPUT_MAPPINGS,
+    FilterConfigError,
+    MappedWindower,
+    model_input_chain,
+)
 from hsnn_perception.core.spike_codec import ENCODINGS, encode_spikes
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
@@ -155,6 +160,16 @@ class SnnFeatureNode(HsnnNode):
             self.reject(
                 "parameter",
                 f"spikes_encoding {self._spikes_encoding!r} unknown; expected one of {ENCODINGS}",
+            )
+            return TransitionCallbackReturn.FAILURE
+        # The input mapping's form is checked here; whether the ROI fits the sensor can only be
+        # known from the packets (their geometry), where a misfit is counted as errors.geometry.
+        mapping, roi = str(self.param("input_mapping")), list(self.param("input_roi"))
+        if mapping not in INPUT_MAPPINGS or len(roi) != 4 or any(int(v) < 0 for v in roi):
+            self.reject(
+                "parameter",
+                f"'input_mapping' {mapping!r} / 'input_roi' {roi} must be one of "
+                f"{INPUT_MAPPINGS} / [x, y, width, height] >= 0",
             )
             return TransitionCallbackReturn.FAILURE
         try:

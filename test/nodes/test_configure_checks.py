@@ -45,6 +45,8 @@ def make(node_class: type, **parameters: object):  # noqa: ANN201 - the node mad
         (SnnFeatureNode, "window_queue", 0),
         (SnnFeatureNode, "flush_idle_s", math.nan),
         (SnnFeatureNode, "max_packet_events", 0),
+        (SnnFeatureNode, "input_mapping", "stretch"),
+        (SnnFeatureNode, "input_roi", [0, 0, 64]),
         (ClassifierNode, "energy_model_device", "nowhere"),
         (AccumulatorBridgeNode, "energy_per_add_j", -1.0),
         (EnergyAggregatorNode, "timeout_s", math.inf),
