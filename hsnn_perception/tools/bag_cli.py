@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core.errors import ConfigurationError
+from hsnn_perception.core.registry import EVENT_CODECS
 from hsnn_perception.core.rosbag_io import STORAGES
 from hsnn_perception.tools.errors import (
     check_namespace,
@@ -365,12 +366,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="first class number in the CSV (DvsGesture: 1)",
     )
     aed.add_argument("--names", default="", help="comma-separated class names, by class id")
-    for p in (syn, aed):
+    raw = kinds.add_parser("raw", help="a Prophesee EVT 3.0 .raw recording (no labels)")
+    raw.add_argument("file", type=Path, help=".raw file")
+    raw.add_argument("out", type=Path, help="new bag directory")
+    for p in (aed, raw):
+        p.add_argument(
+            "--max-us",
+            type=number_arg(int, 0),
+            default=0,
+            help="only the first MAX_US of sensor time (0: all)",
+        )
+    for p in (syn, aed, raw):
         p.add_argument("--storage", choices=STORAGES, default="mcap")
         p.add_argument(
             "--packet-us", type=number_arg(int, 1), default=10_000, help="sensor time per packet"
         )
-        p.add_argument("--encoding", choices=("mono", "evt3", "libcaer"), default="mono")
+        p.add_argument(
+            "--encoding",
+            choices=EVENT_CODECS.names(),
+            default="evt3" if p is raw else "mono",
+            help="event encoding of the packets written",
+        )
+        p.add_argument(
+            "--compression",
+            choices=("none", "zstd"),
+            default="none",
+            help="MCAP chunk compression",
+        )
 
     rec = sub.add_parser("record", help="record the pipeline's topics from live DDS")
     rec.add_argument("out", type=Path, help="new bag directory")
@@ -414,6 +436,8 @@ def _convert(args: argparse.Namespace) -> int:
     from hsnn_perception.core import rosbag_io as rb
 
     _check_new(args.out)
+    if args.compression != "none" and args.storage != "mcap":
+        raise CliError("--compression needs --storage mcap")
     if args.kind == "synthetic":
         counts = rb.synthetic_to_bag(
             args.out,
@@ -424,7 +448,21 @@ def _convert(args: argparse.Namespace) -> int:
             encoding=args.encoding,
             height=args.height,
             width=args.width,
+            compression=args.compression,
         )
+    elif args.kind == "raw":
+        counts = rb.evt3_raw_to_bag(
+            args.file,
+            args.out,
+            storage=args.storage,
+            packet_us=args.packet_us,
+            encoding=args.encoding,
+            max_us=args.max_us,
+            compression=args.compression,
+        )
+        if not counts.get(rb.TOPIC_EVENTS):
+            _remove_bag(args.out)
+            raise CliError(f"{args.file} holds no events: no bag written")
     else:
         if args.labels is not None and not args.labels.is_file():
             raise CliError(f"no label file at {args.labels}")
@@ -443,6 +481,8 @@ def _convert(args: argparse.Namespace) -> int:
             encoding=args.encoding,
             class_base=args.class_base,
             names=names,
+            max_us=args.max_us,
+            compression=args.compression,
         )
         if not counts.get(rb.TOPIC_EVENTS):
             _remove_bag(args.out)

@@ -324,3 +324,30 @@ def test_record_a_running_pipeline(tmp_path, default_bundle_dir):
     stream, width, height = bag_packets(out)
     assert (width, height) == (128, 128)
     assert [lab.class_id for lab in stream.labels] == [c for _, c, *_ in gen.stream(samples)]
+
+
+RECORDINGS = ROOT.parent / "shared" / "recordings"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "geometry"),
+    [("raw", "evt3.raw", (1280, 720)), ("aedat4", "davis346.aedat4", (346, 260))],
+    ids=["prophesee-evk4-evt3", "davis346-aedat4"],
+)
+def test_real_recordings_convert_and_evaluate(tmp_path, kind, name, geometry):
+    """A real sensor's recording (the first second), through hsnn-bag convert and hsnn-eval with
+    nothing but the paths: mapped onto the default model's input, windows predicted."""
+    from hsnn_perception.evaluation.cli import eval_main
+
+    recording = RECORDINGS / name
+    if not recording.is_file():
+        pytest.skip(f"no real recording at {recording} (the shared recordings are not here)")
+    bag = tmp_path / "bag"
+    argv = ["convert", kind, str(recording), str(bag), "--max-us", "1000000"]
+    assert main([*argv, "--compression", "zstd"]) == 0
+    _, width, height = bag_packets(bag)
+    assert (width, height) == geometry
+    assert eval_main([str(bag), "--out", str(tmp_path / "report"), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "report" / "result.json").read_text())
+    predicted = [r["prediction"] for r in result["records"]]
+    assert len(predicted) >= 5 and all(p is not None for p in predicted), predicted
