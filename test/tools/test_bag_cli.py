@@ -351,3 +351,30 @@ def test_real_recordings_convert_and_evaluate(tmp_path, kind, name, geometry):
     result = json.loads((tmp_path / "report" / "result.json").read_text())
     predicted = [r["prediction"] for r in result["records"]]
     assert len(predicted) >= 5 and all(p is not None for p in predicted), predicted
+
+
+def test_a_stock_driver_bag_evaluates_with_no_flags(tmp_path):
+    """A bag as metavision_driver records it: event_camera_msgs/msg/EventPacket on
+    /event_camera/events, raw EVT3 at 1280x720 (the real EVK4 recording; the CDR bytes of both
+    EventPacket types are the same, only the type name differs). hsnn-eval gets only the path."""
+    from rosbags.rosbag2 import Reader
+
+    from hsnn_perception.evaluation.cli import eval_main
+
+    recording = RECORDINGS / "evt3.raw"
+    if not recording.is_file():
+        pytest.skip(f"no real recording at {recording} (the shared recordings are not here)")
+    ours = tmp_path / "ours"
+    assert main(["convert", "raw", str(recording), str(ours), "--max-us", "800000"]) == 0
+    stock = tmp_path / "stock"
+    with Reader(ours) as reader, rb.BagRecorder(stock, "mcap", rb.package_typestore()) as rec:
+        for _, log_ns, raw in reader.messages():
+            rec.write("/event_camera/events", rb.MSG_EVENT_CAMERA_PACKET, log_ns, raw)
+    with Reader(stock) as reader:
+        assert [(c.topic, c.msgtype) for c in reader.connections] == [
+            ("/event_camera/events", "event_camera_msgs/msg/EventPacket")
+        ]
+    assert eval_main([str(stock), "--out", str(tmp_path / "report"), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "report" / "result.json").read_text())
+    assert len(result["records"]) >= 4
+    assert all(r["prediction"] is not None for r in result["records"])
