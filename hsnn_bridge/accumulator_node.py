@@ -152,12 +152,7 @@ class AccumulatorBridgeNode(HsnnNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         # Window ids that never arrived on snn/spikes (lost in DDS, or dropped by the SNN node).
-        gaps = self._gaps
-        return {
-            "lost.windows": str(gaps.lost),
-            "window_id_restarts": str(gaps.restarts),
-            "window_id_jumps": str(gaps.jumps),
-        }
+        return self._gaps.diagnostics("windows", "window_id")
 
     def _energy(
         self, adds: int, spikes: int, latency: float, measured: tuple[float, float] | None

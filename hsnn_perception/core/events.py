@@ -145,6 +145,15 @@ class SequenceGaps:
         self.lost += gap
         return gap
 
+    def diagnostics(self, lost: str, number: str) -> dict[str, str]:
+        """The counts as /diagnostics values: ``lost.<lost>``, ``<number>_restarts``,
+        ``<number>_jumps`` (e.g. ``lost.windows``, ``window_id_restarts``)."""
+        return {
+            f"lost.{lost}": str(self.lost),
+            f"{number}_restarts": str(self.restarts),
+            f"{number}_jumps": str(self.jumps),
+        }
+
 
 def empty_events(n: int = 0) -> np.ndarray:
     """Return a zeroed event array of length ``n``."""

@@ -222,12 +222,7 @@ class ClassifierNode(HsnnNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         # Window ids that never arrived on tensors (lost in DDS, or dropped upstream).
-        gaps = self._gaps
-        return {
-            "lost.windows": str(gaps.lost),
-            "window_id_restarts": str(gaps.restarts),
-            "window_id_jumps": str(gaps.jumps),
-        }
+        return self._gaps.diagnostics("windows", "window_id")
 
     def _energy(self, latency: float, measured: tuple[float, float] | None):
         return classifier_stage_energy(

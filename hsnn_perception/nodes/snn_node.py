@@ -458,14 +458,11 @@ class SnnFeatureNode(HsnnNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         dropped = {f"dropped.events.{why}": str(n) for why, n in self._decoder.drops.items()}
-        gaps = self._decoder.seq_gaps
         values = {
             **dropped,
             "evt3_state_resets": str(self._decoder.resets),
             # Packets that never arrived (seq gaps, every encoding): best-effort DDS loses them.
-            "lost.packets": str(gaps.lost),
-            "seq_restarts": str(gaps.restarts),
-            "seq_jumps": str(gaps.jumps),
+            **self._decoder.seq_gaps.diagnostics("packets", "seq"),
         }
         w = self._windower
         if w is not None:

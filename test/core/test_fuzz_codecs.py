@@ -167,6 +167,11 @@ def test_sequence_gaps():
     for n in (0, 1, 2, 5, 6, 6, 3, 4, 1000, 1001):
         gaps.see(n)
     assert (gaps.lost, gaps.restarts, gaps.jumps) == (2, 1, 1)
+    assert gaps.diagnostics("windows", "window_id") == {
+        "lost.windows": "2",
+        "window_id_restarts": "1",
+        "window_id_jumps": "1",
+    }
 
 
 @FUZZ
