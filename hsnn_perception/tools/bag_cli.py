@@ -460,9 +460,6 @@ def _convert(args: argparse.Namespace) -> int:
             max_us=args.max_us,
             compression=args.compression,
         )
-        if not counts.get(rb.TOPIC_EVENTS):
-            _remove_bag(args.out)
-            raise CliError(f"{args.file} holds no events: no bag written")
     else:
         if args.labels is not None and not args.labels.is_file():
             raise CliError(f"no label file at {args.labels}")
@@ -484,16 +481,16 @@ def _convert(args: argparse.Namespace) -> int:
             max_us=args.max_us,
             compression=args.compression,
         )
-        if not counts.get(rb.TOPIC_EVENTS):
-            _remove_bag(args.out)
-            raise CliError(f"{args.file} holds no events: no bag written")
-        outside = counts.pop(rb.LABELS_OUTSIDE, 0)
-        if outside:
-            print(
-                f"hsnn-bag: warning: {outside} label spans of {args.labels} lie outside the "
-                f"recording's time (another recording's labels, or times not in microseconds?)",
-                file=sys.stderr,
-            )
+    if args.kind != "synthetic" and not counts.get(rb.TOPIC_EVENTS):
+        _remove_bag(args.out)
+        raise CliError(f"{args.file} holds no events: no bag written")
+    outside = counts.pop(rb.LABELS_OUTSIDE, 0)  # (label CSVs of AEDAT4 recordings only)
+    if outside:
+        print(
+            f"hsnn-bag: warning: {outside} label spans of {args.labels} lie outside the "
+            f"recording's time (another recording's labels, or times not in microseconds?)",
+            file=sys.stderr,
+        )
     print(
         f"{args.out}: "
         + ", ".join(f"{n} messages on {t}" for t, n in sorted(counts.items()))
