@@ -47,6 +47,10 @@ _DONE = {
 }
 
 
+# A request unanswered this long is checked on: asked again where it was lost (see _reach).
+RECHECK_S = 3.0
+
+
 class BringUpError(OrchestrationError, RuntimeError):
     """A managed node did not reach the state it was asked for."""
 
@@ -130,7 +134,9 @@ class LifecycleManagerNode(Node):
         get_state, change_state = self._clients_for(name)
         service_timeout = float(self.get_parameter("service_timeout_s").value)
         await self._wait_for_service(get_state, service_timeout)
-        state = (await self._call(get_state, GetState.Request(), service_timeout)).current_state
+        state = await self._state(get_state, service_timeout)
+        if state is None:
+            raise BringUpError(f"{get_state.srv_name} did not answer within {service_timeout:g} s")
         if state.id in _DONE[step]:
             return
         transition = _STEPS[step].get(state.id)
@@ -142,8 +148,35 @@ class LifecycleManagerNode(Node):
         request.transition.id = transition
         await self._wait_for_service(change_state, service_timeout)
         timeout = float(self.get_parameter("transition_timeout_s").value)
-        if not (await self._call(change_state, request, timeout)).success:
-            raise BringUpError(f"{name} refused to {step} (its log says why)")
+        deadline = time.monotonic() + timeout
+        future = change_state.call_async(request)
+        asked = time.monotonic()
+        while not future.done():
+            if time.monotonic() > deadline:
+                change_state.remove_pending_request(future)
+                raise BringUpError(f"{name} did not {step} within {timeout:g} s")
+            await self._sleep(0.05)
+            if time.monotonic() - asked < RECHECK_S:
+                continue
+            # No answer yet. A node busy with a long transition cannot answer get_state either;
+            # one that answers tells whether the request (or only its response) was lost: a
+            # service freshly discovered can miss its first request while it matches the client.
+            now = await self._state(get_state, 1.0)
+            asked = time.monotonic()
+            if now is None or future.done():
+                continue
+            if now.id in _DONE[step]:
+                change_state.remove_pending_request(future)
+                return
+            if now.id == state.id:
+                change_state.remove_pending_request(future)
+                self.get_logger().warn(f"{step} request to {name} unanswered: asking again")
+                future = change_state.call_async(request)
+        if not future.result().success:
+            # A repeated request fails where the first one succeeded: the state decides.
+            now = await self._state(get_state, service_timeout)
+            if now is None or now.id not in _DONE[step]:
+                raise BringUpError(f"{name} refused to {step} (its log says why)")
 
     async def _wait_for_service(self, client: Any, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -152,15 +185,20 @@ class LifecycleManagerNode(Node):
                 raise BringUpError(f"{client.srv_name} not available after {timeout_s:g} s")
             await self._sleep(0.05)
 
-    async def _call(self, client: Any, request: Any, timeout_s: float) -> Any:
-        future = client.call_async(request)
+    async def _state(self, client: Any, timeout_s: float) -> Any:
+        """The node's current state, or None if it did not answer within ``timeout_s``. Asked
+        again every RECHECK_S: a request can be lost while a new service is being matched."""
         deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                client.remove_pending_request(future)
-                raise BringUpError(f"{client.srv_name} did not answer within {timeout_s:g} s")
-            await self._sleep(0.05)
-        return future.result()
+        while True:
+            future = client.call_async(GetState.Request())
+            attempt_end = min(deadline, time.monotonic() + RECHECK_S)
+            while not future.done() and time.monotonic() < attempt_end:
+                await self._sleep(0.05)
+            if future.done():
+                return future.result().current_state
+            client.remove_pending_request(future)
+            if time.monotonic() >= deadline:
+                return None
 
     async def _sleep(self, seconds: float) -> None:
         """Yield to the executor for ``seconds`` (rclpy has no asyncio loop to sleep on)."""

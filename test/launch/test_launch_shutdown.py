@@ -104,7 +104,7 @@ def test_ctrl_c_while_data_flows_ends_every_node_cleanly(composed, ctrl_c):
         pids = run.child_pids(1 if composed else len(NODES) + 1)
         assert listener.wait_for(
             lambda: run.proc.poll() is not None or len(listener.classified()) >= 2, 120
-        )
+        ), run.output[-4000:]
         assert run.proc.poll() is None, run.output[-3000:]
         sent = time.monotonic()
         if ctrl_c == "group":  # a terminal sends SIGINT to the whole foreground job
@@ -153,7 +153,7 @@ def test_a_killed_launcher_leaves_no_node_behind(composed):
         pids = run.child_pids(1 if composed else len(NODES) + 1)
         assert listener.wait_for(
             lambda: run.proc.poll() is not None or len(listener.classified()) >= 1, 120
-        )
+        ), run.output[-4000:]
         assert run.proc.poll() is None, run.output[-3000:]
         run.proc.kill()  # SIGKILL to the launcher alone: it cannot pass anything on
         run.wait(10)
