@@ -238,6 +238,10 @@ class EventDriverNode(HsnnNode):
         if self._source is not None:
             self._source.close()
             self._source = None
+        # The next configure opens the source anew: a recording plays again from its start
+        # (seq keeps counting, so subscribers see one stream without a gap).
+        self._pending = None
+        self._finished = False
         return super().on_cleanup(state)
 
     # sources ----

@@ -77,3 +77,33 @@ def test_active_timers_live_while_the_node_is_active(ros):
         assert node.counters["errors"] == 0, dict(node.last_errors)
     finally:
         node.destroy_node()
+
+
+def test_a_recording_plays_again_after_cleanup_and_configure(ros):
+    from rclpy.executors import SingleThreadedExecutor
+
+    driver = make(
+        EventDriverNode, source="synthetic", num_samples=1, speed=0.0, settle_s=0.0, window_us=0
+    )
+    executor = SingleThreadedExecutor()
+    executor.add_node(driver)
+
+    def play() -> None:
+        assert driver.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert driver.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        for _ in range(2000):
+            if driver._finished:
+                break
+            executor.spin_once(timeout_sec=0.01)
+        assert driver._finished
+
+    try:
+        play()
+        first = driver._seq
+        assert first > 0
+        assert driver.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert driver.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        play()
+        assert driver._seq == 2 * first, "the whole recording again, seq counting on"
+    finally:
+        driver.destroy_node()
