@@ -238,37 +238,55 @@ def _rcl_name_pattern(key: str) -> re.Pattern[str]:
     return re.compile(regex + "$")
 
 
+@dataclass(frozen=True)
+class ParametersFile:
+    """A ROS 2 parameters file, read once, giving each node what rclcpp/rclpy would: every
+    matching key in file order, nested names joined with dots. For the composed runner, whose
+    nodes share one process (the launch file hands the file to the separate processes as
+    ``--params-file``)."""
+
+    path: str
+    doc: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: str) -> ParametersFile:
+        import yaml
+
+        try:
+            with open(path) as f:
+                doc = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read parameters file {path}: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"parameters file {path} is not a mapping of node names")
+        return cls(path, doc)
+
+    def for_node(self, node_fqn: str) -> dict[str, Any]:
+        """The parameters this file gives the node ``node_fqn`` (``/ns/name``)."""
+
+        def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+            else:
+                out[prefix] = value
+
+        found: dict[str, Any] = {}
+        for key, body in self.doc.items():
+            if not _rcl_name_pattern(str(key)).match(node_fqn):
+                continue
+            params = body.get("ros__parameters") if isinstance(body, dict) else None
+            if not isinstance(params, dict):
+                raise ValueError(
+                    f"parameters file {self.path}: {key!r} has no ros__parameters mapping"
+                )
+            flatten("", params, found)
+        return found
+
+
 def parameters_from_file(path: str, node_fqn: str) -> dict[str, Any]:
-    """The parameters a ROS 2 parameters file gives the node ``node_fqn`` (``/ns/name``), as
-    rclcpp/rclpy apply them: every matching key in file order, nested names joined with dots.
-    For the composed runner, whose nodes share one process (the launch file hands the file to
-    the separate processes as ``--params-file``)."""
-    import yaml
-
-    try:
-        with open(path) as f:
-            doc = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read parameters file {path}: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"parameters file {path} is not a mapping of node names")
-
-    def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-        else:
-            out[prefix] = value
-
-    found: dict[str, Any] = {}
-    for key, body in doc.items():
-        if not _rcl_name_pattern(str(key)).match(node_fqn):
-            continue
-        params = body.get("ros__parameters") if isinstance(body, dict) else None
-        if not isinstance(params, dict):
-            raise ValueError(f"parameters file {path}: {key!r} has no ros__parameters mapping")
-        flatten("", params, found)
-    return found
+    """What the parameters file at ``path`` gives the node ``node_fqn`` (see ParametersFile)."""
+    return ParametersFile.read(path).for_node(node_fqn)
 
 
 def model_window_us(model: str = "") -> int:

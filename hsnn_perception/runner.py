@@ -11,11 +11,11 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from hsnn_perception.graph import NodeSpec, parameters_from_file, pipeline, qualified_name
+from hsnn_perception.graph import NodeSpec, ParametersFile, pipeline, qualified_name
 
 
 def build_nodes(
-    specs: Sequence[NodeSpec], namespace: str = "", params_files: Sequence[str] = ()
+    specs: Sequence[NodeSpec], namespace: str = "", params_files: Sequence[ParametersFile] = ()
 ) -> list[Any]:
     """The nodes of ``specs``, each with the graph's parameters and then what ``params_files``
     give it by name (later files win), as separate processes would get them."""
@@ -29,8 +29,8 @@ def build_nodes(
         for src, dst in spec.remappings:
             cli_args += ["-r", f"{src}:={dst}"]
         parameters = dict(spec.parameters)
-        for path in params_files:
-            parameters.update(parameters_from_file(path, qualified_name(namespace, spec.name)))
+        for params_file in params_files:
+            parameters.update(params_file.for_node(qualified_name(namespace, spec.name)))
         nodes.append(
             node_class(
                 namespace=namespace,
@@ -61,7 +61,7 @@ def spin_composed(
     namespace: str = "",
     args: list[str] | None = None,
     until: Any = None,
-    params_files: Sequence[str] = (),
+    params_files: Sequence[ParametersFile] = (),
 ) -> int:
     """Spin all nodes of ``specs`` in one executor until a signal, shutdown or ``until()``."""
     from hsnn_perception.nodes.base import run_nodes
@@ -120,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                 speed=opts.speed,
                 seed=opts.seed,
             )
-        for path in opts.params_file:  # fail here, with a message, not in every node
-            parameters_from_file(path, "/")
+        # Read here, so that a bad file fails with a message, not in every node.
+        params_files = [ParametersFile.read(path) for path in opts.params_file]
     except (OSError, ValueError, TypeError) as exc:
         print(f"composed_pipeline: {exc}", file=sys.stderr)
         return 2
-    return spin_composed(specs, opts.namespace, args=argv, params_files=opts.params_file)
+    return spin_composed(specs, opts.namespace, args=argv, params_files=params_files)
 
 
 if __name__ == "__main__":
