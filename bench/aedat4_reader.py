@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hsnn_perception.core.events import make_events
-from hsnn_perception.core.filters import from_dv_store
-from hsnn_perception.core.sources import Aedat4FileSource, Aedat4Reader, write_aedat4
+from hsnn_perception.core.events.codecs import make_events
+from hsnn_perception.core.events.filters import from_dv_store
+from hsnn_perception.core.sources.dv import Aedat4FileSource, Aedat4Reader, write_aedat4
 
 
 def in_process(path: Path) -> int:

@@ -28,8 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hsnn_perception.core.bundle import BundleError, ModelBundle, default_bundle_path  # noqa: E402
-from hsnn_perception.core.classifier_backends import (  # noqa: E402
+from hsnn_perception.core.ann.backends import (  # noqa: E402
     CUDA_PROVIDER,
     TENSORRT_PROVIDER,
     BackendError,
@@ -37,7 +36,8 @@ from hsnn_perception.core.classifier_backends import (  # noqa: E402
     ClassifierBackend,
     create_backend,
 )
-from hsnn_perception.core.tensorrt_backend import bundle_ann_inputs  # noqa: E402
+from hsnn_perception.core.ann.tensorrt import bundle_ann_inputs  # noqa: E402
+from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle, default_bundle_path  # noqa: E402
 
 AGREEMENT_MIN = 0.99  # FP32 / FP16 top-1 agreement with ONNX Runtime CPU FP32
 INT8_ACCURACY_DROP_MAX = 0.01  # one accuracy point

@@ -27,8 +27,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
 def make_bag(path: Path, rate: float, seconds: float, size: int, packet_us: int) -> int:
     import numpy as np
 
-    from hsnn_perception.core.events import make_events
-    from hsnn_perception.core.rosbag_io import packetize, write_event_bag
+    from hsnn_perception.core.events.codecs import make_events
+    from hsnn_perception.core.io.rosbag import packetize, write_event_bag
 
     rng = np.random.default_rng(0)
     n = int(rate * seconds)
@@ -46,7 +46,7 @@ def run(rate: float, seconds: float, size: int, packet_us: int, workdir: Path) -
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
-    from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
+    from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
     from hsnn_perception.graph import pipeline, qualified_name
     from hsnn_perception.launcher import ProcessGroup
     from hsnn_perception.msg import TensorList

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hsnn_perception.core.binning import EventWindower
-from hsnn_perception.core.events import ENCODINGS, decode_packet, encode_packet, make_events
-from hsnn_perception.core.filters import BackgroundActivityFilter, SpatialMap, to_dv_store
+from hsnn_perception.core.events.binning import EventWindower
+from hsnn_perception.core.events.codecs import ENCODINGS, decode_packet, encode_packet, make_events
+from hsnn_perception.core.events.filters import BackgroundActivityFilter, SpatialMap, to_dv_store
 
 BIN_US, T = 10_000, 16
 

@@ -44,7 +44,7 @@ AFTER_WINDOW = 10_000
 def good_packets(bundle: Any, n_windows: int, first: int, seq0: int) -> list[Any]:
     """Seeded random events filling windows first .. first + n_windows (the last stays pending):
     the same events, shifted by whole windows, whatever ``first``."""
-    from hsnn_perception.core.events import EVENT_DTYPE, encode_packet
+    from hsnn_perception.core.events.codecs import EVENT_DTYPE, encode_packet
     from hsnn_perception.msg import EventPacket
 
     rng = np.random.default_rng(0)
@@ -79,7 +79,7 @@ def pick(rng: np.random.Generator, options: list[Any]) -> Any:
 
 
 def fuzz_event(rng: np.random.Generator, bundle: Any, i: int) -> Any:
-    from hsnn_perception.core.events import EVT3_VECT_12, MAX_PACKET_EVENTS
+    from hsnn_perception.core.events.codecs import EVT3_VECT_12, MAX_PACKET_EVENTS
     from hsnn_perception.msg import EventPacket
 
     msg = EventPacket(height=bundle.sensor_height, width=bundle.sensor_width)
@@ -283,7 +283,7 @@ def run(messages_per_topic: int, log_dir: Path, seed: int = 0, log: Any = None) 
     """Baseline, fuzz, good stream again; returns per-node survival, RSS and counters."""
     import rclpy
 
-    from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
+    from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
     from hsnn_perception.graph import STAGE_NODES, pipeline
     from hsnn_perception.launcher import ProcessGroup
 

@@ -36,8 +36,8 @@ def main() -> int:
     parser.add_argument("--flow-windows", type=int, default=4, help="windows in flight (on)")
     args = parser.parse_args()
 
-    from hsnn_perception.core.bundle import default_bundle_path
-    from hsnn_perception.core.rosbag_io import synthetic_to_bag
+    from hsnn_perception.core.hybrid.bundle import default_bundle_path
+    from hsnn_perception.core.io.rosbag import synthetic_to_bag
     from hsnn_perception.evaluation.offline import OfflineSettings, evaluate_offline
     from hsnn_perception.evaluation.report import summarize
     from hsnn_perception.tools.replay import ReplaySettings, offline_vs_dds, replay_dds

@@ -32,8 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hsnn_perception.core.lava_compat import import_slayer  # noqa: E402
-from hsnn_perception.core.snn_runtime import load_snn, numba_available  # noqa: E402
+from hsnn_perception.core.snn.lava_compat import import_slayer  # noqa: E402
+from hsnn_perception.core.snn.runtime import load_snn, numba_available  # noqa: E402
 
 BIN_S = 0.010  # 10 ms per timestep (the paper's DvsGesture bins)
 # SkA(6-k) spiking parts: the first k of these strided 3x3 convs (stride 2 replaces pooling,
@@ -170,7 +170,7 @@ def main() -> None:
     cases: list[tuple[str, Path, tuple[int, ...]]] = []
     bundle_path = args.bundle or ROOT / "models" / "default"
     if (bundle_path / "manifest.json").is_file():
-        from hsnn_perception.core.bundle import ModelBundle
+        from hsnn_perception.core.hybrid.bundle import ModelBundle
 
         bundle = ModelBundle.load(bundle_path)
         if bundle.snn_file is not None:

@@ -241,8 +241,8 @@ def main() -> int:
     if reason:
         print(f"cannot run: {reason}")
         return 2
-    from hsnn_perception.core.bundle import default_bundle_path
-    from hsnn_perception.core.rosbag_io import synthetic_to_bag
+    from hsnn_perception.core.hybrid.bundle import default_bundle_path
+    from hsnn_perception.core.io.rosbag import synthetic_to_bag
     from hsnn_perception.evaluation.offline import OfflineSettings, evaluate_offline
 
     work = Path(tempfile.mkdtemp(prefix="hsnn-two-hosts-"))

@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from hsnn_perception.core.accumulator import accumulate, check_interval, frames_to_channels
-from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.energy import (
+from hsnn_perception.core.energy.models import (
     FP32_ADD_J,
     EnergyFigure,
     PowerMeter,
@@ -20,8 +18,10 @@ from hsnn_perception.core.energy import (
     cpu_meter,
 )
 from hsnn_perception.core.errors import ConfigurationError, ModelError
-from hsnn_perception.core.events import SequenceGaps
-from hsnn_perception.core.spike_codec import SpikeCodecError, decode_spikes
+from hsnn_perception.core.events.codecs import SequenceGaps
+from hsnn_perception.core.hybrid.accumulator import accumulate, check_interval, frames_to_channels
+from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.io.spike_codec import SpikeCodecError, decode_spikes
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
@@ -119,7 +119,7 @@ class AccumulatorBridgeNode(HsnnNode):
         try:
             window_id, start_us, arrays = read_tensor_list(msg)
             expected = (self.bundle.timesteps, *self.bundle.feature_shape)
-            try:  # dense or sparse (core/spike_codec.py), whichever the SNN node sent
+            try:  # dense or sparse (core/io/spike_codec.py), whichever the SNN node sent
                 spikes = decode_spikes(arrays, SPIKES_TENSOR, max_size=math.prod(expected))
             except SpikeCodecError as exc:
                 raise MessageFieldError("tensor", f"{exc} (got {sorted(arrays)[:8]})") from None

@@ -292,7 +292,7 @@ def parameters_from_file(path: str, node_fqn: str) -> dict[str, Any]:
 def model_window_us(model: str = "") -> int:
     """Sensor time per window of bundle ``model`` (empty: the shipped default), or 0 if it cannot
     be read (the nodes that load it then say why)."""
-    from hsnn_perception.core.bundle import BundleError, ModelBundle, default_bundle_path
+    from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle, default_bundle_path
 
     try:
         return int(ModelBundle.load(model or default_bundle_path()).window_us)

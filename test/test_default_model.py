@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from hsnn_perception.core.accumulator import accumulate, frames_to_channels
-from hsnn_perception.core.binning import bin_events
-from hsnn_perception.core.bundle import ModelBundle
-from hsnn_perception.core.classifier_backends import create_backend
-from hsnn_perception.core.snn_runtime import load_snn
-from hsnn_perception.core.synthetic import SyntheticGestures
+from hsnn_perception.core.ann.backends import create_backend
+from hsnn_perception.core.events.binning import bin_events
+from hsnn_perception.core.events.synthetic import SyntheticGestures
+from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
+from hsnn_perception.core.hybrid.bundle import ModelBundle
+from hsnn_perception.core.snn.runtime import load_snn
 
 # Training used samples 0..3299 of seed 0 and tested on 1_000_000..; these were never seen.
 FIRST_HELD_OUT = 50_000

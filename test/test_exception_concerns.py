@@ -37,7 +37,7 @@ def exception_classes() -> list[tuple[str, str]]:
 def test_the_scan_finds_the_project_exceptions():
     found = exception_classes()
     assert len(found) > 40
-    assert ("hsnn_perception.core.bundle", "BundleError") in found
+    assert ("hsnn_perception.core.hybrid.bundle", "BundleError") in found
 
 
 @pytest.mark.parametrize(("module", "name"), exception_classes())
@@ -50,7 +50,7 @@ def test_each_exception_has_one_concern_base(module, name):
 
 
 def test_a_concern_error_still_reads_as_its_message():
-    from hsnn_perception.core.bundle import BundleError
+    from hsnn_perception.core.hybrid.bundle import BundleError
 
     exc = BundleError("no manifest in /x")
     assert str(exc) == "no manifest in /x"

@@ -177,7 +177,7 @@ def test_driver_window_length_and_aggregator_stages_follow_the_model(tmp_path):
     import json
     import shutil
 
-    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.core.hybrid.bundle import ModelBundle
 
     default = ModelBundle.load(ROOT / "models" / "default")
     by_name = {s.name: s for s in pipeline()}

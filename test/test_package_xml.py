@@ -19,6 +19,7 @@ FIRST_PARTY = {
     "netns_hosts",
     "eval_bundles",
     "snn_fixtures",
+    "core",  # test/core as a package (test/core/snn/snn_fixtures.py)
 }
 
 # import name -> rosdep key, or "pip:<requirement name>" where rosdep has no key.

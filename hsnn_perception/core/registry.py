@@ -87,33 +87,33 @@ SNN_BACKENDS = Registry(
     [
         Entry(
             "native",
-            "hsnn_perception.core.snn_runtime:open_native",
+            "hsnn_perception.core.snn.runtime:open_native",
             "this project's runtime, Loihi fixed-point arithmetic (torch if installed, else numpy)",
             {"compute": "auto"},
         ),
         Entry(
             "native-numpy",
-            "hsnn_perception.core.snn_runtime:open_native",
+            "hsnn_perception.core.snn.runtime:open_native",
             "the native runtime on numpy only",
             {"compute": "numpy"},
             in_pipeline=False,
         ),
         Entry(
             "native-torch",
-            "hsnn_perception.core.snn_runtime:open_native",
+            "hsnn_perception.core.snn.runtime:open_native",
             "the native runtime with torch synapses",
             {"compute": "torch"},
             in_pipeline=False,
         ),
         Entry(
             "lava",
-            "hsnn_perception.core.lava_backend:open_lava",
+            "hsnn_perception.core.snn.lava:open_lava",
             "Lava's CPU simulation, Loihi2SimCfg(select_tag='fixed_pt')",
             {"hardware": False},
         ),
         Entry(
             "lava-hw",
-            "hsnn_perception.core.lava_backend:open_lava",
+            "hsnn_perception.core.snn.lava:open_lava",
             "Loihi 2 through Intel's lava-loihi extension",
             {"hardware": True},
         ),
@@ -129,12 +129,12 @@ CLASSIFIER_BACKENDS = Registry(
     [
         Entry(
             "onnxruntime",
-            "hsnn_perception.core.classifier_backends:OnnxRuntimeBackend",
+            "hsnn_perception.core.ann.backends:OnnxRuntimeBackend",
             "ONNX Runtime on its best execution provider (TensorRT EP, CUDA EP, CPU)",
         ),
         Entry(
             "tensorrt",
-            "hsnn_perception.core.tensorrt_backend:TensorRTBackend",
+            "hsnn_perception.core.ann.tensorrt:TensorRTBackend",
             "a TensorRT engine built (or loaded from the cache) for this GPU",
         ),
     ],
@@ -145,10 +145,14 @@ CLASSIFIER_BACKENDS = Registry(
 EVENT_CODECS = Registry(
     "encoding",
     [
-        Entry("mono", "hsnn_perception.core.events:MONO", "64-bit words, ns offsets"),
-        Entry("evt3", "hsnn_perception.core.events:EVT3", "Prophesee EVT 3.0, 16-bit words"),
-        Entry("libcaer", "hsnn_perception.core.events:LIBCAER", "libcaer polarity events"),
-        Entry("libcaer_cmp", "hsnn_perception.core.events:LIBCAER_CMP", "libcaer_driver's default"),
+        Entry("mono", "hsnn_perception.core.events.codecs:MONO", "64-bit words, ns offsets"),
+        Entry("evt3", "hsnn_perception.core.events.codecs:EVT3", "Prophesee EVT 3.0, 16-bit words"),
+        Entry("libcaer", "hsnn_perception.core.events.codecs:LIBCAER", "libcaer polarity events"),
+        Entry(
+            "libcaer_cmp",
+            "hsnn_perception.core.events.codecs:LIBCAER_CMP",
+            "libcaer_driver's default",
+        ),
     ],
 )
 
@@ -158,10 +162,10 @@ EVENT_CODECS = Registry(
 POWER_METERS = Registry(
     "power meter device",
     [
-        Entry("cuda", "hsnn_perception.core.energy:gpu_meter", "NVML board power of GPU 0"),
+        Entry("cuda", "hsnn_perception.core.energy.models:gpu_meter", "NVML board power of GPU 0"),
         Entry(
             "cpu",
-            "hsnn_perception.core.energy:host_meter",
+            "hsnn_perception.core.energy.models:host_meter",
             "the Jetson module's input rail, else Intel RAPL package energy",
         ),
     ],

@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 from hsnn_perception.core import registry
-from hsnn_perception.core.bundle import MANIFEST, default_bundle_path
-from hsnn_perception.core.energy import (
+from hsnn_perception.core.energy.models import (
     ANN_DEVICE_PROFILES,
     DEFAULT_ANN_DEVICE,
     NEUROMORPHIC_PROFILES,
 )
-from hsnn_perception.core.filters import INPUT_MAPPINGS
+from hsnn_perception.core.events.filters import INPUT_MAPPINGS
+from hsnn_perception.core.hybrid.bundle import MANIFEST, default_bundle_path
 from hsnn_perception.tools.errors import (
     check_namespace,
     closed_pipe,

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core import energy as en
-from hsnn_perception.core.accumulator import accumulate, frames_to_channels
-from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.ann.readout import softmax, spike_count_readout
+from hsnn_perception.core.energy import models as en
 from hsnn_perception.core.errors import ExperimentError
-from hsnn_perception.core.readout import softmax, spike_count_readout
-from hsnn_perception.core.rosbag_io import EventBag, Label, read_event_bag
+from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
+from hsnn_perception.core.hybrid.bundle import ModelBundle
+from hsnn_perception.core.io.rosbag import EventBag, Label, read_event_bag
 from hsnn_perception.evaluation.records import EvalRecord, ReplayResult
 
 
@@ -149,14 +149,14 @@ class _Runner:
         self.ann = None
         self.macs = 0
         if bundle.snn_file is not None:
-            from hsnn_perception.core.snn_runtime import load_snn
+            from hsnn_perception.core.snn.runtime import load_snn
 
             self.snn = load_snn(
                 bundle.snn_file, s.backend, (bundle.channels, bundle.height, bundle.width)
             )
         if bundle.ann_file is not None:
-            from hsnn_perception.core.classifier_backends import check_bundle_ann, create_backend
-            from hsnn_perception.core.onnx_macs import count_macs
+            from hsnn_perception.core.ann.backends import check_bundle_ann, create_backend
+            from hsnn_perception.core.ann.macs import count_macs
 
             check_bundle_ann(bundle)
 
@@ -246,10 +246,10 @@ class _Runner:
 def _run(
     bag: EventBag, bundle: ModelBundle, s: OfflineSettings, runner: _Runner, result: ReplayResult
 ) -> None:
-    from hsnn_perception.core.bag_source import model_windower
-    from hsnn_perception.core.binning import BinningError
-    from hsnn_perception.core.events import EventCodecError
-    from hsnn_perception.core.filters import MappedWindower
+    from hsnn_perception.core.events.binning import BinningError
+    from hsnn_perception.core.events.codecs import EventCodecError
+    from hsnn_perception.core.events.filters import MappedWindower
+    from hsnn_perception.core.sources.bag import model_windower
 
     drops: Counter = Counter()
     windower: MappedWindower | None = None

@@ -2,8 +2,9 @@
 code path serves both.
 
 An :class:`EvalRecord` holds what is known about one event window: ground truth, prediction and
-scores, per-stage latency and :class:`~hsnn_perception.core.energy.EnergyFigure`, per-layer spike
-counts. A :class:`ReplayResult` is a run: the records plus what was read, dropped and skipped.
+scores, per-stage latency and :class:`~hsnn_perception.core.energy.models.EnergyFigure`,
+per-layer spike counts. A :class:`ReplayResult` is a run: the records plus what was read, dropped
+and skipped.
 DDS replay fills records from Classification / EnergyReport messages (``window_id`` joins them);
 :func:`record_from_window_record` adapts the live monitor's ``results.WindowRecord``.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.core.energy import SOURCE_MEASURED, EnergyFigure
+from hsnn_perception.core.energy.models import SOURCE_MEASURED, EnergyFigure
 from hsnn_perception.core.errors import ExperimentError
 
 STAGE_ORDER = ("driver", "snn", "bridge", "classifier")
@@ -166,7 +167,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def record_from_window_record(wr: Any) -> EvalRecord:
-    """Adapt a ``hsnn_perception.core.results.WindowRecord`` (live monitor / DDS replay)."""
+    """Adapt a ``hsnn_perception.evaluation.results.WindowRecord`` (live monitor / DDS replay)."""
     energy: dict[str, EnergyFigure] = {}
     latency: dict[str, float] = {}
     for stage, s in wr.stages.items():

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.energy import (
+from hsnn_perception.core.ann.readout import softmax, spike_count_readout
+from hsnn_perception.core.energy.models import (
     ANN_DEVICE_PROFILES,
     DEFAULT_ANN_DEVICE,
     PowerMeter,
@@ -18,8 +18,8 @@ from hsnn_perception.core.energy import (
     meter_for,
 )
 from hsnn_perception.core.errors import ClassifierError, ConfigurationError, ModelError
-from hsnn_perception.core.events import SequenceGaps
-from hsnn_perception.core.readout import softmax, spike_count_readout
+from hsnn_perception.core.events.codecs import SequenceGaps
+from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
 from hsnn_perception.msg import Classification, EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
@@ -33,7 +33,7 @@ from hsnn_perception.nodes.conversions import (
 )
 
 if TYPE_CHECKING:
-    from hsnn_perception.core.classifier_backends import Classifier
+    from hsnn_perception.core.ann.backends import Classifier
 
 
 class SpikeCountReadout:
@@ -64,8 +64,9 @@ class ClassifierNode(HsnnNode):
         p("cache_dir", "")  # TensorRT engines; empty = ~/.cache/hsnn/engines
         p("force_rebuild", False)
         p("input_name", "")  # empty = the bundle's ANN input name
-        # Energy when nothing can be measured here: a device profile of hsnn_perception.core.energy
-        # (e.g. jetson-orin-nano) to model from MACs, or empty to report "unavailable".
+        # Energy when nothing can be measured here: a device profile of
+        # hsnn_perception.core.energy.models (e.g. jetson-orin-nano) to model from MACs, or empty to
+        # report "unavailable".
         p("energy_model_device", DEFAULT_ANN_DEVICE)
         # Made at configure, released at cleanup: the model and its backend, the publishers, the
         # parameters the callbacks use (read and checked once).
@@ -102,11 +103,11 @@ class ClassifierNode(HsnnNode):
                 self._backend = SpikeCountReadout(self.bundle.num_classes)
                 self.macs = 0
             else:
-                from hsnn_perception.core.classifier_backends import (
+                from hsnn_perception.core.ann.backends import (
                     check_bundle_ann,
                     create_backend,
                 )
-                from hsnn_perception.core.onnx_macs import count_macs
+                from hsnn_perception.core.ann.macs import count_macs
 
                 check_bundle_ann(self.bundle, self.input_name)
 

@@ -8,9 +8,9 @@ import time
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 
-from hsnn_perception.core.energy import EnergyFigure
+from hsnn_perception.core.energy.models import EnergyFigure
 from hsnn_perception.core.errors import MessageError
-from hsnn_perception.core.tensor_codec import (
+from hsnn_perception.core.io.tensor_codec import (
     TensorFields,
     TensorFormatError,
     decode_tensor,

@@ -10,9 +10,9 @@ from typing import Any
 
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from hsnn_perception.core.energy import EnergyFigure, total
+from hsnn_perception.core.energy.models import EnergyFigure, total
 from hsnn_perception.core.errors import ConfigurationError, EnergyAccountingError
-from hsnn_perception.core.events import SequenceGaps
+from hsnn_perception.core.events.codecs import SequenceGaps
 from hsnn_perception.graph import ENERGY, ENERGY_TOTAL
 from hsnn_perception.msg import EnergyReport
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node

@@ -9,7 +9,7 @@ import time
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock
 
-from hsnn_perception.core.energy import PowerMeter, cpu_meter, driver_stage_energy
+from hsnn_perception.core.energy.models import PowerMeter, cpu_meter, driver_stage_energy
 from hsnn_perception.core.errors import (
     ConfigurationError,
     EnergyAccountingError,
@@ -17,10 +17,10 @@ from hsnn_perception.core.errors import (
     EventSourceError,
     RecordingError,
 )
-from hsnn_perception.core.events import encode_packet
-from hsnn_perception.core.packet_sources import PacketSource
+from hsnn_perception.core.events.codecs import encode_packet
 from hsnn_perception.core.registry import EVENT_CODECS
-from hsnn_perception.core.streams import (
+from hsnn_perception.core.sources.packets import PacketSource
+from hsnn_perception.core.sources.streams import (
     Pacer,
     Packet,
     WindowFlowControl,
@@ -91,7 +91,7 @@ class EventDriverNode(HsnnNode):
         # DV network stream (dv-processing NetworkReader)
         p("host", "127.0.0.1")
         p("port", 0)
-        # preprocessing (hsnn_perception.core.filters), in this order
+        # preprocessing (hsnn_perception.core.events.filters), in this order
         p("roi", [0, 0, 0, 0])  # x, y, width, height (width 0 = none)
         p("polarity", "both")  # both | on | off
         p("noise_filter_us", 0)  # background-activity filter window (0 = off)
@@ -246,14 +246,14 @@ class EventDriverNode(HsnnNode):
 
     # sources ----
     def _open_source(self, source: str) -> PacketSource:
-        from hsnn_perception.core import packet_sources as ps
+        from hsnn_perception.core.sources import packets as ps
 
         packet_us = int(self.param("packet_us"))
         loop = bool(self.param("loop"))
         path = str(self.param("path"))
         if source == "synthetic":
-            from hsnn_perception.core.streams import synthetic_packets
-            from hsnn_perception.core.synthetic import SyntheticGestures
+            from hsnn_perception.core.events.synthetic import SyntheticGestures
+            from hsnn_perception.core.sources.streams import synthetic_packets
 
             width, height = int(self.param("width")), int(self.param("height"))
             gen = SyntheticGestures(height=height, width=width, seed=int(self.param("seed")))
@@ -262,11 +262,11 @@ class EventDriverNode(HsnnNode):
                 synthetic_packets(gen, packet_us, n if n > 0 else None), width, height
             )
         elif source == "rosbag":
-            from hsnn_perception.core.bag_source import bag_packets
+            from hsnn_perception.core.sources.bag import bag_packets
 
             inner = ps.IteratorSource(*bag_packets(path, loop=loop))
         elif source == "aedat4":
-            from hsnn_perception.core.sources import Aedat4FileSource
+            from hsnn_perception.core.sources.dv import Aedat4FileSource
 
             start, end = int(self.param("start_us")), int(self.param("end_us"))
             inner = ps.BatchSource(
@@ -279,7 +279,7 @@ class EventDriverNode(HsnnNode):
                 )
             )
         elif source == "camera":
-            from hsnn_perception.core.sources import CameraSource
+            from hsnn_perception.core.sources.dv import CameraSource
 
             x, y, w, h = (int(v) for v in self.param("camera_roi"))
             sub = tuple(int(v) for v in self.param("subsample"))
@@ -298,7 +298,7 @@ class EventDriverNode(HsnnNode):
                 open_camera, float(self.param("retry_s")), lambda m: self.reject("camera", m)
             )
         else:  # network
-            from hsnn_perception.core.sources import NetworkStreamSource
+            from hsnn_perception.core.sources.dv import NetworkStreamSource
 
             host, port = str(self.param("host")), int(self.param("port"))
             if not 0 < port < 65536:

@@ -13,23 +13,23 @@ import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 
-from hsnn_perception.core.binning import BinningError, EventWindower, Window
-from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.debug_image import render_debug_image
-from hsnn_perception.core.energy import NEUROMORPHIC_PROFILES, snn_stage_energy
+from hsnn_perception.core.energy.models import NEUROMORPHIC_PROFILES, snn_stage_energy
 from hsnn_perception.core.errors import ConfigurationError, ModelError, SnnError
-from hsnn_perception.core.events import (
+from hsnn_perception.core.events.binning import BinningError, EventWindower, Window
+from hsnn_perception.core.events.codecs import (
     MAX_PACKET_EVENTS,
     EventPacketSizeError,
     PacketStreamDecoder,
 )
-from hsnn_perception.core.filters import (
+from hsnn_perception.core.events.debug_image import render_debug_image
+from hsnn_perception.core.events.filters import (
     INPUT_MAPPINGS,
     FilterConfigError,
     MappedWindower,
     model_input_chain,
 )
-from hsnn_perception.core.spike_codec import ENCODINGS, encode_spikes
+from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.io.spike_codec import ENCODINGS, encode_spikes
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import (
@@ -52,10 +52,10 @@ from hsnn_perception.nodes.event_types import (  # noqa: F401 - EVENT_TYPES: re-
 )
 
 if TYPE_CHECKING:
-    from hsnn_perception.core.snn_runtime import SnnBackend
+    from hsnn_perception.core.snn.runtime import SnnBackend
 
 SPIKES_TENSOR = "spikes"
-DEBUG_IMAGE = "debug/image"  # sensor_msgs/Image rgb8: core/debug_image.py
+DEBUG_IMAGE = "debug/image"  # sensor_msgs/Image rgb8: core/events/debug_image.py
 
 
 def _positive(value: int) -> bool:
@@ -109,13 +109,13 @@ class SnnFeatureNode(HsnnNode):
         # subscription keeps draining DDS while a window is computed. Full queue: window dropped.
         p("window_queue", 16)
         # Form of snn/spikes: dense (the tensor as is), sparse (spike positions or a bit mask,
-        # see core/spike_codec.py: for a network link between hosts) or auto (the smallest of the
+        # see core/io/spike_codec.py: for a network link between hosts) or auto (the smallest of the
         # three per window). The accumulator bridge reads every form.
         p("spikes_encoding", "dense")
-        # Where events enter the model (core/filters.py, docs/events.md): a region of the sensor
-        # (x, y, width, height; width 0 = the whole sensor), then scale (stretch to the model's
-        # input), crop (centre crop to its aspect ratio) or pad (centre it in a frame of that
-        # aspect ratio). Any sensor geometry then runs with any model.
+        # Where events enter the model (core/events/filters.py, docs/events.md): a region of the
+        # sensor (x, y, width, height; width 0 = the whole sensor), then scale (stretch to the
+        # model's input), crop (centre crop to its aspect ratio) or pad (centre it in a frame of
+        # that aspect ratio). Any sensor geometry then runs with any model.
         p("input_roi", [0, 0, 0, 0])
         p("input_mapping", "scale")
         # debug/image: each window's events (ON red, OFF blue) beside its output spikes, for rviz2
@@ -200,7 +200,7 @@ class SnnFeatureNode(HsnnNode):
                     (self.bundle.channels, self.bundle.height, self.bundle.width)
                 )
             else:
-                from hsnn_perception.core.snn_runtime import load_snn
+                from hsnn_perception.core.snn.runtime import load_snn
 
                 started = time.monotonic()
                 self._snn = load_snn(

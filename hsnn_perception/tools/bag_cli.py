@@ -9,7 +9,7 @@
 
 ``record`` subscribes to the pipeline's topics with rclpy generic (raw CDR) subscriptions and
 writes the messages as they arrive, with the message definitions embedded, through
-:class:`hsnn_perception.core.rosbag_io.BagRecorder`. It stops on Ctrl-C (SIGINT) or SIGTERM, after
+:class:`hsnn_perception.core.io.rosbag.BagRecorder`. It stops on Ctrl-C (SIGINT) or SIGTERM, after
 ``--duration`` seconds or once ``--windows`` classifications were recorded, and always closes the
 bag. Log time is the time a message arrived (as ``ros2 bag record`` does); event packets and
 labels carry their sensor time inside, which is what replay uses.
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core.errors import ConfigurationError
+from hsnn_perception.core.io.rosbag import STORAGES
 from hsnn_perception.core.registry import EVENT_CODECS
-from hsnn_perception.core.rosbag_io import STORAGES
 from hsnn_perception.tools.errors import (
     check_namespace,
     closed_pipe,
@@ -140,7 +140,7 @@ def record(
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
-    from hsnn_perception.core.rosbag_io import BagRecorder
+    from hsnn_perception.core.io.rosbag import BagRecorder
     from hsnn_perception.nodes.base import reliable_qos, sensor_qos
 
     chosen = list(topics) if topics else list(RECORDABLE)
@@ -239,7 +239,7 @@ def record(
 
 def bag_info(path: Path | str) -> dict[str, Any]:
     """Topics (type, messages), log-time span, labels and what reading had to skip."""
-    from hsnn_perception.core.rosbag_io import MessageReader, time_to_ns
+    from hsnn_perception.core.io.rosbag import MessageReader, time_to_ns
 
     reader = MessageReader(path)
     report = reader.report
@@ -433,7 +433,7 @@ def _remove_bag(path: Path) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from hsnn_perception.core import rosbag_io as rb
+    from hsnn_perception.core.io import rosbag as rb
 
     _check_new(args.out)
     if args.compression != "none" and args.storage != "mcap":

@@ -18,7 +18,7 @@ from hsnn_perception.graph import CLASSIFIER_BACKENDS, SNN_BACKENDS
 from hsnn_perception.tools.errors import check_namespace, number_arg, one_line
 
 if TYPE_CHECKING:
-    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.core.hybrid.bundle import ModelBundle
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,7 +57,7 @@ def check_bundle(bundle: ModelBundle, interval: int) -> None:
     """Read the bundle's model files and check ``--interval`` here, so that a broken model or
     an interval the model cannot use fails at once with one line, not after the nodes waited a
     minute for a stage that refused to configure."""
-    from hsnn_perception.core.classifier_backends import check_bundle_ann
+    from hsnn_perception.core.ann.backends import check_bundle_ann
 
     timesteps = bundle.timesteps
     if interval and timesteps % interval:
@@ -65,7 +65,7 @@ def check_bundle(bundle: ModelBundle, interval: int) -> None:
             f"--interval {interval} does not divide the model's {timesteps} timesteps per window"
         )
     if bundle.snn_file is not None:
-        from hsnn_perception.core.netx_io import read_netx
+        from hsnn_perception.core.snn.netx import read_netx
 
         read_netx(bundle.snn_file, (bundle.channels, bundle.height, bundle.width))
     if bundle.ann_file is not None:  # a valid ONNX model that takes what the accumulator gives
@@ -75,8 +75,8 @@ def check_bundle(bundle: ModelBundle, interval: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     isolate_dds()
-    from hsnn_perception.core.bundle import BundleError, ModelBundle, default_bundle_path
-    from hsnn_perception.core.results import format_summary, summarize
+    from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle, default_bundle_path
+    from hsnn_perception.evaluation.results import format_summary, summarize
     from hsnn_perception.graph import pipeline
     from hsnn_perception.tools.session import ALL_STAGES, STAGES, PipelineError, run_session
 

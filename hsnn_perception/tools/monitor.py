@@ -11,7 +11,7 @@ from typing import Any
 
 from rclpy.node import Node
 
-from hsnn_perception.core.results import StageRecord, WindowRecord
+from hsnn_perception.evaluation.results import StageRecord, WindowRecord
 from hsnn_perception.graph import (
     CLASSIFICATION,
     ENERGY,

@@ -1,7 +1,7 @@
 """DDS replay: a labelled event bag played through the REAL pipeline nodes over DDS, collected into
 the same :class:`~hsnn_perception.evaluation.records.ReplayResult` as the offline evaluation.
 
-The driver node reads the bag (``source: rosbag``, :func:`hsnn_perception.core.bag_source.
+The driver node reads the bag (``source: rosbag``, :func:`hsnn_perception.core.sources.bag.
 bag_packets`) and publishes it at ``speed`` times sensor pace (0: as fast as the driver's timer
 allows); the SNN, bridge and classifier nodes run as separate processes (or composed in one);
 :func:`hsnn_perception.tools.session.run_session` collects Classification and EnergyReport
@@ -12,7 +12,7 @@ window), so both modes are scored alike.
 
 Events travel best-effort (sensor QoS), so at sensor pace a consumer that falls behind loses
 packets rather than blocking the driver, as with a live camera. As fast as possible (``speed``
-0) the driver's flow control (``core.streams.WindowFlowControl``) holds the bag back while
+0) the driver's flow control (``core.sources.streams.WindowFlowControl``) holds the bag back while
 ``flow_max_windows`` windows are unclassified, and the events travel reliably: the replay goes as
 fast as the pipeline keeps up and loses nothing (``flow_max_windows=0`` turns both off). What
 was lost is measured from the nodes' own counters on ``/diagnostics`` (driver ``published.*``
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.core.bag_source import BagPacketStream, WindowSpan, bag_packets, bag_windows
-from hsnn_perception.core.bundle import ModelBundle
 from hsnn_perception.core.errors import OrchestrationError
+from hsnn_perception.core.hybrid.bundle import ModelBundle
+from hsnn_perception.core.sources.bag import BagPacketStream, WindowSpan, bag_packets, bag_windows
 
 DIAG_PERIOD_S = 0.2  # nodes' diagnostics period during a replay: final counters arrive in time
 # The SNN node ends the last (partial) window after this long without packets. A bag is finite,
@@ -184,7 +184,7 @@ def replay_dds(
     :class:`~hsnn_perception.evaluation.records.ReplayResult` (``mode="dds"``).
 
     The positional options override those in ``settings``. ``on_window`` gets each
-    ``core.results.WindowRecord`` as its classification arrives. Raises :class:`ReplayError`
+    ``evaluation.results.WindowRecord`` as its classification arrives. Raises :class:`ReplayError`
     (or ``BagError`` / ``BundleError``) on bad input, ``session.PipelineError`` if the nodes do
     not come up.
     """
@@ -205,7 +205,7 @@ def replay_dds(
     stream, width, height = bag_packets(bag, events_topic=events_topic)
     # The driver node plays the one events topic it finds by type: a named one must be that.
     if events_topic is not None:
-        from hsnn_perception.core.rosbag_io import find_events_topic
+        from hsnn_perception.core.io.rosbag import find_events_topic
 
         found = find_events_topic(bag, stream.report.topics)
         if found != events_topic:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hsnn_perception.core.errors import OrchestrationError
-from hsnn_perception.core.results import WindowRecord
+from hsnn_perception.evaluation.results import WindowRecord
 from hsnn_perception.graph import NodeSpec, qualified_name, unmanaged
 from hsnn_perception.launcher import ProcessGroup
 

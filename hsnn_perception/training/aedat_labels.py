@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsnn_perception.core.events import EVENT_DTYPE
+from hsnn_perception.core.events.codecs import EVENT_DTYPE
 from hsnn_perception.training.data import (
     DatasetError,
     InputSpec,
@@ -40,11 +40,11 @@ def read_aedat4_events(
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """All events of an AEDAT4 file (EVENT_DTYPE, sorted) and the sensor ``(height, width)``.
 
-    dv-processing reads in a worker process (see :class:`~hsnn_perception.core.sources.
+    dv-processing reads in a worker process (see :class:`~hsnn_perception.core.sources.dv.
     Aedat4Reader`), so a damaged file that makes it hang or crash is a LabelFileError after
     ``timeout_s`` (default ``READ_TIMEOUT_S``) without progress.
     """
-    from hsnn_perception.core.sources import READ_TIMEOUT_S, Aedat4Reader, SourceError
+    from hsnn_perception.core.sources.dv import READ_TIMEOUT_S, Aedat4Reader, SourceError
 
     path = Path(path)
     if not path.is_file():

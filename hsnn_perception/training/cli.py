@@ -318,7 +318,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_compare(args: argparse.Namespace) -> None:
-    from hsnn_perception.core.energy import ANN_DEVICE_PROFILES
+    from hsnn_perception.core.energy.models import ANN_DEVICE_PROFILES
 
     if args.ann_device not in ANN_DEVICE_PROFILES:
         known = ", ".join(sorted(ANN_DEVICE_PROFILES))
@@ -358,7 +358,7 @@ def run_conversion(args: argparse.Namespace, log: Any = print) -> dict[str, Any]
     """Convert as ``args`` say; measure source and converted accuracy on the test windows."""
     import numpy as np
 
-    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.core.hybrid.bundle import ModelBundle
     from hsnn_perception.training.convert import convert_bundle
     from hsnn_perception.training.export import predict_bundle
 

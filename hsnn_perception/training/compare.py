@@ -6,7 +6,7 @@ Per model and interval (one inference = one window of T bins):
 * accuracy on the test set, measured through the bundle (SNN runtime + accumulator + onnxruntime);
 * SNN part: synaptic ops, neuron updates and spikes counted by the project's runtime
   (``load_snn(..., backend="native")``), averaged over the test windows; its wall time on this CPU;
-  Loihi latency and energy modelled by :mod:`hsnn_perception.core.energy`
+  Loihi latency and energy modelled by :mod:`hsnn_perception.core.energy.models`
   (``loihi_latency`` / ``loihi_energy``, Davies et al. 2018 per-operation figures);
 * ANN part: MACs (``onnx_macs.count_macs``), onnxruntime latency on this CPU (median of batch-1
   runs), and energy modelled by ``ann_energy`` for the ``--ann-device`` profile (default Jetson
@@ -97,7 +97,7 @@ def measure_bundle(
     bundle: Any, test: Any, ann_device: str, latency_runs: int, snn_backend: str = "native"
 ) -> dict[str, Any]:
     """Accuracy, op counts, latencies and modelled energies of one bundle on ``test``."""
-    from hsnn_perception.core import energy
+    from hsnn_perception.core.energy import models as energy
     from hsnn_perception.training.export import onnx_session, predict_bundle
 
     run = predict_bundle(bundle, test.spikes, snn_backend=snn_backend)
@@ -105,7 +105,7 @@ def measure_bundle(
     sample = test.spikes[0]
     e_snn = e_ann = 0.0
     if bundle.snn_file is not None and run.snn_counts is not None:
-        from hsnn_perception.core.snn_runtime import load_snn
+        from hsnn_perception.core.snn.runtime import load_snn
 
         per = run.snn_counts.sum(axis=(1, 2)).mean(axis=0)  # (3,) mean per window
         syn, neu, spk = (int(round(v)) for v in per)
@@ -122,7 +122,7 @@ def measure_bundle(
             snn_loihi_energy_uj=fig.energy_j * 1e6,
         )
     if bundle.ann_file is not None:
-        from hsnn_perception.core.onnx_macs import count_macs
+        from hsnn_perception.core.ann.macs import count_macs
 
         macs = count_macs(bundle.ann_file, bundle.ann_input_shape)
         sess = onnx_session(bundle.ann_file)

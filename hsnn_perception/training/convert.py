@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core.bundle import BundleError, ModelBundle
 from hsnn_perception.core.errors import ModelError
+from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle
 
 WEIGHT_MAX = 254  # Loihi 8-bit mixed-sign weights: even values in [-256, 254]
 VTH_MAX = (1 << 17) - 1  # vThMant field
@@ -236,7 +236,7 @@ def _rate_gain(
     """
     import tempfile
 
-    from hsnn_perception.core.snn_runtime import load_snn
+    from hsnn_perception.core.snn.runtime import load_snn
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / SNN_FILE

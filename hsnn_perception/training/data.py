@@ -2,7 +2,8 @@
 
 Every source (the synthetic set, DvsGesture AEDAT 3.1, AEDAT4 + label CSV) ends up as a
 :class:`SpikeSet`: ``spikes`` ``(N, T, 2, h, w)`` uint8 in {0, 1} and integer ``labels``. The
-events are binned by :func:`hsnn_perception.core.binning.bin_events` (the code the nodes run) and
+events are binned by :func:`hsnn_perception.core.events.binning.bin_events` (the code the nodes
+run) and
 binarised with ``> 0``: a pixel spikes in a bin if it had at least one event of that polarity.
 
 No torch here: tensors are made by the training loop.
@@ -19,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core.binning import bin_events
 from hsnn_perception.core.errors import EventSourceError
+from hsnn_perception.core.events.binning import bin_events
 
 
 class DatasetError(EventSourceError, ValueError):
@@ -158,7 +159,7 @@ def synthetic_spikeset(
     Class of sample ``i`` is ``i % 11`` (balanced). With ``cache_dir`` the spikes are cached on
     disk under a key of all parameters, since rendering is most of the cost of a short run.
     """
-    from hsnn_perception.core.synthetic import GESTURE_LABELS, SyntheticGestures
+    from hsnn_perception.core.events.synthetic import GESTURE_LABELS, SyntheticGestures
 
     if n_samples < 1:
         raise DatasetError(f"n_samples must be >= 1, got {n_samples}")

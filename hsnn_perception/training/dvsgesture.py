@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsnn_perception.core.events import EVENT_DTYPE
+from hsnn_perception.core.events.codecs import EVENT_DTYPE
 from hsnn_perception.training.data import (
     DatasetError,
     InputSpec,

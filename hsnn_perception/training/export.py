@@ -6,7 +6,7 @@
 * ANN part -> ONNX (``ann.onnx``, input ``frames``, output ``logits``, dynamic batch axis), with
   torch's TorchScript-based exporter (``dynamo=False``: the dynamo exporter needs onnxscript, which
   is not installed) at opset 17, which onnxruntime 1.32 runs.
-* ``manifest.json`` through :class:`hsnn_perception.core.bundle.ModelBundle`.
+* ``manifest.json`` through :class:`hsnn_perception.core.hybrid.bundle.ModelBundle`.
 
 :func:`predict_bundle` runs a bundle on input spikes with the project's SNN runtime
 (``load_snn(..., backend="native")``), the shared accumulator and onnxruntime: the path the
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core.accumulator import accumulate, frames_to_channels
-from hsnn_perception.core.bundle import ModelBundle
 from hsnn_perception.core.errors import ModelError
+from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.training.data import InputSpec
 from hsnn_perception.training.models import ArchSpec
 
@@ -181,7 +181,7 @@ def predict_bundle(
         raise ExportError(f"input spikes must be (N, {want}), got {x.shape}")
     counts = None
     if bundle.snn_file is not None:
-        from hsnn_perception.core.snn_runtime import load_snn
+        from hsnn_perception.core.snn.runtime import load_snn
 
         snn = load_snn(bundle.snn_file, backend=snn_backend)
         try:

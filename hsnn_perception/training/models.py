@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
 
-from hsnn_perception.core.accumulator import check_interval
 from hsnn_perception.core.errors import ModelError
+from hsnn_perception.core.hybrid.accumulator import check_interval
 
 N_LAYERS = 6
 N_CONV = 4
@@ -145,8 +145,8 @@ def _hybrid_net_class() -> type:
     """Define the torch module classes on first use (keeps torch out of plain imports)."""
     torch = _torch()
     nn = torch.nn
-    from hsnn_perception.core.accumulator import accumulate, frames_to_channels
-    from hsnn_perception.core.lava_compat import import_slayer
+    from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
+    from hsnn_perception.core.snn.lava_compat import import_slayer
 
     slayer = import_slayer()
 

@@ -21,14 +21,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from snn_fixtures import conv_spec, cuba, dense_spec, write_net
+from core.snn.snn_fixtures import conv_spec, cuba, dense_spec, write_net
 
-from hsnn_perception.core import rosbag_io as rb
-from hsnn_perception.core.bundle import BundleError, ModelBundle
-from hsnn_perception.core.events import make_events
-from hsnn_perception.core.netx_io import NetxFormatError, read_netx
-from hsnn_perception.core.snn_runtime import load_snn
-from hsnn_perception.core.sources import Aedat4FileSource, SourceError
+from hsnn_perception.core.events.codecs import make_events
+from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle
+from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.snn.netx import NetxFormatError, read_netx
+from hsnn_perception.core.snn.runtime import load_snn
+from hsnn_perception.core.sources.dv import Aedat4FileSource, SourceError
 from hsnn_perception.training.aedat_labels import LabelFileError, read_aedat4_events
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,8 +196,8 @@ def declared_only(path: Path, layers: list[dict]) -> Path:
 
 
 _READ_NETX = """
-from hsnn_perception.core.netx_io import read_netx
-from hsnn_perception.core.snn_runtime import load_snn
+from hsnn_perception.core.snn.netx import read_netx
+from hsnn_perception.core.snn.runtime import load_snn
 run(lambda: load_snn(PATH, input_shape=SHAPE) and None)
 """
 
@@ -295,7 +295,7 @@ def test_kernel_limit(tmp_path) -> None:
 
 
 def test_runtime_refuses_delay_expansion_beyond_its_limit(tmp_path, monkeypatch) -> None:
-    import hsnn_perception.core.snn_runtime as rt
+    import hsnn_perception.core.snn.runtime as rt
 
     rng = np.random.default_rng(0)
     spec = dense_spec(rng.integers(-8, 8, (20, 10)))
@@ -339,7 +339,7 @@ def reference_events(path: Path) -> np.ndarray:
     """The recording as dv-processing reads it in this process (a good file)."""
     import dv_processing as dv
 
-    from hsnn_perception.core.filters import from_dv_store
+    from hsnn_perception.core.events.filters import from_dv_store
 
     rec = dv.io.MonoCameraRecording(str(path))
     chunks = []
@@ -526,7 +526,7 @@ def bombed_copy(src: Path, dest: Path, honest: bool) -> tuple[Path, set[int]]:
 
 
 _READ_BAG = """
-from hsnn_perception.core import rosbag_io as rb
+from hsnn_perception.core.io import rosbag as rb
 def read():
     bag = rb.read_event_bag(PATH)
     return [len([p for p in bag.packets()]), dict(bag.report.skipped)]

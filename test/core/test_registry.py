@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from hsnn_perception.core import energy as en
 from hsnn_perception.core import registry
-from hsnn_perception.core.classifier_backends import BackendError, ClassifierBackend
-from hsnn_perception.core.events import ENCODINGS, EventCodec, EventDecodeError, codec_for
+from hsnn_perception.core.ann.backends import BackendError, ClassifierBackend
+from hsnn_perception.core.energy import models as en
+from hsnn_perception.core.events.codecs import ENCODINGS, EventCodec, EventDecodeError, codec_for
 from hsnn_perception.core.registry import Entry, Registry, UnknownNameError
-from hsnn_perception.core.snn_runtime import SnnConfigError, load_snn
+from hsnn_perception.core.snn.runtime import SnnConfigError, load_snn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +64,7 @@ def test_every_entry_resolves_to_its_kind_of_implementation():
 
 def test_name_lists_come_from_the_registries():
     from hsnn_perception import graph
-    from hsnn_perception.core.lava_backend import HW_MISSING
+    from hsnn_perception.core.snn.lava import HW_MISSING
     from hsnn_perception.training.cli import SNN_BACKENDS as TRAIN_BACKENDS
 
     assert graph.SNN_BACKENDS == ("native", "lava", "lava-hw")
@@ -79,7 +79,7 @@ def test_name_lists_come_from_the_registries():
 
 
 def test_unknown_names_raise_each_extension_points_own_error(tmp_path):
-    from hsnn_perception.core.classifier_backends import create_backend
+    from hsnn_perception.core.ann.backends import create_backend
 
     with pytest.raises(SnnConfigError, match="unknown SNN backend 'gpu'; expected one of native"):
         load_snn(tmp_path / "x.net", backend="gpu")
@@ -112,9 +112,9 @@ def test_loading_one_backend_imports_only_its_own_packages(default_bundle_dir):
     code = (
         "import sys\n"
         "def loaded(names): return sorted(set(names) & {m.split('.')[0] for m in sys.modules})\n"
-        "from hsnn_perception.core.bundle import ModelBundle\n"
-        "from hsnn_perception.core.classifier_backends import create_backend\n"
-        "from hsnn_perception.core.snn_runtime import load_snn\n"
+        "from hsnn_perception.core.hybrid.bundle import ModelBundle\n"
+        "from hsnn_perception.core.ann.backends import create_backend\n"
+        "from hsnn_perception.core.snn.runtime import load_snn\n"
         f"b = ModelBundle.load({str(default_bundle_dir)!r})\n"
         "create_backend('onnxruntime', b.ann_file, providers='cpu').close()\n"
         "ann = loaded(['onnxruntime', 'torch', 'tensorrt', 'lava'])\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from eval_bundles import SENSOR, make_bundle
 
-from hsnn_perception.core import rosbag_io as rb
+from hsnn_perception.core.io import rosbag as rb
 
 
 @pytest.fixture(scope="session")

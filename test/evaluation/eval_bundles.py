@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsnn_perception.core.synthetic import GESTURE_LABELS
+from hsnn_perception.core.events.synthetic import GESTURE_LABELS
 
 SENSOR = 64
 INPUT = 16  # 4x downsampling

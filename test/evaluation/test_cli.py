@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from eval_bundles import make_bundle
 
-from hsnn_perception.core import rosbag_io as rb
+from hsnn_perception.core.io import rosbag as rb
 from hsnn_perception.evaluation.cli import EXIT_BAD_INPUT, eval_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, synthetic_bag, hybrid_bundle
         bundle = tmp_path / "empty_models"
         bundle.mkdir()
     elif case == "no_labels":
-        from hsnn_perception.core.events import make_events
+        from hsnn_perception.core.events.codecs import make_events
 
         bag = tmp_path / "nolabels"
         ev = make_events([0, 200_000], [1, 2], [1, 2], [0, 1])

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from eval_bundles import INPUT, SENSOR, T, make_bundle
 
-from hsnn_perception.core import rosbag_io as rb
-from hsnn_perception.core.accumulator import accumulate, frames_to_channels
-from hsnn_perception.core.binning import bin_events
-from hsnn_perception.core.energy import SOURCE_MODELLED, SOURCE_UNAVAILABLE
-from hsnn_perception.core.rosbag_io import Label
-from hsnn_perception.core.snn_runtime import load_snn
+from hsnn_perception.core.energy.models import SOURCE_MODELLED, SOURCE_UNAVAILABLE
+from hsnn_perception.core.events.binning import bin_events
+from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
+from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.rosbag import Label
+from hsnn_perception.core.snn.runtime import load_snn
 from hsnn_perception.evaluation.offline import (
     EvaluationError,
     OfflineSettings,
@@ -122,7 +122,7 @@ def test_label_for_window():
 
 
 def test_bag_without_labels_gives_predictions_without_accuracy(hybrid_bundle, tmp_path):
-    from hsnn_perception.core.synthetic import SyntheticGestures
+    from hsnn_perception.core.events.synthetic import SyntheticGestures
 
     gen = SyntheticGestures(height=SENSOR, width=SENSOR, seed=1)
     events = np.concatenate([e for e, *_ in gen.stream(2)])
@@ -148,7 +148,7 @@ def test_truncated_bag_gives_partial_result_with_what_was_skipped(
 
 
 def test_geometry_that_does_not_fit_is_a_clear_error(hybrid_bundle, tmp_path):
-    from hsnn_perception.core.events import make_events
+    from hsnn_perception.core.events.codecs import make_events
 
     path = tmp_path / "odd"
     ev = make_events([0, 10, 200_000], [1, 2, 3], [1, 2, 3], [0, 1, 1])

@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from hsnn_perception.core import energy as en
-from hsnn_perception.core.results import StageRecord, WindowRecord
+from hsnn_perception.core.energy import models as en
 from hsnn_perception.evaluation.records import (
     EvalRecord,
     ReplayResult,
@@ -23,6 +22,7 @@ from hsnn_perception.evaluation.report import (
     write_family_report,
     write_report,
 )
+from hsnn_perception.evaluation.results import StageRecord, WindowRecord
 
 LABELS = ["a", "b", "c"]
 

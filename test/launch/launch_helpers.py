@@ -30,7 +30,7 @@ from ament_index_python.packages import get_package_share_directory  # noqa: E40
 from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from hsnn_perception.core.results import WindowRecord  # noqa: E402
+from hsnn_perception.evaluation.results import WindowRecord  # noqa: E402
 from hsnn_perception.graph import BRINGUP_ORDER, PACKAGE  # noqa: E402
 from hsnn_perception.tools.monitor import PipelineMonitor  # noqa: E402
 

@@ -177,7 +177,7 @@ def _probe(args: argparse.Namespace) -> int:
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
-    from hsnn_perception.core.spike_codec import decode_spikes
+    from hsnn_perception.core.io.spike_codec import decode_spikes
     from hsnn_perception.graph import qualified_name
     from hsnn_perception.msg import EnergyReport, TensorList
     from hsnn_perception.nodes.base import reliable_qos

@@ -17,9 +17,9 @@ from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch_helpers import Listener, namespace, offline_predictions, pipeline_launch_file
 
-from hsnn_perception.core.rosbag_io import aedat4_to_bag
-from hsnn_perception.core.sources import write_aedat4
-from hsnn_perception.core.synthetic import SyntheticGestures
+from hsnn_perception.core.events.synthetic import SyntheticGestures
+from hsnn_perception.core.io.rosbag import aedat4_to_bag
+from hsnn_perception.core.sources.dv import write_aedat4
 from hsnn_perception.msg import Classification, EnergyReport
 from hsnn_perception.nodes.base import reliable_qos
 from hsnn_perception.nodes.conversions import time_to_ns, time_to_us

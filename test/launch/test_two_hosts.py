@@ -22,8 +22,8 @@ import pytest
 from launch_helpers import namespace, offline_predictions
 from netns_hosts import TwoHosts, netns_unavailable, read_json
 
-from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.rosbag_io import synthetic_to_bag
+from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.io.rosbag import synthetic_to_bag
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from hsnn_perception.core.bundle import ModelBundle
-from hsnn_perception.core.events import EVENT_DTYPE, encode_packet
+from hsnn_perception.core.events.codecs import EVENT_DTYPE, encode_packet
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.graph import STAGE_NODES, pipeline, qualified_name, unmanaged
 from hsnn_perception.launcher import ProcessGroup
 from hsnn_perception.msg import Classification, EventPacket, TensorList

@@ -1,5 +1,5 @@
 """debug/image over real DDS: with debug_image on, the SNN node renders a window only while
-someone subscribes (sensor_msgs/Image, rgb8, the size core/debug_image.py gives the model's
+someone subscribes (sensor_msgs/Image, rgb8, the size core/events/debug_image.py gives the model's
 shapes, stamped with the window's sensor time, its spike panel from that window's spikes); off
 (the default), there is no such publisher at all."""
 
@@ -12,8 +12,8 @@ import pytest
 import rclpy
 from sensor_msgs.msg import Image
 
-from hsnn_perception.core.bundle import ModelBundle
-from hsnn_perception.core.debug_image import GAP, render_debug_image
+from hsnn_perception.core.events.debug_image import GAP, render_debug_image
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.msg import EventPacket
 from hsnn_perception.nodes.base import reliable_qos, sensor_qos
 from hsnn_perception.nodes.conversions import read_tensor_list, time_to_us

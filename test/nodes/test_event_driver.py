@@ -11,8 +11,8 @@ import pytest
 import rclpy
 from rosgraph_msgs.msg import Clock
 
-from hsnn_perception.core.events import decode_packet, make_events
-from hsnn_perception.core.sources import write_aedat4
+from hsnn_perception.core.events.codecs import decode_packet, make_events
+from hsnn_perception.core.sources.dv import write_aedat4
 from hsnn_perception.msg import EventPacket
 from hsnn_perception.nodes.base import reliable_qos, sensor_qos
 from hsnn_perception.tools.monitor import LifecycleClient
@@ -191,7 +191,7 @@ def test_stock_driver_type_end_to_end_driver_to_snn_node(ros, tmp_path):
     matches on type name and hash) and cuts windows out of it."""
     from event_camera_msgs.msg import EventPacket as StockPacket
 
-    from hsnn_perception.core.rosbag_io import MSG_EVENT_CAMERA_PACKET
+    from hsnn_perception.core.io.rosbag import MSG_EVENT_CAMERA_PACKET
 
     ns = f"drv_stock_{random.randint(0, 10**6)}"
     stock = {"event_type": MSG_EVENT_CAMERA_PACKET}

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from rclpy.serialization import deserialize_message, serialize_message
 
-from hsnn_perception.core import rosbag_io as rb
-from hsnn_perception.core.tensor_codec import DATA_TYPE_CODES
+from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.tensor_codec import DATA_TYPE_CODES
 from hsnn_perception.msg import TensorList
 from hsnn_perception.nodes.conversions import make_tensor_list, read_tensor_list
 

@@ -22,7 +22,7 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.graph import CLASSIFICATION, DIAGNOSTICS, EVENTS, pipeline
 from hsnn_perception.launcher import ProcessGroup
 from hsnn_perception.msg import TensorList

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import rclpy
 
-from hsnn_perception.core.bundle import ModelBundle
-from hsnn_perception.core.events import encode_packet
+from hsnn_perception.core.events.codecs import encode_packet
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.msg import EventPacket
 from hsnn_perception.nodes.base import sensor_qos
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import rclpy
 
-from hsnn_perception.core.bundle import ModelBundle
-from hsnn_perception.core.events import encode_packet, make_events
+from hsnn_perception.core.events.codecs import encode_packet, make_events
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.msg import EventPacket
 
 from .test_bad_input import event_packet

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rclpy
 
-from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.msg import EventPacket
 from hsnn_perception.nodes.base import sensor_qos
 from hsnn_perception.nodes.conversions import read_tensor_list

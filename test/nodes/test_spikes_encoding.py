@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import rclpy
 
-from hsnn_perception.core.accumulator import accumulate, frames_to_channels
-from hsnn_perception.core.bundle import ModelBundle
-from hsnn_perception.core.spike_codec import decode_spikes, encode_spikes
+from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
+from hsnn_perception.core.hybrid.bundle import ModelBundle
+from hsnn_perception.core.io.spike_codec import decode_spikes, encode_spikes
 from hsnn_perception.msg import EventPacket, TensorList
 from hsnn_perception.nodes.base import reliable_qos, sensor_qos
 from hsnn_perception.nodes.conversions import make_tensor_list, read_tensor_list

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hsnn_perception.core import rosbag_io as rb
-from hsnn_perception.core.bag_source import bag_packets
-from hsnn_perception.core.events import make_events
-from hsnn_perception.core.synthetic import SyntheticGestures
+from hsnn_perception.core.events.codecs import make_events
+from hsnn_perception.core.events.synthetic import SyntheticGestures
+from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.sources.bag import bag_packets
 from hsnn_perception.tools.bag_cli import EXIT_BAD_INPUT, RECORDABLE, main, record
 
 ROOT = Path(__file__).resolve().parents[2]

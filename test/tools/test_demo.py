@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from hsnn_perception.core.bundle import default_bundle_path
+from hsnn_perception.core.hybrid.bundle import default_bundle_path
 from hsnn_perception.tools.demo import main
 
 

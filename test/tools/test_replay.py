@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hsnn_perception.core import rosbag_io as rb
+from hsnn_perception.core.io import rosbag as rb
 from hsnn_perception.evaluation.cli import EXIT_BAD_INPUT, eval_main
 from hsnn_perception.evaluation.offline import OfflineSettings, evaluate_offline
 from hsnn_perception.evaluation.records import ReplayResult

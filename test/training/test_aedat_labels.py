@@ -9,7 +9,7 @@ import dv_processing as dv
 import numpy as np
 import pytest
 
-from hsnn_perception.core.synthetic import SyntheticGestures
+from hsnn_perception.core.events.synthetic import SyntheticGestures
 from hsnn_perception.training.aedat_labels import (
     LabelFileError,
     load_aedat4_folder,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hsnn_perception.core.bundle import ModelBundle
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.training.cli import main, train_main
 from hsnn_perception.training.data import InputSpec, synthetic_spikeset
 from hsnn_perception.training.export import predict_bundle

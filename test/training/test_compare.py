@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from hsnn_perception.core.bundle import ModelBundle
-from hsnn_perception.core.energy import loihi_energy, loihi_latency
+from hsnn_perception.core.energy.models import loihi_energy, loihi_latency
+from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.training.cli import compare_main
 from hsnn_perception.training.data import InputSpec, synthetic_spikeset
 from hsnn_perception.training.export import predict_bundle

@@ -12,8 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hsnn_perception.core.bundle import BUNDLE_FORMAT, ModelBundle
-from hsnn_perception.core.snn_runtime import load_snn
+from hsnn_perception.core.hybrid.bundle import BUNDLE_FORMAT, ModelBundle
+from hsnn_perception.core.snn.runtime import load_snn
 from hsnn_perception.training.convert import (
     WEIGHT_MAX,
     ConversionError,

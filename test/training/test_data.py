@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hsnn_perception.core.binning import bin_events
-from hsnn_perception.core.events import EVENT_DTYPE
-from hsnn_perception.core.synthetic import SyntheticGestures
+from hsnn_perception.core.events.binning import bin_events
+from hsnn_perception.core.events.codecs import EVENT_DTYPE
+from hsnn_perception.core.events.synthetic import SyntheticGestures
 from hsnn_perception.training.data import (
     DatasetError,
     InputSpec,

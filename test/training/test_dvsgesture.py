@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hsnn_perception.core.events import EVENT_DTYPE
-from hsnn_perception.core.synthetic import SyntheticGestures
+from hsnn_perception.core.events.codecs import EVENT_DTYPE
+from hsnn_perception.core.events.synthetic import SyntheticGestures
 from hsnn_perception.training.data import InputSpec, events_to_spikes
 from hsnn_perception.training.dvsgesture import (
     DVSGESTURE_LABELS,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from hsnn_perception.core.bundle import ModelBundle
-from hsnn_perception.core.snn_runtime import load_snn
-from hsnn_perception.core.synthetic import GESTURE_LABELS
+from hsnn_perception.core.events.synthetic import GESTURE_LABELS
+from hsnn_perception.core.hybrid.bundle import ModelBundle
+from hsnn_perception.core.snn.runtime import load_snn
 from hsnn_perception.training.data import InputSpec, synthetic_spikeset
 from hsnn_perception.training.export import (
     ExportError,

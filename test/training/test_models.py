@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hsnn_perception.core.accumulator import accumulate, frames_to_channels
+from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
 from hsnn_perception.training.models import ArchSpec, ModelSpecError, build_model
 
 SMALL = {"height": 16, "width": 16, "channels": (4, 8, 8, 8), "hidden": 16}

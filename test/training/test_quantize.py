@@ -8,7 +8,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from hsnn_perception.core.synthetic import GESTURE_LABELS
+from hsnn_perception.core.events.synthetic import GESTURE_LABELS
 from hsnn_perception.training.data import InputSpec, synthetic_spikeset
 from hsnn_perception.training.export import onnx_session, predict_bundle, write_bundle
 from hsnn_perception.training.models import ArchSpec

@@ -1,0 +1,311 @@
+"""A labelled event bag as a packet source: what the driver node publishes with ``source: rosbag``.
+
+:func:`bag_packets` reads a bag written by :mod:`hsnn_perception.core.io.rosbag` (converted from a
+synthetic set or an AEDAT4 file, or recorded live by ``hsnn-bag record``) and yields
+:class:`~hsnn_perception.core.sources.streams.Packet` objects in *sensor* time, with the
+ground-truth labels attached to the packet during which they start.
+
+Packet times come from the decoded events, never from the bag's log times: a converted bag logs
+sensor time, but a live recording logs the time a message arrived. Packet ``k`` spans
+``[t_end(k-1), last event + 1)``, so the spans tile the stream without gaps and a label starting
+in a silent stretch goes with the first packet after it. A packet is therefore complete once
+sensor time reaches its ``t_end_us``, which is what the driver's pacer waits for.
+
+Damaged bags: :func:`~hsnn_perception.core.io.rosbag.read_event_bag` already reads what it can;
+packets that do not decode, or whose sensor geometry differs from the first packet's, are skipped
+and counted in the :class:`~hsnn_perception.core.io.rosbag.ReadReport` of the returned stream
+(``stream.report``). What is not an event bag at all raises :class:`BagError`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hsnn_perception.core.events.codecs import EventCodecError, PacketStreamDecoder
+from hsnn_perception.core.events.filters import MappedWindower, model_input_chain
+from hsnn_perception.core.io.rosbag import (
+    BagError,
+    EventBag,
+    EventPacketData,
+    Label,
+    ReadReport,
+    read_event_bag,
+)
+from hsnn_perception.core.sources.streams import LabelSpan, Packet
+
+__all__ = [
+    "BagError",
+    "BagPacketStream",
+    "WindowSpan",
+    "bag_packets",
+    "bag_window_count",
+    "bag_windows",
+    "model_windower",
+]
+
+# Loops shift sensor time by the played span rounded up to this: one window of the paper's
+# set-up (T = 16 bins of 10 ms), so windows of the shipped models line up the same way each loop.
+DEFAULT_LOOP_ALIGN_US = 160_000
+
+
+def _span(label: Label, offset_us: int) -> LabelSpan:
+    return LabelSpan(
+        int(label.class_id), str(label.label), label.start_us + offset_us, label.end_us + offset_us
+    )
+
+
+class BagPacketStream(Iterator[Packet]):
+    """Iterator of :class:`Packet` over one bag (optionally looping), with what it skipped.
+
+    ``report`` is the bag reader's :class:`ReadReport` (of the latest pass when looping), to which
+    this stream adds the packets it skipped. ``width`` / ``height`` are the sensor geometry of
+    the first packet; ``labels`` the bag's labels; ``packets_out`` / ``events_out`` / ``loops``
+    count what was yielded.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        loop: bool = False,
+        loop_align_us: int = DEFAULT_LOOP_ALIGN_US,
+        events_topic: str | None = None,
+    ) -> None:
+        if int(loop_align_us) != loop_align_us or loop_align_us < 1:
+            raise BagError(f"loop_align_us must be a positive integer, got {loop_align_us!r}")
+        self.path = Path(path)
+        self.events_topic = events_topic  # None: the one events topic found by type
+        self.loop = bool(loop)
+        self.loop_align_us = int(loop_align_us)
+        self.packets_out = 0
+        self.events_out = 0
+        self.loops = 0
+        self.drops: Counter[str] = Counter()
+        self._offset = 0  # added to every time of the current pass (loops)
+        self._bag = read_event_bag(self.path, events_topic=events_topic)
+        self.labels: list[Label] = list(self._bag.labels)
+        self._raw = self._decoded(self._bag, None)
+        first = next(self._raw, None)
+        if first is None:
+            raise BagError(f"{self.path} holds no decodable event packet ({self.report.summary()})")
+        events, pkt = first
+        self.width, self.height = int(pkt.width), int(pkt.height)
+        self._peeked: tuple[np.ndarray, EventPacketData] | None = first
+        self._first_us = int(events["t"][0]) if events.size else int(pkt.time_base_ns) // 1000
+        self._prev_end: int | None = None
+        self._label_i = 0
+        self._carry: list[LabelSpan] = []
+        self._done = False
+
+    @property
+    def report(self) -> ReadReport:
+        return self._bag.report
+
+    def _decoded(
+        self, bag: EventBag, geometry: tuple[int, int] | None
+    ) -> Iterator[tuple[np.ndarray, EventPacketData]]:
+        """(events, packet) of each packet that decodes and has the sensor geometry ``geometry``
+        (``(height, width)``; None: the first packet's)."""
+        # EVT3 streams may be cut anywhere: the decoder carries its state from packet to packet
+        # (reset where the recording lost a packet, as the SNN node does on a live stream).
+        decoder = PacketStreamDecoder(strict_standalone=False, drops=self.drops)
+        skipped = bag.report.skipped
+        for pkt in bag.packets():
+            try:
+                events = decoder.decode(
+                    pkt.payload,
+                    pkt.encoding,
+                    pkt.time_base_ns,
+                    pkt.width,
+                    pkt.height,
+                    pkt.is_bigendian,
+                    seq=pkt.seq,
+                )
+            except EventCodecError as exc:
+                skipped["undecodable event packet"] += 1
+                bag.report.note(f"event packet seq {pkt.seq} skipped: {exc}")
+                continue
+            if geometry is None:
+                geometry = (pkt.height, pkt.width)
+            elif (pkt.height, pkt.width) != geometry:
+                skipped[f"packet of another sensor geometry ({pkt.width}x{pkt.height})"] += 1
+                continue
+            if events.size > 1 and np.any(np.diff(events["t"]) < 0):
+                # Consumers encode packets again, which needs time order inside a packet.
+                events = events[np.argsort(events["t"], kind="stable")]
+                skipped["packets re-sorted by event time (not an error)"] += 1
+            yield events, pkt
+        for reason, n in self.drops.items():
+            skipped[f"events dropped by the decoder: {reason}"] = n
+
+    def _next_raw(self) -> tuple[np.ndarray, EventPacketData] | None:
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        item = next(self._raw, None)
+        while item is None and self.loop:
+            if self._prev_end is None:  # nothing was ever played: a loop would spin
+                return None
+            played = self._prev_end - (self._first_us + self._offset)
+            self._offset += -(-max(played, 1) // self.loop_align_us) * self.loop_align_us
+            # Labels of the pass that no packet took go out with the next packet.
+            self._carry = [_span(lab, self._offset) for lab in self.labels[self._label_i :]]
+            self._bag = read_event_bag(self.path, events_topic=self.events_topic)
+            self._raw = self._decoded(self._bag, (self.height, self.width))
+            self._label_i = 0
+            self.loops += 1
+            item = next(self._raw, None)
+            if item is None:
+                return None
+        return item
+
+    def __next__(self) -> Packet:
+        if self._done:
+            raise StopIteration
+        item = self._next_raw()
+        if item is None:
+            self._done = True
+            raise StopIteration
+        events, pkt = item
+        if self._offset:
+            events = events.copy()
+            events["t"] += self._offset
+        if events.size:
+            start = int(events["t"][0]) if self._prev_end is None else self._prev_end
+            end = max(int(events["t"][-1]) + 1, start)
+        else:
+            # An empty packet (a recorded driver's heartbeat): its time base says where it is.
+            hint = int(pkt.time_base_ns) // 1000 + self._offset
+            start = hint if self._prev_end is None else self._prev_end
+            end = max(hint, start)
+        self._prev_end = end
+        labels = self._labels_until(end, last=self._is_last())
+        self.packets_out += 1
+        self.events_out += int(events.size)
+        return Packet(events, start, end, labels)
+
+    def _is_last(self) -> bool:
+        if self.loop:
+            return False
+        if self._peeked is None:
+            nxt = next(self._raw, None)
+            if nxt is None:
+                return True
+            self._peeked = nxt
+        return False
+
+    def _labels_until(self, end_us: int, last: bool) -> list[LabelSpan]:
+        """Labels starting before ``end_us`` not yet handed out (all that are left if ``last``)."""
+        out, self._carry = self._carry, []
+        while self._label_i < len(self.labels) and (
+            last or self.labels[self._label_i].start_us + self._offset < end_us
+        ):
+            out.append(_span(self.labels[self._label_i], self._offset))
+            self._label_i += 1
+        return out
+
+
+def bag_packets(
+    path: Path | str,
+    loop: bool = False,
+    speed_hint: float | None = None,
+    *,
+    loop_align_us: int = DEFAULT_LOOP_ALIGN_US,
+    events_topic: str | None = None,
+) -> tuple[BagPacketStream, int, int]:
+    """Open a labelled event bag as ``(packets, width, height)`` for the driver node.
+
+    ``packets`` is a :class:`BagPacketStream` (an iterator of :class:`Packet` in sensor time; its
+    ``report`` says what was skipped). ``loop`` replays the bag again and again, shifting sensor
+    time by the played span rounded up to ``loop_align_us`` so it keeps increasing.
+    ``speed_hint`` is checked (>= 0) but changes nothing: packets are yielded as recorded and the
+    caller paces them. Raises :class:`BagError` when ``path`` is not an event bag or holds no
+    decodable event packet.
+    """
+    if speed_hint is not None and not float(speed_hint) >= 0:
+        raise BagError(f"speed must be >= 0 (0: as fast as possible), got {speed_hint!r}")
+    stream = BagPacketStream(
+        path, loop=loop, loop_align_us=loop_align_us, events_topic=events_topic
+    )
+    return stream, stream.width, stream.height
+
+
+@dataclass(frozen=True)
+class WindowSpan:
+    """One window the SNN node would cut from a bag: ``[t_start_us, t_end_us)``, events in it."""
+
+    window_id: int
+    t_start_us: int
+    t_end_us: int
+    n_events: int
+
+
+def model_windower(
+    sensor_shape: tuple[int, int],
+    bin_us: int,
+    timesteps: int,
+    model_shape: tuple[int, int],
+    mapping: str = "scale",
+    roi: Sequence[int] = (),
+) -> MappedWindower:
+    """Events of a sensor of ``sensor_shape`` (height, width) -> windows of the model's input
+    ``model_shape``, mapped as the SNN node maps them (its ``input_mapping`` / ``input_roi``:
+    :func:`~hsnn_perception.core.events.filters.model_input_chain`), so any geometry fits. Raises
+    ``FilterConfigError`` / ``BinningError`` (ValueErrors) for a mapping that cannot be made."""
+    from hsnn_perception.core.events.binning import EventWindower
+
+    chain = model_input_chain(sensor_shape, model_shape, mapping, roi)
+    h, w = int(model_shape[0]), int(model_shape[1])
+    return MappedWindower(chain, EventWindower(bin_us, timesteps, h, w, h, w))
+
+
+def bag_windows(
+    path: Path | str,
+    bin_us: int,
+    timesteps: int,
+    height: int,
+    width: int,
+    *,
+    mapping: str = "scale",
+    roi: Sequence[int] = (),
+    events_topic: str | None = None,
+) -> list[WindowSpan]:
+    """The windows of ``timesteps`` bins of ``bin_us`` that the bag's events span, cut the way the
+    SNN node cuts them (its mapping, see :func:`model_windower`, then the windower with its
+    defaults on the packets, flushed at the end of the stream). ``height`` / ``width``: the
+    model's input."""
+    from hsnn_perception.core.events.binning import BinningError
+
+    stream, sensor_w, sensor_h = bag_packets(path, events_topic=events_topic)
+    try:
+        windower = model_windower(
+            (sensor_h, sensor_w), bin_us, timesteps, (height, width), mapping, roi
+        )
+    except ValueError as exc:
+        raise BagError(
+            f"{path}: sensor {sensor_w}x{sensor_h} does not fit the model: {exc}"
+        ) from exc
+    out: list[WindowSpan] = []
+
+    def keep(windows: list) -> None:
+        out.extend(WindowSpan(w.window_id, w.t_start_us, w.t_end_us, w.n_events) for w in windows)
+
+    for packet in stream:
+        try:
+            keep(windower.push(packet.events))
+        except BinningError:  # the SNN node drops such a packet too
+            continue
+    keep(windower.flush())
+    return out
+
+
+def bag_window_count(
+    path: Path | str, bin_us: int, timesteps: int, height: int, width: int, **kw: Any
+) -> int:
+    """How many windows the bag's events span (see :func:`bag_windows`, same keywords)."""
+    return len(bag_windows(path, bin_us, timesteps, height, width, **kw))

@@ -1,0 +1,203 @@
+"""Tests of hsnn_perception.core.sources.bag on real rosbag2 files (written with rosbags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hsnn_perception.core.events.binning import EventWindower
+from hsnn_perception.core.events.codecs import make_events
+from hsnn_perception.core.events.synthetic import SyntheticGestures
+from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.rosbag import Label
+from hsnn_perception.core.sources.bag import (
+    BagError,
+    BagPacketStream,
+    bag_packets,
+    bag_window_count,
+    bag_windows,
+)
+from hsnn_perception.core.sources.streams import LabelSpan
+
+SIZE = 64
+
+
+def _synthetic(tmp_path: Path, storage: str = "mcap", n: int = 3, seed: int = 4) -> Path:
+    path = tmp_path / f"syn_{storage}_{n}"
+    rb.synthetic_to_bag(path, n, seed=seed, storage=storage, height=SIZE, width=SIZE)
+    return path
+
+
+def _check_tiling(packets) -> None:
+    for prev, cur in zip(packets, packets[1:], strict=False):
+        assert cur.t_start_us == prev.t_end_us, "packet spans tile the stream"
+    for p in packets:
+        assert p.t_end_us >= p.t_start_us
+        if p.events.size:
+            assert p.t_start_us <= int(p.events["t"][0])
+            assert int(p.events["t"][-1]) < p.t_end_us
+
+
+@pytest.mark.parametrize("storage", rb.STORAGES)
+def test_synthetic_bag_yields_its_events_and_labels(tmp_path, storage):
+    path = _synthetic(tmp_path, storage)
+    stream, width, height = bag_packets(path)
+    assert isinstance(stream, BagPacketStream)
+    assert (width, height) == (SIZE, SIZE)
+    packets = list(stream)
+    gen = SyntheticGestures(height=SIZE, width=SIZE, seed=4)
+    expected = list(gen.stream(3))
+    np.testing.assert_array_equal(
+        np.concatenate([p.events for p in packets]), np.concatenate([e for e, *_ in expected])
+    )
+    _check_tiling(packets)
+    got = [(i, lab) for i, p in enumerate(packets) for lab in p.labels]
+    assert [lab for _, lab in got] == [
+        LabelSpan(c, gen.labels[c], t0, t1) for _, c, t0, t1 in expected
+    ]
+    # each label goes with the packet during which it starts (the first one: labels before it)
+    for i, lab in got:
+        p = packets[i]
+        assert lab.start_us < p.t_end_us
+        assert i == 0 or lab.start_us >= p.t_start_us
+    assert stream.report.clean and stream.packets_out == len(packets)
+    assert stream.events_out == sum(p.events.size for p in packets)
+
+
+def test_label_in_a_silent_gap_goes_with_the_next_packet(tmp_path):
+    ev = make_events([1000, 2000, 500_000, 500_500], [1, 2, 3, 4], [1, 1, 1, 1], [0, 1, 0, 1])
+    path = tmp_path / "gap"
+    labels = [Label(1, "a", 0, 100_000), Label(2, "b", 300_000, 600_000)]
+    rb.write_event_bag(path, rb.packetize(ev, 10_000, 8, 8), labels)
+    packets = list(bag_packets(path)[0])
+    assert len(packets) == 2
+    assert packets[0].t_end_us == 2001 and packets[1].t_start_us == 2001
+    assert [lab.label for lab in packets[0].labels] == ["a"]
+    assert [lab.label for lab in packets[1].labels] == ["b"]
+
+
+def test_labels_after_the_last_packet_are_not_lost(tmp_path):
+    ev = make_events([1000, 2000], [1, 2], [1, 1], [0, 1])
+    path = tmp_path / "late_label"
+    rb.write_event_bag(path, rb.packetize(ev, 10_000, 8, 8), [Label(3, "late", 900_000, 950_000)])
+    packets = list(bag_packets(path)[0])
+    assert [lab.class_id for p in packets for lab in p.labels] == [3]
+
+
+def test_loop_keeps_sensor_time_increasing(tmp_path):
+    path = _synthetic(tmp_path, n=2)
+    once = list(bag_packets(path)[0])
+    stream, _, _ = bag_packets(path, loop=True, loop_align_us=160_000)
+    looped = [next(stream) for _ in range(3 * len(once))]
+    assert stream.loops == 2
+    _check_tiling(looped)
+    times = np.concatenate([p.events["t"] for p in looped])
+    assert np.all(np.diff(times) >= 0)
+    span = once[-1].t_end_us - once[0].t_start_us
+    shift = -(-span // 160_000) * 160_000
+    for k in (1, 2):
+        part = looped[k * len(once) : (k + 1) * len(once)]
+        np.testing.assert_array_equal(
+            np.concatenate([p.events["t"] for p in part]),
+            np.concatenate([p.events["t"] for p in once]) + k * shift,
+        )
+        labels = [lab for p in part for lab in p.labels]
+        assert [lab.start_us for lab in labels] == [
+            lab.start_us + k * shift for p in once for lab in p.labels
+        ]
+
+
+@pytest.mark.parametrize("case", ["missing", "not_a_bag", "no_events_topic", "empty_events"])
+def test_bad_bags_raise_bag_error(tmp_path, case):
+    path = tmp_path / case
+    match = {
+        "missing": "does not exist",
+        "not_a_bag": "not a rosbag2",
+        "no_events_topic": "has no events topic",
+        "empty_events": "no decodable event packet",
+    }[case]
+    if case == "not_a_bag":
+        path.write_bytes(b"\x00" * 64)
+    elif case == "no_events_topic":
+        with rb.BagRecorder(path) as rec:
+            rec.write(rb.TOPIC_ENERGY, rb.MSG_ENERGY_REPORT, 1, {})
+    elif case == "empty_events":
+        store = rb.package_typestore()
+        with rb.BagRecorder(path) as rec:
+            bad = rb.EventPacketData(0, 0, "nonsense", 8, 8, b"\x01" * 8)
+            rec.write(rb.TOPIC_EVENTS, rb.MSG_EVENT_PACKET, 0, rb.event_packet_message(store, bad))
+    with pytest.raises(BagError, match=match):
+        bag_packets(path)
+
+
+def test_negative_speed_hint_is_rejected(tmp_path):
+    path = _synthetic(tmp_path, n=1)
+    with pytest.raises(BagError, match="speed"):
+        bag_packets(path, speed_hint=-1)
+    assert bag_packets(path, speed_hint=0)[1] == SIZE
+
+
+def test_bad_packets_are_skipped_and_counted(tmp_path):
+    store = rb.package_typestore()
+    ev = make_events([0, 15_000, 30_000], [1, 2, 3], [1, 2, 3], [0, 1, 0])
+    good = rb.packetize(ev, 10_000, 8, 8)
+    path = tmp_path / "mixed"
+    with rb.BagRecorder(path) as rec:
+        for i, pkt in enumerate(good):
+            rec.write(
+                rb.TOPIC_EVENTS,
+                rb.MSG_EVENT_PACKET,
+                pkt.log_time_ns,
+                rb.event_packet_message(store, pkt),
+            )
+            if i == 0:
+                junk = rb.EventPacketData(pkt.log_time_ns + 1, 0, "nonsense", 8, 8, b"\x00" * 8)
+                other = rb.packetize(make_events([5000], [1], [1], [1]), 10_000, 16, 16)[0]
+                for extra in (junk, other):
+                    rec.write(
+                        rb.TOPIC_EVENTS,
+                        rb.MSG_EVENT_PACKET,
+                        pkt.log_time_ns + 1,
+                        rb.event_packet_message(store, extra),
+                    )
+    stream, width, height = bag_packets(path)
+    packets = list(stream)
+    assert (width, height) == (8, 8)
+    np.testing.assert_array_equal(np.concatenate([p.events for p in packets]), ev)
+    skipped = stream.report.skipped
+    assert skipped["undecodable event packet"] == 1
+    assert skipped["packet of another sensor geometry (16x16)"] == 1
+    assert not stream.report.clean
+
+
+def test_truncated_bag_yields_what_can_be_read(tmp_path):
+    path = _synthetic(tmp_path, n=3)
+    full = list(bag_packets(path)[0])
+    f = next(path.glob("*.mcap"))
+    f.write_bytes(f.read_bytes()[: int(f.stat().st_size * 0.6)])
+    stream, _, _ = bag_packets(path)
+    part = list(stream)
+    assert 0 < len(part) < len(full)
+    assert stream.report.recovered
+    assert any("truncated" in n for n in stream.report.notes)
+    for a, b in zip(part, full, strict=False):  # a prefix of the full bag
+        np.testing.assert_array_equal(a.events, b.events)
+
+
+def test_bag_windows_match_the_windower_on_all_events(tmp_path):
+    path = _synthetic(tmp_path, n=4, seed=9)
+    events = np.concatenate([p.events for p in bag_packets(path)[0]])
+    windower = EventWindower(10_000, 16, SIZE, SIZE, 16, 16)
+    want = windower.push(events) + windower.flush()
+    got = bag_windows(path, 10_000, 16, 16, 16)
+    assert [(w.window_id, w.t_start_us, w.t_end_us, w.n_events) for w in got] == [
+        (w.window_id, w.t_start_us, w.t_end_us, w.n_events) for w in want
+    ]
+    # one synthetic sample per 160 ms window
+    assert bag_window_count(path, 10_000, 16, 16, 16) == 4
+    # any model input: the sensor is mapped onto it as the SNN node maps it (same windows)
+    assert bag_window_count(path, 10_000, 16, 24, 24) == 4
+    with pytest.raises(BagError, match="does not fit"):  # a region the sensor does not have
+        bag_windows(path, 10_000, 16, 24, 24, roi=(0, 0, 999, 10))
