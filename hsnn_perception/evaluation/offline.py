@@ -1,29 +1,33 @@
 """Offline evaluation: a labelled event bag through the pipeline's core code, without ROS.
 
-Same steps as the nodes: packets decoded (events.decode_packet), windowed on sensor time
-(binning.EventWindower), binarised and run through the SNN runtime (snn_runtime.load_snn ...
-run_window), accumulated (accumulator.accumulate / frames_to_channels), classified by ONNX Runtime
-(classifier_backends.create_backend) or, for SNN-only bundles, by output spike counts. Energy per
-stage is obtained the way the nodes obtain it (core.energy): measured where a meter is readable,
-else modelled where a model applies, else unavailable.
+Same steps as the nodes: packets decoded (core/events), windowed on sensor time and mapped onto
+the model input (binning.EventWindower, filters.MappedWindower), then the per-window pipeline the
+nodes run stage by stage (core/hybrid/pipeline.py: binarise, SNN backend, accumulator, ONNX
+Runtime or, for SNN-only bundles, output spike counts). Energy per stage is obtained the way the
+nodes obtain it (core/energy): measured where a meter is readable, else modelled where a model
+applies, else unavailable.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core.ann.readout import softmax, spike_count_readout
 from hsnn_perception.core.energy import models as en
 from hsnn_perception.core.errors import ExperimentError
-from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
 from hsnn_perception.core.hybrid.bundle import ModelBundle
+from hsnn_perception.core.hybrid.pipeline import (
+    BridgeStage,
+    ClassifierStage,
+    HybridPipeline,
+    InvalidLogitsError,
+    SnnStage,
+)
 from hsnn_perception.core.io.rosbag import EventBag, Label, read_event_bag
 from hsnn_perception.evaluation.records import EvalRecord, ReplayResult
 
@@ -63,21 +67,6 @@ def label_for_window(labels: list[Label], t0: int, t1: int, min_overlap: float) 
     if best is None or best_cover < min_overlap * (t1 - t0):
         return None
     return best
-
-
-class _Stage:
-    """Times (and, with a meter, measures) one stage of one window."""
-
-    def __init__(self, meter: en.PowerMeter | None) -> None:
-        self.meter = meter
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, float, tuple | None]:
-        if self.meter is None:
-            t0 = time.perf_counter()
-            out = fn(*args)
-            return out, time.perf_counter() - t0, None
-        out, energy_j, power_w, latency = en.measure(self.meter, fn, *args)
-        return out, latency, (energy_j, power_w)
 
 
 def evaluate_offline(
@@ -133,118 +122,62 @@ def evaluate_offline(
             result.notes.append(
                 f"class {cid} is {name!r} in the bag but {bundle.labels[cid]!r} in the model"
             )
-    runner = _Runner(bundle, s, meter)
+    pipeline = open_pipeline(bundle, s, meter)
     try:
-        _run(bag, bundle, s, runner, result)
+        _run(bag, bundle, s, pipeline, result)
     finally:
-        runner.close()
+        close_pipeline(pipeline)
     result.bag_report = bag.report.to_dict()
     return result
 
 
-class _Runner:
-    def __init__(self, bundle: ModelBundle, s: OfflineSettings, meter: Any) -> None:
-        self.bundle, self.s, self.meter = bundle, s, meter
-        self.snn = None
-        self.ann = None
-        self.macs = 0
-        if bundle.snn_file is not None:
-            from hsnn_perception.core.snn.runtime import load_snn
+def open_pipeline(
+    bundle: ModelBundle, s: OfflineSettings, meter: en.PowerMeter | None
+) -> HybridPipeline:
+    """The bundle's stages as the nodes build them (core/hybrid/pipeline.py), with one host
+    meter for the bridge and classifier (what this machine can read)."""
+    snn = None
+    if bundle.snn_file is not None:
+        from hsnn_perception.core.snn.runtime import load_snn
 
-            self.snn = load_snn(
-                bundle.snn_file, s.backend, (bundle.channels, bundle.height, bundle.width)
-            )
-        if bundle.ann_file is not None:
-            from hsnn_perception.core.ann.backends import check_bundle_ann, create_backend
-            from hsnn_perception.core.ann.macs import count_macs
-
-            check_bundle_ann(bundle)
-
-            self.ann = create_backend("onnxruntime", bundle.ann_file, providers=s.providers)
-            self.macs = count_macs(bundle.ann_file, bundle.ann_input_shape)
-        self.stage = _Stage(meter)
-
-    def close(self) -> None:
-        for part in (self.snn, self.ann):
-            closer = getattr(part, "close", None)
-            if closer is not None:
-                closer()
-
-    def window(self, frames: np.ndarray) -> tuple[np.ndarray, dict, dict, list]:
-        """Frames (T, 2, h, w) -> (scores, latency per stage, EnergyFigure per stage, layers)."""
-        b = self.bundle
-        latency: dict[str, float] = {}
-        figures: dict[str, en.EnergyFigure] = {}
-        spikes = (frames > 0).astype(np.uint8)  # Loihi input spikes are binary (as snn_node)
-        layers: list[dict[str, Any]] = []
-        if self.snn is not None:
-            (out, ops), t, _ = self.stage.run(self.snn.run_window, spikes)
-            latency["snn"] = t
-            figures["snn"] = self._snn_energy(ops)
-            layers = [dict(d) for d in ops.per_layer]
-        else:
-            out = spikes
-        (x,), t, measured = self.stage.run(
-            lambda o: (frames_to_channels(accumulate(o[np.newaxis], b.interval)),), out
+        backend = load_snn(
+            bundle.snn_file, s.backend, (bundle.channels, bundle.height, bundle.width)
         )
-        latency["bridge"] = t
-        # As the bridge node: one addition per element of the SNN output window.
-        figures["bridge"] = en.bridge_stage_energy(
-            int(out.size), int(out.sum()), t, self.meter, None if measured is None else measured[0]
-        )
-        if self.ann is not None:
-            logits, t, measured = self.stage.run(self.ann.infer, x.astype(np.float32))
-            latency["classifier"] = t
-            figures["classifier"] = self._ann_energy(t, measured)
-        else:
-            logits, t, measured = self.stage.run(spike_count_readout, x, b.num_classes)
-            latency["classifier"] = t
-            figures["classifier"] = self._cpu_figure("classifier", t, measured)
-        logits = np.asarray(logits, dtype=np.float32).reshape(-1)
-        if logits.size != b.num_classes or not np.isfinite(logits).all():
-            raise EvaluationError(f"the classifier gave invalid logits {logits[:16]}")
-        return softmax(logits), latency, figures, layers
+        snn = SnnStage(backend, bundle.timesteps, chip=s.chip, cores=int(s.loihi_cores))
+    ann, macs = None, 0
+    if bundle.ann_file is not None:
+        from hsnn_perception.core.ann.backends import check_bundle_ann, create_backend
+        from hsnn_perception.core.ann.macs import count_macs
 
-    def _snn_energy(self, ops: Any) -> en.EnergyFigure:
-        # The SNN node's figure (one function for both): measured on a Loihi board when Lava's
-        # profiler gave one, else modelled from the op counts; the host's wall time is the
-        # record's per-stage latency.
-        s = self.s
-        return en.snn_stage_energy(
-            ops,
-            self.bundle.timesteps,
-            chip=s.chip,
-            cores=int(s.loihi_cores),
-            ran_on=str(getattr(self.snn, "backend_name", s.backend)),
-            measurement=getattr(self.snn, "last_measurement", None),
-            measurement_error=getattr(self.snn, "probe_error", None),
-        )
+        check_bundle_ann(bundle)
+        try:
+            ann = create_backend("onnxruntime", bundle.ann_file, providers=s.providers)
+            macs = count_macs(bundle.ann_file, bundle.ann_input_shape)
+        except BaseException:
+            if snn is not None:
+                snn.snn.close()
+            raise
+    classifier = ClassifierStage(
+        ann, bundle.num_classes, macs=macs, meter=meter, model_device=s.ann_device
+    )
+    return HybridPipeline(snn, BridgeStage(bundle.interval, meter), classifier)
 
-    def _cpu_figure(
-        self, stage: str, latency: float, measured: tuple | None, **counts: int
-    ) -> en.EnergyFigure:
-        if measured is not None:
-            return en.measured_figure(stage, "cpu", self.meter, measured[0], latency, **counts)
-        fig = en.unavailable(stage, "cpu", "no readable CPU energy counter", latency)
-        for k, v in counts.items():
-            setattr(fig, k, v)
-        return fig
 
-    def _ann_energy(self, latency: float, measured: tuple | None) -> en.EnergyFigure:
-        device = str(getattr(self.ann, "device", "cpu"))
-        return en.classifier_stage_energy(
-            self.macs,
-            latency,
-            device,
-            str(getattr(self.ann, "name", device)),
-            self.meter,
-            None if measured is None else measured[0],
-            self.s.ann_device,
-        )
+def close_pipeline(pipeline: HybridPipeline) -> None:
+    """Release the SNN backend and the classifier session (workers, boards, GPU memory)."""
+    parts = [pipeline.snn.snn if pipeline.snn else None]
+    parts.append(pipeline.classifier.backend if pipeline.classifier else None)
+    for part in parts:
+        if part is not None:
+            part.close()
 
 
 def _run(
-    bag: EventBag, bundle: ModelBundle, s: OfflineSettings, runner: _Runner, result: ReplayResult
+    bag: EventBag,
+    bundle: ModelBundle,
+    s: OfflineSettings,
+    pipeline: HybridPipeline,
+    result: ReplayResult,
 ) -> None:
     from hsnn_perception.core.events.binning import BinningError
     from hsnn_perception.core.events.codecs import EventCodecError
@@ -300,7 +233,7 @@ def _run(
                 continue
             pending_decode += time.perf_counter() - t0
             for w in windows:
-                _classify(w, bag, s, runner, result, pending_decode / len(windows))
+                _classify(w, bag, s, pipeline, result, pending_decode / len(windows))
                 if s.max_windows and len(result.records) >= s.max_windows:
                     done = True
                     break
@@ -310,7 +243,7 @@ def _run(
                 break
         if windower is not None and not done:
             for w in windower.flush():
-                _classify(w, bag, s, runner, result, pending_decode)
+                _classify(w, bag, s, pipeline, result, pending_decode)
     finally:
         bar.close()
     if windower is not None:
@@ -326,10 +259,21 @@ def _run(
 
 
 def _classify(
-    w: Any, bag: EventBag, s: OfflineSettings, runner: _Runner, result: ReplayResult, drv_s: float
+    w: Any,
+    bag: EventBag,
+    s: OfflineSettings,
+    pipeline: HybridPipeline,
+    result: ReplayResult,
+    drv_s: float,
 ) -> None:
-    scores, latency, figures, layers = runner.window(w.frames)
-    latency = {"driver": drv_s, **latency}
+    try:
+        r = pipeline.window(w.frames)
+    except InvalidLogitsError as exc:
+        raise EvaluationError(str(exc)) from None
+    scores = r.scores
+    latency = {"driver": drv_s, **r.latency_s}
+    figures = dict(r.figures)
+    layers = [] if r.ops is None else [dict(d) for d in r.ops.per_layer]
     # Decoding and windowing run per packet, not per window: their time is spread over the
     # windows a packet completes, and no meter reading can be attributed to one window.
     figures["driver"] = en.unavailable(
