@@ -4,23 +4,17 @@ ANN's input tensor (the paper's accumulator circuit between Loihi and the edge-A
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from hsnn_perception.core.energy.models import (
-    FP32_ADD_J,
-    EnergyFigure,
-    PowerMeter,
-    bridge_stage_energy,
-    cpu_meter,
-)
+from hsnn_perception.core.energy.models import FP32_ADD_J, cpu_meter
 from hsnn_perception.core.errors import ConfigurationError, ModelError
 from hsnn_perception.core.events.codecs import SequenceGaps
-from hsnn_perception.core.hybrid.accumulator import accumulate, check_interval, frames_to_channels
+from hsnn_perception.core.hybrid.accumulator import check_interval
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.hybrid.pipeline import BridgeStage
 from hsnn_perception.core.io.spike_codec import SpikeCodecError, decode_spikes
 from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
 from hsnn_perception.msg import EnergyReport, TensorList
@@ -71,8 +65,7 @@ class AccumulatorBridgeNode(HsnnNode):
         self.bundle: ModelBundle | None = None
         self.interval = 0  # timesteps summed into one frame
         self.output_name = ""
-        self._energy_per_add_j = FP32_ADD_J
-        self._meter: PowerMeter | None = None
+        self._stage: BridgeStage | None = None  # the accumulation, timed and metered
         self._pub: LifecyclePublisher | None = None
         self._energy_pub: LifecyclePublisher | None = None
         self._gaps = SequenceGaps()  # window ids of snn/spikes that never arrived
@@ -83,7 +76,7 @@ class AccumulatorBridgeNode(HsnnNode):
             self.bundle = ModelBundle.load(str(self.param("model")) or str(default_bundle_path()))
             interval = int(self.param("interval")) or self.bundle.interval
             check_interval(self.bundle.timesteps, interval)
-            self._energy_per_add_j = self.checked(
+            energy_per_add_j = self.checked(
                 "energy_per_add_j", lambda v: 0 <= v < math.inf, "finite, >= 0 (0: unavailable)"
             )
         # A missing or inconsistent model (BundleError, AccumulatorError), a bad parameter.
@@ -97,7 +90,7 @@ class AccumulatorBridgeNode(HsnnNode):
             )
         self.interval = interval
         self.output_name = str(self.param("output_name")) or self.bundle.ann_input_name
-        self._meter = cpu_meter()
+        self._stage = BridgeStage(interval, cpu_meter(), energy_per_add_j)
         self._pub = self.managed_publisher(TensorList, TENSORS, reliable_qos(20))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         self.get_logger().info(
@@ -131,40 +124,23 @@ class AccumulatorBridgeNode(HsnnNode):
         except MessageFieldError as exc:
             self.reject(exc.reason, f"window {seen}: {exc}")
             return
-        if self._meter is not None:
-            self._meter.start()
-        started = time.perf_counter()
-        frames = accumulate(spikes[np.newaxis], self.interval)  # (1, T/I, C, H, W)
-        tensor = frames_to_channels(frames)
-        latency = time.perf_counter() - started
-        measured = self._meter.stop() if self._meter is not None else None
-        self._pub.publish(
-            make_tensor_list(window_id, start_us, msg.header.frame_id, {self.output_name: tensor})
-        )
+        out = self._stage.run(spikes)
+        tensors = {self.output_name: out.value}
+        self._pub.publish(make_tensor_list(window_id, start_us, msg.header.frame_id, tensors))
         self.count("published.tensors")
-        adds = int(spikes.size)
-        figure = self._energy(adds, int(spikes.sum(dtype=np.float64)), latency, measured)
         self._energy_pub.publish(
             energy_report(
-                figure, window_id, start_us, self.get_clock().now().to_msg(), host_latency_s=latency
+                out.figure,
+                window_id,
+                start_us,
+                self.get_clock().now().to_msg(),
+                host_latency_s=out.latency_s,
             )
         )
 
     def diagnostic_values(self) -> dict[str, str]:
         # Window ids that never arrived on snn/spikes (lost in DDS, or dropped by the SNN node).
         return self._gaps.diagnostics("windows", "window_id")
-
-    def _energy(
-        self, adds: int, spikes: int, latency: float, measured: tuple[float, float] | None
-    ) -> EnergyFigure:
-        return bridge_stage_energy(
-            adds,
-            spikes,
-            latency,
-            self._meter,
-            None if measured is None else measured[0],
-            self._energy_per_add_j,
-        )
 
 
 def main(args: list[str] | None = None) -> int:

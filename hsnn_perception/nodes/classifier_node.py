@@ -9,17 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from hsnn_perception.core.ann.readout import softmax, spike_count_readout
-from hsnn_perception.core.energy.models import (
-    ANN_DEVICE_PROFILES,
-    DEFAULT_ANN_DEVICE,
-    PowerMeter,
-    classifier_stage_energy,
-    meter_for,
-)
+from hsnn_perception.core.ann.readout import spike_count_readout
+from hsnn_perception.core.energy.models import ANN_DEVICE_PROFILES, DEFAULT_ANN_DEVICE, meter_for
 from hsnn_perception.core.errors import ClassifierError, ConfigurationError, ModelError
 from hsnn_perception.core.events.codecs import SequenceGaps
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.hybrid.pipeline import ClassifierStage
 from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
 from hsnn_perception.msg import Classification, EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
@@ -74,7 +69,7 @@ class ClassifierNode(HsnnNode):
         self.input_name = ""
         self.macs = 0  # per inference
         self._backend: Classifier | None = None
-        self._meter: PowerMeter | None = None
+        self._stage: ClassifierStage | None = None  # the inference, timed and metered
         self._energy_model_device = DEFAULT_ANN_DEVICE
         self._pub: LifecyclePublisher | None = None
         self._energy_pub: LifecyclePublisher | None = None
@@ -130,7 +125,13 @@ class ClassifierNode(HsnnNode):
         except (ModelError, ClassifierError, ConfigurationError, ValueError, OSError) as exc:
             self.reject("model", f"cannot load the classifier: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._meter = meter_for(str(self._backend.device))
+        self._stage = ClassifierStage(
+            self._backend,
+            self.bundle.num_classes,
+            macs=self.macs,
+            meter=meter_for(str(self._backend.device)),
+            model_device=self._energy_model_device,
+        )
         self._pub = self.managed_publisher(Classification, CLASSIFICATION, reliable_qos(50))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         return TransitionCallbackReturn.SUCCESS
@@ -152,6 +153,7 @@ class ClassifierNode(HsnnNode):
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+        self._stage = None
 
     def _on_tensors(self, msg: TensorList) -> None:
         self.count("received.tensors")
@@ -180,24 +182,15 @@ class ClassifierNode(HsnnNode):
         except MessageFieldError as exc:
             self.reject(exc.reason, f"window {seen}: {exc}")
             return
-        if self._meter is not None:
-            self._meter.start()
-        started = time.perf_counter()
         try:
-            logits = np.asarray(self._backend.infer(x)).reshape(-1)
+            result = self._stage.run(x)
         # What a backend says about an inference it cannot run (the runtimes' own errors are
-        # wrapped in BackendError); anything else is a bug, counted as internal.
+        # wrapped in BackendError) and logits that are not scores (InvalidLogitsError); anything
+        # else is a bug, counted as internal.
         except (ClassifierError, ValueError) as exc:
-            if self._meter is not None:
-                self._meter.stop()
             self.reject("inference", f"window {window_id}: {exc}")
             return
-        latency = time.perf_counter() - started
-        measured = self._meter.stop() if self._meter is not None else None
-        if logits.size != self.bundle.num_classes or not np.isfinite(logits).all():
-            self.reject("inference", f"window {window_id}: model gave invalid logits {logits}")
-            return
-        scores = softmax(logits)
+        scores = result.value
         class_id = int(np.argmax(scores))
         out = Classification()
         out.header.stamp = us_to_time(start_us)
@@ -213,28 +206,17 @@ class ClassifierNode(HsnnNode):
         self.count("published.classifications")
         self._energy_pub.publish(
             energy_report(
-                self._energy(latency, measured),
+                result.figure,
                 window_id,
                 start_us,
                 self.get_clock().now().to_msg(),
-                host_latency_s=latency,
+                host_latency_s=result.latency_s,
             )
         )
 
     def diagnostic_values(self) -> dict[str, str]:
         # Window ids that never arrived on tensors (lost in DDS, or dropped upstream).
         return self._gaps.diagnostics("windows", "window_id")
-
-    def _energy(self, latency: float, measured: tuple[float, float] | None):
-        return classifier_stage_energy(
-            self.macs,
-            latency,
-            str(self._backend.device),
-            self._backend.name,
-            self._meter,
-            None if measured is None else measured[0],
-            self._energy_model_device,
-        )
 
 
 def main(args: list[str] | None = None) -> int:

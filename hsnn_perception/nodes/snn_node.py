@@ -13,7 +13,7 @@ import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 
-from hsnn_perception.core.energy.models import NEUROMORPHIC_PROFILES, snn_stage_energy
+from hsnn_perception.core.energy.models import NEUROMORPHIC_PROFILES
 from hsnn_perception.core.errors import ConfigurationError, ModelError, SnnError
 from hsnn_perception.core.events.binning import BinningError, EventWindower, Window
 from hsnn_perception.core.events.codecs import (
@@ -29,6 +29,7 @@ from hsnn_perception.core.events.filters import (
     model_input_chain,
 )
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
+from hsnn_perception.core.hybrid.pipeline import SnnStage, input_spikes
 from hsnn_perception.core.io.spike_codec import ENCODINGS, encode_spikes
 from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
 from hsnn_perception.msg import EnergyReport, TensorList
@@ -125,6 +126,7 @@ class SnnFeatureNode(HsnnNode):
         # callbacks use (read and checked once).
         self.bundle: ModelBundle | None = None
         self._snn: SnnBackend | None = None
+        self._stage: SnnStage | None = None  # the SNN's run, timed, with its energy figure
         self._event_type: type | None = None
         self._events_qos: QoSProfile | None = None
         self._spikes_pub: LifecyclePublisher | None = None
@@ -221,6 +223,9 @@ class SnnFeatureNode(HsnnNode):
         except (ModelError, SnnError, ConfigurationError, ValueError, OSError) as exc:
             self.reject("model", f"cannot load the SNN: {exc}")
             return TransitionCallbackReturn.FAILURE
+        self._stage = SnnStage(
+            self._snn, self.bundle.timesteps, chip=self._energy_chip, cores=self._loihi_cores
+        )
         self._decoder = PacketStreamDecoder(max_events=max_packet_events)
         self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
@@ -310,6 +315,7 @@ class SnnFeatureNode(HsnnNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _close_snn(self) -> None:
+        self._stage = None
         if self._snn is not None:
             self._snn.close()
             self._snn = None
@@ -403,16 +409,14 @@ class SnnFeatureNode(HsnnNode):
         return self._windower
 
     def _process(self, window: Window) -> None:
-        spikes = (window.frames > 0).astype(np.uint8)  # Loihi input spikes are binary
-        started = time.perf_counter()
         try:
-            out, ops = self._snn.run_window(spikes)
+            result = self._stage.run(input_spikes(window.frames))
         # What a backend says about a window it cannot run (a Lava run that failed); anything
         # else is a bug, counted as internal by the SNN thread.
         except (SnnError, ValueError) as exc:
             self.reject("snn", f"window {window.window_id}: {exc}")
             return
-        latency = time.perf_counter() - started
+        out, _ = result.value
         tensors = encode_spikes(out, self._spikes_encoding, SPIKES_TENSOR)
         msg = make_tensor_list(window.window_id, window.t_start_us, "", tensors)
         self._spikes_pub.publish(msg)
@@ -420,11 +424,11 @@ class SnnFeatureNode(HsnnNode):
         self._publish_debug_image(window, out)
         self._energy_pub.publish(
             energy_report(
-                self._energy(ops, latency),
+                result.figure,
                 window.window_id,
                 window.t_start_us,
                 self.get_clock().now().to_msg(),
-                host_latency_s=latency,
+                host_latency_s=result.latency_s,
             )
         )
 
@@ -441,20 +445,6 @@ class SnnFeatureNode(HsnnNode):
         msg.data = pixels.tobytes()
         pub.publish(msg)
         self.count("published.debug_images")
-
-    def _energy(self, ops: Any, wall_latency_s: float):
-        figure = snn_stage_energy(
-            ops,
-            self.bundle.timesteps,
-            chip=self._energy_chip,
-            cores=self._loihi_cores,
-            ran_on=self._snn.backend_name,
-            measurement=getattr(self._snn, "last_measurement", None),
-            measurement_error=getattr(self._snn, "probe_error", None),
-        )
-        if ops is None:
-            figure.latency_s = wall_latency_s
-        return figure
 
     def diagnostic_values(self) -> dict[str, str]:
         dropped = {f"dropped.events.{why}": str(n) for why, n in self._decoder.drops.items()}
