@@ -1,5 +1,6 @@
 """The shipped model's accuracy on held-out synthetic gestures, measured the way the nodes run it:
-binning on event time, the native Loihi-exact SNN runtime, the accumulator, ONNX Runtime."""
+binning on event time, then the per-window pipeline (core/hybrid/pipeline.py) with the native
+Loihi-exact SNN runtime, the accumulator and ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import numpy as np
 from hsnn_perception.core.ann.backends import create_backend
 from hsnn_perception.core.events.binning import bin_events
 from hsnn_perception.core.events.synthetic import SyntheticGestures
-from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
 from hsnn_perception.core.hybrid.bundle import ModelBundle
+from hsnn_perception.core.hybrid.pipeline import (
+    BridgeStage,
+    ClassifierStage,
+    HybridPipeline,
+    SnnStage,
+)
 from hsnn_perception.core.snn.runtime import load_snn
 
 # Training used samples 0..3299 of seed 0 and tested on 1_000_000..; these were never seen.
@@ -27,6 +33,11 @@ def test_default_model_accuracy_on_held_out_samples(default_bundle_dir):
         load_snn(bundle.snn_file, backend="native") as snn,
         create_backend("onnxruntime", bundle.ann_file, providers="cpu") as ann,
     ):
+        pipeline = HybridPipeline(
+            SnnStage(snn, bundle.timesteps, chip="loihi", cores=0),
+            BridgeStage(bundle.interval),
+            ClassifierStage(ann, bundle.num_classes),
+        )
         for i in range(FIRST_HELD_OUT, FIRST_HELD_OUT + SAMPLES):
             events, label = gen.sample(i)
             frames = bin_events(
@@ -38,9 +49,7 @@ def test_default_model_accuracy_on_held_out_samples(default_bundle_dir):
                 bundle.sensor_width,
                 downsample=factor,
             )
-            spikes, _ = snn.run_window((frames > 0).astype(np.uint8))
-            x = frames_to_channels(accumulate(spikes[np.newaxis], bundle.interval))
-            correct += int(np.argmax(ann.infer(x)) == label)
+            correct += int(np.argmax(pipeline.window(frames).scores) == label)
     accuracy = correct / SAMPLES
     print(
         f"default model: {accuracy:.3f} on {SAMPLES} held-out samples "

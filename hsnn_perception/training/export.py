@@ -185,11 +185,13 @@ def predict_bundle(
 
         snn = load_snn(bundle.snn_file, backend=snn_backend)
         try:
-            out, counts = snn.run_with_counts(x.astype(np.uint8))
+            run_batch = getattr(snn, "run_with_counts", None)
+            if run_batch is not None:  # the native runtime runs a batch at once
+                out, counts = run_batch(x.astype(np.uint8))
+            else:  # any other SnnBackend (Lava): window by window, as the SNN node runs it
+                out = np.stack([snn.run_window(s)[0] for s in x.astype(np.uint8)])
         finally:
-            close = getattr(snn, "close", None)
-            if close is not None:
-                close()
+            snn.close()
         out = out.reshape(x.shape[0], bundle.timesteps, *bundle.feature_shape)
     else:
         out = x

@@ -114,3 +114,17 @@ def test_exported_snn_runs_unchanged_in_lava(data, tmp_path):
     out_native, _ = native.run_window(test.spikes[0])
     np.testing.assert_array_equal(out_lava, out_native)
     assert out_native.sum() > 0
+
+
+@pytest.mark.slow
+def test_predict_bundle_runs_on_lava_window_by_window(data, tmp_path):
+    # Lava has no batch API: predict_bundle runs it window by window, as the SNN node does, and
+    # gives the native runtime's logits (which it ran as one batch).
+    _, test = data
+    res = _trained(1, 2, data)
+    bundle = write_bundle(res.model, tmp_path, SPEC_IN, GESTURE_LABELS, "t")
+    native = predict_bundle(bundle, test.spikes[:2])
+    on_lava = predict_bundle(bundle, test.spikes[:2], snn_backend="lava")
+    np.testing.assert_allclose(on_lava.logits, native.logits, rtol=1e-6)
+    np.testing.assert_array_equal(on_lava.features, native.features)
+    assert on_lava.snn_counts is None and native.snn_counts is not None
