@@ -16,7 +16,8 @@ from hsnn_perception.core.hybrid.accumulator import check_interval
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import BridgeStage
 from hsnn_perception.core.io.spike_codec import SpikeCodecError, decode_spikes
-from hsnn_perception.graph import ENERGY, SPIKES, TENSORS
+from hsnn_perception.core.registry import node_name
+from hsnn_perception.graph import ENERGY, SPIKES, SPIKES_TENSOR, TENSORS
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
 from hsnn_perception.nodes.conversions import (
@@ -27,7 +28,6 @@ from hsnn_perception.nodes.conversions import (
     read_tensor_list,
 )
 
-SPIKES_TENSOR = "spikes"
 # Spike counts per neuron and step above this are not spikes (a graded spike is at most a few
 # bits): the bound also keeps every sum of a window far inside int64 and float32's exact range.
 MAX_SPIKE_COUNT = 1 << 16
@@ -52,7 +52,7 @@ def check_spikes(spikes: np.ndarray) -> np.ndarray:
 
 class AccumulatorBridgeNode(HsnnNode):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("accumulator_bridge", **kwargs)
+        super().__init__(node_name("bridge"), **kwargs)
         p = self.declare
         p("model", "")  # bundle: gives T, the feature shape and the ANN input name
         p("interval", 0)  # I; 0 = the bundle's

@@ -20,6 +20,7 @@ PACKAGE = "hsnn_perception"
 EVENTS = "events"
 LABELS = "labels"
 SPIKES = "snn/spikes"
+SPIKES_TENSOR = "spikes"  # the tensor (dense, or its sparse parts) in each snn/spikes message
 TENSORS = "tensors"
 CLASSIFICATION = "classification"
 ENERGY = "energy"
@@ -28,28 +29,17 @@ DIAGNOSTICS = "/diagnostics"
 CLOCK = "/clock"
 
 SOURCES = ("synthetic", "aedat4", "camera", "network", "rosbag")
-# Stage name -> node name; `stages` selects a subset (e.g. one host of a two-host deployment).
-STAGE_NODES = {
-    "driver": "event_driver",
-    "snn": "snn_feature",
-    "bridge": "accumulator_bridge",
-    "classifier": "classifier",
-    "energy": "energy_aggregator",
-}
+# Stage name -> node name (core/registry.py STAGES); `stages` selects a subset (e.g. one host of
+# a two-host deployment).
+STAGE_NODES = {stage: registry.node_name(stage) for stage in registry.STAGES.names()}
 # What each stage publishes for the next one: where a stage runs here and its consumer does not
 # (another host), a recorded source waits for that topic's far subscriber before playing.
 # (The driver's own output is covered by its wait for an events subscriber.)
 STAGE_OUTPUTS = {"snn": (SPIKES, "bridge"), "bridge": (TENSORS, "classifier")}
-LIFECYCLE_MANAGER = "lifecycle_manager"
+LIFECYCLE_MANAGER = str(registry.LIFECYCLE_MANAGER.options["node"])
 # Bring-up order: consumers first, the source last, so nothing is published into a graph that is
-# not yet listening (nav2 lists its nodes the same way).
-BRINGUP_ORDER = (
-    "energy_aggregator",
-    "classifier",
-    "accumulator_bridge",
-    "snn_feature",
-    "event_driver",
-)
+# not yet listening (nav2 lists its nodes the same way): the stages' data-flow order, reversed.
+BRINGUP_ORDER = tuple(STAGE_NODES[s] for s in reversed(registry.STAGES.names()))
 RECORDED_SOURCES = ("synthetic", "aedat4", "rosbag")  # paced by the driver, may be held back
 # The backends the nodes offer, from the registries (names only: no backend is imported here).
 SNN_BACKENDS = registry.SNN_BACKENDS.names(pipeline=True)
@@ -122,16 +112,11 @@ def pipeline(
     lossless = float(speed) == 0 and source in RECORDED_SOURCES and window_us > 0
     events_qos = "reliable" if lossless else "sensor"
     # With the window length known, the driver reports its own work per window too.
-    reporting = (
-        ["driver", "snn", "bridge", "classifier"] if window_us else ["snn", "bridge", "classifier"]
-    )
+    reporting = [s for s in registry.ENERGY_STAGES if window_us or s != "driver"]
     nodes = [
-        NodeSpec(
-            name="event_driver",
-            executable="event_driver",
-            module="hsnn_perception.nodes.event_driver",
-            node_class="hsnn_perception.nodes.event_driver:EventDriverNode",
-            parameters={
+        _stage_spec(
+            "driver",
+            {
                 **common,
                 "source": source,
                 "path": source_path,
@@ -152,38 +137,26 @@ def pipeline(
                 or [""],
             },
         ),
-        NodeSpec(
-            name="snn_feature",
-            executable="snn_node",
-            module="hsnn_perception.nodes.snn_node",
-            node_class="hsnn_perception.nodes.snn_node:SnnFeatureNode",
-            parameters={
+        _stage_spec(
+            "snn",
+            {
                 **common,
                 "model": model,
                 "backend": snn_backend,
                 "events_qos": events_qos,
             },
         ),
-        NodeSpec(
-            name="accumulator_bridge",
-            executable="accumulator_bridge",
-            module="hsnn_bridge.accumulator_node",
-            node_class="hsnn_bridge.accumulator_node:AccumulatorBridgeNode",
-            parameters={**common, "model": model, "interval": int(interval)},
+        _stage_spec(
+            "bridge",
+            {**common, "model": model, "interval": int(interval)},
         ),
-        NodeSpec(
-            name="classifier",
-            executable="classifier_node",
-            module="hsnn_perception.nodes.classifier_node",
-            node_class="hsnn_perception.nodes.classifier_node:ClassifierNode",
-            parameters={**common, "model": model, "backend": classifier_backend},
+        _stage_spec(
+            "classifier",
+            {**common, "model": model, "backend": classifier_backend},
         ),
-        NodeSpec(
-            name="energy_aggregator",
-            executable="energy_aggregator",
-            module="hsnn_perception.nodes.energy_aggregator",
-            node_class="hsnn_perception.nodes.energy_aggregator:EnergyAggregatorNode",
-            parameters={**common, "stages": reporting},
+        _stage_spec(
+            "energy",
+            {**common, "stages": reporting},
         ),
     ]
     selected = {STAGE_NODES[stage] for stage in stages}
@@ -207,13 +180,25 @@ def pipeline(
 
 def lifecycle_manager(node_names: list[str], use_sim_time: bool = False) -> NodeSpec:
     """The manager that configures, then activates, ``node_names`` in that order."""
-    return NodeSpec(
-        name=LIFECYCLE_MANAGER,
-        executable="lifecycle_manager",
-        module="hsnn_perception.nodes.lifecycle_manager",
-        node_class="hsnn_perception.nodes.lifecycle_manager:LifecycleManagerNode",
-        parameters={"node_names": list(node_names), "use_sim_time": use_sim_time},
+    return _spec(
+        registry.LIFECYCLE_MANAGER,
+        {"node_names": list(node_names), "use_sim_time": use_sim_time},
     )
+
+
+def _spec(entry: registry.Entry, parameters: dict[str, Any]) -> NodeSpec:
+    return NodeSpec(
+        name=str(entry.options["node"]),
+        executable=str(entry.options["executable"]),
+        module=entry.target.partition(":")[0],
+        node_class=entry.target,
+        parameters=parameters,
+    )
+
+
+def _stage_spec(stage: str, parameters: dict[str, Any]) -> NodeSpec:
+    """The node of ``stage`` as core/registry.py STAGES describes it, with ``parameters``."""
+    return _spec(registry.STAGES.entry(stage), parameters)
 
 
 def unmanaged(specs: list[NodeSpec], name: str) -> list[NodeSpec]:

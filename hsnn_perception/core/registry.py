@@ -170,3 +170,58 @@ POWER_METERS = Registry(
         ),
     ],
 )
+
+
+# The pipeline's nodes in data-flow order: stage name (the `stages` launch argument, energy
+# reports, evaluation records) -> the node class, and in options its default node name and its
+# executable (`ros2 run hsnn_perception <executable>`). Loading an entry imports rclpy: only the
+# composed runner does. graph.py builds every NodeSpec from these.
+STAGES = Registry(
+    "stage",
+    [
+        Entry(
+            "driver",
+            "hsnn_perception.nodes.event_driver:EventDriverNode",
+            "event-camera driver: files, cameras, bags, synthetic -> event packets",
+            {"node": "event_driver", "executable": "event_driver"},
+        ),
+        Entry(
+            "snn",
+            "hsnn_perception.nodes.snn_node:SnnFeatureNode",
+            "the spiking layers: event packets -> output spikes per window",
+            {"node": "snn_feature", "executable": "snn_node"},
+        ),
+        Entry(
+            "bridge",
+            "hsnn_bridge.accumulator_node:AccumulatorBridgeNode",
+            "the accumulator circuit: spikes summed over I bins -> the ANN's input tensor",
+            {"node": "accumulator_bridge", "executable": "accumulator_bridge"},
+        ),
+        Entry(
+            "classifier",
+            "hsnn_perception.nodes.classifier_node:ClassifierNode",
+            "the non-spiking layers: tensors -> classifications",
+            {"node": "classifier", "executable": "classifier_node"},
+        ),
+        Entry(
+            "energy",
+            "hsnn_perception.nodes.energy_aggregator:EnergyAggregatorNode",
+            "per-window energy totals over the stages' reports",
+            {"node": "energy_aggregator", "executable": "energy_aggregator"},
+        ),
+    ],
+)
+# The stages that report energy per window, in the order reports and tables list them.
+ENERGY_STAGES = ("driver", "snn", "bridge", "classifier")
+# The node that brings the others up (not a stage: it carries no data).
+LIFECYCLE_MANAGER = Entry(
+    "lifecycle_manager",
+    "hsnn_perception.nodes.lifecycle_manager:LifecycleManagerNode",
+    "configures every node, then activates them consumers first, the driver last",
+    {"node": "lifecycle_manager", "executable": "lifecycle_manager"},
+)
+
+
+def node_name(stage: str) -> str:
+    """The default node name of ``stage`` (``"snn"`` -> ``"snn_feature"``)."""
+    return str(STAGES.entry(stage).options["node"])

@@ -29,6 +29,7 @@ from hsnn_perception.core.hybrid.pipeline import (
     SnnStage,
 )
 from hsnn_perception.core.io.rosbag import EventBag, Label, read_event_bag
+from hsnn_perception.core.registry import ENERGY_STAGES
 from hsnn_perception.evaluation.records import EvalRecord, ReplayResult
 
 
@@ -279,7 +280,7 @@ def _classify(
     figures["driver"] = en.unavailable(
         "driver", "cpu", "decode + windowing on this host: not metered per window", drv_s
     )
-    ordered = {k: figures[k] for k in ("driver", "snn", "bridge", "classifier") if k in figures}
+    ordered = {k: figures[k] for k in ENERGY_STAGES if k in figures}
     ordered["total"] = en.total(list(ordered.values()))
     lab = label_for_window(bag.labels, w.t_start_us, w.t_end_us, s.min_label_overlap)
     result.records.append(

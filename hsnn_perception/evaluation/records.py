@@ -19,8 +19,9 @@ from typing import Any
 
 from hsnn_perception.core.energy.models import SOURCE_MEASURED, EnergyFigure
 from hsnn_perception.core.errors import ExperimentError
+from hsnn_perception.core.registry import ENERGY_STAGES
 
-STAGE_ORDER = ("driver", "snn", "bridge", "classifier")
+STAGE_ORDER = ENERGY_STAGES  # core/registry.py
 RESULT_FORMAT = "hsnn-eval/1"
 
 

@@ -15,6 +15,7 @@ from hsnn_perception.core.errors import ClassifierError, ConfigurationError, Mod
 from hsnn_perception.core.events.codecs import SequenceGaps
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import ClassifierStage
+from hsnn_perception.core.registry import node_name
 from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
 from hsnn_perception.msg import Classification, EnergyReport, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
@@ -50,7 +51,7 @@ class SpikeCountReadout:
 
 class ClassifierNode(HsnnNode):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("classifier", **kwargs)
+        super().__init__(node_name("classifier"), **kwargs)
         p = self.declare
         p("model", "")
         p("backend", "onnxruntime")  # onnxruntime | tensorrt

@@ -13,6 +13,7 @@ from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from hsnn_perception.core.energy.models import EnergyFigure, total
 from hsnn_perception.core.errors import ConfigurationError, EnergyAccountingError
 from hsnn_perception.core.events.codecs import SequenceGaps
+from hsnn_perception.core.registry import node_name
 from hsnn_perception.graph import ENERGY, ENERGY_TOTAL
 from hsnn_perception.msg import EnergyReport
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
@@ -33,7 +34,7 @@ OP_COUNTS = ("synaptic_ops", "neuron_updates", "spikes", "macs")
 
 class EnergyAggregatorNode(HsnnNode):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("energy_aggregator", **kwargs)
+        super().__init__(node_name("energy"), **kwargs)
         self.declare("stages", ["snn", "bridge", "classifier"])
         # A window still missing a stage after this long is published as a partial total.
         self.declare("timeout_s", 2.0)

@@ -18,7 +18,7 @@ from hsnn_perception.core.errors import (
     RecordingError,
 )
 from hsnn_perception.core.events.codecs import encode_packet
-from hsnn_perception.core.registry import EVENT_CODECS
+from hsnn_perception.core.registry import EVENT_CODECS, node_name
 from hsnn_perception.core.sources.packets import PacketSource
 from hsnn_perception.core.sources.streams import (
     Pacer,
@@ -58,7 +58,7 @@ def _positive_time(seconds: float) -> bool:
 
 class EventDriverNode(HsnnNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__("event_driver", **kwargs)
+        super().__init__(node_name("driver"), **kwargs)
         p = self.declare
         p("source", "synthetic")  # synthetic | aedat4 | camera | network | rosbag
         p("path", "")  # aedat4 file or rosbag2 bag

@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.task import Future
 
 from hsnn_perception.core.errors import OrchestrationError
-from hsnn_perception.graph import DIAGNOSTICS
+from hsnn_perception.graph import DIAGNOSTICS, LIFECYCLE_MANAGER
 from hsnn_perception.nodes.base import reliable_qos, run_node
 
 # What each wanted state needs, from each state it may be found in.
@@ -57,7 +57,7 @@ class BringUpError(OrchestrationError, RuntimeError):
 
 class LifecycleManagerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("lifecycle_manager", **kwargs)
+        super().__init__(LIFECYCLE_MANAGER, **kwargs)
         # All read-only at run time (set at launch): any DDS peer may call set_parameters. One
         # descriptor per parameter: rclpy writes the name and type into the one it is given.
         self.declare_parameter(

@@ -31,7 +31,8 @@ from hsnn_perception.core.events.filters import (
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import SnnStage, input_spikes
 from hsnn_perception.core.io.spike_codec import ENCODINGS, encode_spikes
-from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES
+from hsnn_perception.core.registry import node_name
+from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES, SPIKES_TENSOR
 from hsnn_perception.msg import EnergyReport, TensorList
 from hsnn_perception.nodes.base import (
     HsnnNode,
@@ -55,7 +56,6 @@ from hsnn_perception.nodes.event_types import (  # noqa: F401 - EVENT_TYPES: re-
 if TYPE_CHECKING:
     from hsnn_perception.core.snn.runtime import SnnBackend
 
-SPIKES_TENSOR = "spikes"
 DEBUG_IMAGE = "debug/image"  # sensor_msgs/Image rgb8: core/events/debug_image.py
 
 
@@ -84,7 +84,7 @@ class PassThroughSnn:
 
 class SnnFeatureNode(HsnnNode):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("snn_feature", **kwargs)
+        super().__init__(node_name("snn"), **kwargs)
         p = self.declare
         p("model", "")  # bundle directory; empty = the shipped default
         p("backend", "native")  # native | lava | lava-hw

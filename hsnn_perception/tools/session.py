@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hsnn_perception.core.errors import OrchestrationError
+from hsnn_perception.core.registry import ENERGY_STAGES
 from hsnn_perception.evaluation.results import WindowRecord
 from hsnn_perception.graph import NodeSpec, qualified_name, unmanaged
 from hsnn_perception.launcher import ProcessGroup
 
-STAGES = ("snn", "bridge", "classifier")  # a window is complete with these
+STAGES = ENERGY_STAGES[1:]  # a window is complete with these (the driver may not report)
 # The driver reports too where it knows the model's window length (graph.model_window_us).
-ALL_STAGES = ("driver", *STAGES)
+ALL_STAGES = ENERGY_STAGES
 
 
 class PipelineError(OrchestrationError, RuntimeError):

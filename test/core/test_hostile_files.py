@@ -21,8 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from core.snn.snn_fixtures import conv_spec, cuba, dense_spec, write_net
 
+from core.snn.snn_fixtures import conv_spec, cuba, dense_spec, write_net
 from hsnn_perception.core.events.codecs import make_events
 from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle
 from hsnn_perception.core.io import rosbag as rb

@@ -123,3 +123,20 @@ def test_loading_one_backend_imports_only_its_own_packages(default_bundle_dir):
         "print(ann, snn)\n"
     )
     assert _python(code) == "['onnxruntime'] []"
+
+
+def test_every_stage_names_a_node_class_its_executable_runs():
+    # graph.py builds each NodeSpec from these; an entry pointing at a class that is not there,
+    # or two stages sharing a node name, would only show when the pipeline starts.
+    from hsnn_perception.nodes.base import HsnnNode
+
+    names = [registry.node_name(s) for s in registry.STAGES.names()]
+    assert len(set(names)) == len(names)
+    assert set(registry.ENERGY_STAGES) < set(registry.STAGES.names())
+    for stage in registry.STAGES.names():
+        entry = registry.STAGES.entry(stage)
+        assert issubclass(entry.load(), HsnnNode), stage
+        module = entry.target.partition(":")[0]
+        executable = ROOT / "scripts" / str(entry.options["executable"])
+        assert executable.is_file(), executable
+        assert module in executable.read_text(), (executable, module)

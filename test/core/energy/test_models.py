@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hsnn_perception.core.energy import models as en
 from hsnn_perception.core.energy.models import (
     SOURCE_MEASURED,
     SOURCE_MODELLED,
@@ -20,7 +21,6 @@ from hsnn_perception.core.energy.models import (
     EnergyFigure,
     PowerMeterError,
 )
-from hsnn_perception.core.energy import models as en
 from hsnn_perception.core.snn.runtime import OpCounts
 
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hsnn_perception.core.events import codecs as ev
 from hsnn_perception.core.events.codecs import (
     EventDecodeError,
     EventEncodeError,
@@ -26,7 +27,6 @@ from hsnn_perception.core.events.codecs import (
     make_events,
     packet_event_bound,
 )
-from hsnn_perception.core.events import codecs as ev
 from hsnn_perception.core.registry import EVENT_CODECS
 
 W, H = 346, 260  # DAVIS346

@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from core.snn.snn_fixtures import (
     NEURON_SETS,
     conv_dense_blocks,
@@ -19,7 +20,6 @@ from core.snn.snn_fixtures import (
     slayer_forward,
     write_net,
 )
-
 from hsnn_perception.core.snn.netx import NetxFormatError, read_netx
 
 
