@@ -201,6 +201,18 @@ def test_bridge_and_classifier_survive_bad_tensors(ros, tmp_path, default_bundle
             ),
             60,
         )
+        # The same through the probe's own tensors publisher: the classifier has matched it only
+        # once a tensor sent on it came back classified (volatile: earlier ones are not resent).
+        good_tensor = np.zeros(bundle.ann_input_shape, np.float32)
+        assert probe.spin_until(
+            lambda: (
+                tensors_pub.publish(
+                    make_tensor_list(100, 0, "", {bundle.ann_input_name: good_tensor})
+                )
+                or any(c.window_id == 100 for c in probe.received["classification"])
+            ),
+            60,
+        )
         probe.received["classification"].clear()
         # data size that does not match the declared shape
         wrong_size = make_tensor_list(0, 0, "", {"spikes": np.zeros(shape, np.uint8)})
