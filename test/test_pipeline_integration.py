@@ -27,14 +27,17 @@ def check_result(result, samples: int) -> None:
     assert accuracy >= 0.6, f"accuracy {accuracy:.2f} is not far above chance ({CHANCE:.2f})"
     for r in records:
         # Every stage reports, the driver too (its own work on the window's packets).
-        assert set(r.stages) == set(ALL_STAGES), f"window {r.window_id}: {set(r.stages)}"
-        driver = r.stages["driver"]
+        assert set(r.latency_s) == set(ALL_STAGES), f"window {r.window_id}: {set(r.latency_s)}"
+        assert set(r.stage_end_ns) == set(ALL_STAGES) and r.end_to_end() > 0
+        driver = r.energy["driver"]
         assert driver.source in ("measured", "unavailable") and "RAPL" in driver.method
         assert r.total_source in ("measured", "modelled"), r.total_source
-        assert not math.isnan(r.total_energy_j) and r.total_energy_j > 0
-        snn = r.stages["snn"]
-        assert snn.source == "modelled" and "Davies" in snn.method
-        assert all(s.latency_s > 0 for s in r.stages.values())
+        total = r.energy["total"].energy_j
+        assert not math.isnan(total) and total > 0
+        snn = r.energy["snn"]
+        assert snn.source == "modelled" and "Davies" in snn.method and snn.synaptic_ops > 0
+        assert all(v > 0 for v in r.latency_s.values())
+        assert len(r.scores) == 11 and 0 < r.score <= 1 and r.prediction_name
 
 
 @pytest.mark.parametrize("composed", [False, True], ids=["processes", "composed"])

@@ -1,12 +1,10 @@
-"""Per-window evaluation records, filled by the offline evaluator or by a DDS replay, so one report
-code path serves both.
+"""Per-window evaluation records, filled by the offline evaluator, by DDS replay and by the live
+monitor (demo, tests), so one record type and one report code path serve them all.
 
 An :class:`EvalRecord` holds what is known about one event window: ground truth, prediction and
-scores, per-stage latency and :class:`~hsnn_perception.core.energy.models.EnergyFigure`,
-per-layer spike counts. A :class:`ReplayResult` is a run: the records plus what was read, dropped
-and skipped.
-DDS replay fills records from Classification / EnergyReport messages (``window_id`` joins them);
-:func:`record_from_window_record` adapts the live monitor's ``results.WindowRecord``.
+scores, per-stage latency and :class:`~hsnn_perception.core.energy.figure.EnergyFigure`,
+per-layer spike counts and, live, when each stage finished on the host. A :class:`ReplayResult`
+is a run: the records plus what was read, dropped and skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.core.energy.models import SOURCE_MEASURED, EnergyFigure
+from hsnn_perception.core.energy.models import EnergyFigure
 from hsnn_perception.core.errors import ExperimentError
 from hsnn_perception.core.registry import ENERGY_STAGES
 
@@ -41,7 +39,11 @@ class EvalRecord:
     energy: dict[str, EnergyFigure] = field(default_factory=dict)  # stage (and "total")
     n_events: int = 0
     layers: list[dict[str, Any]] = field(default_factory=list)  # layer, spikes, neuron_updates
-    end_to_end_s: float = math.nan  # NaN: sum of stage latencies is used
+    end_to_end_s: float = math.nan  # NaN: from stage_end_ns, else the sum of stage latencies
+    label_name: str = ""  # the class names as the messages gave them (live runs)
+    prediction_name: str = ""
+    # Live runs: host clock (ns) when each stage finished this window (EnergyReport.host_stamp).
+    stage_end_ns: dict[str, int] = field(default_factory=dict)
 
     @property
     def correct(self) -> bool | None:
@@ -49,9 +51,37 @@ class EvalRecord:
             return None
         return self.label == self.prediction
 
+    @property
+    def score(self) -> float:
+        """The predicted class's score (NaN where the scores are not known)."""
+        p = self.prediction
+        return float(self.scores[p]) if p is not None and 0 <= p < len(self.scores) else math.nan
+
+    @property
+    def total_source(self) -> str:
+        """How the window's energy total was obtained ("" while it has none)."""
+        total = self.energy.get("total")
+        return "" if total is None else total.source
+
     def end_to_end(self) -> float:
+        """Seconds from the window's close to its classification.
+
+        Live: from the close (when the driver reported the window: it had sent the window's last
+        packet; without a driver report, the start of the first stage) to the end of the last
+        stage, on the host clock; NaN until the SNN, bridge and classifier have all reported.
+        The driver's own work is spread over the whole window, so it is its stage latency, not
+        part of this. Offline: the sum of the stages' latencies.
+        """
         if not math.isnan(self.end_to_end_s):
             return self.end_to_end_s
+        if self.stage_end_ns:
+            if not set(STAGE_ORDER[1:]) <= set(self.stage_end_ns):
+                return math.nan
+            starts = [
+                ns * 1e-9 - (0.0 if stage == "driver" else self.latency_s.get(stage, 0.0))
+                for stage, ns in self.stage_end_ns.items()
+            ]
+            return max(ns * 1e-9 for ns in self.stage_end_ns.values()) - min(starts)
         if not self.latency_s:
             return math.nan
         return float(sum(self.latency_s.values()))
@@ -69,6 +99,9 @@ class EvalRecord:
             "n_events": self.n_events,
             "layers": self.layers,
             "end_to_end_s": None if math.isnan(self.end_to_end_s) else self.end_to_end_s,
+            "label_name": self.label_name,
+            "prediction_name": self.prediction_name,
+            "stage_end_ns": dict(self.stage_end_ns),
         }
 
     @classmethod
@@ -87,6 +120,9 @@ class EvalRecord:
                 n_events=int(doc.get("n_events", 0)),
                 layers=list(doc.get("layers", [])),
                 end_to_end_s=math.nan if e2e is None else float(e2e),
+                label_name=str(doc.get("label_name", "")),
+                prediction_name=str(doc.get("prediction_name", "")),
+                stage_end_ns={k: int(v) for k, v in doc.get("stage_end_ns", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"not an evaluation record: {exc}") from exc
@@ -165,40 +201,3 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def record_from_window_record(wr: Any) -> EvalRecord:
-    """Adapt a ``hsnn_perception.evaluation.results.WindowRecord`` (live monitor / DDS replay)."""
-    energy: dict[str, EnergyFigure] = {}
-    latency: dict[str, float] = {}
-    for stage, s in wr.stages.items():
-        latency[stage] = float(s.latency_s)
-        energy[stage] = EnergyFigure(
-            stage=stage,
-            device=s.device,
-            source=s.source,
-            method=s.method,
-            energy_j=float(s.energy_j),
-            power_w=(s.energy_j / s.latency_s) if s.latency_s > 0 else math.nan,
-            latency_s=float(s.latency_s),
-        )
-    if not math.isnan(wr.total_energy_j):
-        energy["total"] = EnergyFigure(
-            "total",
-            "+".join(s.device for s in wr.stages.values()),
-            wr.total_source or SOURCE_MEASURED,
-            "reported by the energy aggregator",
-            float(wr.total_energy_j),
-            math.nan,
-            math.nan,
-        )
-    return EvalRecord(
-        window_id=int(wr.window_id),
-        t_start_us=int(wr.start_us),
-        t_end_us=int(wr.start_us),
-        label=wr.true_class,
-        prediction=wr.predicted_class,
-        latency_s=latency,
-        energy=energy,
-        end_to_end_s=float(wr.end_to_end_s()),
-    )

@@ -186,6 +186,38 @@ def _lost_line(summary: dict[str, Any]) -> list[str]:
     return [f"- lost in transit ({sum(lost.values())} in all): {parts}"]
 
 
+def to_text(summary: dict[str, Any]) -> str:
+    """A run's summary for a terminal (the demo): accuracy, then per stage latency p50/p95 and
+    mean energy per inference with its source, end to end, and how each figure was obtained."""
+    s = summary
+    lines = [
+        f"windows classified: {s['windows']} (with labels: {s['labelled_windows']})",
+        "accuracy: n/a (no labels)"
+        if s["accuracy"] is None
+        else f"accuracy: {s['accuracy'] * 100:.1f}% ({s['correct']}/{s['labelled_windows']})",
+        "",
+        f"{'stage':<12}{'windows':>8}{'p50 ms':>10}{'p95 ms':>10}{'energy/inference':>18}  source",
+    ]
+    latency, energy = s["latency_ms"], s["energy"]
+    for stage in [k for k in latency if k != "end_to_end"] + ["end_to_end"]:
+        lat, fig = latency[stage], energy.get("total" if stage == "end_to_end" else stage, {})
+        name = "end-to-end" if stage == "end_to_end" else stage
+        windows = "" if stage == "end_to_end" else str(lat["n"])
+        lines.append(
+            f"{name:<12}{windows:>8}{_fmt_ms(lat['p50']):>10}{_fmt_ms(lat['p95']):>10}"
+            f"{_total_energy(fig) if fig else 'n/a':>18}  {'/'.join(fig.get('sources', {})) or '-'}"
+        )
+    lines += ["", "how each energy figure was obtained:"]
+    for stage, fig in energy.items():
+        if stage != "total":
+            lines += [f"  {stage} on {', '.join(fig['devices'])}: {m}" for m in fig["methods"]]
+    return "\n".join(lines)
+
+
+def _fmt_ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def to_markdown(summary: dict[str, Any]) -> str:
     s = summary
     acc = (

@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     isolate_dds()
     from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle, default_bundle_path
-    from hsnn_perception.evaluation.results import format_summary, summarize
+    from hsnn_perception.evaluation.records import ReplayResult
+    from hsnn_perception.evaluation.report import summarize, to_text
     from hsnn_perception.graph import pipeline
-    from hsnn_perception.tools.session import ALL_STAGES, STAGES, PipelineError, run_session
+    from hsnn_perception.tools.session import PipelineError, run_session
 
     try:
         check_namespace(opts.namespace)
@@ -107,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     def show(rec) -> None:  # noqa: ANN001
         mark = {True: "ok", False: "WRONG", None: "?"}[rec.correct]
         print(
-            f"window {rec.window_id:4d}  true: {rec.true_label or '?':<18} predicted: "
-            f"{rec.predicted_label:<18} ({rec.score:.2f})  {mark}",
+            f"window {rec.window_id:4d}  true: {rec.label_name or '?':<18} predicted: "
+            f"{rec.prediction_name:<18} ({rec.score:.2f})  {mark}",
             flush=True,
         )
 
@@ -138,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     records = result.records
     print()
-    stages = tuple(s for s in ALL_STAGES if any(s in r.stages for r in records)) or STAGES
-    print(format_summary(summarize(records, stages)))
+    run = ReplayResult(
+        "synthetic gestures", str(bundle.path), "demo", list(bundle.labels), records=records
+    )
+    print(to_text(summarize(run)))
     print(f"\nwall time {time.monotonic() - started:.1f} s; node logs in {log_dir}")
     if not records:
         print("hsnn-demo: no prediction arrived", file=sys.stderr)

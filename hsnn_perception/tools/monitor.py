@@ -1,5 +1,6 @@
 """A plain rclpy node that listens to the pipeline's outputs (labels, classifications, energy) and
-collects per-window records. Used by the demo, the integration tests and DDS replay."""
+collects per-window records (evaluation.records.EvalRecord, the type offline evaluation fills
+too). Used by the demo, the integration tests and DDS replay."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 from rclpy.node import Node
 
-from hsnn_perception.evaluation.results import StageRecord, WindowRecord
+from hsnn_perception.core.energy.models import EnergyError, unavailable
+from hsnn_perception.evaluation.records import EvalRecord
 from hsnn_perception.graph import (
     CLASSIFICATION,
     ENERGY,
@@ -24,20 +26,20 @@ from hsnn_perception.graph import (
 )
 from hsnn_perception.msg import Classification, EnergyReport, GestureLabel
 from hsnn_perception.nodes.base import reliable_qos
-from hsnn_perception.nodes.conversions import time_to_ns, time_to_us
+from hsnn_perception.nodes.conversions import figure_from_report, time_to_ns, time_to_us
 
 
 class PipelineMonitor(Node):
     def __init__(
         self,
         namespace: str = "",
-        on_classification: Callable[[WindowRecord], None] | None = None,
+        on_classification: Callable[[EvalRecord], None] | None = None,
         **node_options: Any,
     ) -> None:
         super().__init__("hsnn_monitor", namespace=namespace, **node_options)
         # Keyed by the window's sensor start time, which every stage computes alike (the driver
         # numbers windows from the first event it sent, the SNN node from the first it got).
-        self.records: dict[int, WindowRecord] = {}
+        self.records: dict[int, EvalRecord] = {}
         self.diag_errors: dict[str, int] = {}
         self._label_starts: list[int] = []
         self._labels: list[GestureLabel] = []
@@ -51,10 +53,10 @@ class PipelineMonitor(Node):
         self.create_subscription(EnergyReport, ENERGY, self._on_energy, qos)
         self.create_subscription(EnergyReport, ENERGY_TOTAL, self._on_total, qos)
 
-    def _record(self, window_id: int, start_us: int, authoritative: bool = True) -> WindowRecord:
+    def _record(self, window_id: int, start_us: int, authoritative: bool = True) -> EvalRecord:
         rec = self.records.get(start_us)
         if rec is None:
-            rec = self.records[start_us] = WindowRecord(window_id, start_us)
+            rec = self.records[start_us] = EvalRecord(window_id, start_us, start_us)
         elif authoritative:
             rec.window_id = window_id
         return rec
@@ -66,23 +68,23 @@ class PipelineMonitor(Node):
             self._label_starts.insert(i, start)
             self._labels.insert(i, msg)
             for rec in self.records.values():
-                if rec.true_class is None:
+                if rec.label is None:
                     self._attach_label(rec)
 
-    def _attach_label(self, rec: WindowRecord) -> None:
-        i = bisect.bisect_right(self._label_starts, rec.start_us) - 1
+    def _attach_label(self, rec: EvalRecord) -> None:
+        i = bisect.bisect_right(self._label_starts, rec.t_start_us) - 1
         if i >= 0:
             label = self._labels[i]
-            if rec.start_us < time_to_us(label.end):
-                rec.true_class = int(label.class_id)
-                rec.true_label = label.label
+            if rec.t_start_us < time_to_us(label.end):
+                rec.label = int(label.class_id)
+                rec.label_name = label.label
 
     def _on_classification_msg(self, msg: Classification) -> None:
         with self._lock:
             rec = self._record(int(msg.window_id), time_to_us(msg.window_stamp))
-            rec.predicted_class = int(msg.class_id)
-            rec.predicted_label = msg.label
-            rec.score = float(msg.score)
+            rec.prediction = int(msg.class_id)
+            rec.prediction_name = msg.label
+            rec.scores = [float(s) for s in msg.scores]
             self._attach_label(rec)
         if self._on_classification is not None:
             self._on_classification(rec)
@@ -92,27 +94,30 @@ class PipelineMonitor(Node):
             rec = self._record(
                 int(msg.window_id), time_to_us(msg.window_stamp), msg.stage != "driver"
             )
-            rec.stages[msg.stage] = StageRecord(
-                latency_s=msg.latency_s,
-                energy_j=msg.energy_j,
-                source=msg.source,
-                method=msg.method,
-                device=msg.device,
-                end_ns=time_to_ns(msg.host_stamp),
-            )
+            rec.latency_s[msg.stage] = float(msg.latency_s)
+            rec.stage_end_ns[msg.stage] = time_to_ns(msg.host_stamp)
+            rec.energy[msg.stage] = _figure(msg)
 
     def _on_total(self, msg: EnergyReport) -> None:
         with self._lock:
             rec = self._record(int(msg.window_id), time_to_us(msg.window_stamp))
-            rec.total_energy_j = msg.energy_j
-            rec.total_source = msg.source
+            rec.energy["total"] = _figure(msg)
 
-    def classified(self) -> list[WindowRecord]:
+    def classified(self) -> list[EvalRecord]:
         with self._lock:
             return sorted(
-                (r for r in self.records.values() if r.predicted_class is not None),
+                (r for r in self.records.values() if r.prediction is not None),
                 key=lambda r: r.window_id,
             )
+
+
+def _figure(msg: EnergyReport) -> Any:
+    """The report's figure; one whose fields contradict each other is kept as unavailable, with
+    what was wrong, so the window still counts and the report says why its energy is missing."""
+    try:
+        return figure_from_report(msg)
+    except (EnergyError, ValueError) as exc:
+        return unavailable(msg.stage, msg.device, f"contradictory report: {exc}", msg.latency_s)
 
 
 # Topics that must be connected before the source may start, as (topic, publishers, subscribers):

@@ -184,12 +184,12 @@ def replay_dds(
     :class:`~hsnn_perception.evaluation.records.ReplayResult` (``mode="dds"``).
 
     The positional options override those in ``settings``. ``on_window`` gets each
-    ``evaluation.results.WindowRecord`` as its classification arrives. Raises :class:`ReplayError`
+    ``evaluation.records.EvalRecord`` as its classification arrives. Raises :class:`ReplayError`
     (or ``BagError`` / ``BundleError``) on bad input, ``session.PipelineError`` if the nodes do
     not come up.
     """
     from hsnn_perception.evaluation.offline import label_for_window
-    from hsnn_perception.evaluation.records import ReplayResult, record_from_window_record
+    from hsnn_perception.evaluation.records import ReplayResult
     from hsnn_perception.graph import pipeline, qualified_name
     from hsnn_perception.tools.session import run_session
 
@@ -323,17 +323,17 @@ def replay_dds(
     )
     by_id = {w.window_id: w for w in spans}
     disagree = unheard = 0
-    for wr in session.records:
-        rec = record_from_window_record(wr)
+    for rec in session.records:
+        monitor_label = rec.label  # the label at the window's start, as the monitor saw it
         span: WindowSpan | None = by_id.get(rec.window_id)
         rec.t_end_us = rec.t_start_us + model.window_us
         if span is not None:
             rec.n_events = span.n_events
         lab = label_for_window(labels, rec.t_start_us, rec.t_end_us, s.min_label_overlap)
         rec.label = None if lab is None else lab.class_id
-        if wr.true_class is not None and wr.true_class != rec.label:
+        if monitor_label is not None and monitor_label != rec.label:
             disagree += 1
-        rec.scores = listener.scores.get(rec.window_id, [])
+        rec.scores = rec.scores or listener.scores.get(rec.window_id, [])
         unheard += _add_counts(rec, listener)
         result.records.append(rec)
     if unheard:
@@ -382,7 +382,7 @@ def lost_counts(diagnostics: dict[str, dict[str, str]]) -> dict[str, int]:
 
 
 def _add_counts(rec: Any, listener: _DdsListener) -> int:
-    """Give the record's energy figures what the monitor leaves out of its WindowRecord: the op
+    """Give the record's energy figures what the monitor may have missed: the op
     counts, and power and latency on the device the figure is for (as offline figures have).
     Returns how many of the window's reports the listener did not hear."""
     unheard = 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hsnn_perception.core.errors import OrchestrationError
 from hsnn_perception.core.registry import ENERGY_STAGES
-from hsnn_perception.evaluation.results import WindowRecord
+from hsnn_perception.evaluation.records import EvalRecord
 from hsnn_perception.graph import NodeSpec, qualified_name, unmanaged
 from hsnn_perception.launcher import ProcessGroup
 
@@ -25,7 +25,7 @@ class PipelineError(OrchestrationError, RuntimeError):
 
 @dataclass
 class SessionResult:
-    records: list[WindowRecord]
+    records: list[EvalRecord]
     exit_codes: dict[str, int | None]
     logs: dict[str, str] = field(default_factory=dict)
 
@@ -38,7 +38,7 @@ def run_session(
     composed: bool = False,
     timeout_s: float = 120.0,
     startup_timeout_s: float = 60.0,
-    on_classification: Callable[[WindowRecord], None] | None = None,
+    on_classification: Callable[[EvalRecord], None] | None = None,
     log_dir: Path | None = None,
     source_node: str = "event_driver",
     also_connected: Callable[[bool], list[str]] | None = None,
@@ -113,7 +113,7 @@ def run_session(
                 spin(0.1)
                 done = monitor.classified()
                 if len(done) >= expected_windows and all(
-                    set(STAGES) <= set(r.stages) and r.total_source for r in done
+                    set(STAGES) <= set(r.latency_s) and r.total_source for r in done
                 ):
                     break
                 check_alive()

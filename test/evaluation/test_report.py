@@ -9,20 +9,29 @@ import numpy as np
 import pytest
 
 from hsnn_perception.core.energy import models as en
-from hsnn_perception.evaluation.records import (
-    EvalRecord,
-    ReplayResult,
-    ResultFormatError,
-    record_from_window_record,
-)
+from hsnn_perception.evaluation.records import EvalRecord, ReplayResult, ResultFormatError
 from hsnn_perception.evaluation.report import (
     family_table,
     summarize,
     to_markdown,
+    to_text,
     write_family_report,
     write_report,
 )
-from hsnn_perception.evaluation.results import StageRecord, WindowRecord
+
+
+def _live(window_id: int, start_us: int, stages: dict[str, tuple], label: int = 0) -> EvalRecord:
+    """A record as the live monitor fills it: stage -> (latency, energy, source, method,
+    device, host end time in ns)."""
+    rec = EvalRecord(window_id, start_us, start_us, label=label, prediction=label)
+    for stage, (latency, energy_j, source, method, device, end_ns) in stages.items():
+        rec.latency_s[stage] = latency
+        rec.stage_end_ns[stage] = end_ns
+        rec.energy[stage] = en.EnergyFigure(
+            stage, device, source, method, energy_j, math.nan, latency
+        )
+    return rec
+
 
 LABELS = ["a", "b", "c"]
 
@@ -142,18 +151,50 @@ def test_empty_result_summarizes():
     assert "n/a" in to_markdown(s)
 
 
-def test_window_record_adapter_for_dds_replay():
-    wr = WindowRecord(window_id=3, start_us=480_000, true_class=1, predicted_class=1)
-    wr.stages["snn"] = StageRecord(2e-3, 1e-6, "modelled", "Davies", "loihi", 10_000_000)
-    wr.stages["classifier"] = StageRecord(1e-3, math.nan, "unavailable", "none", "cpu", 11_000_000)
-    wr.total_energy_j, wr.total_source = 1e-6, "modelled"
-    rec = record_from_window_record(wr)
-    assert rec.correct is True and rec.latency_s == {"snn": 2e-3, "classifier": 1e-3}
-    assert rec.energy["snn"].energy_j == 1e-6 and rec.energy["total"].source == "modelled"
-    assert rec.end_to_end() == pytest.approx(wr.end_to_end_s())
+def test_live_record_end_to_end_runs_from_the_window_close_at_the_driver():
+    rec = _live(
+        0,
+        0,
+        {
+            # reported at the close; 5 ms of work spread over the window
+            "driver": (0.005, math.nan, "unavailable", "-", "cpu", 10_000_000_000),
+            "snn": (0.002, 1e-6, "modelled", "Davies", "loihi", 10_003_000_000),
+            "bridge": (0.0001, 3e-8, "modelled", "Horowitz", "cpu", 10_004_000_000),
+            "classifier": (0.0005, 1e-6, "modelled", "x", "jetson", 10_006_000_000),
+        },
+    )
+    assert rec.end_to_end() == pytest.approx(0.006)
+    del rec.stage_end_ns["driver"]  # without a driver report: from the first stage's start
+    assert rec.end_to_end() == pytest.approx(0.006 - 0.001, abs=1e-9)
+    del rec.stage_end_ns["bridge"]  # a window some stage has not reported yet: no figure
+    assert math.isnan(rec.end_to_end())
+    back = EvalRecord.from_dict(json.loads(json.dumps(_live(1, 0, {}).to_dict())))
+    assert back.stage_end_ns == {} and math.isnan(back.end_to_end())
+
+
+def test_live_records_summarize_like_offline_ones():
+    rec = _live(
+        3,
+        480_000,
+        {
+            "snn": (2e-3, 1e-6, "modelled", "Davies", "loihi", 10_000_000),
+            "classifier": (1e-3, math.nan, "unavailable", "none", "cpu", 11_000_000),
+        },
+        label=1,
+    )
+    rec.energy["total"] = en.EnergyFigure(
+        "total", "loihi+cpu", "modelled", "sum", 1e-6, math.nan, math.nan
+    )
+    rec.prediction_name, rec.scores = "b", [0.1, 0.8, 0.1]
+    assert rec.correct is True and rec.score == pytest.approx(0.8)
+    assert rec.total_source == "modelled"
+    back = EvalRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
+    assert back.stage_end_ns == rec.stage_end_ns and back.prediction_name == "b"
     res = ReplayResult("b", "m", "dds", LABELS, records=[rec])
     s = summarize(res)
     assert s["accuracy"] == 1.0 and s["energy"]["classifier"]["energy_mean_j"] is None
+    text = to_text(s)
+    assert "accuracy: 100.0% (1/1)" in text and "snn on loihi: Davies" in text
 
 
 def test_family_table(tmp_path):
@@ -256,16 +297,17 @@ def test_a_lower_bound_total_says_so():
 def test_dds_total_lists_each_device_once_in_pipeline_order():
     recs = []
     for i in range(4):
-        wr = WindowRecord(window_id=i, start_us=i * 160_000, true_class=0, predicted_class=0)
         stages = {
-            "snn": StageRecord(2e-3, 1e-6, "modelled", "Davies", "loihi", 10_000_000),
-            "bridge": StageRecord(2e-5, 3e-8, "modelled", "Horowitz", "host cpu", 10_000_000),
-            "classifier": StageRecord(1e-3, 1e-4, "modelled", "x", "jetson-nano", 11_000_000),
+            "snn": (2e-3, 1e-6, "modelled", "Davies", "loihi", 10_000_000),
+            "bridge": (2e-5, 3e-8, "modelled", "Horowitz", "host cpu", 10_000_000),
+            "classifier": (1e-3, 1e-4, "modelled", "x", "jetson-nano", 11_000_000),
         }
         order = list(stages)[::-1] if i % 2 else list(stages)  # reports arrive in any order
-        wr.stages = {k: stages[k] for k in order}
-        wr.total_energy_j, wr.total_source = 1.0103e-4, "modelled"
-        recs.append(record_from_window_record(wr))
+        rec = _live(i, i * 160_000, {k: stages[k] for k in order})
+        rec.energy["total"] = en.EnergyFigure(
+            "total", "+".join(order), "modelled", "aggregator", 1.0103e-4, math.nan, math.nan
+        )
+        recs.append(rec)
     summary = summarize(ReplayResult("b", "m", "dds", LABELS, records=recs))
     assert summary["energy"]["total"]["devices"] == ["loihi", "host cpu", "jetson-nano"]
     total_row = next(line for line in to_markdown(summary).splitlines() if "| total |" in line)

@@ -30,7 +30,7 @@ from ament_index_python.packages import get_package_share_directory  # noqa: E40
 from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from hsnn_perception.evaluation.results import WindowRecord  # noqa: E402
+from hsnn_perception.evaluation.records import EvalRecord  # noqa: E402
 from hsnn_perception.graph import BRINGUP_ORDER, PACKAGE  # noqa: E402
 from hsnn_perception.tools.monitor import PipelineMonitor  # noqa: E402
 
@@ -85,10 +85,10 @@ class Listener:
             time.sleep(0.1)
         return condition()
 
-    def classified(self) -> list[WindowRecord]:
+    def classified(self) -> list[EvalRecord]:
         return self.monitor.classified()
 
-    def complete(self) -> list[WindowRecord]:
+    def complete(self) -> list[EvalRecord]:
         """Windows classified and with their energy total."""
         return [r for r in self.classified() if r.total_source]
 
@@ -121,5 +121,5 @@ def offline_predictions(bag: Path, model: Path = DEFAULT_MODEL) -> dict[int, int
     return {r.t_start_us: r.prediction for r in result.records if r.prediction is not None}
 
 
-def predictions(records: list[WindowRecord]) -> dict[int, int]:
-    return {r.start_us: r.predicted_class for r in records}
+def predictions(records: list[EvalRecord]) -> dict[int, int]:
+    return {r.t_start_us: r.prediction for r in records}

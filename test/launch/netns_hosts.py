@@ -253,13 +253,13 @@ def _probe(args: argparse.Namespace) -> int:
                 "classified": [
                     {
                         "window_id": r.window_id,
-                        "start_us": r.start_us,
-                        "predicted_class": r.predicted_class,
+                        "start_us": r.t_start_us,
+                        "predicted_class": r.prediction,
                         "total_source": r.total_source,
-                        "total_energy_j": r.total_energy_j,
+                        "total_energy_j": r.energy["total"].energy_j if r.total_source else None,
                         "stages": {
-                            name: {"end_ns": s.end_ns, "latency_s": s.latency_s}
-                            for name, s in r.stages.items()
+                            name: {"end_ns": end_ns, "latency_s": r.latency_s.get(name)}
+                            for name, end_ns in r.stage_end_ns.items()
                         },
                     }
                     for r in (node.classified() if args.monitor else [])

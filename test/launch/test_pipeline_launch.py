@@ -71,7 +71,7 @@ class TestRecordedBagInRealTime(unittest.TestCase):
         self.assertEqual(len(labelled), SAMPLES, "every gesture window matched to its label")
         for r in records:
             self.assertEqual(r.total_source in ("measured", "modelled"), True, r.total_source)
-            self.assertEqual({"driver", "snn", "bridge", "classifier"}, set(r.stages))
+            self.assertEqual({"driver", "snn", "bridge", "classifier"}, set(r.latency_s))
 
     def test_all_five_nodes_become_active(self, listener):
         def states() -> dict[str, str]:

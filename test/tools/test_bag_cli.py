@@ -307,7 +307,7 @@ def test_record_a_running_pipeline(tmp_path, default_bundle_dir):
     assert counts["/energy"] == (len(STAGES) + 1) * samples  # + the driver's own reports
     assert counts["/labels"] == samples and counts["/diagnostics"] > 0
     assert sorted(m.window_id for m in msgs["/classification"]) == list(range(samples))
-    preds = {r.window_id: r.predicted_class for r in result.records}
+    preds = {r.window_id: r.prediction for r in result.records}
     assert {m.window_id: m.class_id for m in msgs["/classification"]} == preds
     # the recorded events are exactly the synthetic stream the driver played
     recorded = np.concatenate(
