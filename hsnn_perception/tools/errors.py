@@ -26,6 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hsnn_perception.core.errors import ConfigurationError
+
+
+class CliError(ConfigurationError, ValueError):
+    """A command line that cannot be carried out: the tool prints it as one line and exits 2."""
+
+
 # dv-processing: "<file>.hpp(313): <signature>()\nEndOfFile: Error info: <message>\nStacktrace:"
 _CPP_LOCATION = re.compile(r"(?:/[^\s:]+)?\.[ch]pp\(\d+\):[^\n]*\n")
 _CPP_STACK = re.compile(r"\n?\s*Stacktrace:.*", re.DOTALL)

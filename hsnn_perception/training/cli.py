@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core import registry
-from hsnn_perception.core.errors import ConfigurationError
 from hsnn_perception.tools.errors import (
+    CliError,
     number_arg,
     one_line,
     prepare_out,
@@ -34,10 +34,6 @@ SYNTHETIC_TEST_OFFSET = 1_000_000  # test samples are indices from here on: neve
 DEFAULT_CACHE = Path.home() / ".cache" / "hsnn" / "datasets"
 # What snn_runtime.load_snn accepts (the bundle check after training runs through it).
 SNN_BACKENDS = registry.SNN_BACKENDS.names(aliases=True)
-
-
-class CliError(ConfigurationError, ValueError):
-    """A command-line argument is invalid."""
 
 
 def _int_list(text: str) -> list[int]:
