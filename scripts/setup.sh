@@ -34,7 +34,8 @@ fi
 PYV=$(python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 SITE="$VENV/lib/python$PYV/site-packages"
 
-if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ] || [ requirements-ros-wheels.txt -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ] || [ requirements-ros-wheels.txt -nt "$STAMP" ] ||
+  [ requirements-nir.txt -nt "$STAMP" ]; then
   log "installing Python packages (pip)"
   python -m pip install -q --upgrade pip wheel
   if ! have_system_ros; then
@@ -44,6 +45,9 @@ if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ] || [ requirements-ros-
   python -m pip install -q -r requirements.txt
   # lava-nc / lava-dl declare Python <3.11 and old torch pins; they run on 3.11 with the patch below.
   python -m pip install -q --no-deps --ignore-requires-python -r requirements-lava.txt
+  # NIR and the simulators hsnn-nir is checked against; their dependencies are all above
+  # (norse's torchvision would replace the CPU torch, see the file).
+  python -m pip install -q --no-deps -r requirements-nir.txt
   touch "$STAMP"
 fi
 

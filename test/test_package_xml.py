@@ -59,6 +59,9 @@ KEYS = {
     "backports": "pip:backports.zstd",
     "lz4": "pip:lz4",
     "ruamel": "python3-ruamel.yaml",
+    "nir": "pip:nir",  # hsnn-nir (requirements-nir.txt)
+    "snntorch": "pip:snntorch",  # third-party checks of hsnn-nir's graphs (tests, bench)
+    "norse": "pip:norse",
     # Optional, imported where present and said so where not:
     "tensorrt": "optional",  # JetPack / NVIDIA's wheels; the classifier falls back to ORT
     "cuda": "optional",  # cuda-python, with tensorrt
@@ -113,7 +116,7 @@ def third_party(found: dict[str, set[str]]) -> dict[str, set[str]]:
 
 def requirement_names() -> set[str]:
     names = set()
-    for file in ("requirements.txt", "requirements-lava.txt"):
+    for file in ("requirements.txt", "requirements-lava.txt", "requirements-nir.txt"):
         for line in (ROOT / file).read_text().splitlines():
             line = line.split("#")[0].split(";")[0].strip()
             for sep in ("==", "<", ">", "~=", "!="):

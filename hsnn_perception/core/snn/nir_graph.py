@@ -443,6 +443,12 @@ def _chain(graph: Any) -> tuple[str, list[str]]:
         if b not in succ[a]:
             succ[a].append(b)
             pred[b].append(a)
+    for a, b in graph.edges:
+        if _reaches(succ, b, a):
+            raise NirError(
+                f"node {a!r} ({_kind(nodes[a])}) and {b!r} ({_kind(nodes[b])}) form a cycle: "
+                "recurrent connections are not supported (netx layers are feed-forward)"
+            )
     inputs = [n for n, node in nodes.items() if _kind(node) == "Input"]
     if len(inputs) != 1:
         raise NirError(f"the graph needs exactly one Input node, it has {len(inputs)}")
@@ -476,6 +482,18 @@ def _chain(graph: Any) -> tuple[str, list[str]]:
     if stray:
         raise NirError(f"nodes not on the path from the input to the output: {', '.join(stray)}")
     return inputs[0], order[:-1]
+
+
+def _reaches(succ: dict[str, list[str]], start: str, goal: str) -> bool:
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if node == goal:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(succ[node])
+    return False
 
 
 def _input_shape(name: str, node: Any) -> tuple[int, int, int]:
@@ -522,6 +540,10 @@ def nir_layers(graph: Any, dt: float) -> tuple[tuple[int, int, int], list[Spikin
         raise NirError(f"dt must be a positive number of seconds, got {dt}")
     input_name, order = _chain(graph)
     nodes = graph.nodes
+    for name in order:  # an unsupported node is the first thing to say
+        kind = _kind(nodes[name])
+        if kind in _REFUSED:
+            raise NirError(f"node {name!r} ({kind}): {_REFUSED[kind]}")
     shape = _input_shape(input_name, nodes[input_name])
     input_shape = shape
     layers: list[SpikingLayer] = []
@@ -532,8 +554,6 @@ def nir_layers(graph: Any, dt: float) -> tuple[tuple[int, int, int], list[Spikin
         node = nodes[name]
         kind = _kind(node)
         where = f"node {name!r} ({kind})"
-        if kind in _REFUSED:
-            raise NirError(f"{where}: {_REFUSED[kind]}")
         if kind == "Flatten":
             if synapse is not None:
                 raise NirError(f"{where}: a Flatten between a synapse and its neuron")
