@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ["hsnn-train", "hsnn-compare", "hsnn-convert", "hsnn-eval", "hsnn-bag", "hsnn-demo"]
+TOOLS = [
+    "hsnn-train",
+    "hsnn-compare",
+    "hsnn-convert",
+    "hsnn-eval",
+    "hsnn-bag",
+    "hsnn-demo",
+    "hsnn-nir",
+]
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
