@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate(out: Path, bundle_dir: Path, samples: int, dds: bool) -> dict[str, Any]:
     """hsnn-eval on a synthetic event bag: offline, and through the nodes over DDS."""
-    bag = out / "eval-bag"
+    bag = out / f"eval-bag-{samples}"
     if not bag.exists():
         subprocess.run(
             [
