@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from snntorch.export_nir import export_to_nir
 
     from bench.nir_third_party import run_layers
-    from hsnn_perception.core.bundle import ModelBundle
-    from hsnn_perception.core.synthetic import GESTURE_LABELS
+    from hsnn_perception.core.events.synthetic import GESTURE_LABELS
+    from hsnn_perception.core.hybrid.bundle import ModelBundle
     from hsnn_perception.training.data import InputSpec, synthetic_spikeset
     from hsnn_perception.training.export import predict_bundle
 

@@ -146,7 +146,7 @@ def to_loihi_timing(spikes: np.ndarray, lag: int) -> np.ndarray:
 def classify(bundle: Any, output: np.ndarray) -> np.ndarray:
     """Classes from SNN output spikes (B, T, neurons) through the bundle's accumulator and
     classifier (what the nodes do after the SNN)."""
-    from hsnn_perception.core.accumulator import accumulate, frames_to_channels
+    from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
     from hsnn_perception.training.export import onnx_session
 
     n = output.shape[0]
@@ -163,7 +163,7 @@ def classify(bundle: Any, output: np.ndarray) -> np.ndarray:
 def measure(bundle_dir: Path, windows: int, dt: float, seed: int = 0) -> dict[str, Any]:
     import nir
 
-    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.core.hybrid.bundle import ModelBundle
     from hsnn_perception.core.snn import nir_graph as ng
     from hsnn_perception.training.data import InputSpec, synthetic_spikeset
     from hsnn_perception.training.export import predict_bundle

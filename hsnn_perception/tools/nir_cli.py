@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.core.hybrid.bundle import ModelBundle
     from hsnn_perception.core.snn.nir_graph import NirError, export_snn
 
     bundle = ModelBundle.load(args.bundle)
@@ -121,7 +121,7 @@ def _calibration(template: Any, count: int, seed: int) -> Any:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from hsnn_perception.core.bundle import ModelBundle, default_bundle_path
+    from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
     from hsnn_perception.core.snn.nir_graph import import_graph
 
     template = ModelBundle.load(args.template or default_bundle_path())

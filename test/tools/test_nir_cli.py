@@ -36,7 +36,7 @@ def hsnn_nir(*args: str) -> subprocess.CompletedProcess:
 def test_export_then_import_gives_a_bundle_that_classifies_like_the_original(
     tmp_path, default_bundle_dir
 ):
-    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.core.hybrid.bundle import ModelBundle
     from hsnn_perception.training.export import predict_bundle
 
     graph = tmp_path / "default.nir"

@@ -121,10 +121,10 @@ def _neuron_shape(out_shape: tuple[int, int, int], kind: str) -> tuple[int, ...]
 
 
 def netx_layers(network: Any) -> list[SpikingLayer]:
-    """The layers of a :class:`~hsnn_perception.core.netx_io.NetxNetwork` as real-valued
+    """The layers of a :class:`~hsnn_perception.core.snn.netx.NetxNetwork` as real-valued
     :class:`SpikingLayer` s, with the weights Lava ends up using (for dense layers netx's weight
     exponent applied: ``w_eff * 2**weight_exp``)."""
-    from hsnn_perception.core.snn_runtime import netx_dense_weights
+    from hsnn_perception.core.snn.runtime import netx_dense_weights
 
     layers = []
     for layer in network.layers:
@@ -319,7 +319,7 @@ def export_snn(
     """Write the netx network ``snn_file`` as the NIR file ``out`` (HDF5, ``nir.write``)."""
     nir = _nir()
 
-    from hsnn_perception.core.netx_io import read_netx
+    from hsnn_perception.core.snn.netx import read_netx
 
     network = read_netx(snn_file)
     graph = layers_to_nir(netx_layers(network), network.input_shape, dt, metadata)
@@ -1036,8 +1036,8 @@ def layers_to_netx(
 
 def layer_spikes(snn_file: str | Path, spikes: np.ndarray) -> list[np.ndarray]:
     """Each layer's spikes of the netx file in the native runtime: uint8 (B, T, neurons)."""
-    from hsnn_perception.core.netx_io import read_netx
-    from hsnn_perception.core.snn_runtime import SnnRuntime
+    from hsnn_perception.core.snn.netx import read_netx
+    from hsnn_perception.core.snn.runtime import SnnRuntime
 
     network = read_netx(snn_file)
     x = np.asarray(spikes)
@@ -1102,7 +1102,7 @@ def import_graph(
     """
     import shutil
 
-    from hsnn_perception.core.bundle import ModelBundle
+    from hsnn_perception.core.hybrid.bundle import ModelBundle
 
     graph = read_graph(nir_file)
     meta_dt = graph_dt(graph)

@@ -14,9 +14,9 @@ nir = pytest.importorskip(
     "nir", reason="nir is not installed (pip install -r requirements-nir.txt)"
 )
 
-from hsnn_perception.core.bundle import ModelBundle  # noqa: E402
-from hsnn_perception.core.netx_io import read_netx  # noqa: E402
+from hsnn_perception.core.hybrid.bundle import ModelBundle  # noqa: E402
 from hsnn_perception.core.snn import nir_graph as ng  # noqa: E402
+from hsnn_perception.core.snn.netx import read_netx  # noqa: E402
 from hsnn_perception.training.convert import _write_netx  # noqa: E402
 
 DT = ng.DEFAULT_DT

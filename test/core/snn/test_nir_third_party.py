@@ -20,7 +20,7 @@ from bench.nir_third_party import (  # noqa: E402
     run_layers,
     to_loihi_timing,
 )
-from hsnn_perception.core.bundle import ModelBundle  # noqa: E402
+from hsnn_perception.core.hybrid.bundle import ModelBundle  # noqa: E402
 from hsnn_perception.core.snn import nir_graph as ng  # noqa: E402
 from hsnn_perception.training.convert import _write_netx  # noqa: E402
 
