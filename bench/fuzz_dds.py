@@ -79,7 +79,8 @@ def pick(rng: np.random.Generator, options: list[Any]) -> Any:
 
 
 def fuzz_event(rng: np.random.Generator, bundle: Any, i: int) -> Any:
-    from hsnn_perception.core.events.codecs import EVT3_VECT_12, MAX_PACKET_EVENTS
+    from hsnn_perception.core.events.codecs import MAX_PACKET_EVENTS
+    from hsnn_perception.core.events.evt3_format import EVT3_VECT_12
     from hsnn_perception.msg import EventPacket
 
     msg = EventPacket(height=bundle.sensor_height, width=bundle.sensor_width)

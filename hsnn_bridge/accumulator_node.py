@@ -11,7 +11,7 @@ from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
 from hsnn_perception.core.energy.models import FP32_ADD_J, cpu_meter
 from hsnn_perception.core.errors import ConfigurationError, ModelError
-from hsnn_perception.core.events.codecs import SequenceGaps
+from hsnn_perception.core.events.stream import SequenceGaps
 from hsnn_perception.core.hybrid.accumulator import check_interval
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import BridgeStage

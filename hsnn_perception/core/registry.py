@@ -145,12 +145,12 @@ CLASSIFIER_BACKENDS = Registry(
 EVENT_CODECS = Registry(
     "encoding",
     [
-        Entry("mono", "hsnn_perception.core.events.codecs:MONO", "64-bit words, ns offsets"),
-        Entry("evt3", "hsnn_perception.core.events.codecs:EVT3", "Prophesee EVT 3.0, 16-bit words"),
-        Entry("libcaer", "hsnn_perception.core.events.codecs:LIBCAER", "libcaer polarity events"),
+        Entry("mono", "hsnn_perception.core.events.mono:MONO", "64-bit words, ns offsets"),
+        Entry("evt3", "hsnn_perception.core.events.evt3:EVT3", "Prophesee EVT 3.0, 16-bit words"),
+        Entry("libcaer", "hsnn_perception.core.events.libcaer:LIBCAER", "libcaer polarity events"),
         Entry(
             "libcaer_cmp",
-            "hsnn_perception.core.events.codecs:LIBCAER_CMP",
+            "hsnn_perception.core.events.libcaer_cmp:LIBCAER_CMP",
             "libcaer_driver's default",
         ),
     ],

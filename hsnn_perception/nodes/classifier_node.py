@@ -12,7 +12,7 @@ from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from hsnn_perception.core.ann.readout import spike_count_readout
 from hsnn_perception.core.energy.models import ANN_DEVICE_PROFILES, DEFAULT_ANN_DEVICE, meter_for
 from hsnn_perception.core.errors import ClassifierError, ConfigurationError, ModelError
-from hsnn_perception.core.events.codecs import SequenceGaps
+from hsnn_perception.core.events.stream import SequenceGaps
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import ClassifierStage
 from hsnn_perception.core.registry import node_name

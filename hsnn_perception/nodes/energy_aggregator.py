@@ -12,7 +12,7 @@ from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
 from hsnn_perception.core.energy.models import EnergyFigure, total
 from hsnn_perception.core.errors import ConfigurationError, EnergyAccountingError
-from hsnn_perception.core.events.codecs import SequenceGaps
+from hsnn_perception.core.events.stream import SequenceGaps
 from hsnn_perception.core.registry import node_name
 from hsnn_perception.graph import ENERGY, ENERGY_TOTAL
 from hsnn_perception.msg import EnergyReport

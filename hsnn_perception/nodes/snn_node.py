@@ -16,11 +16,7 @@ from rclpy.qos import QoSProfile
 from hsnn_perception.core.energy.models import NEUROMORPHIC_PROFILES
 from hsnn_perception.core.errors import ConfigurationError, ModelError, SnnError
 from hsnn_perception.core.events.binning import BinningError, EventWindower, Window
-from hsnn_perception.core.events.codecs import (
-    MAX_PACKET_EVENTS,
-    EventPacketSizeError,
-    PacketStreamDecoder,
-)
+from hsnn_perception.core.events.codecs import MAX_PACKET_EVENTS, EventPacketSizeError
 from hsnn_perception.core.events.debug_image import render_debug_image
 from hsnn_perception.core.events.filters import (
     INPUT_MAPPINGS,
@@ -28,6 +24,7 @@ from hsnn_perception.core.events.filters import (
     MappedWindower,
     model_input_chain,
 )
+from hsnn_perception.core.events.stream import PacketStreamDecoder
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import SnnStage, input_spikes
 from hsnn_perception.core.io.spike_codec import ENCODINGS, encode_spikes

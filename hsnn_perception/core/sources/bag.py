@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core.events.codecs import EventCodecError, PacketStreamDecoder
+from hsnn_perception.core.events.codecs import EventCodecError
 from hsnn_perception.core.events.filters import MappedWindower, model_input_chain
+from hsnn_perception.core.events.stream import PacketStreamDecoder
 from hsnn_perception.core.io.rosbag import (
     BagError,
     EventBag,

@@ -14,23 +14,24 @@ from hypothesis import strategies as st
 from hsnn_perception.core.events.codecs import (
     ENCODINGS,
     EVENT_DTYPE,
+    MAX_PACKET_EVENTS,
+    EventCodecError,
+    EventDecodeError,
+    EventEncodeError,
+    EventPacketSizeError,
+    decode_packet,
+    encode_packet,
+    make_events,
+)
+from hsnn_perception.core.events.evt3_format import (
     EVT3_ADDR_X,
     EVT3_ADDR_Y,
     EVT3_TIME_HIGH,
     EVT3_TIME_LOW,
     EVT3_VECT_12,
     EVT3_VECT_BASE_X,
-    MAX_PACKET_EVENTS,
-    EventCodecError,
-    EventDecodeError,
-    EventEncodeError,
-    EventPacketSizeError,
-    PacketStreamDecoder,
-    SequenceGaps,
-    decode_packet,
-    encode_packet,
-    make_events,
 )
+from hsnn_perception.core.events.stream import PacketStreamDecoder
 from hsnn_perception.core.io.tensor_codec import (
     CODE_DTYPES,
     TensorFields,
@@ -160,18 +161,6 @@ def test_encode_random_events(t, encoding, width, height, data):
         return
     back = decode_packet(payload, encoding, time_base, width, height)
     np.testing.assert_array_equal(back, events)
-
-
-def test_sequence_gaps():
-    gaps = SequenceGaps(max_gap=100)
-    for n in (0, 1, 2, 5, 6, 6, 3, 4, 1000, 1001):
-        gaps.see(n)
-    assert (gaps.lost, gaps.restarts, gaps.jumps) == (2, 1, 1)
-    assert gaps.diagnostics("windows", "window_id") == {
-        "lost.windows": "2",
-        "window_id_restarts": "1",
-        "window_id_jumps": "1",
-    }
 
 
 @FUZZ

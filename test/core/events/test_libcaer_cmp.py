@@ -1,5 +1,4 @@
-"""libcaer_cmp (libcaer_driver's default encoding) and EVT3 trigger counting in
-hsnn_perception.core.events.codecs.
+"""libcaer_cmp (libcaer_driver's default encoding) in hsnn_perception.core.events.libcaer_cmp.
 
 The known packet below is written word by word from the format's public description: the word
 layout of event_camera_codecs' libcaer_cmp_types.h and the rules by which libcaer_driver's
@@ -21,12 +20,12 @@ from hsnn_perception.core.events import codecs as ev
 from hsnn_perception.core.events.codecs import (
     EventDecodeError,
     EventEncodeError,
-    PacketStreamDecoder,
     decode_packet,
     encode_packet,
     make_events,
     packet_event_bound,
 )
+from hsnn_perception.core.events.stream import PacketStreamDecoder
 from hsnn_perception.core.registry import EVENT_CODECS
 
 W, H = 346, 260  # DAVIS346
@@ -159,27 +158,6 @@ def test_encoder_refuses_what_the_format_cannot_hold():
         encode_packet(make_events([0, 1 << 24], [0, 0], [0, 0], [0, 0]), "libcaer_cmp")
     with pytest.raises(EventEncodeError, match="11 bits"):
         encode_packet(make_events([0], [2048], [0], [0]), "libcaer_cmp")
-
-
-@pytest.mark.parametrize("engine", ["numpy", "numba"])
-def test_evt3_trigger_events_are_counted(monkeypatch, engine):
-    from hsnn_perception.core.events import codecs as ev_mod
-
-    if engine == "numba" and ev_mod.evt3_engine("auto") != "numba":
-        pytest.skip("numba is not installed")
-    monkeypatch.setenv("HSNN_EVT3_ENGINE", engine)
-    words = [
-        w(0x8, 1),  # TIME_HIGH
-        w(0x6, 2),  # TIME_LOW
-        w(0xA, (3 << 8) | 1),  # EXT_TRIGGER id 3, rising
-        w(0x0, 7),  # ADDR_Y
-        w(0x2, 10),  # ADDR_X: one event
-        w(0xA, 3 << 8),  # EXT_TRIGGER id 3, falling
-    ]
-    drops: Counter = Counter()
-    out = decode_packet(np.asarray(words, "<u2").tobytes(), "evt3", 0, W, H, drops=drops)
-    assert out.tolist() == [(0x1002, 10, 7, 0)]
-    assert drops == {"ext_trigger": 2}
 
 
 def _sequential_decode(words: list[int], time_base_ns: int) -> tuple[list, Counter]:

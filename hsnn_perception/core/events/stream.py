@@ -1,0 +1,150 @@
+"""Decoding one event stream's packets in arrival order, as a subscriber gets them: the decoder
+state carried from packet to packet (EVT3), and the numbers missing from a sequence (lost
+packets, lost windows).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hsnn_perception.core.events.codecs import (
+    MAX_PACKET_EVENTS,
+    Array,
+    Drops,
+    EventDecodeError,
+    Evt3State,
+    codec_for,
+    decode_packet,
+)
+
+
+class SequenceGaps:
+    """Counts the numbers missing from a sequence that rises by one (packet seq, window ids).
+
+    A number at or below the last one is a new sequence (a restarted sender): counting starts
+    over, nothing is lost. A jump of more than ``max_gap`` is counted in ``jumps``, not as that
+    many losses (a wild number must not read as 10^18 lost messages)."""
+
+    def __init__(self, max_gap: int = 1 << 20) -> None:
+        self.max_gap = max_gap
+        self.last: int | None = None
+        self.lost = 0
+        self.restarts = 0
+        self.jumps = 0
+
+    def see(self, n: int) -> int:
+        """Record ``n``; return how many numbers were missing right before it."""
+        n = int(n)
+        last, self.last = self.last, n
+        if last is None or n == last + 1:
+            return 0
+        if n <= last:
+            self.restarts += n < last
+            return 0
+        gap = n - last - 1
+        if gap > self.max_gap:
+            self.jumps += 1
+            return 0
+        self.lost += gap
+        return gap
+
+    def diagnostics(self, lost: str, number: str) -> dict[str, str]:
+        """The counts as /diagnostics values: ``lost.<lost>``, ``<number>_restarts``,
+        ``<number>_jumps`` (e.g. ``lost.windows``, ``window_id_restarts``)."""
+        return {
+            f"lost.{lost}": str(self.lost),
+            f"{number}_restarts": str(self.restarts),
+            f"{number}_jumps": str(self.jumps),
+        }
+
+
+class PacketStreamDecoder:
+    """Decodes the packets of one event stream in arrival order, as a subscriber gets them.
+
+    ``mono`` and ``libcaer`` packets stand alone: a malformed one raises
+    :class:`EventDecodeError` and is lost whole. EVT3 is a raw sensor stream that drivers (e.g.
+    event_camera_msgs' metavision driver) cut anywhere, so a packet may begin with events whose
+    time, row or vector base came in the packet before: the decoder state is carried from packet
+    to packet, and events no state can place (the start of a stream, after a lost packet) or
+    words that are not EVT3 are dropped one by one and counted in ``drops`` instead of losing the
+    packet. The state is reset when a packet is missing (``seq`` jumps forward: the carried time
+    would be stale) and when the sensor geometry changes.
+    """
+
+    def __init__(
+        self,
+        strict_standalone: bool = True,
+        drops: Drops | None = None,
+        max_events: int = MAX_PACKET_EVENTS,
+    ) -> None:
+        """``strict_standalone=False`` also drops bad mono/libcaer events one by one (a reader
+        of recordings keeps what it can) instead of raising. A packet that could decode to more
+        than ``max_events`` raises EventPacketSizeError before it is decoded."""
+        self.strict_standalone = strict_standalone
+        self.max_events = int(max_events)
+        self.drops: Drops = Counter() if drops is None else drops
+        self.resets = 0
+        self.seq_gaps = SequenceGaps()  # packets lost before this decoder, every encoding
+        self._state = Evt3State()
+        self._last: tuple[int, int, int] | None = None  # (seq, width, height) of the last packet
+
+    def decode(
+        self,
+        payload: Any,
+        encoding: str,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        is_bigendian: bool = False,
+        seq: int | None = None,
+    ) -> Array:
+        """The events of one packet (see the class docstring for what is dropped or raised)."""
+        if seq is not None:  # even a packet rejected below arrived: only missing seqs are lost
+            self.seq_gaps.see(seq)
+        if not codec_for(encoding).stateful:
+            if self.strict_standalone:
+                return decode_packet(
+                    payload,
+                    encoding,
+                    time_base_ns,
+                    width,
+                    height,
+                    is_bigendian,
+                    max_events=self.max_events,
+                )
+            return decode_packet(
+                payload,
+                encoding,
+                time_base_ns,
+                width,
+                height,
+                is_bigendian,
+                strict=False,
+                drops=self.drops,
+                max_events=self.max_events,
+            )
+        last, self._last = self._last, (-1 if seq is None else int(seq), width, height)
+        # Only a forward jump of seq is a lost packet: a source that never sets seq (all 0)
+        # or restarts it must not reset the state at every packet.
+        if last is not None and (
+            (width, height) != last[1:] or (seq is not None and last[0] >= 0 and seq > last[0] + 1)
+        ):
+            self._state = Evt3State()
+            self.resets += 1
+        try:
+            return decode_packet(
+                payload,
+                encoding,
+                time_base_ns,
+                width,
+                height,
+                strict=False,
+                drops=self.drops,
+                evt3_state=self._state,
+                max_events=self.max_events,
+            )
+        except EventDecodeError:  # the packet is lost whole: the state it would carry with it
+            self._state = Evt3State()
+            self.resets += 1
+            raise
