@@ -1,11 +1,11 @@
 """``hsnn-bag``: make, record and inspect rosbag2 files of the pipeline (MCAP or sqlite3).
 
     hsnn-bag convert synthetic OUT [--samples N] [--seed S] [--storage mcap|sqlite3]
-                                   [--height H] [--width W]
+                                   [--height H] [--width W] [--progress]
     hsnn-bag convert aedat4 FILE.aedat4 --labels labels.csv OUT [--storage ...] [--class-base 1]
     hsnn-bag record OUT [--storage ...] [--namespace NS] [--topics events labels ...]
                         [--duration S | --windows N]
-    hsnn-bag info BAG [--json]
+    hsnn-bag info BAG [--json] [--events-topic TOPIC]
 
 ``record`` subscribes to the pipeline's topics with rclpy generic (raw CDR) subscriptions and
 writes the messages as they arrive, with the message definitions embedded, through
@@ -26,7 +26,6 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,110 +232,6 @@ def record(
 
 
 # --------------------------------------------------------------------------------------------
-# info
-# --------------------------------------------------------------------------------------------
-
-
-def bag_info(path: Path | str) -> dict[str, Any]:
-    """Topics (type, messages), log-time span, labels and what reading had to skip."""
-    from hsnn_perception.core.io.rosbag import MessageReader, time_to_ns
-
-    reader = MessageReader(path)
-    report = reader.report
-    counts: Counter[str] = Counter()
-    first: int | None = None
-    last: int | None = None
-    labels: list[dict[str, Any]] = []
-    for m in reader.messages(report.topics):
-        counts[m.topic] += 1
-        first = m.log_time_ns if first is None else min(first, m.log_time_ns)
-        last = m.log_time_ns if last is None else max(last, m.log_time_ns)
-        if m.msgtype == "hsnn_perception/msg/GestureLabel":
-            labels.append(
-                {
-                    "class_id": int(m.msg.class_id),
-                    "label": str(m.msg.label),
-                    "start_us": time_to_ns(m.msg.start) // 1000,
-                    "end_us": time_to_ns(m.msg.end) // 1000,
-                }
-            )
-    per_class = Counter(lab["label"] or f"class {lab['class_id']}" for lab in labels)
-    # Messages the bag's index lists that could not be read (a corrupt chunk, a cut file):
-    # reported, so a damaged bag never reads as "skipped: nothing".
-    unread = {
-        t: n - counts.get(t, 0)
-        for t, n in sorted(report.expected.items())
-        if n is not None and n > counts.get(t, 0)
-    }
-    return {
-        "path": str(path),
-        "storage": report.storage,
-        "recovered": report.recovered,
-        "topics": {
-            t: {"type": typ, "messages": counts.get(t, 0), "indexed": report.expected.get(t)}
-            for t, typ in sorted(report.topics.items())
-        },
-        "messages": sum(counts.values()),
-        "start_ns": first,
-        "end_ns": last,
-        "duration_s": (last - first) * 1e-9 if first is not None and last is not None else 0.0,
-        "labels": {
-            "count": len(labels),
-            "per_class": dict(sorted(per_class.items())),
-            "span_us": [
-                min(lab["start_us"] for lab in labels),
-                max(lab["end_us"] for lab in labels),
-            ]
-            if labels
-            else None,
-        },
-        "skipped": dict(report.skipped),
-        "unread": unread,
-        "notes": list(report.notes),
-    }
-
-
-def format_info(info: dict[str, Any]) -> str:
-    lines = [
-        f"bag:       {info['path']} ({info['storage']}"
-        f"{', recovered from damage' if info['recovered'] else ''})",
-        f"duration:  {info['duration_s']:.3f} s of log time, {info['messages']} messages",
-        "topics:",
-    ]
-    width = max((len(t) for t in info["topics"]), default=0)
-    for topic, t in info["topics"].items():
-        indexed = t["indexed"]
-        extra = (
-            f" (index says {indexed})" if indexed is not None and indexed != t["messages"] else ""
-        )
-        lines.append(f"  {topic:<{width}}  {t['messages']:>7}  {t['type']}{extra}")
-    labels = info["labels"]
-    if labels["count"]:
-        lo, hi = labels["span_us"]
-        lines.append(
-            f"labels:    {labels['count']} spans over [{lo}, {hi}) us of sensor time: "
-            + ", ".join(f"{k}: {v}" for k, v in labels["per_class"].items())
-        )
-    else:
-        lines.append("labels:    none")
-    unread = info.get("unread", {})
-    if info["skipped"] or unread:
-        lines.append("skipped:")
-        lines += [
-            f"  {n} {why}" if why.startswith("bytes") else f"  {n} x {why}"
-            for why, n in sorted(info["skipped"].items())
-        ]
-        lines += [
-            f"  {n} x {topic} message listed in the index but not readable (damaged bag?)"
-            for topic, n in unread.items()
-        ]
-    else:
-        lines.append("skipped:   nothing")
-    lines += [f"note:      {n}" for n in info["notes"]]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------------------------
 
@@ -393,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
             default="none",
             help="MCAP chunk compression",
         )
+        p.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="a progress bar on stderr (default: when stderr is a terminal)",
+        )
 
     rec = sub.add_parser("record", help="record the pipeline's topics from live DDS")
     rec.add_argument("out", type=Path, help="new bag directory")
@@ -414,9 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="store /NS/events ... (default: /events ..., what replay and hsnn-eval read)",
     )
 
-    info = sub.add_parser("info", help="topics, counts, duration, labels, what was skipped")
+    info = sub.add_parser(
+        "info", help="topics, counts, duration, labels, the events, what was skipped"
+    )
     info.add_argument("bag", type=Path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument(
+        "--events-topic",
+        default=None,
+        help="the events topic to decode (default: every topic of type "
+        "hsnn_perception/msg/EventPacket or event_camera_msgs/msg/EventPacket)",
+    )
     return show_defaults(ap)
 
 
@@ -438,29 +347,8 @@ def _convert(args: argparse.Namespace) -> int:
     _check_new(args.out)
     if args.compression != "none" and args.storage != "mcap":
         raise CliError("--compression needs --storage mcap")
-    if args.kind == "synthetic":
-        counts = rb.synthetic_to_bag(
-            args.out,
-            args.samples,
-            seed=args.seed,
-            storage=args.storage,
-            packet_us=args.packet_us,
-            encoding=args.encoding,
-            height=args.height,
-            width=args.width,
-            compression=args.compression,
-        )
-    elif args.kind == "raw":
-        counts = rb.evt3_raw_to_bag(
-            args.file,
-            args.out,
-            storage=args.storage,
-            packet_us=args.packet_us,
-            encoding=args.encoding,
-            max_us=args.max_us,
-            compression=args.compression,
-        )
-    else:
+    names = None
+    if args.kind == "aedat4":
         if args.labels is not None and not args.labels.is_file():
             raise CliError(f"no label file at {args.labels}")
         names = [n.strip() for n in args.names.split(",") if n.strip()] or None
@@ -469,18 +357,46 @@ def _convert(args: argparse.Namespace) -> int:
         if names and len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
             raise CliError(f"--names: each class needs its own name, {twice} given twice")
-        counts = rb.aedat4_to_bag(
-            args.file,
-            args.labels,
-            args.out,
-            storage=args.storage,
-            packet_us=args.packet_us,
-            encoding=args.encoding,
-            class_base=args.class_base,
-            names=names,
-            max_us=args.max_us,
-            compression=args.compression,
-        )
+    from hsnn_perception.tools.convert_progress import ConvertProgress
+
+    source = None if args.kind == "synthetic" else args.file
+    whole = not getattr(args, "max_us", 0)  # --max-us: the input is not read to its end
+    with ConvertProgress(args.out, source, args.progress, whole_input=whole):
+        if args.kind == "synthetic":
+            counts = rb.synthetic_to_bag(
+                args.out,
+                args.samples,
+                seed=args.seed,
+                storage=args.storage,
+                packet_us=args.packet_us,
+                encoding=args.encoding,
+                height=args.height,
+                width=args.width,
+                compression=args.compression,
+            )
+        elif args.kind == "raw":
+            counts = rb.evt3_raw_to_bag(
+                args.file,
+                args.out,
+                storage=args.storage,
+                packet_us=args.packet_us,
+                encoding=args.encoding,
+                max_us=args.max_us,
+                compression=args.compression,
+            )
+        else:
+            counts = rb.aedat4_to_bag(
+                args.file,
+                args.labels,
+                args.out,
+                storage=args.storage,
+                packet_us=args.packet_us,
+                encoding=args.encoding,
+                class_base=args.class_base,
+                names=names,
+                max_us=args.max_us,
+                compression=args.compression,
+            )
     if args.kind != "synthetic" and not counts.get(rb.TOPIC_EVENTS):
         _remove_bag(args.out)
         raise CliError(f"{args.file} holds no events: no bag written")
@@ -535,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "record":
             status = _record(args)
         else:
-            info = bag_info(args.bag)
+            from hsnn_perception.tools.bag_info import bag_info, format_info
+
+            info = bag_info(args.bag, events_topic=args.events_topic)
             print(json.dumps(info, indent=1) if args.json else format_info(info))
             status = 0
         sys.stdout.flush()  # a closed pipe raises here, not in the interpreter's exit

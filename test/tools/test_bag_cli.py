@@ -203,6 +203,125 @@ def test_info_counts_what_a_corrupt_chunk_hid(tmp_path, capsys):
     assert f"{info['unread']['/events']} x /events message listed in the index" in text
 
 
+def _stock_driver_bag(path: Path, storage: str) -> tuple[np.ndarray, np.ndarray]:
+    """A bag as a stock driver's recording has it, written with rosbags: libcaer_cmp packets of
+    type event_camera_msgs/msg/EventPacket on /event_camera/events (sqlite3: format 8, before
+    Iron, no embedded definitions), next to this package's EventPacket on /events (EVT3 at
+    another geometry). Returns the events of each topic."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    rng = np.random.default_rng(3)
+    store = rb.package_typestore()
+    plugin = StoragePlugin.SQLITE3 if storage == "sqlite3" else StoragePlugin.MCAP
+    writer = Writer(path, version=8 if storage == "sqlite3" else 9, storage_plugin=plugin)
+    writer.open()
+    written = {}
+    for topic, msgtype, enc, (w, h) in (
+        ("/event_camera/events", rb.MSG_EVENT_CAMERA_PACKET, "libcaer_cmp", (346, 260)),
+        ("/events", rb.MSG_EVENT_PACKET, "evt3", (640, 480)),
+    ):
+        conn = writer.add_connection(topic, msgtype, typestore=store)
+        n = 3000
+        t = np.sort(rng.integers(7_000_000, 7_300_000, n))
+        events = make_events(t, rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n))
+        for pkt in rb.packetize(events, 10_000, w, h, enc):
+            msg = rb.event_packet_message(store, pkt)
+            # The two EventPacket types have the same fields: the same CDR bytes.
+            writer.write(conn, pkt.log_time_ns, store.serialize_cdr(msg, rb.MSG_EVENT_PACKET))
+        written[topic] = events
+    writer.close()
+    return written["/event_camera/events"], written["/events"]
+
+
+@pytest.mark.parametrize("storage", rb.STORAGES)
+def test_info_decodes_the_events_of_a_stock_driver_topic(tmp_path, storage, capsys):
+    bag = tmp_path / "stock"
+    stock, ours = _stock_driver_bag(bag, storage)
+    assert main(["info", str(bag), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert sorted(info["events"]) == ["/event_camera/events", "/events"]
+    ev = info["events"]["/event_camera/events"]
+    assert ev["type"] == "event_camera_msgs/msg/EventPacket"
+    assert ev["events"] == stock.size and ev["encodings"] == {"libcaer_cmp": ev["packets"]}
+    assert ev["geometry"] == {"346x260": ev["packets"]} and ev["packets"] >= 30
+    assert ev["sensor_time_us"] == [int(stock["t"][0]), int(stock["t"][-1])]
+    assert ev["dropped"] == {} and ev["packets_rejected"] == {}
+    assert info["events"]["/events"]["events"] == ours.size
+    # --events-topic: that one only, in JSON and in text
+    argv = ["info", str(bag), "--events-topic", "/event_camera/events"]
+    assert main([*argv, "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["events"]) == ["/event_camera/events"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"events:    /event_camera/events: {stock.size} events in" in text
+    assert "libcaer_cmp 346x260" in text and "events:    /events:" not in text
+    # a topic that is not there, or carries no event packets: one line, exit 2
+    for topic in ("/camera/events", "/labels"):
+        assert main(["info", str(bag), "--events-topic", topic]) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("hsnn-bag: error: --events-topic") and "\n" not in err
+        assert "/event_camera/events (event_camera_msgs/msg/EventPacket)" in err
+
+
+def _evt3_raw(path: Path, n: int = 200_000) -> np.ndarray:
+    """A Prophesee-style EVT 3.0 .raw file (text header, then the words) of ``n`` events."""
+    from hsnn_perception.core.events.codecs import encode_packet
+
+    rng = np.random.default_rng(8)
+    t = np.sort(rng.integers(0, 2_000_000, n))
+    events = make_events(t, rng.integers(0, 640, n), rng.integers(0, 480, n), rng.integers(0, 2, n))
+    _, payload = encode_packet(events, "evt3", 640, 480)
+    path.write_bytes(b"% camera_integrator_name Prophesee\n% format EVT3;height=480;width=640\n")
+    with path.open("ab") as f:
+        f.write(payload)
+    return events
+
+
+def test_read_offset_follows_a_file_read_here_or_in_a_child(tmp_path):
+    from hsnn_perception.tools.convert_progress import read_offset
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(10_000))
+    assert read_offset(data) is None  # nobody has it open
+    with data.open("rb", buffering=0) as f:  # unbuffered: the offset is what was read
+        f.read(1234)
+        assert read_offset(data) == 1234
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"f = open({str(data)!r}, 'rb'); f.seek(4321); input()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while read_offset(data) != 4321 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert read_offset(data) == 4321  # found through /proc/<pid>/task/*/children
+    finally:
+        child.communicate(b"\n", timeout=20)
+
+
+def test_convert_shows_progress_when_asked_and_is_quiet_in_a_pipe(tmp_path, capsys):
+    raw = tmp_path / "cam.raw"
+    events = _evt3_raw(raw)
+    assert main(["convert", "raw", str(raw), str(tmp_path / "a"), "--progress"]) == 0
+    captured = capsys.readouterr()
+    bars = captured.err.replace("\r", "\n").splitlines()
+    assert any(line.startswith("reading cam.raw: 100%") for line in bars), captured.err
+    assert "messages on /events" in captured.out
+    _, width, height = bag_packets(tmp_path / "a")
+    assert (width, height) == (640, 480)
+    assert sum(p.events.size for p in bag_packets(tmp_path / "a")[0]) == events.size
+    # stderr is no terminal here: no bar unless asked for, so a log gets the result line only
+    assert main(["convert", "raw", str(raw), str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err == ""
+    # synthetic gestures have no input file: the bytes written into the bag are shown
+    argv = ["convert", "synthetic", str(tmp_path / "c"), "--samples", "2", "--progress"]
+    assert main(argv) == 0
+    assert "writing c:" in capsys.readouterr().err
+    quiet = ["convert", "synthetic", str(tmp_path / "d"), "--samples", "2", "--no-progress"]
+    assert main(quiet) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_bad_arguments_exit_2_without_traceback(tmp_path):
     proc = subprocess.run(
         [
