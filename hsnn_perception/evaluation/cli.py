@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-mapping",
         default="scale",
         choices=INPUT_MAPPINGS,
-        help="sensor -> model input, as the SNN node's input_mapping (offline mode)",
+        help="sensor -> model input: the SNN node's input_mapping (set on it over DDS)",
     )
     p.add_argument(
         "--input-roi",
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=4,
         default=None,
         metavar=("X", "Y", "W", "H"),
-        help="region of the sensor mapped onto the model input (offline mode; default: all)",
+        help="region of the sensor mapped onto the model input (the SNN node's input_roi; "
+        "default: all)",
     )
     p.add_argument(
         "--bundle",
@@ -149,11 +150,6 @@ def check_args(args: argparse.Namespace) -> None:
     if args.mode == "dds":
         if args.max_windows:
             raise ValueError("--max-windows applies to --mode offline only")
-        if args.input_roi or args.input_mapping != "scale":
-            raise ValueError(
-                "--input-mapping/--input-roi apply to --mode offline (over DDS: the SNN node's "
-                "input_mapping/input_roi parameters)"
-            )
         if not (args.speed >= 0 and math.isfinite(args.speed)):
             raise ValueError(f"--speed must be a finite number >= 0, got {args.speed}")
         if args.flow_windows == 1 or args.flow_windows < 0:
@@ -275,6 +271,8 @@ def _replay(args: argparse.Namespace, bundle: Path):  # noqa: ANN202 - ReplayRes
         providers=args.providers if args.classifier_backend == "onnxruntime" else "",
         flow_max_windows=args.flow_windows,
         use_sim_time=not args.host_time,
+        input_mapping=args.input_mapping,
+        input_roi=tuple(args.input_roi or ()),
     )
     from tqdm import tqdm
 

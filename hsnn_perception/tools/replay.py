@@ -63,6 +63,10 @@ class ReplaySettings:
     # as a graph fed by `ros2 bag play --clock` does.
     use_sim_time: bool = True
     min_label_overlap: float = 0.5  # as OfflineSettings
+    # Sensor -> model input, as the SNN node's input_mapping / input_roi (x, y, width, height on
+    # the sensor; empty: all of it), so a bag of any sensor geometry runs.
+    input_mapping: str = "scale"
+    input_roi: tuple[int, ...] = ()
     log_dir: Path | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> parameters
 
@@ -163,6 +167,34 @@ def _int(values: dict[str, str], key: str) -> int:
         return 0
 
 
+def check_mapping(
+    bag: Path,
+    sensor_shape: tuple[int, int],
+    model: ModelBundle,
+    mapping: str,
+    roi: tuple[int, ...],
+) -> None:
+    """Refuse, before anything is started, a bag whose sensor the SNN node could not map onto
+    the model's input with ``mapping`` / ``roi`` (it would reject every packet)."""
+    from hsnn_perception.core.events.filters import model_input_chain
+
+    height, width = sensor_shape
+    where = f"input_mapping {mapping}" + (f", input_roi {list(roi)}" if roi else "")
+    target = f"the model input {model.width}x{model.height} ({where})"
+    if width <= 0 or height <= 0:
+        raise ReplayError(
+            f"{bag}: its event packets carry no sensor geometry ({width}x{height}), so the SNN "
+            f"node cannot map them onto {target}; nothing was started"
+        )
+    try:
+        model_input_chain((height, width), (model.height, model.width), mapping, roi)
+    except ValueError as exc:  # FilterConfigError
+        raise ReplayError(
+            f"{bag}: its sensor {width}x{height} cannot be mapped onto {target}: {exc}; "
+            "nothing was started"
+        ) from None
+
+
 def default_timeout(duration_s: float, speed: float, n_windows: int) -> float:
     """Seconds to wait for all windows: the bag's play time plus generous compute time."""
     play = duration_s / speed if speed > 0 else 0.0
@@ -218,12 +250,17 @@ def replay_dds(
     # and completes stream.report (what reading skipped) for the report.
     for _ in stream:
         pass
-    if (height % model.height) or (width % model.width):
-        raise ReplayError(
-            f"the bag's sensor {width}x{height} cannot be downsampled to the model input "
-            f"{model.width}x{model.height}"
-        )
-    spans = bag_windows(bag, model.bin_us, model.timesteps, model.height, model.width)
+    check_mapping(bag, (height, width), model, s.input_mapping, s.input_roi)
+    spans = bag_windows(
+        bag,
+        model.bin_us,
+        model.timesteps,
+        model.height,
+        model.width,
+        mapping=s.input_mapping,
+        roi=s.input_roi,
+        events_topic=events_topic,
+    )
     if not spans:
         raise ReplayError(f"{bag} spans no window of the model: nothing to classify")
     labels = list(stream.labels)
@@ -241,7 +278,11 @@ def replay_dds(
     }
     # A stalled driver (a busy host) must not end a window early: its later events would be late.
     overrides["snn_feature"].update(
-        energy_chip=s.chip, loihi_cores=int(s.loihi_cores), flush_idle_s=FLUSH_IDLE_S
+        energy_chip=s.chip,
+        loihi_cores=int(s.loihi_cores),
+        flush_idle_s=FLUSH_IDLE_S,
+        input_mapping=s.input_mapping,
+        input_roi=[int(v) for v in s.input_roi] or [0, 0, 0, 0],
     )
     # At speed 0 the graph turns the driver's flow control and reliable events on (lossless);
     # flow_max_windows=0 turns both off again, to measure what a flooded pipeline drops.
@@ -315,6 +356,9 @@ def replay_dds(
             "loihi_cores": s.loihi_cores,
             "ann_device": s.ann_device or "node default",
             "model": model.name,
+            "input_mapping": s.input_mapping,
+            "input_roi": list(s.input_roi),
+            "sensor": f"{width}x{height}",
             "bin_us": model.bin_us,
             "timesteps": model.timesteps,
             "interval": model.interval,
@@ -490,6 +534,7 @@ def offline_vs_dds(offline: Any, dds: Any) -> dict[str, Any]:
 __all__ = [
     "BagPacketStream",
     "ReplayError",
+    "check_mapping",
     "ReplaySettings",
     "default_timeout",
     "offline_vs_dds",

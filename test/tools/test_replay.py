@@ -134,3 +134,59 @@ def test_lost_counts_read_each_hop_from_diagnostics():
         "snn/spikes windows (window-id gaps at the bridge)": 1,
         "tensors windows (window-id gaps at the classifier)": 0,
     }  # the aggregator did not report: its hop is left out, not read as "nothing lost"
+
+
+@pytest.fixture(scope="module")
+def davis_bag(tmp_path_factory) -> Path:
+    """Synthetic gestures at a DAVIS346's 346x260: no integer factor down to the 32x32 model."""
+    path = tmp_path_factory.mktemp("replay") / "davis"
+    rb.synthetic_to_bag(path, 4, seed=3, storage="mcap", height=260, width=346)
+    return path
+
+
+@pytest.mark.slow
+def test_cli_dds_maps_any_sensor_onto_the_model_input(davis_bag, default_bundle_dir, tmp_path):
+    """346x260 events reach the 32x32 model through the SNN node's input mapping, over DDS as
+    offline: the same windows, events and predictions (speed 0: lossless)."""
+    offline = evaluate_offline(
+        davis_bag,
+        default_bundle_dir,
+        OfflineSettings(progress=False, input_mapping="pad"),
+    )
+    out = tmp_path / "dds"
+    argv = [str(davis_bag), "--mode", "dds", "--speed", "0", "--composed", "--host-time"]
+    argv += ["--input-mapping", "pad", "--out", str(out), "--no-plots", "--no-progress"]
+    assert eval_main(argv) == 0
+    result = ReplayResult.load(out / "result.json")
+    assert result.settings["sensor"] == "346x260" and result.settings["input_mapping"] == "pad"
+    assert result.dropped == {}, result.dropped
+    cmp = offline_vs_dds(offline, result)
+    assert cmp["common"] == len(offline.records) >= 4 and not cmp["only_dds"], cmp
+    assert cmp["snn_work_differs"] == [] and cmp["predictions_differ"] == [], cmp
+    assert [r.n_events for r in result.records] == [r.n_events for r in offline.records]
+
+
+@pytest.mark.parametrize(
+    ("size", "extra", "match"),
+    [
+        (16, [], "sensor 16x16 cannot be mapped onto the model input 32x32 (input_mapping scale)"),
+        (128, ["--input-roi", "100", "100", "50", "50"], "input_roi [100, 100, 50, 50]"),
+    ],
+    ids=["sensor_smaller_than_model", "roi_outside_sensor"],
+)
+def test_cli_dds_refuses_a_sensor_it_cannot_map_before_starting(
+    tmp_path, size, extra, match, capsys, monkeypatch
+):
+    import hsnn_perception.tools.session as session
+
+    def started(*_args, **_kw):
+        raise AssertionError("the pipeline was started")
+
+    monkeypatch.setattr(session, "run_session", started)
+    bag = tmp_path / f"s{size}"
+    rb.synthetic_to_bag(bag, 1, seed=1, height=size, width=size)
+    argv = [str(bag), "--mode", "dds", *extra, "--out", str(tmp_path / "o"), "--no-progress"]
+    assert eval_main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hsnn-eval: error:") and match in err, err
+    assert "nothing was started" in err and "\n" not in err
