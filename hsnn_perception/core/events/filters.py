@@ -37,6 +37,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events.codecs import EVENT_DTYPE, check_events
@@ -46,7 +47,7 @@ class FilterConfigError(EventError, ValueError):
     """A filter or filter-chain configuration is invalid (names the offending key/value)."""
 
 
-def to_dv_store(events: np.ndarray) -> Any:
+def to_dv_store(events: NDArray[Any]) -> Any:
     """Copy events into a new ``dv.EventStore`` (a Python loop: the 2.0.4 bindings offer no
     bulk constructor)."""
     import dv_processing as dv
@@ -65,7 +66,7 @@ def to_dv_store(events: np.ndarray) -> Any:
     return store
 
 
-def from_dv_store(store: Any) -> np.ndarray:
+def from_dv_store(store: Any) -> NDArray[Any]:
     """Convert a ``dv.EventStore`` (or ``dv.EventPacket``) to an :data:`EVENT_DTYPE` array."""
     if store is None:
         return np.zeros(0, dtype=EVENT_DTYPE)
@@ -88,7 +89,7 @@ class _Filter:
     in_shape: tuple[int, int]
     out_shape: tuple[int, int]
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+    def __call__(self, events: NDArray[Any]) -> NDArray[Any]:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -105,7 +106,7 @@ class RoiCrop(_Filter):
         self.in_shape, self.out_shape = (ih, iw), (int(height), int(width))
         self.x, self.y = int(x), int(y)
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: NDArray[Any]) -> NDArray[Any]:
         h, w = self.out_shape
         x = events["x"].astype(np.int32) - self.x
         y = events["y"].astype(np.int32) - self.y
@@ -122,11 +123,12 @@ class PolarityFilter(_Filter):
     def __init__(self, in_shape: tuple[int, int], keep: str):
         if keep not in ("on", "off"):
             raise FilterConfigError(f"polarity keep must be 'on' or 'off', got {keep!r}")
-        self.in_shape = self.out_shape = tuple(in_shape)
+        self.in_shape = self.out_shape = (int(in_shape[0]), int(in_shape[1]))
         self.p = 1 if keep == "on" else 0
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        return events[events["p"] == self.p]
+    def __call__(self, events: NDArray[Any]) -> NDArray[Any]:
+        kept: NDArray[Any] = events[events["p"] == self.p]
+        return kept
 
 
 class BackgroundActivityFilter(_Filter):
@@ -135,7 +137,7 @@ class BackgroundActivityFilter(_Filter):
     def __init__(self, in_shape: tuple[int, int], time_window_us: int = 2000):
         import dv_processing as dv
 
-        self.in_shape = self.out_shape = tuple(in_shape)
+        self.in_shape = self.out_shape = (int(in_shape[0]), int(in_shape[1]))
         self.time_window_us = _positive_int("time_window_us", time_window_us)
         h, w = self.in_shape
         self._filter = dv.noise.BackgroundActivityNoiseFilter(
@@ -147,7 +149,7 @@ class BackgroundActivityFilter(_Filter):
         self._filter.accept(store)
         return self._filter.generateEvents()
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: NDArray[Any]) -> NDArray[Any]:
         if events.size == 0:
             return events
         return from_dv_store(self.filter_store(to_dv_store(events)))
@@ -187,7 +189,7 @@ class SpatialMap(_Filter):
         self.in_shape, self.out_shape = (ih, iw), (oh, ow)
         self.mode, self.crop = mode, (x0, y0, cw, ch)
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: NDArray[Any]) -> NDArray[Any]:
         x0, y0, cw, ch = self.crop
         oh, ow = self.out_shape
         x = events["x"].astype(np.int64) - x0
@@ -219,7 +221,7 @@ class EventFilterChain:
                 raise FilterConfigError(
                     f"{type(s).__name__} expects input {s.in_shape}, previous stage gives {shape}"
                 )
-            shape = tuple(s.out_shape)
+            shape = (int(s.out_shape[0]), int(s.out_shape[1]))
         self.out_shape = shape
 
     @classmethod
@@ -265,7 +267,7 @@ class EventFilterChain:
             shape = stage.out_shape
         return cls(sensor_shape, stages)
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: NDArray[Any]) -> NDArray[Any]:
         check_events(events)
         for stage in self.stages:
             events = stage(events)
@@ -309,7 +311,7 @@ class MappedWindower:
         self.mapping, self.windower = mapping, windower
         self.mapped_out_events = 0
 
-    def push(self, events: np.ndarray) -> Any:
+    def push(self, events: NDArray[Any]) -> Any:
         mapped = self.mapping(events)
         self.mapped_out_events += int(events.size - mapped.size)
         return self.windower.push(mapped)

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events.codecs import EVENT_DTYPE
@@ -132,7 +134,7 @@ class SyntheticGestures:
 
     # ------------------------------------------------------------------ public API
 
-    def sample(self, index: int, class_id: int | None = None) -> tuple[np.ndarray, int]:
+    def sample(self, index: int, class_id: int | None = None) -> tuple[NDArray[Any], int]:
         """Return ``(events, class_id)`` of sample ``index``: sorted by t, t in [0, sample_us)."""
         if index < 0:
             raise SyntheticConfigError(f"sample index must be >= 0, got {index}")
@@ -144,7 +146,7 @@ class SyntheticGestures:
 
     def stream(
         self, n_samples: int | None = None, start_us: int = 0
-    ) -> Iterator[tuple[np.ndarray, int, int, int]]:
+    ) -> Iterator[tuple[NDArray[Any], int, int, int]]:
         """Yield ``(events, class_id, t_start_us, t_end_us)`` for back-to-back samples.
 
         Times are absolute (``start_us`` + offset). ``n_samples=None`` streams forever.
@@ -164,7 +166,7 @@ class SyntheticGestures:
             yield events, class_id, t0, t0 + self.sample_us
             i += 1
 
-    def render_log_intensity(self, class_id: int, index: int = 0) -> np.ndarray:
+    def render_log_intensity(self, class_id: int, index: int = 0) -> NDArray[Any]:
         """The log-intensity video ``(frames, H, W)`` behind a sample (for inspection and tests)."""
         self._check_class(class_id)
         rng = np.random.default_rng([self.seed, 1, int(index)])
@@ -179,7 +181,7 @@ class SyntheticGestures:
                 f"class_id must be in [0, {len(GESTURE_LABELS)}), got {class_id}"
             )
 
-    def _scene(self, class_id: int, rng: np.random.Generator) -> dict:
+    def _scene(self, class_id: int, rng: np.random.Generator) -> dict[str, Any]:
         """Draw a scene: shape, contrast and the per-frame pose (cx, cy, angle, scale)."""
         h, w = self.height, self.width
         size = float(min(h, w))
@@ -259,7 +261,7 @@ class SyntheticGestures:
             "edge": float(rng.uniform(0.8, 1.5)),
         }
 
-    def _bbox(self, scene: dict) -> tuple[int, int, int, int]:
+    def _bbox(self, scene: dict[str, Any]) -> tuple[int, int, int, int]:
         """Pixel rows/cols ``[y0, y1) x [x0, x1)`` that the object can touch during the sample."""
         reach = scene["radius"] * float(np.max(scene["scale"])) * 1.9 + scene["edge"] + 2
         y0 = int(np.floor(np.min(scene["cy"]) - reach))
@@ -273,7 +275,7 @@ class SyntheticGestures:
             min(max(x1, 0), self.width),
         )
 
-    def _log_video(self, scene: dict, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    def _log_video(self, scene: dict[str, Any], y0: int, y1: int, x0: int, x1: int) -> NDArray[Any]:
         """Log intensity ``(frames, y1-y0, x1-x0)`` float32 of the scene in a pixel window."""
         n = self._times.size
         if y1 <= y0 or x1 <= x0:
@@ -303,7 +305,7 @@ class SyntheticGestures:
 
     # ------------------------------------------------------------------ DVS
 
-    def _render(self, class_id: int, rng: np.random.Generator) -> np.ndarray:
+    def _render(self, class_id: int, rng: np.random.Generator) -> NDArray[Any]:
         scene = self._scene(class_id, rng)
         y0, y1, x0, x1 = self._bbox(scene)
         parts = []
@@ -324,8 +326,8 @@ class SyntheticGestures:
         return events
 
     def _dvs_events(
-        self, video: np.ndarray, y0: int, x0: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        self, video: NDArray[Any], y0: int, x0: int
+    ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
         """Events of the pixels of ``video`` (frames, h, w) whose top-left is at (y0, x0)."""
         _, h, w = video.shape
         t, x, y, p = simulate_dvs(
@@ -340,7 +342,7 @@ class SyntheticGestures:
 
     def _noise_events(
         self, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
         """Background activity: Poisson events at uniformly random pixels, times and polarities."""
         lam = self.dvs.noise_hz * self.height * self.width * self.sample_us * 1e-6
         n = int(rng.poisson(lam)) if lam > 0 else 0
@@ -352,12 +354,12 @@ class SyntheticGestures:
 
 
 def simulate_dvs(
-    log_video: np.ndarray,
-    times_us: np.ndarray,
-    c_on: np.ndarray,
-    c_off: np.ndarray,
+    log_video: NDArray[Any],
+    times_us: NDArray[Any],
+    c_on: NDArray[Any],
+    c_off: NDArray[Any],
     refractory_us: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Turn a log-intensity video into DVS events; returns ``(t, x, y, p)`` arrays.
 
     ``log_video`` is ``(frames, h, w)`` at the (increasing) times ``times_us``; between frames the
@@ -397,11 +399,11 @@ def simulate_dvs(
     ref = lv[0].copy()  # reference level: log intensity at the last reset
     refr = float(refractory_us)
     last_t = np.full(active.size, -np.inf)
-    out_first: list[np.ndarray] = []
-    out_step: list[np.ndarray] = []
-    out_count: list[np.ndarray] = []
-    out_idx: list[np.ndarray] = []
-    out_pol: list[np.ndarray] = []
+    out_first: list[NDArray[Any]] = []
+    out_step: list[NDArray[Any]] = []
+    out_count: list[NDArray[Any]] = []
+    out_idx: list[NDArray[Any]] = []
+    out_pol: list[NDArray[Any]] = []
     for k in range(1, n_frames):
         t_prev = times[k - 1]
         dt = times[k] - t_prev
@@ -462,7 +464,7 @@ def simulate_dvs(
     return t, (pix % w).astype(np.uint16), (pix // w).astype(np.uint16), pol[group].astype(np.uint8)
 
 
-def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+def _signed_distance(shape: str, u: NDArray[Any], v: NDArray[Any], r: float) -> NDArray[Any]:
     """Approximate signed distance (negative inside) of a shape of radius ``r`` at (u, v).
 
     Overwrites ``u`` and ``v`` (they are scratch arrays of the renderer): in-place ops keep the
@@ -491,7 +493,8 @@ def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.n
         au -= f32(r * 0.22)
         av -= f32(r)
         np.maximum(au, av, out=au)
-        return np.minimum(arm1, au, out=arm1)
+        cross: NDArray[Any] = np.minimum(arm1, au, out=arm1)
+        return cross
     # hand: a palm disc with four fingers pointing to -v
     palm = np.square(u)
     palm += np.square(v)
@@ -509,4 +512,5 @@ def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.n
     np.abs(v, out=v)
     v -= f32(r * 0.45)
     np.maximum(au, v, out=au)
-    return np.minimum(palm, au, out=palm)
+    hand: NDArray[Any] = np.minimum(palm, au, out=palm)
+    return hand

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.events.codecs import EventCodecError
 from hsnn_perception.core.events.filters import MappedWindower, model_input_chain
@@ -96,7 +97,7 @@ class BagPacketStream(Iterator[Packet]):
             raise BagError(f"{self.path} holds no decodable event packet ({self.report.summary()})")
         events, pkt = first
         self.width, self.height = int(pkt.width), int(pkt.height)
-        self._peeked: tuple[np.ndarray, EventPacketData] | None = first
+        self._peeked: tuple[NDArray[Any], EventPacketData] | None = first
         self._first_us = int(events["t"][0]) if events.size else int(pkt.time_base_ns) // 1000
         self._prev_end: int | None = None
         self._label_i = 0
@@ -109,7 +110,7 @@ class BagPacketStream(Iterator[Packet]):
 
     def _decoded(
         self, bag: EventBag, geometry: tuple[int, int] | None
-    ) -> Iterator[tuple[np.ndarray, EventPacketData]]:
+    ) -> Iterator[tuple[NDArray[Any], EventPacketData]]:
         """(events, packet) of each packet that decodes and has the sensor geometry ``geometry``
         (``(height, width)``; None: the first packet's)."""
         # EVT3 streams may be cut anywhere: the decoder carries its state from packet to packet
@@ -144,10 +145,10 @@ class BagPacketStream(Iterator[Packet]):
         for reason, n in self.drops.items():
             skipped[f"events dropped by the decoder: {reason}"] = n
 
-    def _next_raw(self) -> tuple[np.ndarray, EventPacketData] | None:
+    def _next_raw(self) -> tuple[NDArray[Any], EventPacketData] | None:
         if self._peeked is not None:
-            item, self._peeked = self._peeked, None
-            return item
+            peeked, self._peeked = self._peeked, None
+            return peeked
         item = next(self._raw, None)
         while item is None and self.loop:
             if self._prev_end is None:  # nothing was ever played: a loop would spin
@@ -293,7 +294,7 @@ def bag_windows(
         ) from exc
     out: list[WindowSpan] = []
 
-    def keep(windows: list) -> None:
+    def keep(windows: list[Any]) -> None:
         out.extend(WindowSpan(w.window_id, w.t_start_us, w.t_end_us, w.n_events) for w in windows)
 
     for packet in stream:

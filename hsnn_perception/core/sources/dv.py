@@ -24,10 +24,12 @@ import subprocess
 import sys
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import EventSourceError
 from hsnn_perception.core.events.codecs import EVENT_DTYPE
@@ -101,7 +103,7 @@ class Aedat4Reader:
         self.timeout_s = float(timeout_s)
         if self.timeout_s <= 0:
             raise SourceError(f"read timeout must be positive, got {timeout_s}")
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._failed: str | None = None
         if not self.path.is_file():
             raise SourceError(f"AEDAT4 file {str(self.path)!r} does not exist")
@@ -208,7 +210,7 @@ class Aedat4Reader:
         self.camera_name = str(head["camera"])
         self.time_range = (int(head["t_lo"]), int(head["t_hi"]))
 
-    def next_batch(self) -> tuple[np.ndarray, int | None] | None:
+    def next_batch(self) -> tuple[NDArray[Any], int | None] | None:
         """Next events (up to about REPLY_EVENTS, in file order) and the highest time dv reports
         for them, or None at the end of the file."""
         head, payload = self._request({"op": "next"}, "reading events")
@@ -220,7 +222,7 @@ class Aedat4Reader:
         return events, head["highest"]
 
 
-def _stop_worker(proc: subprocess.Popen) -> None:
+def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()  # a worker stuck in C++ ignores anything gentler
     proc.wait()
@@ -386,7 +388,7 @@ class Aedat4FileSource:
         """Sensor time at the end of the next packet (the time it stands for)."""
         return self.start_us + (self._k + 1) * self.packet_us
 
-    def next_packet(self) -> tuple[np.ndarray, int] | None:
+    def next_packet(self) -> tuple[NDArray[Any], int] | None:
         """Return the next packet and its sensor end time, or ``None`` at the end of replay."""
         k_local = self._k - self._offset // self.packet_us
         t0 = self.start_us + k_local * self.packet_us
@@ -406,7 +408,7 @@ class Aedat4FileSource:
         self.packets_out += 1
         return ev, t1 + self._offset
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[NDArray[Any], int]]:
         while (item := self.next_packet()) is not None:
             yield item
 
@@ -490,7 +492,7 @@ class CameraSource:
             cam.setContrastThresholdOn(int(on))
             cam.setContrastThresholdOff(int(off))
 
-    def next_packet(self) -> tuple[np.ndarray, int] | None:
+    def next_packet(self) -> tuple[NDArray[Any], int] | None:
         """Next batch from the camera, or ``None`` if none is ready; raises
         :class:`CameraUnavailableError` when the camera went away."""
         if self.camera is None or not self.camera.isRunning():
@@ -521,7 +523,7 @@ class NetworkStreamSource:
         self.width, self.height = self.reader.getEventResolution()
         self.camera_name = self.reader.getCameraName()
 
-    def next_packet(self) -> tuple[np.ndarray, int] | None:
+    def next_packet(self) -> tuple[NDArray[Any], int] | None:
         """Next batch, or ``None`` if none is ready; raises SourceError once the stream ended."""
         batch = self.reader.getNextEventBatch()
         if batch is None:
@@ -538,7 +540,7 @@ class NetworkStreamSource:
 
 def write_aedat4(
     path: str | Path,
-    events: np.ndarray,
+    events: NDArray[Any],
     width: int,
     height: int,
     camera_name: str = "hsnn",

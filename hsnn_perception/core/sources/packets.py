@@ -57,7 +57,7 @@ class BatchSource(PacketSource):
     def __init__(self, source: Any) -> None:
         self._source = source
         self.width, self.height = int(source.width), int(source.height)
-        self._t = None
+        self._t: int | None = None  # sensor time the last packet ended at
 
     def _packet(self, batch: tuple[Any, int] | None) -> Packet | None:
         if batch is None:

@@ -6,8 +6,10 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.events.codecs import empty_events
 
@@ -26,7 +28,7 @@ class LabelSpan:
 class Packet:
     """Events of ``[t_start_us, t_end_us)`` (sensor time) and the labels that start in it."""
 
-    events: np.ndarray
+    events: NDArray[Any]
     t_start_us: int
     t_end_us: int
     labels: list[LabelSpan] = field(default_factory=list)
@@ -133,7 +135,7 @@ class WindowFlowControl:
         """Windows published and not classified yet."""
         return len(self._pending)
 
-    def published(self, t_us: np.ndarray) -> None:
+    def published(self, t_us: NDArray[Any]) -> None:
         """A packet with events at sensor times ``t_us`` went out."""
         if len(t_us):
             starts = np.unique(np.asarray(t_us, np.int64) // self.window_us) * self.window_us
@@ -189,7 +191,7 @@ class WindowWorkMeter:
         self._open: dict[int, WindowWork] = {}
 
     def add(
-        self, t_us: np.ndarray, t_start_us: int, seconds: float, energy_j: float = math.nan
+        self, t_us: NDArray[Any], t_start_us: int, seconds: float, energy_j: float = math.nan
     ) -> list[WindowWork]:
         """Charge one packet (event times ``t_us``, starting at ``t_start_us``); return the
         windows completed before it, oldest first."""
