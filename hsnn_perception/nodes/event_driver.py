@@ -279,7 +279,7 @@ class EventDriverNode(HsnnNode):
                 )
             )
         elif source == "camera":
-            from hsnn_perception.core.sources.dv import CameraSource
+            from hsnn_perception.core.sources.live import CameraSource
 
             x, y, w, h = (int(v) for v in self.param("camera_roi"))
             sub = tuple(int(v) for v in self.param("subsample"))
@@ -298,7 +298,7 @@ class EventDriverNode(HsnnNode):
                 open_camera, float(self.param("retry_s")), lambda m: self.reject("camera", m)
             )
         else:  # network
-            from hsnn_perception.core.sources.dv import NetworkStreamSource
+            from hsnn_perception.core.sources.live import NetworkStreamSource
 
             host, port = str(self.param("host")), int(self.param("port"))
             if not 0 < port < 65536:

@@ -11,12 +11,8 @@ import pytest
 
 from hsnn_perception.core.events.codecs import make_events
 from hsnn_perception.core.events.filters import to_dv_store
-from hsnn_perception.core.sources.dv import (
-    Aedat4FileSource,
-    CameraSource,
-    NetworkStreamSource,
-    write_aedat4,
-)
+from hsnn_perception.core.sources.dv import Aedat4FileSource, write_aedat4
+from hsnn_perception.core.sources.live import CameraSource, NetworkStreamSource
 from hsnn_perception.core.sources.packets import (
     BatchSource,
     FilteredSource,
