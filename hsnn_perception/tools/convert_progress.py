@@ -94,7 +94,9 @@ class ConvertProgress:
         from tqdm import tqdm
 
         total = self.source.stat().st_size if self.whole_input and self.source else None
-        what = f"reading {self.source.name}" if total else f"writing {self.out.name}"
+        what = (
+            f"reading {self.source.name}" if total and self.source else f"writing {self.out.name}"
+        )
         show = sys.stderr.isatty() if self.show is None else self.show
         self._bar = tqdm(
             total=total, desc=what, unit="B", unit_scale=True, disable=not show, leave=True
