@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.core.errors import ConfigurationError
 from hsnn_perception.core.io.rosbag import STORAGES
 from hsnn_perception.core.registry import EVENT_CODECS
 from hsnn_perception.tools.errors import (
+    CliError,
     check_namespace,
     closed_pipe,
     number_arg,
@@ -70,10 +70,6 @@ RECORDABLE: dict[str, tuple[str, str, bool]] = {
         False,
     ),
 }
-
-
-class CliError(ConfigurationError, ValueError):
-    """A command line that cannot be carried out (names the argument and why)."""
 
 
 # --------------------------------------------------------------------------------------------
