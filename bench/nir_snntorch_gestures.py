@@ -7,7 +7,7 @@
    no biases, beta = 1 - 256/4096) on the synthetic gestures at the shipped model's input
    geometry (2x32x32, 10 ms bins, T = 16), BPTT with cross-entropy on the output spike counts.
 2. Writes it with snnTorch's own NIR exporter (``snntorch.export_nir.export_to_nir``).
-3. Imports the file with ``hsnn-nir import`` (hsnn_perception.core.snn.nir_graph.import_graph,
+3. Imports the file with ``hsnn-nir import`` (hsnn_perception.core.snn.nir.bundle.import_graph,
    SNN-only: the class is the output neuron with the most spikes) into
    ``build/nir-bench/snntorch-bundle``.
 4. Compares, on the test windows, the classes of snnTorch's forward pass of the trained module,

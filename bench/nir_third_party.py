@@ -3,7 +3,7 @@ the native Loihi-exact runtime layer by layer and through the accumulator + ONNX
 
     python bench/nir_third_party.py [--bundle models/default] [--windows 220] [--write-docs]
 
-The graph is written by ``hsnn-nir export`` (hsnn_perception.core.snn.nir_graph.export_snn) and
+The graph is written by ``hsnn-nir export`` (hsnn_perception.core.snn.nir.export.export_snn) and
 read back with ``nir.read``; each library builds its own network from it with its own NIR
 importer (``snntorch.import_nir.import_from_nir``, ``norse.torch.from_nir``) and runs it step
 by step in float32. Loihi delivers a synapse's current one step after the spike and NIR
@@ -51,9 +51,9 @@ def load(library: str, graph: Any, dt: float) -> Any:
 
 def neuron_nodes(graph: Any) -> list[str]:
     """Names of the graph's neuron nodes, input to output."""
-    from hsnn_perception.core.snn.nir_graph import _chain
+    from hsnn_perception.core.snn.nir.parse import node_chain
 
-    _, order = _chain(graph)
+    _, order = node_chain(graph)
     return [name for name in order if type(graph.nodes[name]).__name__ in NEURONS]
 
 
@@ -108,9 +108,9 @@ def run_layers(library: str, graph: Any, spikes: np.ndarray, dt: float) -> list[
 
 def latencies(graph: Any) -> list[int]:
     """Loihi's delay of each neuron node behind a NIR simulator: the synapses up to it."""
-    from hsnn_perception.core.snn.nir_graph import _chain
+    from hsnn_perception.core.snn.nir.parse import node_chain
 
-    _, order = _chain(graph)
+    _, order = node_chain(graph)
     depth, out = 0, []
     for name in order:
         kind = type(graph.nodes[name]).__name__
@@ -164,7 +164,8 @@ def measure(bundle_dir: Path, windows: int, dt: float, seed: int = 0) -> dict[st
     import nir
 
     from hsnn_perception.core.hybrid.bundle import ModelBundle
-    from hsnn_perception.core.snn import nir_graph as ng
+    from hsnn_perception.core.snn.nir.export import export_snn
+    from hsnn_perception.core.snn.nir.fixed_point import layer_spikes
     from hsnn_perception.training.data import InputSpec, synthetic_spikeset
     from hsnn_perception.training.export import predict_bundle
 
@@ -181,9 +182,9 @@ def measure(bundle_dir: Path, windows: int, dt: float, seed: int = 0) -> dict[st
     data = synthetic_spikeset(windows, spec, seed=seed, first_index=1_000_000)
     out = ROOT / "build" / "nir-bench"
     out.mkdir(parents=True, exist_ok=True)
-    ng.export_snn(bundle.snn_file, out / "model.nir", dt)
+    export_snn(bundle.snn_file, out / "model.nir", dt)
     graph = nir.read(str(out / "model.nir"))
-    native = ng.layer_spikes(bundle.snn_file, data.spikes)
+    native = layer_spikes(bundle.snn_file, data.spikes)
     native_classes = predict_bundle(bundle, data.spikes).predictions
     lags = latencies(graph)
     result: dict[str, Any] = {
@@ -237,7 +238,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hsnn_perception.core.snn.nir_graph import DEFAULT_DT
+    from hsnn_perception.core.snn.nir.layers import DEFAULT_DT
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default")

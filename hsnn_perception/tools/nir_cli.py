@@ -31,7 +31,7 @@ EXIT_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hsnn_perception.core.snn.nir_graph import DEFAULT_DT
+    from hsnn_perception.core.snn.nir.layers import DEFAULT_DT
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Export / import the spiking layers as NIR graphs (docs/nir.md)."
@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _export(args: argparse.Namespace) -> int:
     from hsnn_perception.core.hybrid.bundle import ModelBundle
-    from hsnn_perception.core.snn.nir_graph import NirError, export_snn
+    from hsnn_perception.core.snn.nir.export import export_snn
+    from hsnn_perception.core.snn.nir.layers import NirError
 
     bundle = ModelBundle.load(args.bundle)
     if bundle.snn_file is None:
@@ -122,7 +123,7 @@ def _calibration(template: Any, count: int, seed: int) -> Any:
 
 def _import(args: argparse.Namespace) -> int:
     from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
-    from hsnn_perception.core.snn.nir_graph import import_graph
+    from hsnn_perception.core.snn.nir.bundle import import_graph
 
     template = ModelBundle.load(args.template or default_bundle_path())
     labels = None

@@ -21,10 +21,13 @@ from bench.nir_third_party import (  # noqa: E402
     to_loihi_timing,
 )
 from hsnn_perception.core.hybrid.bundle import ModelBundle  # noqa: E402
-from hsnn_perception.core.snn import nir_graph as ng  # noqa: E402
+from hsnn_perception.core.snn.nir.bundle import import_graph  # noqa: E402
+from hsnn_perception.core.snn.nir.export import export_snn  # noqa: E402
+from hsnn_perception.core.snn.nir.fixed_point import layer_spikes  # noqa: E402
+from hsnn_perception.core.snn.nir.layers import DEFAULT_DT  # noqa: E402
 from hsnn_perception.training.convert import _write_netx  # noqa: E402
 
-DT = ng.DEFAULT_DT
+DT = DEFAULT_DT
 
 
 def library(name: str) -> str:
@@ -41,9 +44,9 @@ def default_export(tmp_path_factory, default_bundle_dir):
 
     out = tmp_path_factory.mktemp("nir") / "default.nir"
     bundle = ModelBundle.load(default_bundle_dir)
-    ng.export_snn(bundle.snn_file, out)
+    export_snn(bundle.snn_file, out)
     data = synthetic_spikeset(12, InputSpec(), seed=0, first_index=1_000_000)
-    native = ng.layer_spikes(bundle.snn_file, data.spikes)
+    native = layer_spikes(bundle.snn_file, data.spikes)
     classes = predict_bundle(bundle, data.spikes).predictions
     return bundle, nir.read(str(out)), data.spikes, native, classes
 
@@ -130,12 +133,12 @@ def exact_network(path, neuron_if: bool) -> None:
 )
 def test_third_party_spikes_are_exact_where_the_arithmetic_is_the_same(name, neuron_if, tmp_path):
     exact_network(tmp_path / "exact.net", neuron_if)
-    ng.export_snn(tmp_path / "exact.net", tmp_path / "exact.nir")
+    export_snn(tmp_path / "exact.net", tmp_path / "exact.nir")
     graph = nir.read(str(tmp_path / "exact.nir"))
     kinds = {type(node).__name__ for node in graph.nodes.values()}
     assert ("IF" in kinds) == neuron_if
     x = (np.random.default_rng(12).random((4, 16, 2, 8, 8)) < 0.3).astype(np.uint8)
-    native = ng.layer_spikes(tmp_path / "exact.net", x)
+    native = layer_spikes(tmp_path / "exact.net", x)
     layers = run_layers(library(name), graph, x, DT)
     for a, b, lag in zip(native, layers, latencies(graph), strict=True):
         assert a.sum() > 20
@@ -195,10 +198,10 @@ def test_a_graph_written_by_snntorch_imports_and_spikes_like_snntorch(tmp_path, 
     ]
     template = ModelBundle.load(default_bundle_dir)
     small = ModelBundle(**{**template.__dict__, "height": 8, "width": 8, "labels": tuple("abcde")})
-    bundle, report = ng.import_graph(tmp_path / "snntorch.nir", tmp_path / "b", small, dt=DT)
+    bundle, report = import_graph(tmp_path / "snntorch.nir", tmp_path / "b", small, dt=DT)
     assert [layer.method for layer in report.layers] == ["quantised", "quantised"]
     assert [layer.v_decay for layer in report.layers] == [256, 256]
-    ours = ng.layer_spikes(bundle.snn_file, x)
+    ours = layer_spikes(bundle.snn_file, x)
     for a, b, lag in zip(ours, theirs, (1, 2), strict=True):
         found = compare(a, b, lag)
         assert found["native_spikes"] > 50, found

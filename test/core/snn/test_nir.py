@@ -1,4 +1,4 @@
-"""NIR export and import (core/snn/nir_graph.py): the Loihi parameters as NIR writes them, the
+"""NIR export and import (core/snn/nir/): the Loihi parameters as NIR writes them, the
 round trip export -> import -> identical spikes in the native runtime, the real-valued
 reference simulation, quantisation of graphs that are not in fixed point, and every construct
 the importer refuses."""
@@ -15,11 +15,15 @@ nir = pytest.importorskip(
 )
 
 from hsnn_perception.core.hybrid.bundle import ModelBundle  # noqa: E402
-from hsnn_perception.core.snn import nir_graph as ng  # noqa: E402
 from hsnn_perception.core.snn.netx import read_netx  # noqa: E402
+from hsnn_perception.core.snn.nir.bundle import import_graph  # noqa: E402
+from hsnn_perception.core.snn.nir.export import export_snn, netx_layers  # noqa: E402
+from hsnn_perception.core.snn.nir.fixed_point import layer_spikes, layers_to_netx  # noqa: E402
+from hsnn_perception.core.snn.nir.layers import DEFAULT_DT, SOURCE, NirError, SpikingLayer, simulate  # noqa: E402
+from hsnn_perception.core.snn.nir.parse import nir_layers, read_graph  # noqa: E402
 from hsnn_perception.training.convert import _write_netx  # noqa: E402
 
-DT = ng.DEFAULT_DT
+DT = DEFAULT_DT
 
 
 def spikes(seed: int, shape: tuple[int, ...], rate: float = 0.1) -> np.ndarray:
@@ -87,7 +91,7 @@ def mixed_network(path: Path) -> Path:
 
 def test_export_writes_the_loihi_parameters_of_the_shipped_model(default_bundle_dir, tmp_path):
     out = tmp_path / "default.nir"
-    report = ng.export_snn(default_bundle_dir / "snn.net", out)
+    report = export_snn(default_bundle_dir / "snn.net", out)
     graph = nir.read(str(out))
     network = read_netx(default_bundle_dir / "snn.net")
     assert report.latency_steps == 2 and int(graph.metadata["loihi_latency_steps"]) == 2
@@ -116,7 +120,7 @@ def test_export_writes_the_loihi_parameters_of_the_shipped_model(default_bundle_
 def test_export_maps_if_neurons_bias_and_flatten(tmp_path):
     path = mixed_network(tmp_path / "mixed.net")
     out = tmp_path / "mixed.nir"
-    ng.export_snn(path, out, dt=0.01)
+    export_snn(path, out, dt=0.01)
     graph = nir.read(str(out))
     kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
     assert kinds == {
@@ -144,8 +148,8 @@ def test_export_refuses_delays_and_inexpressible_bias(tmp_path):
         delayed,
         [("input", {"shape": np.array([4])}), ("dense", dense(w, delay=np.array([0, 1, 2])))],
     )
-    with pytest.raises(ng.NirError, match="layer 1:dense: synaptic delays"):
-        ng.export_snn(delayed, tmp_path / "x.nir")
+    with pytest.raises(NirError, match="layer 1:dense: synaptic delays"):
+        export_snn(delayed, tmp_path / "x.nir")
     biased = tmp_path / "biased.net"
     _write_netx(
         biased,
@@ -154,8 +158,8 @@ def test_export_refuses_delays_and_inexpressible_bias(tmp_path):
             ("dense", dense(w, bias=np.ones(3), **neuron(1024, 0, 9))),
         ],
     )
-    with pytest.raises(ng.NirError, match="layer 1:dense: a bias .* no NIR equivalent"):
-        ng.export_snn(biased, tmp_path / "y.nir")
+    with pytest.raises(NirError, match="layer 1:dense: a bias .* no NIR equivalent"):
+        export_snn(biased, tmp_path / "y.nir")
     assert not (tmp_path / "x.nir").exists() and not (tmp_path / "y.nir").exists()
 
 
@@ -169,16 +173,16 @@ def test_round_trip_of_the_shipped_model_gives_identical_spikes_and_classes(
 ):
     from hsnn_perception.training.export import predict_bundle
 
-    ng.export_snn(default_bundle_dir / "snn.net", tmp_path / "d.nir")
+    export_snn(default_bundle_dir / "snn.net", tmp_path / "d.nir")
     template = ModelBundle.load(default_bundle_dir)
-    bundle, report = ng.import_graph(
+    bundle, report = import_graph(
         tmp_path / "d.nir", tmp_path / "imported", template, ann=default_bundle_dir / "ann.onnx"
     )
     assert [layer.method for layer in report.layers] == ["exact", "exact"]
     assert report.dt_from == "metadata"
     x = spikes(1, (6, 16, 2, 32, 32), 0.08)
-    before = ng.layer_spikes(default_bundle_dir / "snn.net", x)
-    after = ng.layer_spikes(bundle.snn_file, x)
+    before = layer_spikes(default_bundle_dir / "snn.net", x)
+    after = layer_spikes(bundle.snn_file, x)
     assert all(a.sum() > 100 for a in before)  # the comparison is not between silent layers
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -186,21 +190,21 @@ def test_round_trip_of_the_shipped_model_gives_identical_spikes_and_classes(
         predict_bundle(template, x).logits, predict_bundle(bundle, x).logits
     )
     assert bundle.feature_shape == template.feature_shape
-    assert bundle.recipe["nir_import"]["metadata"]["source"] == ng.SOURCE
+    assert bundle.recipe["nir_import"]["metadata"]["source"] == SOURCE
 
 
 def test_round_trip_of_if_bias_flatten_and_input_neuron(tmp_path, default_bundle_dir):
     path = mixed_network(tmp_path / "mixed.net")
-    ng.export_snn(path, tmp_path / "m.nir")
+    export_snn(path, tmp_path / "m.nir")
     template = ModelBundle.load(default_bundle_dir)
     template = ModelBundle(
         **{**template.__dict__, "height": 8, "width": 8, "labels": tuple("abcdef")}
     )
-    bundle, report = ng.import_graph(tmp_path / "m.nir", tmp_path / "b", template)
+    bundle, report = import_graph(tmp_path / "m.nir", tmp_path / "b", template)
     assert [layer.method for layer in report.layers] == ["exact"] * 3
     assert bundle.ann_file is None and bundle.feature_shape == (6, 1, 1)
     x = spikes(2, (8, 12, 2, 8, 8), 0.3)
-    before, after = ng.layer_spikes(path, x), ng.layer_spikes(bundle.snn_file, x)
+    before, after = layer_spikes(path, x), layer_spikes(bundle.snn_file, x)
     assert all(a.sum() > 20 for a in before)
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -239,8 +243,8 @@ def test_reference_simulation_equals_loihi_where_its_truncation_never_applies(tm
         ],
     )
     x = spikes(6, (5, 16, 2, 8, 8), 0.3)
-    layers = ng.netx_layers(read_netx(path))
-    for fixed, real in zip(ng.layer_spikes(path, x), ng.simulate(layers, x), strict=True):
+    layers = netx_layers(read_netx(path))
+    for fixed, real in zip(layer_spikes(path, x), simulate(layers, x), strict=True):
         assert fixed.sum() > 20
         np.testing.assert_array_equal(fixed, real)
 
@@ -275,7 +279,7 @@ def float_graph(seed: int, bias: bool = False) -> object:
 
 
 def test_a_real_valued_graph_is_quantised_calibrated_and_close_to_its_float_model(tmp_path):
-    shape, layers = ng.nir_layers(float_graph(0, bias=True), DT)
+    shape, layers = nir_layers(float_graph(0, bias=True), DT)
     assert shape == (2, 8, 8)
     assert layers[0].i_decay == pytest.approx(DT / 3.3e-4)
     assert layers[0].v_decay == pytest.approx(DT / 1.7e-3)
@@ -284,20 +288,20 @@ def test_a_real_valued_graph_is_quantised_calibrated_and_close_to_its_float_mode
     np.testing.assert_allclose(layers[0].weight, float_graph(0).nodes["conv"].weight * scale)
     assert layers[1].bias is not None  # LIF: the Affine bias adds to v every step
     x = spikes(7, (48, 16, 2, 8, 8), 0.25)
-    report = ng.layers_to_netx(shape, layers, tmp_path / "q.net", calibration=x)
+    report = layers_to_netx(shape, layers, tmp_path / "q.net", calibration=x)
     assert [item.method for item in report] == ["quantised", "quantised"]
     for item in report:
         assert len(item.rate_gains) == 2 and 0.8 < item.rate_gains[-1] < 1.25
         assert item.max_abs_weight <= 254 and item.float_agreement > 0.97
-    fixed = ng.layer_spikes(tmp_path / "q.net", x)
+    fixed = layer_spikes(tmp_path / "q.net", x)
     assert all(layer.sum() > 50 for layer in fixed)
 
 
 def test_a_wide_layer_is_scaled_down_until_its_current_fits_24_bits(tmp_path):
     w = np.full((2, 2048), 0.5)
     w[0, 0] = 0.6
-    layer = ng.SpikingLayer("wide", "dense", (2048, 1, 1), (2, 1, 1), 1.0, 0.1, 1.0, weight=w)
-    report = ng.layers_to_netx((2048, 1, 1), [layer], tmp_path / "w.net")
+    layer = SpikingLayer("wide", "dense", (2048, 1, 1), (2, 1, 1), 1.0, 0.1, 1.0, weight=w)
+    report = layers_to_netx((2048, 1, 1), [layer], tmp_path / "w.net")
     network = read_netx(tmp_path / "w.net")
     worst = np.abs(network.layers[0].weight).sum(axis=1).max()
     assert worst < 1 << 17 and report[0].max_abs_weight < 254
@@ -315,12 +319,12 @@ def test_dt_comes_from_the_metadata_else_the_caller(tmp_path, default_bundle_dir
             "labels": tuple("abcde"),
         }
     )
-    _, report = ng.import_graph(tmp_path / "f.nir", tmp_path / "a", template, dt=2e-4)
+    _, report = import_graph(tmp_path / "f.nir", tmp_path / "a", template, dt=2e-4)
     assert (report.dt, report.dt_from) == (2e-4, "argument")
     # 2e-4 s steps make tau_syn 3.3e-4 s lose 0.6 of the current per step.
     assert report.layers[0].i_decay == round(4096 * 2e-4 / 3.3e-4)
-    with pytest.raises(ng.NirError, match="shorter than one step"):
-        ng.import_graph(tmp_path / "f.nir", tmp_path / "b", template, dt=5e-4)
+    with pytest.raises(NirError, match="shorter than one step"):
+        import_graph(tmp_path / "f.nir", tmp_path / "b", template, dt=5e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +345,7 @@ def _lif(shape: tuple, **change) -> object:
     return nir.CubaLIF(**params)
 
 
-def _chain(*named: tuple[str, object], edges: list | None = None) -> object:
+def node_chain(*named: tuple[str, object], edges: list | None = None) -> object:
     nodes = dict(named)
     order = [name for name, _ in named]
     return nir.NIRGraph(
@@ -373,7 +377,7 @@ def _refused() -> list[tuple[str, object, str]]:
         groups=1,
         bias=np.zeros(2),
     )
-    recurrent = _chain(
+    recurrent = node_chain(
         ("input", nir.Input(input_type=np.array([3]))),
         ("lif", _lif((3,))),
         ("w", _fc(3, 3)),
@@ -383,7 +387,7 @@ def _refused() -> list[tuple[str, object, str]]:
     cases = [
         (
             "pooling",
-            _chain(
+            node_chain(
                 _inp((1, 4, 4)),
                 (
                     "pool",
@@ -399,7 +403,7 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "average pooling",
-            _chain(
+            node_chain(
                 _inp((1, 4, 4)),
                 (
                     "avg",
@@ -415,7 +419,7 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "conv1d",
-            _chain(
+            node_chain(
                 _inp((1, 8)),
                 (
                     "c1",
@@ -433,10 +437,14 @@ def _refused() -> list[tuple[str, object, str]]:
             ),
             "'c1' (Conv1d): a 1-D convolution",
         ),
-        ("delay", _chain(_inp(), ("d", nir.Delay(delay=np.ones(4))), _out((4,))), "'d' (Delay)"),
+        (
+            "delay",
+            node_chain(_inp(), ("d", nir.Delay(delay=np.ones(4))), _out((4,))),
+            "'d' (Delay)",
+        ),
         (
             "leaky integrator read-out",
-            _chain(
+            node_chain(
                 _inp(),
                 ("fc", _fc()),
                 ("li", nir.LI(tau=np.ones(3), r=np.ones(3), v_leak=np.zeros(3))),
@@ -446,7 +454,7 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "current-based integrator",
-            _chain(
+            node_chain(
                 _inp(),
                 ("fc", _fc()),
                 (
@@ -461,24 +469,28 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "integrator",
-            _chain(_inp(), ("fc", _fc()), ("i", nir.I(r=np.ones(3))), _out()),
+            node_chain(_inp(), ("fc", _fc()), ("i", nir.I(r=np.ones(3))), _out()),
             "'i' (I)",
         ),
         (
             "threshold",
-            _chain(_inp(), ("fc", _fc()), ("th", nir.Threshold(threshold=np.ones(3))), _out()),
+            node_chain(_inp(), ("fc", _fc()), ("th", nir.Threshold(threshold=np.ones(3))), _out()),
             "'th' (Threshold): a bare Threshold",
         ),
-        ("scale", _chain(_inp(), ("s", nir.Scale(scale=np.ones(4))), _out((4,))), "'s' (Scale)"),
+        (
+            "scale",
+            node_chain(_inp(), ("s", nir.Scale(scale=np.ones(4))), _out((4,))),
+            "'s' (Scale)",
+        ),
         ("recurrent", recurrent, "recurrent connections are not supported"),
         (
             "nested graph",
-            _chain(_inp(), ("sub", _chain(_inp(), _out((4,)))), _out((4,))),
+            node_chain(_inp(), ("sub", node_chain(_inp(), _out((4,)))), _out((4,))),
             "'sub' (NIRGraph): a nested graph",
         ),
         (
             "branch",
-            _chain(
+            node_chain(
                 _inp(),
                 ("a", _fc()),
                 ("la", _lif((3,))),
@@ -498,22 +510,22 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "synapse without neuron",
-            _chain(_inp(), ("fc", _fc()), _out()),
+            node_chain(_inp(), ("fc", _fc()), _out()),
             "'fc' (Affine) feeds the output without a spiking neuron",
         ),
         (
             "two synapses in a row",
-            _chain(_inp(), ("fc1", _fc(4, 4)), ("fc2", _fc()), ("l", _lif((3,))), _out()),
+            node_chain(_inp(), ("fc1", _fc(4, 4)), ("fc2", _fc()), ("l", _lif((3,))), _out()),
             "'fc2' (Affine): follows 'fc1' (Affine) without a neuron",
         ),
         (
             "neuron after neuron",
-            _chain(_inp(), ("fc", _fc()), ("l1", _lif((3,))), ("l2", _lif((3,))), _out()),
+            node_chain(_inp(), ("fc", _fc()), ("l1", _lif((3,))), ("l2", _lif((3,))), _out()),
             "'l2' (CubaLIF): follows a CubaLIF without a synapse",
         ),
         (
             "per-neuron time constant",
-            _chain(
+            node_chain(
                 _inp(),
                 ("fc", _fc()),
                 ("l", _lif((3,), tau_mem=np.array([1e-3, 2e-3, 1e-3]))),
@@ -523,17 +535,17 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "reset to another value",
-            _chain(_inp(), ("fc", _fc()), ("l", _lif((3,), v_reset=np.full(3, -1.0))), _out()),
+            node_chain(_inp(), ("fc", _fc()), ("l", _lif((3,), v_reset=np.full(3, -1.0))), _out()),
             "'l' (CubaLIF): v_reset must be 0",
         ),
         (
             "bias into a decaying current",
-            _chain(_inp(), ("fc", _fc(bias=0.2)), ("l", _lif((3,))), _out()),
+            node_chain(_inp(), ("fc", _fc(bias=0.2)), ("l", _lif((3,))), _out()),
             "'fc' (Affine): its bias feeds a synaptic current that decays",
         ),
         (
             "time constant below one step",
-            _chain(
+            node_chain(
                 _inp(),
                 ("fc", _fc()),
                 ("l", _lif((3,), tau_syn=np.full(3, 5e-5), w_in=np.full(3, 0.5))),
@@ -543,7 +555,7 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "flatten inside a layer",
-            _chain(
+            node_chain(
                 _inp((1, 4, 4)),
                 ("c", conv),
                 ("f", nir.Flatten(input_type={"input": np.array([2, 4, 4])})),
@@ -554,13 +566,17 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "dense without flatten",
-            _chain(_inp((1, 4, 4)), ("fc", _fc(3, 16)), ("l", _lif((3,))), _out()),
+            node_chain(_inp((1, 4, 4)), ("fc", _fc(3, 16)), ("l", _lif((3,))), _out()),
             "'fc' (Affine): a dense layer after a (C, H, W) layer needs a Flatten",
         ),
-        ("no input", _chain(("fc", _fc()), ("l", _lif((3,))), _out()), "exactly one Input node"),
+        (
+            "no input",
+            node_chain(("fc", _fc()), ("l", _lif((3,))), _out()),
+            "exactly one Input node",
+        ),
         (
             "stray node",
-            _chain(
+            node_chain(
                 _inp(),
                 ("fc", _fc()),
                 ("l", _lif((3,))),
@@ -572,7 +588,7 @@ def _refused() -> list[tuple[str, object, str]]:
         ),
         (
             "weights that do not fit",
-            _chain(_inp(), ("fc", _fc(3, 5)), ("l", _lif((3,))), _out()),
+            node_chain(_inp(), ("fc", _fc(3, 5)), ("l", _lif((3,))), _out()),
             "'fc' (Affine): weight takes 5 inputs but the previous layer gives 4",
         ),
     ]
@@ -582,8 +598,8 @@ def _refused() -> list[tuple[str, object, str]]:
 @pytest.mark.parametrize("case", _refused(), ids=lambda case: case[0])
 def test_unsupported_constructs_are_refused_naming_the_node_and_the_reason(case):
     _, graph, message = case
-    with pytest.raises(ng.NirError) as info:
-        ng.nir_layers(graph, DT)
+    with pytest.raises(NirError) as info:
+        nir_layers(graph, DT)
     assert message in str(info.value)
 
 
@@ -591,14 +607,14 @@ def test_import_refuses_a_bundle_that_could_not_classify(tmp_path, default_bundl
     nir.write(str(tmp_path / "f.nir"), float_graph(2))
     template = ModelBundle.load(default_bundle_dir)
     small = ModelBundle(**{**template.__dict__, "height": 8, "width": 8})
-    with pytest.raises(ng.NirError, match="5 neurons for 11 labels"):
-        ng.import_graph(tmp_path / "f.nir", tmp_path / "a", small)
-    with pytest.raises(ng.NirError, match="does not take the accumulated SNN output"):
-        ng.import_graph(tmp_path / "f.nir", tmp_path / "b", small, ann=template.ann_file)
-    with pytest.raises(ng.NirError, match="template bins events into 1"):
-        ng.import_graph(
+    with pytest.raises(NirError, match="5 neurons for 11 labels"):
+        import_graph(tmp_path / "f.nir", tmp_path / "a", small)
+    with pytest.raises(NirError, match="does not take the accumulated SNN output"):
+        import_graph(tmp_path / "f.nir", tmp_path / "b", small, ann=template.ann_file)
+    with pytest.raises(NirError, match="template bins events into 1"):
+        import_graph(
             tmp_path / "f.nir", tmp_path / "c", ModelBundle(**{**small.__dict__, "channels": 1})
         )
     (tmp_path / "bad.nir").write_bytes(b"not hdf5")
-    with pytest.raises(ng.NirError, match="not a readable NIR graph"):
-        ng.read_graph(tmp_path / "bad.nir")
+    with pytest.raises(NirError, match="not a readable NIR graph"):
+        read_graph(tmp_path / "bad.nir")
