@@ -207,3 +207,11 @@ def test_a_graph_written_by_snntorch_imports_and_spikes_like_snntorch(tmp_path, 
         assert found["native_spikes"] > 50, found
         # Not exact: 8-bit weights and Loihi's truncated decays.
         assert found["equal"] > 0.98 and found["rate_correlation"] > 0.95, found
+    # The imported bundle runs in Lava's Loihi simulation spike for spike as in the native
+    # runtime (so on a Loihi board through lava-hw too): what the SNN node runs with either.
+    from hsnn_perception.core.snn.runtime import load_snn
+
+    native = load_snn(bundle.snn_file, backend="native")
+    with load_snn(bundle.snn_file, backend="lava") as lava:
+        for sample in x[:2]:
+            np.testing.assert_array_equal(lava.run_window(sample)[0], native.run_window(sample)[0])
