@@ -28,7 +28,7 @@ def make_bag(path: Path, rate: float, seconds: float, size: int, packet_us: int)
     import numpy as np
 
     from hsnn_perception.core.events.codecs import make_events
-    from hsnn_perception.core.io.rosbag import packetize, write_event_bag
+    from hsnn_perception.core.io.bag.write import packetize, write_event_bag
 
     rng = np.random.default_rng(0)
     n = int(rate * seconds)

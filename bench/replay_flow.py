@@ -37,7 +37,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from hsnn_perception.core.hybrid.bundle import default_bundle_path
-    from hsnn_perception.core.io.rosbag import synthetic_to_bag
+    from hsnn_perception.core.io.bag.write import synthetic_to_bag
     from hsnn_perception.evaluation.offline import OfflineSettings, evaluate_offline
     from hsnn_perception.evaluation.report import summarize
     from hsnn_perception.tools.replay import ReplaySettings, offline_vs_dds, replay_dds

@@ -242,7 +242,7 @@ def main() -> int:
         print(f"cannot run: {reason}")
         return 2
     from hsnn_perception.core.hybrid.bundle import default_bundle_path
-    from hsnn_perception.core.io.rosbag import synthetic_to_bag
+    from hsnn_perception.core.io.bag.write import synthetic_to_bag
     from hsnn_perception.evaluation.offline import OfflineSettings, evaluate_offline
 
     work = Path(tempfile.mkdtemp(prefix="hsnn-two-hosts-"))

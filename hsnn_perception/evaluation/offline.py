@@ -28,7 +28,8 @@ from hsnn_perception.core.hybrid.pipeline import (
     InvalidLogitsError,
     SnnStage,
 )
-from hsnn_perception.core.io.rosbag import EventBag, Label, read_event_bag
+from hsnn_perception.core.io.bag.msgtypes import Label
+from hsnn_perception.core.io.bag.read import EventBag, read_event_bag
 from hsnn_perception.core.registry import ENERGY_STAGES
 from hsnn_perception.evaluation.records import EvalRecord, ReplayResult
 

@@ -142,7 +142,7 @@ class ReplayResult:
     # Messages that never arrived, per hop (DDS replay: the nodes' lost.* counters, from seq and
     # window-id gaps); empty offline, where nothing travels.
     lost: dict[str, int] = field(default_factory=dict)
-    bag_report: dict[str, Any] = field(default_factory=dict)  # rosbag_io.ReadReport.to_dict()
+    bag_report: dict[str, Any] = field(default_factory=dict)  # bag.storage.ReadReport.to_dict()
     settings: dict[str, Any] = field(default_factory=dict)  # backend, chip, devices ...
     notes: list[str] = field(default_factory=list)
 

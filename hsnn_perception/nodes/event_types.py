@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-from hsnn_perception.core.io.rosbag import EVENT_PACKET_TYPES
+from hsnn_perception.core.io.bag.msgtypes import EVENT_PACKET_TYPES
 
 # Checked before any import: importing a module runs its top-level code, and the name comes from
 # a parameter.

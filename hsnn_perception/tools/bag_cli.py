@@ -9,9 +9,9 @@
 
 ``record`` subscribes to the pipeline's topics with rclpy generic (raw CDR) subscriptions and
 writes the messages as they arrive, with the message definitions embedded, through
-:class:`hsnn_perception.core.io.rosbag.BagRecorder`. It stops on Ctrl-C (SIGINT) or SIGTERM, after
-``--duration`` seconds or once ``--windows`` classifications were recorded, and always closes the
-bag. Log time is the time a message arrived (as ``ros2 bag record`` does); event packets and
+:class:`hsnn_perception.core.io.bag.write.BagRecorder`. It stops on Ctrl-C (SIGINT) or SIGTERM,
+after ``--duration`` seconds or once ``--windows`` classifications were recorded, and always closes
+the bag. Log time is the time a message arrived (as ``ros2 bag record`` does); event packets and
 labels carry their sensor time inside, which is what replay uses.
 
 Bad input ends with ``hsnn-bag: error: ...`` and exit status 2, never a traceback.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.core.io.rosbag import STORAGES
+from hsnn_perception.core.io.bag.msgtypes import STORAGES
 from hsnn_perception.core.registry import EVENT_CODECS
 from hsnn_perception.tools.errors import (
     CliError,
@@ -135,7 +135,7 @@ def record(
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
-    from hsnn_perception.core.io.rosbag import BagRecorder
+    from hsnn_perception.core.io.bag.write import BagRecorder
     from hsnn_perception.nodes.base import reliable_qos, sensor_qos
 
     chosen = list(topics) if topics else list(RECORDABLE)
@@ -338,7 +338,9 @@ def _remove_bag(path: Path) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from hsnn_perception.core.io import rosbag as rb
+    from hsnn_perception.core.io.bag.convert import LABELS_OUTSIDE, aedat4_to_bag, evt3_raw_to_bag
+    from hsnn_perception.core.io.bag.msgtypes import TOPIC_EVENTS
+    from hsnn_perception.core.io.bag.write import synthetic_to_bag
 
     _check_new(args.out)
     if args.compression != "none" and args.storage != "mcap":
@@ -359,7 +361,7 @@ def _convert(args: argparse.Namespace) -> int:
     whole = not getattr(args, "max_us", 0)  # --max-us: the input is not read to its end
     with ConvertProgress(args.out, source, args.progress, whole_input=whole):
         if args.kind == "synthetic":
-            counts = rb.synthetic_to_bag(
+            counts = synthetic_to_bag(
                 args.out,
                 args.samples,
                 seed=args.seed,
@@ -371,7 +373,7 @@ def _convert(args: argparse.Namespace) -> int:
                 compression=args.compression,
             )
         elif args.kind == "raw":
-            counts = rb.evt3_raw_to_bag(
+            counts = evt3_raw_to_bag(
                 args.file,
                 args.out,
                 storage=args.storage,
@@ -381,7 +383,7 @@ def _convert(args: argparse.Namespace) -> int:
                 compression=args.compression,
             )
         else:
-            counts = rb.aedat4_to_bag(
+            counts = aedat4_to_bag(
                 args.file,
                 args.labels,
                 args.out,
@@ -393,10 +395,10 @@ def _convert(args: argparse.Namespace) -> int:
                 max_us=args.max_us,
                 compression=args.compression,
             )
-    if args.kind != "synthetic" and not counts.get(rb.TOPIC_EVENTS):
+    if args.kind != "synthetic" and not counts.get(TOPIC_EVENTS):
         _remove_bag(args.out)
         raise CliError(f"{args.file} holds no events: no bag written")
-    outside = counts.pop(rb.LABELS_OUTSIDE, 0)  # (label CSVs of AEDAT4 recordings only)
+    outside = counts.pop(LABELS_OUTSIDE, 0)  # (label CSVs of AEDAT4 recordings only)
     if outside:
         print(
             f"hsnn-bag: warning: {outside} label spans of {args.labels} lie outside the "

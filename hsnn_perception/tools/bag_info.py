@@ -67,12 +67,8 @@ def bag_info(path: Path | str, events_topic: str | None = None) -> dict[str, Any
     """Topics (type, messages), log-time span, labels, what reading had to skip, and the events
     of every events topic (only ``events_topic`` if given: a BagError unless the bag has it with
     an event packet type)."""
-    from hsnn_perception.core.io.rosbag import (
-        EVENT_PACKET_TYPES,
-        BagError,
-        MessageReader,
-        time_to_ns,
-    )
+    from hsnn_perception.core.io.bag.msgtypes import EVENT_PACKET_TYPES, BagError, time_to_ns
+    from hsnn_perception.core.io.bag.read import MessageReader
 
     reader = MessageReader(path)
     report = reader.report

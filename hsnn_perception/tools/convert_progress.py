@@ -1,6 +1,6 @@
 """Progress of ``hsnn-bag convert`` on stderr, measured from outside the converter.
 
-The converters (``core/io/rosbag.py``) read their input in one call and report nothing on the
+The converters (``core/io/bag/convert.py``) read their input in one call and report nothing on the
 way, so the bar is fed by what the operating system shows: how far the input file has been read
 (its read offset in ``/proc/<pid>/fdinfo``, in this process or a child, such as dv-processing's
 reader process) against its size; with no input file (synthetic gestures), no ``/proc`` (not

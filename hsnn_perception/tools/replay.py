@@ -148,7 +148,7 @@ def replay_dds(
     stream, width, height = bag_packets(bag, events_topic=events_topic)
     # The driver node plays the one events topic it finds by type: a named one must be that.
     if events_topic is not None:
-        from hsnn_perception.core.io.rosbag import find_events_topic
+        from hsnn_perception.core.io.bag.read import find_events_topic
 
         found = find_events_topic(bag, stream.report.topics)
         if found != events_topic:

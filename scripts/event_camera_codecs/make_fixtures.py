@@ -262,7 +262,8 @@ def upstream_commit(upstream: Path) -> str:
 
 def bag_packets(bag: Path) -> Iterator[Packet]:
     """The event packets of a rosbag2 bag, as one stream."""
-    from hsnn_perception.core.io.rosbag import EVENT_PACKET_TYPES, MessageReader
+    from hsnn_perception.core.io.bag.msgtypes import EVENT_PACKET_TYPES
+    from hsnn_perception.core.io.bag.read import MessageReader
 
     reader = MessageReader(bag)
     topics = {t for t, typ in reader.report.topics.items() if typ in EVENT_PACKET_TYPES}

@@ -25,7 +25,18 @@ import pytest
 from core.snn.snn_fixtures import conv_spec, cuba, dense_spec, write_net
 from hsnn_perception.core.events.codecs import make_events
 from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle
-from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.bag import limits
+from hsnn_perception.core.io.bag.convert import aedat4_to_bag
+from hsnn_perception.core.io.bag.msgtypes import (
+    MSG_EVENT_PACKET,
+    TOPIC_EVENTS,
+    BagError,
+    event_packet_message,
+    package_typestore,
+)
+from hsnn_perception.core.io.bag.read import MessageReader, read_event_bag
+from hsnn_perception.core.io.bag.storage import ReadReport
+from hsnn_perception.core.io.bag.write import packetize, synthetic_to_bag
 from hsnn_perception.core.snn.netx import NetxFormatError, read_netx
 from hsnn_perception.core.snn.runtime import load_snn
 from hsnn_perception.core.sources.dv import Aedat4FileSource, SourceError
@@ -412,8 +423,8 @@ def test_training_and_conversion_readers_stop_on_a_hanging_file(tmp_path) -> Non
     path = flipped(RECORDING, tmp_path / "hang.aedat4", 0)
     with pytest.raises(LabelFileError, match="made no progress"):
         read_aedat4_events(path, timeout_s=0.5)
-    with pytest.raises(rb.BagError, match="made no progress"):
-        rb.aedat4_to_bag(path, None, tmp_path / "bag", read_timeout_s=0.5)
+    with pytest.raises(BagError, match="made no progress"):
+        aedat4_to_bag(path, None, tmp_path / "bag", read_timeout_s=0.5)
     crash = flipped(RECORDING, tmp_path / "crash.aedat4", 14)  # seed 14 segfaults dv-processing
     with pytest.raises(LabelFileError, match="process died|no progress"):
         read_aedat4_events(crash, timeout_s=0.5)
@@ -443,19 +454,19 @@ def write_zstd_bag(path: Path) -> Path:
     """A real zstd-compressed MCAP event bag (rosbags' writer), 64 packets over a few chunks."""
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
-    store = rb.package_typestore()
+    store = package_typestore()
     rng = np.random.default_rng(5)
     writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
     writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
     writer.open()
-    conn = writer.add_connection(rb.TOPIC_EVENTS, rb.MSG_EVENT_PACKET, typestore=store)
+    conn = writer.add_connection(TOPIC_EVENTS, MSG_EVENT_PACKET, typestore=store)
     n = 8000  # random events barely compress: ~64 KB per packet, ~16 packets per 1 MiB chunk
     for k in range(PACKETS):
         t = np.sort(rng.integers(k * 10_000, (k + 1) * 10_000, n))
         ev = make_events(t, rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n))
-        (pkt,) = rb.packetize(ev, 10_000, W, H, "mono", k)
-        msg = rb.event_packet_message(store, pkt)
-        writer.write(conn, pkt.log_time_ns, store.serialize_cdr(msg, rb.MSG_EVENT_PACKET))
+        (pkt,) = packetize(ev, 10_000, W, H, "mono", k)
+        msg = event_packet_message(store, pkt)
+        writer.write(conn, pkt.log_time_ns, store.serialize_cdr(msg, MSG_EVENT_PACKET))
     writer.close()
     return path
 
@@ -474,8 +485,8 @@ def chunk_times(data: bytes, offset: int) -> tuple[int, int]:
     return struct.unpack_from("<QQ", data, offset + 9)
 
 
-def read_seqs(path: Path) -> tuple[list[int], rb.ReadReport]:
-    bag = rb.read_event_bag(path)
+def read_seqs(path: Path) -> tuple[list[int], ReadReport]:
+    bag = read_event_bag(path)
     return [p.seq for p in bag.packets()], bag.report
 
 
@@ -526,9 +537,9 @@ def bombed_copy(src: Path, dest: Path, honest: bool) -> tuple[Path, set[int]]:
 
 
 _READ_BAG = """
-from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.bag.read import read_event_bag
 def read():
-    bag = rb.read_event_bag(PATH)
+    bag = read_event_bag(PATH)
     return [len([p for p in bag.packets()]), dict(bag.report.skipped)]
 run(read)
 """
@@ -616,11 +627,11 @@ def test_file_compressed_bomb_stops_at_the_limit(tmp_path, zstd_bag, monkeypatch
     (mcap.parent / (mcap.name + ".zstd")).write_bytes(zstd_bomb(2_130_000_000))
     mcap.unlink()
     _compressed_mode(tmp_path / "f", "file", (mcap.name, mcap.name + ".zstd"))
-    monkeypatch.setattr(rb, "MIN_FILE_LIMIT", 8 << 20)
+    monkeypatch.setattr(limits, "MIN_FILE_LIMIT", 8 << 20)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    with pytest.raises(rb.BagError, match=r"expands beyond 8388608 bytes .*decompression bomb"):
-        rb.read_event_bag(tmp_path / "f")
+    with pytest.raises(BagError, match=r"expands beyond 8388608 bytes .*decompression bomb"):
+        read_event_bag(tmp_path / "f")
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
@@ -632,17 +643,17 @@ def test_message_compressed_bomb_is_skipped_and_counted(tmp_path) -> None:
     from backports import zstd
 
     path = tmp_path / "m"
-    rb.synthetic_to_bag(path, 2, storage="sqlite3", height=W, width=H)
+    synthetic_to_bag(path, 2, storage="sqlite3", height=W, width=H)
     db = next(path.glob("*.db3"))
     con = sqlite3.connect(db)
     rows = con.execute("SELECT id, data FROM messages ORDER BY id").fetchall()
     packed = [(zstd.compress(d), i) for i, d in rows]
-    packed[-1] = (zstd_bomb(rb.MAX_MESSAGE_BYTES + (4 << 20)), rows[-1][0])
+    packed[-1] = (zstd_bomb(limits.MAX_MESSAGE_BYTES + (4 << 20)), rows[-1][0])
     con.executemany("UPDATE messages SET data = ? WHERE id = ?", packed)
     con.commit()
     con.close()
     _compressed_mode(path, "message")
-    reader = rb.MessageReader(path)
+    reader = MessageReader(path)
     got = list(reader.messages(reader.report.topics))
     assert len(got) == len(rows) - 1
     assert sum(reader.report.skipped.values()) == 1, reader.report.skipped
@@ -652,18 +663,18 @@ def test_message_compressed_bomb_is_skipped_and_counted(tmp_path) -> None:
 def test_oversized_sqlite_row_is_skipped_and_counted(tmp_path, monkeypatch) -> None:
     import sqlite3
 
-    rb.synthetic_to_bag(tmp_path / "s", 2, seed=1, storage="sqlite3", packet_us=20_000)
+    synthetic_to_bag(tmp_path / "s", 2, seed=1, storage="sqlite3", packet_us=20_000)
     before, _ = read_seqs(tmp_path / "s")
     db = next((tmp_path / "s").glob("*.db3"))
     con = sqlite3.connect(db)
-    topic = con.execute("SELECT id FROM topics WHERE name = ?", (rb.TOPIC_EVENTS,)).fetchone()[0]
+    topic = con.execute("SELECT id FROM topics WHERE name = ?", (TOPIC_EVENTS,)).fetchone()[0]
     victim = con.execute(
         "SELECT id FROM messages WHERE topic_id = ? ORDER BY timestamp LIMIT 1 OFFSET 3", (topic,)
     ).fetchone()[0]
     con.execute("UPDATE messages SET data = zeroblob(2000000) WHERE id = ?", (victim,))
     con.commit()
     con.close()
-    monkeypatch.setattr(rb, "MAX_MESSAGE_BYTES", 1_000_000)
+    monkeypatch.setattr(limits, "MAX_MESSAGE_BYTES", 1_000_000)
     seqs, report = read_seqs(tmp_path / "s")
     assert report.skipped["message over 1000000 bytes"] == 1, report.summary()
     assert seqs == before[:3] + before[4:]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from eval_bundles import SENSOR, make_bundle
 
-from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.bag.write import synthetic_to_bag
 
 
 @pytest.fixture(scope="session")
@@ -23,5 +23,5 @@ def hybrid_bundle(eval_dir) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_bag(eval_dir) -> Path:
     path = eval_dir / "syn.mcap.bag"
-    rb.synthetic_to_bag(path, 4, seed=5, storage="mcap", height=SENSOR, width=SENSOR)
+    synthetic_to_bag(path, 4, seed=5, storage="mcap", height=SENSOR, width=SENSOR)
     return path

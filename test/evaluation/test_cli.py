@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from eval_bundles import make_bundle
 
-from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.bag.msgtypes import MSG_ENERGY_REPORT, TOPIC_ENERGY
+from hsnn_perception.core.io.bag.write import BagRecorder, packetize, write_event_bag
 from hsnn_perception.evaluation.cli import EXIT_BAD_INPUT, eval_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,8 +77,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, synthetic_bag, hybrid_bundle
         bag = tmp_path / "nothing"
     elif case == "no_events":
         bag = tmp_path / "energy_only"
-        with rb.BagRecorder(bag) as rec:
-            rec.write(rb.TOPIC_ENERGY, rb.MSG_ENERGY_REPORT, 1, {})
+        with BagRecorder(bag) as rec:
+            rec.write(TOPIC_ENERGY, MSG_ENERGY_REPORT, 1, {})
     elif case == "no_bundle":
         bundle = tmp_path / "empty_models"
         bundle.mkdir()
@@ -86,7 +87,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, synthetic_bag, hybrid_bundle
 
         bag = tmp_path / "nolabels"
         ev = make_events([0, 200_000], [1, 2], [1, 2], [0, 1])
-        rb.write_event_bag(bag, rb.packetize(ev, 10_000, 64, 64))
+        write_event_bag(bag, packetize(ev, 10_000, 64, 64))
         extra = ["--require-labels"]
     elif case == "out_is_a_file":  # refused before the evaluation runs, not after
         out.write_text("x")

@@ -11,8 +11,9 @@ from eval_bundles import INPUT, SENSOR, T, make_bundle
 from hsnn_perception.core.energy.models import SOURCE_MODELLED, SOURCE_UNAVAILABLE
 from hsnn_perception.core.events.binning import bin_events
 from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
-from hsnn_perception.core.io import rosbag as rb
-from hsnn_perception.core.io.rosbag import Label
+from hsnn_perception.core.io.bag.msgtypes import Label
+from hsnn_perception.core.io.bag.read import read_event_bag
+from hsnn_perception.core.io.bag.write import packetize, synthetic_to_bag, write_event_bag
 from hsnn_perception.core.snn.runtime import load_snn
 from hsnn_perception.evaluation.offline import (
     EvaluationError,
@@ -37,7 +38,7 @@ def test_same_bag_twice_same_result_and_storage_does_not_matter(
     assert preds == [(r.window_id, r.label, r.prediction) for r in again.records]
     assert len(preds) == 4 and all(label is not None for _, label, _ in preds)
     sqlite_bag = tmp_path / "sqlite"
-    rb.synthetic_to_bag(sqlite_bag, 4, seed=5, storage="sqlite3", height=SENSOR, width=SENSOR)
+    synthetic_to_bag(sqlite_bag, 4, seed=5, storage="sqlite3", height=SENSOR, width=SENSOR)
     other = evaluate_offline(sqlite_bag, hybrid_bundle, QUIET)
     assert preds == [(r.window_id, r.label, r.prediction) for r in other.records]
     for a, b in zip(first_run.records, other.records, strict=True):
@@ -48,7 +49,7 @@ def test_window_matches_a_hand_run_of_the_pipeline(first_run, synthetic_bag, hyb
     """Window 1 recomputed from the bag's events with the core pieces and onnxruntime directly."""
     import onnxruntime as ort
 
-    bag = rb.read_event_bag(synthetic_bag)
+    bag = read_event_bag(synthetic_bag)
     events = np.concatenate([p.decode() for p in bag.packets()])
     rec = first_run.records[1]
     frames = bin_events(
@@ -127,7 +128,7 @@ def test_bag_without_labels_gives_predictions_without_accuracy(hybrid_bundle, tm
     gen = SyntheticGestures(height=SENSOR, width=SENSOR, seed=1)
     events = np.concatenate([e for e, *_ in gen.stream(2)])
     path = tmp_path / "nolabels"
-    rb.write_event_bag(path, rb.packetize(events, 10_000, SENSOR, SENSOR))
+    write_event_bag(path, packetize(events, 10_000, SENSOR, SENSOR))
     result = evaluate_offline(path, hybrid_bundle, QUIET)
     assert result.records and all(r.label is None for r in result.records)
     assert any("no labels" in n for n in result.notes)
@@ -152,7 +153,7 @@ def test_geometry_that_does_not_fit_is_a_clear_error(hybrid_bundle, tmp_path):
 
     path = tmp_path / "odd"
     ev = make_events([0, 10, 200_000], [1, 2, 3], [1, 2, 3], [0, 1, 1])
-    rb.write_event_bag(path, rb.packetize(ev, 10_000, 50, 50))
+    write_event_bag(path, packetize(ev, 10_000, 50, 50))
     # 50x50 is no multiple of the model input: mapped as the SNN node maps it, and said so
     result = evaluate_offline(path, hybrid_bundle, QUIET)
     assert result.records and any("mapped onto the model input" in n for n in result.notes)

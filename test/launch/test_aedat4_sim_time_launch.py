@@ -18,7 +18,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch_helpers import Listener, namespace, offline_predictions, pipeline_launch_file
 
 from hsnn_perception.core.events.synthetic import SyntheticGestures
-from hsnn_perception.core.io.rosbag import aedat4_to_bag
+from hsnn_perception.core.io.bag.convert import aedat4_to_bag
 from hsnn_perception.core.sources.dv import write_aedat4
 from hsnn_perception.msg import Classification, EnergyReport
 from hsnn_perception.nodes.base import reliable_qos

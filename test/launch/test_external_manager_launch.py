@@ -29,7 +29,7 @@ from launch_helpers import (
     predictions,
 )
 
-from hsnn_perception.core.io.rosbag import synthetic_to_bag
+from hsnn_perception.core.io.bag.write import synthetic_to_bag
 from hsnn_perception.graph import PACKAGE
 from launch import LaunchDescription
 

@@ -17,7 +17,7 @@ from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch_helpers import Listener, namespace, offline_predictions
 
-from hsnn_perception.core.io.rosbag import synthetic_to_bag
+from hsnn_perception.core.io.bag.write import synthetic_to_bag
 from hsnn_perception.msg import Classification, GestureLabel
 from hsnn_perception.nodes.base import reliable_qos
 from hsnn_perception.nodes.conversions import time_to_us

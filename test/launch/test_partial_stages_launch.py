@@ -13,7 +13,7 @@ import pytest
 from launch_helpers import Listener, namespace, offline_predictions
 from test_launch_shutdown import LaunchRun
 
-from hsnn_perception.core.io.rosbag import synthetic_to_bag
+from hsnn_perception.core.io.bag.write import synthetic_to_bag
 from hsnn_perception.msg import TensorList
 from hsnn_perception.nodes.base import reliable_qos
 from hsnn_perception.nodes.conversions import read_tensor_list

@@ -24,7 +24,7 @@ from launch_helpers import (
     predictions,
 )
 
-from hsnn_perception.core.io.rosbag import synthetic_to_bag
+from hsnn_perception.core.io.bag.write import synthetic_to_bag
 from hsnn_perception.msg import GestureLabel
 from hsnn_perception.nodes.base import reliable_qos
 from launch import LaunchDescription

@@ -23,7 +23,7 @@ from launch_helpers import namespace, offline_predictions
 from netns_hosts import TwoHosts, netns_unavailable, read_json
 
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
-from hsnn_perception.core.io.rosbag import synthetic_to_bag
+from hsnn_perception.core.io.bag.write import synthetic_to_bag
 
 pytestmark = pytest.mark.slow
 

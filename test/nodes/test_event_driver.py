@@ -191,7 +191,7 @@ def test_stock_driver_type_end_to_end_driver_to_snn_node(ros, tmp_path):
     matches on type name and hash) and cuts windows out of it."""
     from event_camera_msgs.msg import EventPacket as StockPacket
 
-    from hsnn_perception.core.io.rosbag import MSG_EVENT_CAMERA_PACKET
+    from hsnn_perception.core.io.bag.msgtypes import MSG_EVENT_CAMERA_PACKET
 
     ns = f"drv_stock_{random.randint(0, 10**6)}"
     stock = {"event_type": MSG_EVENT_CAMERA_PACKET}

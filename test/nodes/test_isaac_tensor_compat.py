@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from rclpy.serialization import deserialize_message, serialize_message
 
-from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.bag.msgtypes import MSG_TENSOR_LIST, package_typestore
 from hsnn_perception.core.io.tensor_codec import DATA_TYPE_CODES
 from hsnn_perception.msg import TensorList
 from hsnn_perception.nodes.conversions import make_tensor_list, read_tensor_list
@@ -67,7 +67,7 @@ def _strip(fielddefs, package: str):
 
 @pytest.mark.parametrize("name", ["TensorShape", "Tensor", "TensorList"])
 def test_the_package_msg_files_have_isaac_ros_field_types(isaac_store, name):
-    ours = rb.package_typestore().fielddefs[f"hsnn_perception/msg/{name}"]
+    ours = package_typestore().fielddefs[f"hsnn_perception/msg/{name}"]
     theirs = isaac_store.fielddefs[f"{ISAAC}/{name}"]
     assert _strip(ours, "hsnn_perception") == _strip(theirs, "isaac_ros_tensor_list_interfaces")
 
@@ -103,8 +103,8 @@ def test_ours_read_as_isaac_ros_and_back(isaac_store, arrays, window_id, start_u
         assert tensor.data.tobytes() == want.tobytes()
     # Same wire layout: Isaac's serialisation of what it read is byte for byte ours under our
     # own definitions (both by rosbags: rclpy leaves alignment padding bytes uninitialised).
-    ours = rb.package_typestore()
-    as_ours = ours.serialize_cdr(ours.deserialize_cdr(raw, rb.MSG_TENSOR_LIST), rb.MSG_TENSOR_LIST)
+    ours = package_typestore()
+    as_ours = ours.serialize_cdr(ours.deserialize_cdr(raw, MSG_TENSOR_LIST), MSG_TENSOR_LIST)
     assert bytes(isaac_store.serialize_cdr(isaac, f"{ISAAC}/TensorList")) == bytes(as_ours)
     assert len(raw) == len(as_ours)
 

@@ -18,20 +18,30 @@ import pytest
 
 from hsnn_perception.core.events.codecs import make_events
 from hsnn_perception.core.events.synthetic import SyntheticGestures
-from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.bag.msgtypes import (
+    MSG_EVENT_CAMERA_PACKET,
+    MSG_EVENT_PACKET,
+    STORAGES,
+    TOPIC_EVENTS,
+    EventPacketData,
+    event_packet_message,
+    package_typestore,
+)
+from hsnn_perception.core.io.bag.read import read_event_bag
+from hsnn_perception.core.io.bag.write import BagRecorder, packetize, synthetic_to_bag
 from hsnn_perception.core.sources.bag import bag_packets
 from hsnn_perception.tools.bag_cli import EXIT_BAD_INPUT, RECORDABLE, main, record
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("storage", rb.STORAGES)
+@pytest.mark.parametrize("storage", STORAGES)
 def test_convert_synthetic_then_info(tmp_path, storage, capsys):
     out = tmp_path / "syn"
     argv = ["convert", "synthetic", str(out), "--samples", "3", "--seed", "2"]
     assert main([*argv, "--storage", storage, "--height", "64", "--width", "64"]) == 0
     assert "3 messages on /labels" in capsys.readouterr().out
-    bag = rb.read_event_bag(out, require_labels=True)
+    bag = read_event_bag(out, require_labels=True)
     gen = SyntheticGestures(height=64, width=64, seed=2)
     assert [lab.class_id for lab in bag.labels] == [c for _, c, *_ in gen.stream(3)]
     assert bag.report.storage == storage
@@ -52,7 +62,7 @@ def test_convert_synthetic_then_info(tmp_path, storage, capsys):
 def test_info_reports_what_a_damaged_bag_lost(tmp_path, capsys):
     out = tmp_path / "cut"
     assert main(["convert", "synthetic", str(out), "--samples", "3"]) == 0
-    full = rb.read_event_bag(out).report.expected[rb.TOPIC_EVENTS]
+    full = read_event_bag(out).report.expected[TOPIC_EVENTS]
     f = next(out.glob("*.mcap"))
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     capsys.readouterr()
@@ -188,7 +198,7 @@ def test_info_counts_what_a_corrupt_chunk_hid(tmp_path, capsys):
     # Bytes scrambled inside the MCAP: the reader returns fewer messages than the index lists and
     # skips nothing it can name. info used to say "skipped: nothing" for such a bag.
     out = tmp_path / "corrupt"
-    rb.synthetic_to_bag(out, 4, seed=5, height=64, width=64)
+    synthetic_to_bag(out, 4, seed=5, height=64, width=64)
     f = next(out.glob("*.mcap"))
     data = f.read_bytes()
     mid = len(data) // 2
@@ -211,29 +221,29 @@ def _stock_driver_bag(path: Path, storage: str) -> tuple[np.ndarray, np.ndarray]
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     rng = np.random.default_rng(3)
-    store = rb.package_typestore()
+    store = package_typestore()
     plugin = StoragePlugin.SQLITE3 if storage == "sqlite3" else StoragePlugin.MCAP
     writer = Writer(path, version=8 if storage == "sqlite3" else 9, storage_plugin=plugin)
     writer.open()
     written = {}
     for topic, msgtype, enc, (w, h) in (
-        ("/event_camera/events", rb.MSG_EVENT_CAMERA_PACKET, "libcaer_cmp", (346, 260)),
-        ("/events", rb.MSG_EVENT_PACKET, "evt3", (640, 480)),
+        ("/event_camera/events", MSG_EVENT_CAMERA_PACKET, "libcaer_cmp", (346, 260)),
+        ("/events", MSG_EVENT_PACKET, "evt3", (640, 480)),
     ):
         conn = writer.add_connection(topic, msgtype, typestore=store)
         n = 3000
         t = np.sort(rng.integers(7_000_000, 7_300_000, n))
         events = make_events(t, rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n))
-        for pkt in rb.packetize(events, 10_000, w, h, enc):
-            msg = rb.event_packet_message(store, pkt)
+        for pkt in packetize(events, 10_000, w, h, enc):
+            msg = event_packet_message(store, pkt)
             # The two EventPacket types have the same fields: the same CDR bytes.
-            writer.write(conn, pkt.log_time_ns, store.serialize_cdr(msg, rb.MSG_EVENT_PACKET))
+            writer.write(conn, pkt.log_time_ns, store.serialize_cdr(msg, MSG_EVENT_PACKET))
         written[topic] = events
     writer.close()
     return written["/event_camera/events"], written["/events"]
 
 
-@pytest.mark.parametrize("storage", rb.STORAGES)
+@pytest.mark.parametrize("storage", STORAGES)
 def test_info_decodes_the_events_of_a_stock_driver_topic(tmp_path, storage, capsys):
     bag = tmp_path / "stock"
     stock, ours = _stock_driver_bag(bag, storage)
@@ -410,12 +420,12 @@ def test_record_a_running_pipeline(tmp_path, default_bundle_dir):
     assert done and done[0].stopped_by == f"{samples} windows", done
     assert [r.window_id for r in result.records] == list(range(samples))
 
-    store = rb.package_typestore()
+    store = package_typestore()
     with Reader(out) as reader:
         conns = {c.topic: c for c in reader.connections}
         assert set(conns) == {"/" + t.lstrip("/") for t in RECORDABLE}
         counts = {t: c.msgcount for t, c in conns.items()}
-        assert conns["/events"].msgtype == rb.MSG_EVENT_PACKET
+        assert conns["/events"].msgtype == MSG_EVENT_PACKET
         assert "uint64 time_base" in conns["/events"].msgdef.data  # definitions embedded
         msgs: dict[str, list] = {t: [] for t in conns}
         for conn, _, raw in reader.messages():
@@ -431,7 +441,7 @@ def test_record_a_running_pipeline(tmp_path, default_bundle_dir):
     # the recorded events are exactly the synthetic stream the driver played
     recorded = np.concatenate(
         [
-            rb.EventPacketData(
+            EventPacketData(
                 0, m.time_base, m.encoding, m.width, m.height, m.events.tobytes()
             ).decode()
             for m in msgs["/events"]
@@ -486,9 +496,9 @@ def test_a_stock_driver_bag_evaluates_with_no_flags(tmp_path):
     ours = tmp_path / "ours"
     assert main(["convert", "raw", str(recording), str(ours), "--max-us", "800000"]) == 0
     stock = tmp_path / "stock"
-    with Reader(ours) as reader, rb.BagRecorder(stock, "mcap", rb.package_typestore()) as rec:
+    with Reader(ours) as reader, BagRecorder(stock, "mcap", package_typestore()) as rec:
         for _, log_ns, raw in reader.messages():
-            rec.write("/event_camera/events", rb.MSG_EVENT_CAMERA_PACKET, log_ns, raw)
+            rec.write("/event_camera/events", MSG_EVENT_CAMERA_PACKET, log_ns, raw)
     with Reader(stock) as reader:
         assert [(c.topic, c.msgtype) for c in reader.connections] == [
             ("/event_camera/events", "event_camera_msgs/msg/EventPacket")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.bag.write import synthetic_to_bag
 from hsnn_perception.evaluation.cli import EXIT_BAD_INPUT, eval_main
 from hsnn_perception.evaluation.offline import OfflineSettings, evaluate_offline
 from hsnn_perception.evaluation.records import ReplayResult
@@ -23,7 +23,7 @@ CHANCE = 1 / 11
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("replay") / "syn12"
-    rb.synthetic_to_bag(path, SAMPLES, seed=5, storage="mcap")
+    synthetic_to_bag(path, SAMPLES, seed=5, storage="mcap")
     return path
 
 
@@ -140,7 +140,7 @@ def test_lost_counts_read_each_hop_from_diagnostics():
 def davis_bag(tmp_path_factory) -> Path:
     """Synthetic gestures at a DAVIS346's 346x260: no integer factor down to the 32x32 model."""
     path = tmp_path_factory.mktemp("replay") / "davis"
-    rb.synthetic_to_bag(path, 4, seed=3, storage="mcap", height=260, width=346)
+    synthetic_to_bag(path, 4, seed=3, storage="mcap", height=260, width=346)
     return path
 
 
@@ -184,7 +184,7 @@ def test_cli_dds_refuses_a_sensor_it_cannot_map_before_starting(
 
     monkeypatch.setattr(session, "run_session", started)
     bag = tmp_path / f"s{size}"
-    rb.synthetic_to_bag(bag, 1, seed=1, height=size, width=size)
+    synthetic_to_bag(bag, 1, seed=1, height=size, width=size)
     argv = [str(bag), "--mode", "dds", *extra, "--out", str(tmp_path / "o"), "--no-progress"]
     assert eval_main(argv) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()

@@ -1,7 +1,7 @@
 """A labelled event bag as a packet source: what the driver node publishes with ``source: rosbag``.
 
-:func:`bag_packets` reads a bag written by :mod:`hsnn_perception.core.io.rosbag` (converted from a
-synthetic set or an AEDAT4 file, or recorded live by ``hsnn-bag record``) and yields
+:func:`bag_packets` reads a bag written by :mod:`hsnn_perception.core.io.bag.write` (converted
+from a synthetic set or an AEDAT4 file, or recorded live by ``hsnn-bag record``) and yields
 :class:`~hsnn_perception.core.sources.streams.Packet` objects in *sensor* time, with the
 ground-truth labels attached to the packet during which they start.
 
@@ -11,9 +11,9 @@ sensor time, but a live recording logs the time a message arrived. Packet ``k`` 
 in a silent stretch goes with the first packet after it. A packet is therefore complete once
 sensor time reaches its ``t_end_us``, which is what the driver's pacer waits for.
 
-Damaged bags: :func:`~hsnn_perception.core.io.rosbag.read_event_bag` already reads what it can;
+Damaged bags: :func:`~hsnn_perception.core.io.bag.read.read_event_bag` already reads what it can;
 packets that do not decode, or whose sensor geometry differs from the first packet's, are skipped
-and counted in the :class:`~hsnn_perception.core.io.rosbag.ReadReport` of the returned stream
+and counted in the :class:`~hsnn_perception.core.io.bag.storage.ReadReport` of the returned stream
 (``stream.report``). What is not an event bag at all raises :class:`BagError`.
 """
 
@@ -31,14 +31,9 @@ from numpy.typing import NDArray
 from hsnn_perception.core.events.codecs import EventCodecError
 from hsnn_perception.core.events.filters import MappedWindower, model_input_chain
 from hsnn_perception.core.events.stream import PacketStreamDecoder
-from hsnn_perception.core.io.rosbag import (
-    BagError,
-    EventBag,
-    EventPacketData,
-    Label,
-    ReadReport,
-    read_event_bag,
-)
+from hsnn_perception.core.io.bag.msgtypes import BagError, EventPacketData, Label
+from hsnn_perception.core.io.bag.read import EventBag, read_event_bag
+from hsnn_perception.core.io.bag.storage import ReadReport
 from hsnn_perception.core.sources.streams import LabelSpan, Packet
 
 __all__ = [

@@ -10,8 +10,23 @@ import pytest
 from hsnn_perception.core.events.binning import EventWindower
 from hsnn_perception.core.events.codecs import make_events
 from hsnn_perception.core.events.synthetic import SyntheticGestures
-from hsnn_perception.core.io import rosbag as rb
-from hsnn_perception.core.io.rosbag import Label
+from hsnn_perception.core.io.bag.msgtypes import (
+    MSG_ENERGY_REPORT,
+    MSG_EVENT_PACKET,
+    STORAGES,
+    TOPIC_ENERGY,
+    TOPIC_EVENTS,
+    EventPacketData,
+    Label,
+    event_packet_message,
+    package_typestore,
+)
+from hsnn_perception.core.io.bag.write import (
+    BagRecorder,
+    packetize,
+    synthetic_to_bag,
+    write_event_bag,
+)
 from hsnn_perception.core.sources.bag import (
     BagError,
     BagPacketStream,
@@ -26,7 +41,7 @@ SIZE = 64
 
 def _synthetic(tmp_path: Path, storage: str = "mcap", n: int = 3, seed: int = 4) -> Path:
     path = tmp_path / f"syn_{storage}_{n}"
-    rb.synthetic_to_bag(path, n, seed=seed, storage=storage, height=SIZE, width=SIZE)
+    synthetic_to_bag(path, n, seed=seed, storage=storage, height=SIZE, width=SIZE)
     return path
 
 
@@ -40,7 +55,7 @@ def _check_tiling(packets) -> None:
             assert int(p.events["t"][-1]) < p.t_end_us
 
 
-@pytest.mark.parametrize("storage", rb.STORAGES)
+@pytest.mark.parametrize("storage", STORAGES)
 def test_synthetic_bag_yields_its_events_and_labels(tmp_path, storage):
     path = _synthetic(tmp_path, storage)
     stream, width, height = bag_packets(path)
@@ -70,7 +85,7 @@ def test_label_in_a_silent_gap_goes_with_the_next_packet(tmp_path):
     ev = make_events([1000, 2000, 500_000, 500_500], [1, 2, 3, 4], [1, 1, 1, 1], [0, 1, 0, 1])
     path = tmp_path / "gap"
     labels = [Label(1, "a", 0, 100_000), Label(2, "b", 300_000, 600_000)]
-    rb.write_event_bag(path, rb.packetize(ev, 10_000, 8, 8), labels)
+    write_event_bag(path, packetize(ev, 10_000, 8, 8), labels)
     packets = list(bag_packets(path)[0])
     assert len(packets) == 2
     assert packets[0].t_end_us == 2001 and packets[1].t_start_us == 2001
@@ -81,7 +96,7 @@ def test_label_in_a_silent_gap_goes_with_the_next_packet(tmp_path):
 def test_labels_after_the_last_packet_are_not_lost(tmp_path):
     ev = make_events([1000, 2000], [1, 2], [1, 1], [0, 1])
     path = tmp_path / "late_label"
-    rb.write_event_bag(path, rb.packetize(ev, 10_000, 8, 8), [Label(3, "late", 900_000, 950_000)])
+    write_event_bag(path, packetize(ev, 10_000, 8, 8), [Label(3, "late", 900_000, 950_000)])
     packets = list(bag_packets(path)[0])
     assert [lab.class_id for p in packets for lab in p.labels] == [3]
 
@@ -121,13 +136,13 @@ def test_bad_bags_raise_bag_error(tmp_path, case):
     if case == "not_a_bag":
         path.write_bytes(b"\x00" * 64)
     elif case == "no_events_topic":
-        with rb.BagRecorder(path) as rec:
-            rec.write(rb.TOPIC_ENERGY, rb.MSG_ENERGY_REPORT, 1, {})
+        with BagRecorder(path) as rec:
+            rec.write(TOPIC_ENERGY, MSG_ENERGY_REPORT, 1, {})
     elif case == "empty_events":
-        store = rb.package_typestore()
-        with rb.BagRecorder(path) as rec:
-            bad = rb.EventPacketData(0, 0, "nonsense", 8, 8, b"\x01" * 8)
-            rec.write(rb.TOPIC_EVENTS, rb.MSG_EVENT_PACKET, 0, rb.event_packet_message(store, bad))
+        store = package_typestore()
+        with BagRecorder(path) as rec:
+            bad = EventPacketData(0, 0, "nonsense", 8, 8, b"\x01" * 8)
+            rec.write(TOPIC_EVENTS, MSG_EVENT_PACKET, 0, event_packet_message(store, bad))
     with pytest.raises(BagError, match=match):
         bag_packets(path)
 
@@ -140,27 +155,27 @@ def test_negative_speed_hint_is_rejected(tmp_path):
 
 
 def test_bad_packets_are_skipped_and_counted(tmp_path):
-    store = rb.package_typestore()
+    store = package_typestore()
     ev = make_events([0, 15_000, 30_000], [1, 2, 3], [1, 2, 3], [0, 1, 0])
-    good = rb.packetize(ev, 10_000, 8, 8)
+    good = packetize(ev, 10_000, 8, 8)
     path = tmp_path / "mixed"
-    with rb.BagRecorder(path) as rec:
+    with BagRecorder(path) as rec:
         for i, pkt in enumerate(good):
             rec.write(
-                rb.TOPIC_EVENTS,
-                rb.MSG_EVENT_PACKET,
+                TOPIC_EVENTS,
+                MSG_EVENT_PACKET,
                 pkt.log_time_ns,
-                rb.event_packet_message(store, pkt),
+                event_packet_message(store, pkt),
             )
             if i == 0:
-                junk = rb.EventPacketData(pkt.log_time_ns + 1, 0, "nonsense", 8, 8, b"\x00" * 8)
-                other = rb.packetize(make_events([5000], [1], [1], [1]), 10_000, 16, 16)[0]
+                junk = EventPacketData(pkt.log_time_ns + 1, 0, "nonsense", 8, 8, b"\x00" * 8)
+                other = packetize(make_events([5000], [1], [1], [1]), 10_000, 16, 16)[0]
                 for extra in (junk, other):
                     rec.write(
-                        rb.TOPIC_EVENTS,
-                        rb.MSG_EVENT_PACKET,
+                        TOPIC_EVENTS,
+                        MSG_EVENT_PACKET,
                         pkt.log_time_ns + 1,
-                        rb.event_packet_message(store, extra),
+                        event_packet_message(store, extra),
                     )
     stream, width, height = bag_packets(path)
     packets = list(stream)
