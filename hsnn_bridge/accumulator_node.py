@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from hsnn_perception.core.energy.models import FP32_ADD_J, cpu_meter
+from hsnn_perception.core.energy.meters import cpu_meter
+from hsnn_perception.core.energy.profiles import FP32_ADD_J
 from hsnn_perception.core.errors import ConfigurationError, ModelError
 from hsnn_perception.core.events.stream import SequenceGaps
 from hsnn_perception.core.hybrid.accumulator import check_interval

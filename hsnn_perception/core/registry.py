@@ -157,15 +157,15 @@ EVENT_CODECS = Registry(
 )
 
 # Power meters by the kind of device a stage runs on ("cuda" for every "cuda:N"): a factory
-# ``() -> energy.PowerMeter | None`` (None: nothing measures that device on this machine); used
-# by ``energy.meter_for``, which falls back to "cpu" (the host) for kinds not listed here.
+# ``() -> meters.PowerMeter | None`` (None: nothing measures that device on this machine); used
+# by ``meters.meter_for``, which falls back to "cpu" (the host) for kinds not listed here.
 POWER_METERS = Registry(
     "power meter device",
     [
-        Entry("cuda", "hsnn_perception.core.energy.models:gpu_meter", "NVML board power of GPU 0"),
+        Entry("cuda", "hsnn_perception.core.energy.meters:gpu_meter", "NVML board power of GPU 0"),
         Entry(
             "cpu",
-            "hsnn_perception.core.energy.models:host_meter",
+            "hsnn_perception.core.energy.meters:host_meter",
             "the Jetson module's input rail, else Intel RAPL package energy",
         ),
     ],

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from hsnn_perception.core import registry
-from hsnn_perception.core.energy.models import (
+from hsnn_perception.core.energy.profiles import (
     ANN_DEVICE_PROFILES,
     DEFAULT_ANN_DEVICE,
     NEUROMORPHIC_PROFILES,

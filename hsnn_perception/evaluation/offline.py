@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core.energy import models as en
+from hsnn_perception.core.energy.figure import total, unavailable
+from hsnn_perception.core.energy.meters import PowerMeter, cpu_meter
+from hsnn_perception.core.energy.profiles import ANN_DEVICE_PROFILES, DEFAULT_ANN_DEVICE
 from hsnn_perception.core.errors import ExperimentError
 from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.core.hybrid.pipeline import (
@@ -45,7 +47,7 @@ class OfflineSettings:
     loihi_cores: int = 0  # 0: static power left out (unknown mapping)
     # energy model of the ANN part where nothing measures it (energy.ANN_DEVICE_PROFILES; as the
     # classifier node's energy_model_device; "" = none, the figure is then unavailable)
-    ann_device: str = en.DEFAULT_ANN_DEVICE
+    ann_device: str = DEFAULT_ANN_DEVICE
     providers: str = "cpu"  # ONNX Runtime providers
     measure: bool = True  # use power meters where readable
     max_windows: int = 0  # 0: all
@@ -80,10 +82,10 @@ def evaluate_offline(
     s = settings or OfflineSettings()
     bundle = ModelBundle.load(bundle_path)
     bag = read_event_bag(bag_path, events_topic=s.events_topic)
-    meter = en.cpu_meter() if s.measure else None
-    if s.ann_device and s.ann_device not in en.ANN_DEVICE_PROFILES:
+    meter = cpu_meter() if s.measure else None
+    if s.ann_device and s.ann_device not in ANN_DEVICE_PROFILES:
         raise EvaluationError(
-            f"unknown ANN device profile {s.ann_device!r}; known: {sorted(en.ANN_DEVICE_PROFILES)}"
+            f"unknown ANN device profile {s.ann_device!r}; known: {sorted(ANN_DEVICE_PROFILES)}"
         )
     result = ReplayResult(
         bag=str(bag_path),
@@ -134,7 +136,7 @@ def evaluate_offline(
 
 
 def open_pipeline(
-    bundle: ModelBundle, s: OfflineSettings, meter: en.PowerMeter | None
+    bundle: ModelBundle, s: OfflineSettings, meter: PowerMeter | None
 ) -> HybridPipeline:
     """The bundle's stages as the nodes build them (core/hybrid/pipeline.py), with one host
     meter for the bridge and classifier (what this machine can read)."""
@@ -278,11 +280,11 @@ def _classify(
     layers = [] if r.ops is None else [dict(d) for d in r.ops.per_layer]
     # Decoding and windowing run per packet, not per window: their time is spread over the
     # windows a packet completes, and no meter reading can be attributed to one window.
-    figures["driver"] = en.unavailable(
+    figures["driver"] = unavailable(
         "driver", "cpu", "decode + windowing on this host: not metered per window", drv_s
     )
     ordered = {k: figures[k] for k in ENERGY_STAGES if k in figures}
-    ordered["total"] = en.total(list(ordered.values()))
+    ordered["total"] = total(list(ordered.values()))
     lab = label_for_window(bag.labels, w.t_start_us, w.t_end_us, s.min_label_overlap)
     result.records.append(
         EvalRecord(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hsnn_perception.core.energy.models import EnergyFigure
+from hsnn_perception.core.energy.figure import EnergyFigure
 from hsnn_perception.core.errors import ExperimentError
 from hsnn_perception.core.registry import ENERGY_STAGES
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hsnn_perception.core.energy.models import SOURCE_UNAVAILABLE
+from hsnn_perception.core.energy.figure import SOURCE_UNAVAILABLE
 from hsnn_perception.evaluation.records import STAGE_ORDER, ReplayResult
 
 PERCENTILES = (50, 95, 99)

@@ -10,7 +10,8 @@ import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
 from hsnn_perception.core.ann.readout import spike_count_readout
-from hsnn_perception.core.energy.models import ANN_DEVICE_PROFILES, DEFAULT_ANN_DEVICE, meter_for
+from hsnn_perception.core.energy.meters import meter_for
+from hsnn_perception.core.energy.profiles import ANN_DEVICE_PROFILES, DEFAULT_ANN_DEVICE
 from hsnn_perception.core.errors import ClassifierError, ConfigurationError, ModelError
 from hsnn_perception.core.events.stream import SequenceGaps
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
@@ -61,8 +62,8 @@ class ClassifierNode(HsnnNode):
         p("force_rebuild", False)
         p("input_name", "")  # empty = the bundle's ANN input name
         # Energy when nothing can be measured here: a device profile of
-        # hsnn_perception.core.energy.models (e.g. jetson-orin-nano) to model from MACs, or empty to
-        # report "unavailable".
+        # hsnn_perception.core.energy.profiles (e.g. jetson-orin-nano) to model from MACs, or empty
+        # to report "unavailable".
         p("energy_model_device", DEFAULT_ANN_DEVICE)
         # Made at configure, released at cleanup: the model and its backend, the publishers, the
         # parameters the callbacks use (read and checked once).

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 
-from hsnn_perception.core.energy.models import EnergyFigure
+from hsnn_perception.core.energy.figure import EnergyFigure
 from hsnn_perception.core.errors import MessageError
 from hsnn_perception.core.io.tensor_codec import (
     TensorFields,

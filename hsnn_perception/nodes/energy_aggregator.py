@@ -10,7 +10,7 @@ from typing import Any
 
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from hsnn_perception.core.energy.models import EnergyFigure, total
+from hsnn_perception.core.energy.figure import EnergyFigure, total
 from hsnn_perception.core.errors import ConfigurationError, EnergyAccountingError
 from hsnn_perception.core.events.stream import SequenceGaps
 from hsnn_perception.core.registry import node_name

@@ -9,7 +9,8 @@ import time
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock
 
-from hsnn_perception.core.energy.models import PowerMeter, cpu_meter, driver_stage_energy
+from hsnn_perception.core.energy.meters import PowerMeter, cpu_meter
+from hsnn_perception.core.energy.models import driver_stage_energy
 from hsnn_perception.core.errors import (
     ConfigurationError,
     EnergyAccountingError,

@@ -13,7 +13,7 @@ import numpy as np
 from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 
-from hsnn_perception.core.energy.models import NEUROMORPHIC_PROFILES
+from hsnn_perception.core.energy.profiles import NEUROMORPHIC_PROFILES
 from hsnn_perception.core.errors import ConfigurationError, ModelError, SnnError
 from hsnn_perception.core.events.binning import BinningError, EventWindower, Window
 from hsnn_perception.core.events.codecs import MAX_PACKET_EVENTS, EventPacketSizeError

@@ -314,7 +314,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_compare(args: argparse.Namespace) -> None:
-    from hsnn_perception.core.energy.models import ANN_DEVICE_PROFILES
+    from hsnn_perception.core.energy.profiles import ANN_DEVICE_PROFILES
 
     if args.ann_device not in ANN_DEVICE_PROFILES:
         known = ", ".join(sorted(ANN_DEVICE_PROFILES))

@@ -97,7 +97,7 @@ def measure_bundle(
     bundle: Any, test: Any, ann_device: str, latency_runs: int, snn_backend: str = "native"
 ) -> dict[str, Any]:
     """Accuracy, op counts, latencies and modelled energies of one bundle on ``test``."""
-    from hsnn_perception.core.energy import models as energy
+    from hsnn_perception.core.energy.models import ann_energy, loihi_energy, loihi_latency
     from hsnn_perception.training.export import onnx_session, predict_bundle
 
     run = predict_bundle(bundle, test.spikes, snn_backend=snn_backend)
@@ -111,8 +111,8 @@ def measure_bundle(
         syn, neu, spk = (int(round(v)) for v in per)
         snn = load_snn(bundle.snn_file, backend=snn_backend)
         row["snn_cpu_latency_ms"] = _median_ms(lambda: snn.run_window(sample), latency_runs // 3)
-        lat = energy.loihi_latency(bundle.timesteps, syn, neu)
-        fig = energy.loihi_energy(syn, neu, spk, lat)
+        lat = loihi_latency(bundle.timesteps, syn, neu)
+        fig = loihi_energy(syn, neu, spk, lat)
         e_snn = fig.energy_j
         row.update(
             snn_synaptic_ops=syn,
@@ -130,7 +130,7 @@ def measure_bundle(
         row["ann_cpu_latency_ms"] = _median_ms(
             lambda: sess.run(None, {bundle.ann_input_name: x}), latency_runs
         )
-        fig = energy.ann_energy(macs, None, device=ann_device)
+        fig = ann_energy(macs, None, device=ann_device)
         e_ann = fig.energy_j
         row.update(
             ann_macs=int(macs),

@@ -12,7 +12,8 @@ import pytest
 
 from hsnn_perception.core import registry
 from hsnn_perception.core.ann.backends import BackendError, ClassifierBackend
-from hsnn_perception.core.energy import models as en
+from hsnn_perception.core.energy import meters
+from hsnn_perception.core.energy.meters import meter_for
 from hsnn_perception.core.events.codecs import ENCODINGS, EventCodec, EventDecodeError, codec_for
 from hsnn_perception.core.registry import Entry, Registry, UnknownNameError
 from hsnn_perception.core.snn.runtime import SnnConfigError, load_snn
@@ -90,11 +91,11 @@ def test_unknown_names_raise_each_extension_points_own_error(tmp_path):
 
 
 def test_meter_for_picks_the_registered_meter_of_the_device_kind(monkeypatch):
-    monkeypatch.setattr(en, "gpu_meter", lambda: "nvml")
-    monkeypatch.setattr(en, "host_meter", lambda: "host")
-    assert en.meter_for("cuda:0 (NVIDIA H200, sm_90)") == "nvml"
-    assert en.meter_for("cpu") == "host"
-    assert en.meter_for("jetson NVIDIA Jetson Orin Nano") == "host"  # no entry: the host's
+    monkeypatch.setattr(meters, "gpu_meter", lambda: "nvml")
+    monkeypatch.setattr(meters, "host_meter", lambda: "host")
+    assert meter_for("cuda:0 (NVIDIA H200, sm_90)") == "nvml"
+    assert meter_for("cpu") == "host"
+    assert meter_for("jetson NVIDIA Jetson Orin Nano") == "host"  # no entry: the host's
 
 
 def test_listing_names_imports_no_backend():

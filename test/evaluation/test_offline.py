@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from eval_bundles import INPUT, SENSOR, T, make_bundle
 
-from hsnn_perception.core.energy.models import SOURCE_MODELLED, SOURCE_UNAVAILABLE
+from hsnn_perception.core.energy.figure import SOURCE_MODELLED, SOURCE_UNAVAILABLE
 from hsnn_perception.core.events.binning import bin_events
 from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
 from hsnn_perception.core.io.bag.msgtypes import Label

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from hsnn_perception.core.energy import models as en
+from hsnn_perception.core.energy.figure import EnergyFigure, total, unavailable
+from hsnn_perception.core.energy.models import accumulator_energy, ann_energy, loihi_energy
 from hsnn_perception.evaluation.records import EvalRecord, ReplayResult, ResultFormatError
 from hsnn_perception.evaluation.report import (
     family_table,
@@ -27,9 +28,7 @@ def _live(window_id: int, start_us: int, stages: dict[str, tuple], label: int = 
     for stage, (latency, energy_j, source, method, device, end_ns) in stages.items():
         rec.latency_s[stage] = latency
         rec.stage_end_ns[stage] = end_ns
-        rec.energy[stage] = en.EnergyFigure(
-            stage, device, source, method, energy_j, math.nan, latency
-        )
+        rec.energy[stage] = EnergyFigure(stage, device, source, method, energy_j, math.nan, latency)
     return rec
 
 
@@ -42,10 +41,10 @@ def _result() -> ReplayResult:
     pred = [0, 1, 1, 1, 0, 2, 1]
     recs = []
     for i, (t, p) in enumerate(zip(truth, pred, strict=True)):
-        snn = en.loihi_energy(1000 * (i + 1), 100, 10, 1e-4)
-        cls = en.unavailable("classifier", "cpu", "no meter", 2e-3)
+        snn = loihi_energy(1000 * (i + 1), 100, 10, 1e-4)
+        cls = unavailable("classifier", "cpu", "no meter", 2e-3)
         figs = {"snn": snn, "classifier": cls}
-        figs["total"] = en.total(list(figs.values()))
+        figs["total"] = total(list(figs.values()))
         recs.append(
             EvalRecord(
                 window_id=i,
@@ -182,7 +181,7 @@ def test_live_records_summarize_like_offline_ones():
         },
         label=1,
     )
-    rec.energy["total"] = en.EnergyFigure(
+    rec.energy["total"] = EnergyFigure(
         "total", "loihi+cpu", "modelled", "sum", 1e-6, math.nan, math.nan
     )
     rec.prediction_name, rec.scores = "b", [0.1, 0.8, 0.1]
@@ -214,11 +213,11 @@ def _pipeline_result(outlier_ms: float = 500.0) -> ReplayResult:
     recs = []
     for i in range(20):
         figs = {
-            "snn": en.loihi_energy(1_000_000, 10_000, 1000, 2e-3),
-            "bridge": en.accumulator_energy(33_333, 2e-5),
-            "classifier": en.ann_energy(2_000_000, None, device="jetson-nano"),
+            "snn": loihi_energy(1_000_000, 10_000, 1000, 2e-3),
+            "bridge": accumulator_energy(33_333, 2e-5),
+            "classifier": ann_energy(2_000_000, None, device="jetson-nano"),
         }
-        figs["total"] = en.total(list(figs.values()))
+        figs["total"] = total(list(figs.values()))
         latency = {"snn": float(rng.uniform(1e-3, 3e-3)), "bridge": 2e-5, "classifier": 1e-3}
         if i == 7:
             latency["snn"] = outlier_ms / 1e3
@@ -304,7 +303,7 @@ def test_dds_total_lists_each_device_once_in_pipeline_order():
         }
         order = list(stages)[::-1] if i % 2 else list(stages)  # reports arrive in any order
         rec = _live(i, i * 160_000, {k: stages[k] for k in order})
-        rec.energy["total"] = en.EnergyFigure(
+        rec.energy["total"] = EnergyFigure(
             "total", "+".join(order), "modelled", "aggregator", 1.0103e-4, math.nan, math.nan
         )
         recs.append(rec)

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hsnn_perception.core.energy.models import SOURCES, EnergyError, EnergyFigure, total
+from hsnn_perception.core.energy.figure import SOURCES, EnergyError, EnergyFigure, total
 from hsnn_perception.msg import EnergyReport, Tensor, TensorList, TensorShape
 from hsnn_perception.nodes.conversions import (
     UINT64_MAX,

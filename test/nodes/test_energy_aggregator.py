@@ -11,7 +11,8 @@ import random
 import pytest
 import rclpy
 
-from hsnn_perception.core.energy.models import EnergyFigure, loihi_energy, unavailable
+from hsnn_perception.core.energy.figure import EnergyFigure, unavailable
+from hsnn_perception.core.energy.models import loihi_energy
 from hsnn_perception.msg import EnergyReport
 from hsnn_perception.nodes.base import reliable_qos
 from hsnn_perception.nodes.conversions import energy_report, us_to_time

@@ -604,7 +604,7 @@ class Classifier(Protocol):
     readout for bundles without an ANN part."""
 
     name: str
-    device: str  # "cpu", "cuda:0", "jetson ...": picks the power meter (energy.meter_for)
+    device: str  # "cpu", "cuda:0", "jetson ...": picks the power meter (meters.meter_for)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Logits (float32) for one input batch."""

@@ -28,16 +28,14 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from hsnn_perception.core.ann.readout import softmax, spike_count_readout
+from hsnn_perception.core.energy.figure import EnergyFigure, unavailable
+from hsnn_perception.core.energy.meters import PowerMeter, measured_figure
 from hsnn_perception.core.energy.models import (
-    FP32_ADD_J,
-    EnergyFigure,
-    PowerMeter,
     bridge_stage_energy,
     classifier_stage_energy,
-    measured_figure,
     snn_stage_energy,
-    unavailable,
 )
+from hsnn_perception.core.energy.profiles import FP32_ADD_J
 from hsnn_perception.core.errors import ClassifierError
 from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
 
