@@ -29,13 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hsnn_perception.core.ann.backends import (  # noqa: E402
-    CUDA_PROVIDER,
-    TENSORRT_PROVIDER,
     BackendError,
     BackendUnavailableError,
     ClassifierBackend,
     create_backend,
 )
+from hsnn_perception.core.ann.onnxruntime import CUDA_PROVIDER, TENSORRT_PROVIDER  # noqa: E402
 from hsnn_perception.core.ann.tensorrt import bundle_ann_inputs  # noqa: E402
 from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle, default_bundle_path  # noqa: E402
 
@@ -131,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--cache-dir", type=Path, default=None, help="engine cache (a temp dir)")
     parser.add_argument("--force-rebuild", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="ONNX Runtime intra-op threads (the backend: 1)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     parser.add_argument("--verbose", action="store_true", help="print the backends' log lines")
     args = parser.parse_args(argv)

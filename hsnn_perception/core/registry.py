@@ -129,7 +129,7 @@ CLASSIFIER_BACKENDS = Registry(
     [
         Entry(
             "onnxruntime",
-            "hsnn_perception.core.ann.backends:OnnxRuntimeBackend",
+            "hsnn_perception.core.ann.onnxruntime:OnnxRuntimeBackend",
             "ONNX Runtime on its best execution provider (TensorRT EP, CUDA EP, CPU)",
         ),
         Entry(

@@ -32,28 +32,29 @@ from typing import Any
 
 import numpy as np
 
+from hsnn_perception.core.ann.artifacts import (
+    check_artifact,
+    default_cache_dir,
+    sha256_array,
+    sha256_file,
+    write_artifact,
+)
 from hsnn_perception.core.ann.backends import (
     BackendError,
     BackendUnavailableError,
     ClassifierBackend,
-    GpuInfo,
     Logger,
-    as_calibration_array,
-    check_artifact,
     check_model_file,
-    cuda_device_info,
-    default_cache_dir,
-    import_cudart,
-    is_quantized_onnx,
-    jetson_model,
     load_onnx,
     make_logger,
     onnx_io_shapes,
-    prepare_precision_model,
-    sha256_array,
-    sha256_file,
     validate_input,
-    write_artifact,
+)
+from hsnn_perception.core.ann.devices import GpuInfo, cuda_device_info, import_cudart, jetson_model
+from hsnn_perception.core.ann.precision import (
+    as_calibration_array,
+    is_quantized_onnx,
+    prepare_precision_model,
 )
 from hsnn_perception.core.hybrid.bundle import ModelBundle
 

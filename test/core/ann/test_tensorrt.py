@@ -18,16 +18,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from hsnn_perception.core.ann import tensorrt as tb
-from hsnn_perception.core.ann.backends import (
-    BackendError,
-    BackendUnavailableError,
-    GpuInfo,
+from hsnn_perception.core.ann.artifacts import (
     check_artifact,
-    create_backend,
     key_mismatches,
     sidecar_path,
     write_artifact,
 )
+from hsnn_perception.core.ann.backends import BackendError, BackendUnavailableError, create_backend
+from hsnn_perception.core.ann.devices import GpuInfo
 from hsnn_perception.core.events.synthetic import SyntheticGestures
 from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
 from hsnn_perception.core.hybrid.bundle import ModelBundle
