@@ -10,7 +10,7 @@ import pytest
 
 from hsnn_perception.core.ann.backends import create_backend
 from hsnn_perception.core.ann.readout import softmax
-from hsnn_perception.core.energy.models import SOURCE_MEASURED, SOURCE_MODELLED
+from hsnn_perception.core.energy.figure import SOURCE_MEASURED, SOURCE_MODELLED
 from hsnn_perception.core.events.binning import bin_events
 from hsnn_perception.core.events.synthetic import SyntheticGestures
 from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
