@@ -34,8 +34,8 @@ from hsnn_perception.core.ann.backends import (  # noqa: E402
     ClassifierBackend,
     create_backend,
 )
+from hsnn_perception.core.ann.calibration import bundle_ann_inputs  # noqa: E402
 from hsnn_perception.core.ann.onnxruntime import CUDA_PROVIDER, TENSORRT_PROVIDER  # noqa: E402
-from hsnn_perception.core.ann.tensorrt import bundle_ann_inputs  # noqa: E402
 from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle, default_bundle_path  # noqa: E402
 
 AGREEMENT_MIN = 0.99  # FP32 / FP16 top-1 agreement with ONNX Runtime CPU FP32

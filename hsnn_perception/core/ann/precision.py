@@ -212,7 +212,7 @@ def prepare_precision_model(
             return out
         raise BackendError(
             "precision 'int8' needs calibration_data (a few hundred ANN inputs, e.g. from "
-            "hsnn_perception.core.ann.tensorrt.calibration_inputs) to quantize "
+            "hsnn_perception.core.ann.calibration.calibration_inputs) to quantize "
             f"{model_path.name}, and no valid cached INT8 model was found ({reason})"
         )
     calib = as_calibration_array(calibration_data, input_shape)

@@ -1,32 +1,31 @@
 """TensorRT classifier backend: builds (or loads a cached) engine from the ANN's ONNX file.
 
 Engines are only valid for the TensorRT version and the GPU that built them, and for the exact
-model, precision and input shapes. Each engine is stored with a JSON sidecar holding that key
-(:func:`engine_key`); a cached engine is loaded only if its sidecar's key equals the current one
-and the engine's sha256 matches, otherwise it is rebuilt (:func:`resolve_engine`).
+model, precision and input shapes: they are cached with that key
+(:mod:`~hsnn_perception.core.ann.engine_cache`).
 
 Precisions (see docs/tensorrt.md for why):
 
 - ``fp32``: the model as is.
 - ``fp16``: TensorRT <= 10 with ``BuilderFlag.FP16`` (TensorRT picks FP16 kernels where they are
   faster); TensorRT >= 11 removed that flag, so there a float16 copy of the model
-  (:func:`~hsnn_perception.core.ann.backends.convert_fp16`) is built strongly typed.
+  (:func:`~hsnn_perception.core.ann.precision.convert_fp16`) is built strongly typed.
 - ``int8``, ``int8_method="qdq"`` (default): explicit quantization. A QDQ copy of the model is
   calibrated on the CPU with entropy calibration (onnxruntime's static quantizer) and cached beside
   the engine; TensorRT builds it as written. Works on TensorRT 8.6 to 11.
 - ``int8``, ``int8_method="implicit"``: TensorRT's own ``IInt8EntropyCalibrator2`` (deprecated
   since TensorRT 10.1, removed in 11), with its calibration cache stored beside the engine.
 
-Calibration inputs come from :func:`calibration_inputs`: synthetic samples run through the same
-binning, SNN runtime and accumulator as the deployed pipeline, so INT8 ranges match what the
-classifier will see. tensorrt and cuda-python are imported only when a backend is built.
+Calibration inputs come from :func:`~hsnn_perception.core.ann.calibration.calibration_inputs`:
+synthetic samples run through the same binning, SNN runtime and accumulator as the deployed
+pipeline, so INT8 ranges match what the classifier will see. tensorrt and cuda-python are
+imported only when a backend is built.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +50,19 @@ from hsnn_perception.core.ann.backends import (
     validate_input,
 )
 from hsnn_perception.core.ann.devices import GpuInfo, cuda_device_info, import_cudart, jetson_model
+from hsnn_perception.core.ann.engine_cache import (
+    CALIBRATION_COMPONENTS,
+    EnginePaths,
+    engine_key,
+    resolve_engine,
+)
 from hsnn_perception.core.ann.precision import (
     as_calibration_array,
     is_quantized_onnx,
     prepare_precision_model,
 )
-from hsnn_perception.core.hybrid.bundle import ModelBundle
 
-ENGINE_FORMAT = "hsnn-trt-engine/1"
 INT8_METHODS = ("qdq", "implicit")
-#: Key components a cached engine may differ in when no calibration data is given: the node
-#: reuses the engine (or calibration) that the bench or an earlier run made.
-CALIBRATION_COMPONENTS = ("calibration_sha256",)
-
-
-# --------------------------------------------------------------------------------------------
-# availability
 
 
 def tensorrt_requirements(device_index: int = 0) -> tuple[Any, Any, GpuInfo]:
@@ -102,178 +98,6 @@ def tensorrt_major(version: str) -> int:
         return int(version.split(".")[0])
     except ValueError as exc:
         raise BackendError(f"cannot read the TensorRT version {version!r}") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# the engine cache
-
-
-def engine_key(
-    *,
-    onnx_sha256: str,
-    precision: str,
-    input_shapes: dict[str, Sequence[int]],
-    tensorrt_version: str,
-    gpu_name: str,
-    compute_capability: str,
-    int8_method: str | None = None,
-    calibration_sha256: str | None = None,
-) -> dict[str, Any]:
-    """Everything that makes a serialized engine valid, as a flat JSON-able dict.
-
-    Flat so that :func:`~hsnn_perception.core.ann.backends.key_mismatches` names the
-    component that changed (e.g. ``compute_capability: '8.7' -> '9.0'``).
-    """
-    return {
-        "format": ENGINE_FORMAT,
-        "onnx_sha256": onnx_sha256,
-        "precision": precision,
-        "int8_method": int8_method if precision == "int8" else None,
-        "calibration_sha256": calibration_sha256 if precision == "int8" else None,
-        "input_shapes": {name: [int(d) for d in shape] for name, shape in input_shapes.items()},
-        "tensorrt": tensorrt_version,
-        "gpu_name": gpu_name,
-        "compute_capability": compute_capability,
-    }
-
-
-@dataclass(frozen=True)
-class EnginePaths:
-    """Where one model's engine of one precision lives in the cache directory."""
-
-    engine: Path
-    calibration_cache: Path  # implicit INT8 only
-
-    @classmethod
-    def for_model(
-        cls, cache_dir: Path, model_path: Path, precision: str, int8_method: str = "qdq"
-    ) -> EnginePaths:
-        stem = model_path.name.removesuffix(".onnx")
-        tag = precision if precision != "int8" else f"int8-{int8_method}"
-        return cls(
-            engine=Path(cache_dir) / f"{stem}.{tag}.engine",
-            calibration_cache=Path(cache_dir) / f"{stem}.int8-implicit.calib",
-        )
-
-
-def resolve_engine(
-    engine_path: Path,
-    key: dict[str, Any],
-    build: Callable[[], bytes],
-    *,
-    force_rebuild: bool = False,
-    ignore: Iterable[str] = (),
-    logger: Logger | None = None,
-) -> tuple[bytes, bool]:
-    """Return ``(serialized engine, built)``: the cached engine if valid for ``key``, else new.
-
-    ``build()`` makes the engine (seconds to minutes); it is timed and logged, and the result is
-    written beside a sidecar holding ``key``. A stale, foreign or damaged cached engine is never
-    returned.
-    """
-    log = make_logger(logger)
-    ok, reason = check_artifact(engine_path, key, ignore)
-    if ok and not force_rebuild:
-        log(f"loading {reason}")
-        return engine_path.read_bytes(), False
-    log(f"building TensorRT engine {engine_path.name}: {'force_rebuild' if ok else reason}")
-    start = time.perf_counter()
-    data = build()
-    seconds = time.perf_counter() - start
-    if not data:
-        raise BackendError(f"TensorRT produced no engine for {engine_path.name}")
-    write_artifact(engine_path, data, key, build_seconds=round(seconds, 3))
-    log(f"built {engine_path.name} ({len(data) / 1e6:.1f} MB) in {seconds:.1f} s")
-    return data, True
-
-
-# --------------------------------------------------------------------------------------------
-# calibration data from a model bundle
-
-
-def bundle_ann_inputs(
-    bundle: ModelBundle,
-    indices: Iterable[int],
-    seed: int = 0,
-    *,
-    snn_backend: str = "native",
-) -> tuple[np.ndarray, np.ndarray]:
-    """ANN inputs and labels for synthetic samples ``indices``, made as the deployed pipeline does.
-
-    Each sample of ``SyntheticGestures(sensor size, seed, sample_us = window)`` is binned into
-    ``timesteps`` bins of ``bin_us`` (downsampled to the bundle's input size), binarised (a pixel
-    spikes if it had an event), run through the SNN part (the project's runtime; skipped for an
-    ANN-only bundle), summed over ``interval`` steps and stacked on the channel axis. Returns
-    ``(inputs (N, *ann_input_shape[1:]) float32, labels (N,) int64)``.
-    """
-    from hsnn_perception.core.events.binning import bin_events
-    from hsnn_perception.core.events.synthetic import SyntheticGestures
-    from hsnn_perception.core.hybrid.accumulator import accumulate, frames_to_channels
-
-    if bundle.ann_file is None:
-        raise BackendError(f"bundle {bundle.name} has no ANN part: nothing to calibrate")
-    idx = [int(i) for i in indices]
-    if not idx:
-        raise BackendError("no sample indices given")
-    gen = SyntheticGestures(
-        height=bundle.sensor_height,
-        width=bundle.sensor_width,
-        seed=seed,
-        sample_us=bundle.window_us,
-    )
-    downsample = (bundle.sensor_height // bundle.height, bundle.sensor_width // bundle.width)
-    snn = None
-    if bundle.snn_file is not None:
-        from hsnn_perception.core.snn.runtime import load_snn
-
-        snn = load_snn(bundle.snn_file, backend=snn_backend)
-    want = bundle.ann_input_shape[1:]
-    inputs = np.empty((len(idx), *want), dtype=np.float32)
-    labels = np.empty(len(idx), dtype=np.int64)
-    try:
-        for row, i in enumerate(idx):
-            events, label = gen.sample(i)
-            counts = bin_events(
-                events,
-                0,
-                bundle.bin_us,
-                bundle.timesteps,
-                bundle.sensor_height,
-                bundle.sensor_width,
-                downsample=downsample,
-            )
-            spikes = (counts > 0).astype(np.uint8)  # (T, 2, h, w)
-            features = spikes if snn is None else snn.run_window(spikes)[0]
-            frames = frames_to_channels(accumulate(features[np.newaxis], bundle.interval))
-            if tuple(frames.shape[1:]) != tuple(want):
-                raise BackendError(
-                    f"bundle {bundle.name}: the pipeline gives ANN inputs of shape "
-                    f"{tuple(frames.shape)}, the manifest says {bundle.ann_input_shape}"
-                )
-            inputs[row] = frames[0]
-            labels[row] = label
-    finally:
-        if snn is not None:
-            snn.close()
-    return inputs, labels
-
-
-def calibration_inputs(
-    bundle: ModelBundle, n: int = 300, seed: int = 1, *, snn_backend: str = "native"
-) -> np.ndarray:
-    """``n`` calibration inputs ``(n, F*C, H, W)`` for the bundle's ANN (synthetic samples 0..n-1).
-
-    The default ``seed`` (1) differs from the seed the test set is drawn from (0) so calibration
-    never sees test samples; classes are balanced (sample i has class i % 11).
-    """
-    if n < 1:
-        raise BackendError(f"the number of calibration samples must be >= 1, got {n}")
-    inputs, _ = bundle_ann_inputs(bundle, range(n), seed, snn_backend=snn_backend)
-    return inputs
-
-
-# --------------------------------------------------------------------------------------------
-# the backend
 
 
 def _cuda_check(result: Any, what: str) -> Any:

@@ -73,3 +73,29 @@ class Messages(list):
 
     def text(self) -> str:
         return "\n".join(self)
+
+
+def make_ann(path: Path, channels: int, height: int, width: int, classes: int = 11) -> None:
+    """Conv -> ReLU -> global average pool -> dense classifier with random weights, as ONNX."""
+    rng = np.random.default_rng(0)
+    inits = {
+        "w1": rng.normal(0, 0.3, (8, channels, 3, 3)).astype(np.float32),
+        "w2": rng.normal(0, 1.0, (classes, 8)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["frames", "w1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "w2"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ann",
+        [helper.make_tensor_value_info("frames", TensorProto.FLOAT, [1, channels, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
