@@ -15,7 +15,7 @@ test: setup
 	@$(ENV) && python -m pytest test $(ARGS)
 
 lint: setup
-	@$(ENV) && ruff check . && ruff format --check .
+	@$(ENV) && ruff check . && ruff format --check . && mypy
 
 bench: setup
 	@$(ENV) && python bench/snn_runtime.py && python bench/events.py && python bench/classifier_backends.py && python bench/replay_flow.py --samples 20

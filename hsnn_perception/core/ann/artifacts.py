@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 ARTIFACT_FORMAT = "hsnn-classifier-artifact/1"
 
@@ -28,7 +29,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_array(data: np.ndarray) -> str:
+def sha256_array(data: NDArray[Any]) -> str:
     """Hex sha256 of an array's dtype, shape and bytes (identifies a calibration set)."""
     arr = np.ascontiguousarray(data)
     digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())

@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import ClassifierError
 from hsnn_perception.core.registry import CLASSIFIER_BACKENDS, UnknownNameError
 
-Logger = Callable[[str], None]
+Logger = Callable[[str], object]  # a logging call; what it returns is ignored
 
 _LOG = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def format_shape(shape: Sequence[int | None]) -> str:
 
 def validate_input(
     x: Any, input_shape: Sequence[int | None], what: str = "classifier input"
-) -> np.ndarray:
+) -> NDArray[np.float32]:
     """Check one inference input and return it as a contiguous float32 array.
 
     A missing leading batch axis is added. Raises :class:`BackendError` naming the problem for a
@@ -163,13 +164,13 @@ def validate_input(
     if x.size == 0:
         raise BackendError(f"{what} is empty (shape {tuple(x.shape)})")
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, caught below
-        x = np.ascontiguousarray(x, dtype=np.float32)
-    finite = np.isfinite(x)
+        checked: NDArray[np.float32] = np.ascontiguousarray(x, dtype=np.float32)
+    finite = np.isfinite(checked)
     if not finite.all():
-        n_nan = int(np.isnan(x).sum())
-        n_inf = int(x.size - finite.sum()) - n_nan
+        n_nan = int(np.isnan(checked).sum())
+        n_inf = int(checked.size - finite.sum()) - n_nan
         raise BackendError(f"{what} contains {n_nan} NaN and {n_inf} infinite values")
-    return x
+    return checked
 
 
 @runtime_checkable
@@ -180,7 +181,7 @@ class Classifier(Protocol):
     name: str
     device: str  # "cpu", "cuda:0", "jetson ...": picks the power meter (meters.meter_for)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def infer(self, x: NDArray[Any]) -> NDArray[Any]:
         """Logits (float32) for one input batch."""
         ...
 
@@ -202,7 +203,7 @@ class ClassifierBackend:
     output_name: str = ""
     build_seconds: float = 0.0
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def infer(self, x: NDArray[Any]) -> NDArray[Any]:
         """Logits (float32, ``(batch, classes)``) for one input batch."""
         raise NotImplementedError
 
@@ -249,7 +250,7 @@ def create_backend(
     :class:`BackendError` for any other problem (bad model file, bad options).
     """
     try:
-        backend_class = CLASSIFIER_BACKENDS.entry(kind).load()
+        backend_class: Callable[..., ClassifierBackend] = CLASSIFIER_BACKENDS.entry(kind).load()
     except UnknownNameError as exc:
         raise BackendError(str(exc)) from None
     return backend_class(

@@ -8,8 +8,10 @@ classifier will see.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.ann.backends import BackendError
 from hsnn_perception.core.hybrid.bundle import ModelBundle
@@ -21,7 +23,7 @@ def bundle_ann_inputs(
     seed: int = 0,
     *,
     snn_backend: str = "native",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """ANN inputs and labels for synthetic samples ``indices``, made as the deployed pipeline does.
 
     Each sample of ``SyntheticGestures(sensor size, seed, sample_us = window)`` is binned into
@@ -86,7 +88,7 @@ def bundle_ann_inputs(
 
 def calibration_inputs(
     bundle: ModelBundle, n: int = 300, seed: int = 1, *, snn_backend: str = "native"
-) -> np.ndarray:
+) -> NDArray[Any]:
     """``n`` calibration inputs ``(n, F*C, H, W)`` for the bundle's ANN (synthetic samples 0..n-1).
 
     The default ``seed`` (1) differs from the seed the test set is drawn from (0) so calibration

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.ann.artifacts import default_cache_dir
 from hsnn_perception.core.ann.backends import (
@@ -244,7 +245,7 @@ class OnnxRuntimeBackend(ClassifierBackend):
         self.build_seconds = time.perf_counter() - start
         log(f"classifier backend {self.name} on {self.device} ready in {self.build_seconds:.2f} s")
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def infer(self, x: NDArray[Any]) -> NDArray[Any]:
         self._check_open()
         batch = validate_input(x, self.input_shape, f"input {self.input_name!r}")
         try:

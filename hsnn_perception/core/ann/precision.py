@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.ann.artifacts import (
     check_artifact,
@@ -42,7 +43,7 @@ def is_quantized_onnx(model: Any) -> bool:
     return any(node.op_type in quant_ops for node in model.graph.node)
 
 
-def as_calibration_array(data: Any, input_shape: Sequence[int | None]) -> np.ndarray:
+def as_calibration_array(data: Any, input_shape: Sequence[int | None]) -> NDArray[Any]:
     """Stack calibration inputs into ``(N, *input_shape[1:])`` float32.
 
     Accepts an array ``(N, C, H, W)`` (N samples), or an iterable of per-sample arrays shaped
@@ -93,7 +94,7 @@ def derived_model_key(
 
 def quantize_int8_qdq(
     model_path: Path,
-    calibration: np.ndarray,
+    calibration: NDArray[Any],
     out_path: Path,
     *,
     input_name: str,
@@ -108,11 +109,11 @@ def quantize_int8_qdq(
     from onnxruntime.quantization import CalibrationDataReader
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    class _Reader(CalibrationDataReader):
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime has no types
         def __init__(self) -> None:
             self._next = 0
 
-        def get_next(self) -> dict[str, np.ndarray] | None:
+        def get_next(self) -> dict[str, NDArray[Any]] | None:
             if self._next >= len(calibration):
                 return None
             sample = calibration[self._next : self._next + 1]

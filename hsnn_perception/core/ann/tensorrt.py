@@ -24,12 +24,14 @@ imported only when a backend is built.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.ann.artifacts import (
     check_artifact,
@@ -71,9 +73,10 @@ def tensorrt_requirements(device_index: int = 0) -> tuple[Any, Any, GpuInfo]:
     Returns ``(tensorrt module, cudart module, GpuInfo)``.
     """
     missing: list[str] = []
-    trt = cudart = None
+    trt: Any = None
+    cudart: Any = None
     try:
-        import tensorrt as trt
+        trt = importlib.import_module("tensorrt")
     except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
         missing.append(f"the tensorrt Python package ({exc})")
     try:
@@ -102,6 +105,7 @@ def tensorrt_major(version: str) -> int:
 
 def _cuda_check(result: Any, what: str) -> Any:
     """cuda-python calls return ``(err, *values)``; raise on an error, return the value(s)."""
+    err: Any
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(getattr(err, "value", err)) != 0:  # cuda-python returns enum members
         raise BackendError(f"CUDA {what} failed: {err}")
@@ -111,7 +115,7 @@ def _cuda_check(result: Any, what: str) -> Any:
 def _make_entropy_calibrator(
     trt: Any,
     cudart: Any,
-    data: np.ndarray | None,
+    data: NDArray[Any] | None,
     cache_path: Path,
     cache_key: dict[str, Any],
     cache_ignore: Sequence[str],
@@ -119,11 +123,11 @@ def _make_entropy_calibrator(
 ) -> Any:
     """An ``IInt8EntropyCalibrator2`` feeding ``data`` one sample at a time (TensorRT <= 10)."""
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc]  # untyped base
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)  # pybind11 needs the explicit base init
             self._next = 0
-            self._device = None
+            self._device: Any = None  # a CUDA device pointer
             if data is not None:
                 self._device = _cuda_check(cudart.cudaMalloc(data[0].nbytes), "cudaMalloc")
 
@@ -212,7 +216,8 @@ class TensorRTBackend(ClassifierBackend):
             raise BackendError(f"{self.model_path} has no output {output_name!r}")
         self.output_name = output_name or outputs[0]
         # dynamic dimensions (a symbolic batch) are fixed to 1: the node infers one window at a time
-        self.input_shape = tuple(1 if d is None else d for d in model_shape)
+        fixed_shape = tuple(1 if d is None else d for d in model_shape)
+        self.input_shape = fixed_shape
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
         trt, cudart, gpu = tensorrt_requirements(device_index)
@@ -236,7 +241,7 @@ class TensorRTBackend(ClassifierBackend):
         key = engine_key(
             onnx_sha256=sha256_file(self.model_path),
             precision=precision,
-            input_shapes={self.input_name: self.input_shape},
+            input_shapes={self.input_name: fixed_shape},
             tensorrt_version=version,
             gpu_name=gpu.name,
             compute_capability=gpu.compute_capability,
@@ -286,7 +291,7 @@ class TensorRTBackend(ClassifierBackend):
         cudart: Any,
         precision: str,
         int8_method: str,
-        calib: np.ndarray | None,
+        calib: NDArray[Any] | None,
         paths: EnginePaths,
         key: dict[str, Any],
         workspace_mb: int,
@@ -353,7 +358,7 @@ class TensorRTBackend(ClassifierBackend):
             )
         return bytes(serialized)
 
-    def _derived(self, precision: str, calib: np.ndarray | None, log: Logger) -> Path:
+    def _derived(self, precision: str, calib: NDArray[Any] | None, log: Logger) -> Path:
         return prepare_precision_model(
             self.model_path,
             precision,
@@ -374,7 +379,7 @@ class TensorRTBackend(ClassifierBackend):
         self._context = context
         context.set_input_shape(self.input_name, self.input_shape)
         self._stream = _cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self._host: dict[str, np.ndarray] = {}
+        self._host: dict[str, NDArray[Any]] = {}
         self._device: dict[str, int] = {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -389,7 +394,7 @@ class TensorRTBackend(ClassifierBackend):
         if self.output_name not in self._host:
             raise BackendError(f"the engine has no output tensor {self.output_name!r}")
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def infer(self, x: NDArray[Any]) -> NDArray[Any]:
         self._check_open()
         batch = validate_input(x, self.input_shape, f"input {self.input_name!r}")
         cudart = self._cudart

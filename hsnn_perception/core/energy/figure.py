@@ -70,7 +70,7 @@ class EnergyFigure:
     def from_dict(cls, doc: dict[str, Any]) -> EnergyFigure:
         """Inverse of :meth:`to_dict` (also accepts the fields of an EnergyReport message)."""
         try:
-            kwargs = {
+            kwargs: dict[str, Any] = {
                 "stage": str(doc["stage"]),
                 "device": str(doc.get("device", "")),
                 "source": str(doc["source"]),

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -234,13 +235,21 @@ class _Rail:
     read_w: Callable[[], float]
 
 
+def _milliwatts(power: Path) -> float:
+    return _read_int(power) / 1000.0
+
+
+def _volts_times_amps(volt: Path, curr: Path) -> float:
+    return _read_int(volt) * _read_int(curr) * 1e-6  # mV x mA
+
+
 def _jetson_rails(root: Path) -> list[_Rail]:
     rails: list[_Rail] = []
     for power in sorted(root.glob("ina3221x/*/iio:device*/in_power*_input")):
         idx = power.name[len("in_power") : -len("_input")]
         label_path = power.parent / f"rail_name_{idx}"
         name = label_path.read_text().strip() if label_path.is_file() else power.name
-        rails.append(_Rail(name, lambda p=power: _read_int(p) / 1000.0))
+        rails.append(_Rail(name, partial(_milliwatts, power)))
     for volt in sorted(root.glob("ina3221/*/hwmon/hwmon*/in*_input")):
         idx = volt.name[len("in") : -len("_input")]
         curr = volt.parent / f"curr{idx}_input"
@@ -250,9 +259,7 @@ def _jetson_rails(root: Path) -> list[_Rail]:
         name = label_path.read_text().strip() if label_path.is_file() else volt.name
         if name.upper().startswith("NC"):  # unconnected channel
             continue
-        rails.append(
-            _Rail(name, lambda v=volt, c=curr: _read_int(v) * _read_int(c) * 1e-6)  # mV x mA
-        )
+        rails.append(_Rail(name, partial(_volts_times_amps, volt, curr)))
     return rails
 
 
@@ -292,7 +299,8 @@ def meter_for(device: str) -> PowerMeter | None:
     (the text before ":"), the host's ("cpu") for a kind no entry names."""
     kind = device.partition(":")[0]
     entry = POWER_METERS.entry(kind if kind in POWER_METERS else "cpu")
-    return entry.load()(**entry.options)
+    factory: Callable[..., PowerMeter | None] = entry.load()
+    return factory(**entry.options)
 
 
 T = TypeVar("T")

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import MessageError
 from hsnn_perception.core.io.tensor_codec import DATA_TYPE_CODES, MAX_RANK
@@ -33,20 +35,20 @@ class SpikeCodecError(MessageError, ValueError):
     """Received tensors do not describe one spike tensor (mixed forms, bad indices, ...)."""
 
 
-def _bits(array: np.ndarray) -> np.ndarray:
+def _bits(array: NDArray[Any]) -> NDArray[Any]:
     """The entries as unsigned integers of the same width: "nonzero" and "equal to 1" are decided
     on the bits, so -0.0 and NaN payloads survive the round trip."""
     return array.view(f"u{array.dtype.itemsize}") if array.dtype.itemsize > 1 else array.view("u1")
 
 
-def _index_dtype(size: int) -> np.dtype:
+def _index_dtype(size: int) -> np.dtype[Any]:
     for dtype in (np.uint16, np.uint32):
         if size <= np.iinfo(dtype).max + 1:
             return np.dtype(dtype)
     return np.dtype(np.uint64)
 
 
-def _sparse_forms(name: str, spikes: np.ndarray) -> list[dict[str, np.ndarray]]:
+def _sparse_forms(name: str, spikes: NDArray[Any]) -> list[dict[str, NDArray[Any]]]:
     flat = np.ascontiguousarray(spikes).reshape(-1)
     bits = _bits(flat)
     nonzero = bits != 0
@@ -62,14 +64,14 @@ def _sparse_forms(name: str, spikes: np.ndarray) -> list[dict[str, np.ndarray]]:
     ]
 
 
-def encoded_nbytes(tensors: Mapping[str, np.ndarray]) -> int:
+def encoded_nbytes(tensors: Mapping[str, NDArray[Any]]) -> int:
     """Payload bytes of ``tensors`` (each Tensor message adds its name, shape and strides)."""
     return sum(int(a.nbytes) for a in tensors.values())
 
 
 def encode_spikes(
-    spikes: np.ndarray, encoding: str = "dense", name: str = "spikes"
-) -> dict[str, np.ndarray]:
+    spikes: NDArray[Any], encoding: str = "dense", name: str = "spikes"
+) -> dict[str, NDArray[Any]]:
     """The tensors that carry ``spikes``: ``dense`` as it is; ``sparse`` the smaller of the index
     and mask forms; ``auto`` the smallest of all three (dense wins for busy windows)."""
     if encoding not in ENCODINGS:
@@ -85,7 +87,7 @@ def encode_spikes(
     return min(forms, key=encoded_nbytes)  # first of equals: index before mask before dense
 
 
-def _shape(array: np.ndarray, max_size: int | None) -> tuple[tuple[int, ...], int]:
+def _shape(array: NDArray[Any], max_size: int | None) -> tuple[tuple[int, ...], int]:
     if array.ndim != 1 or array.dtype.kind not in "iu" or array.size > MAX_RANK:
         raise SpikeCodecError(
             f"shape tensor must be at most {MAX_RANK} integers, got {array.shape} {array.dtype}"
@@ -100,8 +102,8 @@ def _shape(array: np.ndarray, max_size: int | None) -> tuple[tuple[int, ...], in
 
 
 def decode_spikes(
-    arrays: Mapping[str, np.ndarray], name: str = "spikes", max_size: int | None = None
-) -> np.ndarray:
+    arrays: Mapping[str, NDArray[Any]], name: str = "spikes", max_size: int | None = None
+) -> NDArray[Any]:
     """The dense spike tensor of ``arrays`` in whichever form it came. ``max_size`` bounds the
     entries a sparse form may declare (a few bytes must not make the receiver allocate
     gigabytes). Every field is checked; SpikeCodecError says what is wrong."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import MessageError
 
 # isaac_ros_tensor_list_interfaces/Tensor data_type codes.
-DATA_TYPE_CODES: dict[np.dtype, int] = {
+DATA_TYPE_CODES: dict[np.dtype[Any], int] = {
     np.dtype(np.int8): 1,
     np.dtype(np.uint8): 2,
     np.dtype(np.int16): 3,
@@ -27,7 +29,7 @@ DATA_TYPE_CODES: dict[np.dtype, int] = {
     np.dtype(np.float32): 9,
     np.dtype(np.float64): 10,
 }
-CODE_DTYPES: dict[int, np.dtype] = {code: dtype for dtype, code in DATA_TYPE_CODES.items()}
+CODE_DTYPES: dict[int, np.dtype[Any]] = {code: dtype for dtype, code in DATA_TYPE_CODES.items()}
 
 
 # The field types of isaac_ros_tensor_list_interfaces/msg/TensorShape: uint8 rank, uint32[] dims.
@@ -44,10 +46,10 @@ class TensorFields:
     dims: tuple[int, ...]
     data_type: int
     strides: tuple[int, ...]
-    data: bytes
+    data: bytes | memoryview  # a received message's buffer is not copied
 
 
-def encode_tensor(name: str, array: np.ndarray) -> TensorFields:
+def encode_tensor(name: str, array: NDArray[Any]) -> TensorFields:
     """Describe ``array`` as tensor fields: little-endian, C order, strides in bytes."""
     dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
     code = DATA_TYPE_CODES.get(np.dtype(dtype.str.replace(">", "<")))
@@ -83,7 +85,7 @@ def dense_strides(dims: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 MAX_RANK = 32
 
 
-def decode_tensor(fields: TensorFields, *, copy: bool = False) -> np.ndarray:
+def decode_tensor(fields: TensorFields, *, copy: bool = False) -> NDArray[Any]:
     """Array view of tensor fields, after checking that they are consistent. Nothing is allocated
     before the checks (the size is computed in Python integers: int64 products could wrap)."""
     dtype = CODE_DTYPES.get(int(fields.data_type))

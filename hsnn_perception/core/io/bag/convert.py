@@ -10,8 +10,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.events.codecs import EVENT_DTYPE, EventCodecError, decode_packet
 from hsnn_perception.core.io.bag.msgtypes import BagError, EventPacketData, Label
@@ -103,9 +105,9 @@ def aedat4_to_bag(
         raise BagError(f"cannot open {aedat_path} as AEDAT4: {exc}") from exc
     width, height = reader.width, reader.height
 
-    seen = {"first": None, "last": None}  # sensor time the recording covers
+    seen: dict[str, int | None] = {"first": None, "last": None}  # sensor time it covers
 
-    def batches() -> Iterator[np.ndarray]:
+    def batches() -> Iterator[NDArray[Any]]:
         while True:
             try:
                 got = reader.next_batch()
@@ -127,17 +129,16 @@ def aedat4_to_bag(
         )
     finally:
         reader.close()
-    if labels and seen["first"] is not None:
-        outside = sum(
-            1 for lab in labels if lab.end_us <= seen["first"] or lab.start_us > seen["last"]
-        )
+    first, last = seen["first"], seen["last"]
+    if labels and first is not None and last is not None:
+        outside = sum(1 for lab in labels if lab.end_us <= first or lab.start_us > last)
         if outside:
             counts[LABELS_OUTSIDE] = outside
     return counts
 
 
 def _batch_packets(
-    batches: Iterable[np.ndarray],
+    batches: Iterable[NDArray[Any]],
     packet_us: int,
     width: int,
     height: int,
@@ -153,11 +154,12 @@ def _batch_packets(
     for ev in batches:
         if ev.size == 0:
             continue
-        if seen["first"] is None:
-            seen["first"] = int(ev["t"][0])
-        cut = bool(max_us) and int(ev["t"][-1]) >= seen["first"] + max_us
+        first = seen["first"]
+        if first is None:
+            first = seen["first"] = int(ev["t"][0])
+        cut = bool(max_us) and int(ev["t"][-1]) >= first + max_us
         if cut:
-            ev = ev[ev["t"] < seen["first"] + max_us]
+            ev = ev[ev["t"] < first + max_us]
         if ev.size:
             seen["last"] = int(ev["t"][-1])
             ev = np.concatenate([carry, ev])
@@ -221,9 +223,9 @@ def evt3_raw_to_bag(
     if not raw_path.is_file():
         raise BagError(f"no EVT3 .raw file at {raw_path}")
     width, height, offset = read_evt3_raw_header(raw_path)
-    drops: Counter = Counter()
+    drops: Counter[str] = Counter()
 
-    def batches() -> Iterator[np.ndarray]:
+    def batches() -> Iterator[NDArray[Any]]:
         state = Evt3State()  # the stream is cut into reads anywhere: carry the decoder state
         with raw_path.open("rb") as f:
             f.seek(offset)
@@ -245,7 +247,7 @@ def evt3_raw_to_bag(
 
 
 def _grid_packets(
-    events: np.ndarray, packet_us: int, width: int, height: int, encoding: str, seq0: int
+    events: NDArray[Any], packet_us: int, width: int, height: int, encoding: str, seq0: int
 ) -> list[EventPacketData]:
     if events.size == 0:
         return []
@@ -255,7 +257,3 @@ def _grid_packets(
     for i, chunk in enumerate(np.split(events, cuts)):
         out.extend(packetize(chunk, packet_us, width, height, encoding, seq0 + i))
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Reading

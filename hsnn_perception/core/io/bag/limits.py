@@ -13,6 +13,7 @@ so one assignment here changes them for every reader.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,10 @@ def bounded_decompress_file(src: Path, dst: Path, limit: int) -> int:
 _BOUNDED_INSTALLED = False
 
 
+def _bounded_by_name(compression: str, data: bytes, size: int) -> bytes:
+    return bounded_decompress(data, compression, size)
+
+
 def install_bounded_decompressors() -> None:
     """Make the rosbags MCAP reader decompress through :func:`bounded_decompress`.
 
@@ -153,11 +158,5 @@ def install_bounded_decompressors() -> None:
     from rosbags.rosbag2 import storage_mcap
 
     for name in MCAP_COMPRESSIONS:
-        storage_mcap.DECOMPRESSORS[name] = lambda data, size, _name=name: bounded_decompress(
-            data, _name, size
-        )
+        storage_mcap.DECOMPRESSORS[name] = partial(_bounded_by_name, name)
     _BOUNDED_INSTALLED = True
-
-
-# --------------------------------------------------------------------------------------------
-# Types

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import RecordingError
 from hsnn_perception.core.events.codecs import decode_packet
@@ -131,7 +132,7 @@ def package_typestore(distro: str = DEFAULT_DISTRO, directory: Path | None = Non
     return _cached_typestore(distro, str(directory or msg_dir()))
 
 
-def _zero_value(store: Any, desc: tuple) -> Any:
+def _zero_value(store: Any, desc: tuple[Any, ...]) -> Any:
     from rosbags.typesys.base import Nodetype
 
     kind, rest = desc
@@ -170,7 +171,7 @@ _NUMPY_TYPES = {
 }
 
 
-def _empty_sequence(sub: tuple) -> Any:
+def _empty_sequence(sub: tuple[Any, ...]) -> Any:
     from rosbags.typesys.base import Nodetype
 
     if sub[0] == Nodetype.BASE and sub[1][0] in _NUMPY_TYPES:
@@ -178,7 +179,7 @@ def _empty_sequence(sub: tuple) -> Any:
     return []
 
 
-def _convert(store: Any, desc: tuple, value: Any, where: str) -> Any:
+def _convert(store: Any, desc: tuple[Any, ...], value: Any, where: str) -> Any:
     from rosbags.typesys.base import Nodetype
 
     kind, rest = desc
@@ -270,7 +271,7 @@ class EventPacketData:
     is_bigendian: bool = False
     stamp_ns: int = 0
 
-    def decode(self, strict: bool = True, drops: Counter | None = None) -> np.ndarray:
+    def decode(self, strict: bool = True, drops: Counter[str] | None = None) -> NDArray[Any]:
         """The events (EVENT_DTYPE, t in us of sensor time)."""
         return decode_packet(
             self.payload,

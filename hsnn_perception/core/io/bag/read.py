@@ -79,7 +79,9 @@ class MessageReader:
             self.undecodable.add(conn.msgtype)
             self.report.note(f"cannot use the bag's definition of {conn.msgtype}: {exc}")
 
-    def _prefer_bag_definition(self, conn: Connection, parse: Callable) -> None:
+    def _prefer_bag_definition(
+        self, conn: Connection, parse: Callable[[str, str], dict[str, Any]]
+    ) -> None:
         """A known type whose definition in the bag differs (a bag recorded by another version
         of this package) is decoded with the bag's definition, and the report says so."""
         try:

@@ -31,16 +31,17 @@ from hsnn_perception.core.io.bag.storage import (
 MCAP_OPS = set(range(0x01, 0x11))  # record types of MCAP v0; others are skipped and counted
 
 
-def _u16(b: bytes, o: int) -> int:
-    return struct.unpack_from("<H", b, o)[0]
+# Little-endian integers of MCAP records, read from bytes or from the memory-mapped file.
+def _u16(b: bytes | mmap.mmap, o: int) -> int:
+    return int(struct.unpack_from("<H", b, o)[0])
 
 
-def _u32(b: bytes, o: int) -> int:
-    return struct.unpack_from("<I", b, o)[0]
+def _u32(b: bytes | mmap.mmap, o: int) -> int:
+    return int(struct.unpack_from("<I", b, o)[0])
 
 
-def _u64(b: bytes, o: int) -> int:
-    return struct.unpack_from("<Q", b, o)[0]
+def _u64(b: bytes | mmap.mmap, o: int) -> int:
+    return int(struct.unpack_from("<Q", b, o)[0])
 
 
 def _mcap_str(b: bytes, o: int) -> tuple[str, int]:
@@ -212,7 +213,7 @@ def _next_chunk(data: Any, start: int, end: int) -> int | None:
     """Offset of the next well-formed chunk record after ``start``, if any."""
     pos = start
     while True:
-        pos = data.find(b"\x06", pos, end - 9)
+        pos = int(data.find(b"\x06", pos, end - 9))
         if pos < 0:
             return None
         size = _u64(data, pos + 1)

@@ -63,7 +63,7 @@ class IndexedSource(RawSource):
         from rosbags.rosbag2 import Reader
 
         last_ns: int | None = None
-        at_last: Counter = Counter()  # (topic, raw size) of what was yielded at ``last_ns``
+        at_last: Counter[tuple[str, int]] = Counter()  # (topic, raw size) yielded at ``last_ns``
         with Reader(self.path) as reader:
             conns = [c for c in reader.connections if c.topic in topics]
             if not conns:

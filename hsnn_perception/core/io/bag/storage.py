@@ -28,9 +28,9 @@ class ReadReport:
     storage: str = ""
     recovered: bool = False  # read by the recovery scanner (bag index or metadata damaged)
     topics: dict[str, str] = field(default_factory=dict)  # topic -> msgtype
-    read: Counter = field(default_factory=Counter)  # topic -> messages read
+    read: Counter[str] = field(default_factory=Counter)  # topic -> messages read
     expected: dict[str, int] = field(default_factory=dict)  # topic -> count the index announces
-    skipped: Counter = field(default_factory=Counter)  # reason -> messages (or bytes) skipped
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> messages (or bytes) skipped
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -94,7 +94,7 @@ def sqlite_messages(
         f"WHERE topic_id IN ({marks}) ORDER BY timestamp"
     )
     last: int | None = None
-    at_last: Counter = Counter()
+    at_last: Counter[tuple[str, int]] = Counter()
     try:
         try:
             for row in con.execute(query, [limits.MAX_MESSAGE_BYTES, *ids]):
@@ -124,7 +124,7 @@ _SQL_DATA = "CASE WHEN length(data) <= ? THEN data END"
 
 
 def _sqlite_row(
-    row: tuple, by_id: dict[int, Connection], report: ReadReport
+    row: tuple[Any, ...], by_id: dict[int, Connection], report: ReadReport
 ) -> tuple[Connection, int, bytes] | None:
     tid, ts, size, data = row
     if data is None and size is not None and size > limits.MAX_MESSAGE_BYTES:
@@ -136,7 +136,9 @@ def _sqlite_row(
     return by_id[tid], int(ts), bytes(data)
 
 
-def _sqlite_rows_by_id(con: sqlite3.Connection, ids: set[int], report: ReadReport) -> Iterator:
+def _sqlite_rows_by_id(
+    con: sqlite3.Connection, ids: set[int], report: ReadReport
+) -> Iterator[tuple[Any, ...]]:
     try:
         (top,) = con.execute("SELECT max(id) FROM messages").fetchone()
     except sqlite3.DatabaseError:
@@ -157,7 +159,7 @@ def _sqlite_rows_by_id(con: sqlite3.Connection, ids: set[int], report: ReadRepor
             yield row
 
 
-def _natural(path: Path) -> list:
+def _natural(path: Path) -> list[int | str]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.events.codecs import EventCodecError, check_events, encode_packet
 from hsnn_perception.core.io.bag.msgtypes import (
@@ -145,7 +146,7 @@ class BagRecorder:
 
 
 def packetize(
-    events: np.ndarray,
+    events: NDArray[Any],
     packet_us: int,
     width: int,
     height: int,
