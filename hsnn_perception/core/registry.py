@@ -123,7 +123,7 @@ SNN_BACKENDS = Registry(
 
 # Classifier backends: a class (or factory) ``(model_path, *, providers, precision, cache_dir,
 # force_rebuild, calibration_data, logger, **options)`` returning a
-# ``classifier_backends.ClassifierBackend``; used by ``classifier_backends.create_backend``.
+# ``ann.backends.ClassifierBackend``; used by ``ann.backends.create_backend``.
 CLASSIFIER_BACKENDS = Registry(
     "classifier backend kind",
     [
