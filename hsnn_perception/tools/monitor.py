@@ -12,7 +12,7 @@ from typing import Any
 
 from rclpy.node import Node
 
-from hsnn_perception.core.energy.models import EnergyError, unavailable
+from hsnn_perception.core.energy.figure import EnergyError, unavailable
 from hsnn_perception.evaluation.records import EvalRecord
 from hsnn_perception.graph import (
     CLASSIFICATION,
