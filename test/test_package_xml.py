@@ -101,7 +101,7 @@ def python_files(*folders: str) -> list[Path]:
     scripts = [
         p
         for p in (ROOT / "scripts").iterdir()
-        if p.read_bytes().startswith(b"#!/usr/bin/env python")
+        if p.is_file() and p.read_bytes().startswith(b"#!/usr/bin/env python")
     ]
     return files + (scripts if "scripts" in folders else [])
 
