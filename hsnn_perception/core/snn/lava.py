@@ -27,9 +27,10 @@ import numpy as np
 
 from hsnn_perception.core.energy.models import LoihiMeasurement
 from hsnn_perception.core.errors import SnnError
+from hsnn_perception.core.snn.api import OpCounts, check_spikes
 from hsnn_perception.core.snn.loihi_profiler import LoihiEnergyProbe, LoihiProfilerError
 from hsnn_perception.core.snn.netx import NetxNetwork, read_netx
-from hsnn_perception.core.snn.runtime import OpCounts, check_spikes, count_ops
+from hsnn_perception.core.snn.ops import count_ops
 
 
 class LavaBackendError(SnnError, RuntimeError):
