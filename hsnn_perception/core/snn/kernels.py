@@ -16,38 +16,42 @@ kernel tap land in consecutive accumulator words (one vector add instead of C sc
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numba
 import numpy as np
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 HALF32 = 1 << 31
 MASK32 = (1 << 32) - 1
 MAX_UV = 1 << 23
 
 
-def _jit(fn: F) -> F:
+def _jit(fn: Callable[..., Any]) -> Any:
+    """A kernel: compiled without the GIL, cached on disk where a cache can be written."""
     try:
-        return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
+        return numba.njit(cache=True, nogil=True)(fn)
     except RuntimeError:  # no writable cache location (read-only install): compile per process
-        return numba.njit(cache=False, nogil=True)(fn)  # type: ignore[no-any-return]
+        return numba.njit(cache=False, nogil=True)(fn)
 
 
-@numba.njit(inline="always")
-def _decay(x: int, keep: int) -> int:
+def _inline(fn: Callable[..., Any]) -> Any:
+    """A helper compiled into the kernels that call it."""
+    return numba.njit(inline="always")(fn)
+
+
+@_inline
+def _decay(x: Any, keep: Any) -> Any:
     """``trunc(x * keep / 4096)`` (round toward zero, as Lava's sign/abs/shift), branch-free."""
     p = np.int64(x) * keep
-    return (p + ((p >> 63) & 4095)) >> 12  # type: ignore[no-any-return]
+    return (p + ((p >> 63) & 4095)) >> 12
 
 
-@numba.njit(inline="always")
-def _wrap32(x: int) -> int:
+@_inline
+def _wrap32(x: Any) -> Any:
     return ((x + HALF32) & MASK32) - HALF32
 
 
-@numba.njit(inline="always")
+@_inline
 def _lif(a: int, u: int, v: int, bias: int, u_keep: int, v_keep: int, vth: int) -> Any:
     """One neuron, one step: (new u, new v, spiked)."""
     cur = _wrap32(_decay(u, u_keep) + a * 64)  # a << 6 and the sum wrap as int32 in Lava
@@ -102,7 +106,7 @@ def fanout_sum(x: Any, fanout: Any, out: Any) -> None:
         out[r] = acc
 
 
-@numba.njit(inline="always")
+@_inline
 def _emit(row: Any, order: Any, idx: Any, pos: int) -> Any:
     """Append the positions of the nonzero bytes of ``row`` to ``idx`` from ``pos``, each as
     ``order[k]`` (as ``k`` itself where ``order`` is empty); return the new end and the number
@@ -248,7 +252,7 @@ def event_layer(
         out_off[t + 1] = pos
 
 
-@numba.njit(inline="always")
+@_inline
 def _update(
     a_row: Any, u: Any, v: Any, bias: Any, u_keep: int, v_keep: int, vth: int, out: Any
 ) -> int:
@@ -263,7 +267,7 @@ def _update(
     return spikes
 
 
-@numba.njit(inline="always")
+@_inline
 def _current(raw: Any, exp: int, wrap_bits: int, cur: Any) -> None:
     """``cur += wrap(shift(raw, exp))`` with int32 wrap of the sum (Lava's dense: each delay
     group's sum shifted by the weight exponent and cast to int32; conv: a 24-bit wrap)."""
@@ -279,7 +283,7 @@ def _current(raw: Any, exp: int, wrap_bits: int, cur: Any) -> None:
         cur[i] = _wrap32(np.int64(cur[i]) + x)
 
 
-@numba.njit(inline="always")
+@_inline
 def _scatter_conv(
     ev_idx: Any, start: int, stop: int, taps_y: Any, taps_x: Any, geom: Any, w: Any, slot: Any
 ) -> None:

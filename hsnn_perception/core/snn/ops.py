@@ -64,4 +64,7 @@ def synaptic_ops(spikes: npt.NDArray[Any], fanout: npt.NDArray[np.int64]) -> npt
     """Per row of ``spikes`` (N, n_in) binary: sum of the fan-out of the neurons that spiked."""
     exact32 = spikes.shape[1] * int(fanout.max(initial=0)) < (1 << 24)
     dtype = np.float32 if exact32 else np.float64  # exact integer sums either way
-    return np.rint(spikes.astype(dtype) @ fanout.astype(dtype)).astype(np.int64)
+    ops: npt.NDArray[np.int64] = np.rint(spikes.astype(dtype) @ fanout.astype(dtype)).astype(
+        np.int64
+    )
+    return ops

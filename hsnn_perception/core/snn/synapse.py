@@ -26,6 +26,9 @@ from hsnn_perception.core.snn.loihi import (
 from hsnn_perception.core.snn.netx import NetxLayer
 from hsnn_perception.core.snn.ops import layer_fanout
 
+# numpy 1.26's type stub refuses the tuple ``axis`` the function accepts
+_window_view: Any = np.lib.stride_tricks.sliding_window_view
+
 
 class DenseSynapse:
     """Synaptic current of one conv/dense layer for a batch of input spike frames.
@@ -126,7 +129,8 @@ class DenseSynapse:
             idt = torch.int32 if self.int_dtype == np.int32 else torch.int64
             ints: IntArray = y.round_().to(idt).numpy()
             return ints
-        return np.rint(y).astype(self.int_dtype)
+        ints = np.rint(y).astype(self.int_dtype)
+        return ints
 
     def _matmul(self, flat: npt.NDArray[np.uint8], w: Any) -> IntArray:
         if self.compute == "torch":
@@ -160,7 +164,7 @@ class DenseSynapse:
         if ph or pw:
             x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-        win = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+        win = _window_view(x, (span_h, span_w), axis=(2, 3))
         # (N, C, OH', OW', span_h, span_w) -> strided output positions, dilated taps
         win = win[:, :, : (h_out - 1) * sh + 1 : sh, : (w_out - 1) * sw + 1 : sw, ::dh, ::dw]
         g = layer.groups
