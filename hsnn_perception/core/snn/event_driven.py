@@ -36,13 +36,21 @@ def hwc_order(shape: tuple[int, int, int]) -> npt.NDArray[np.int64]:
     return np.arange(c * h * w, dtype=np.int64).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
 
 
-def conv_taps(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> npt.NDArray[Any]:
-    """``taps[y, ky]``: the output row that input row ``y`` reaches through kernel row ``ky``
-    (``y = oy * stride - pad + ky * dil``), -1 where it reaches none."""
+def conv_taps(
+    size: int, out: int, k: int, stride: int, pad: int, dil: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """For each input row ``y``: the (output row, kernel row) pairs through which it reaches an
+    output (``y = oy * stride - pad + ky * dil``), ``taps[y, :count[y]]``."""
     y = np.arange(size)[:, None] + pad - np.arange(k)[None, :] * dil
     oy = y // stride
     ok = (y >= 0) & (y % stride == 0) & (oy < out)
-    return np.where(ok, oy, -1).astype(np.int64)
+    taps = np.zeros((size, k, 2), np.int64)
+    count = ok.sum(axis=1)
+    for row in range(size):
+        ks = np.flatnonzero(ok[row])
+        taps[row, : ks.size, 0] = oy[row, ks]
+        taps[row, : ks.size, 1] = ks
+    return taps, count.astype(np.int64)
 
 
 @dataclass
@@ -67,8 +75,9 @@ class EventLayer:
         self.bias = np.empty(self.n, np.int64)
         self.bias[out_order] = lif.bias_full
         self.fanout = np.zeros(self.n_in, np.int64)
-        self.taps_y = self.taps_x = np.full((1, 1), -1, np.int64)
-        self.geom = np.zeros(5, np.int64)
+        self.taps_y = self.taps_x = np.zeros((1, 1, 2), np.int64)
+        self.n_taps_y = self.n_taps_x = np.zeros(1, np.int64)
+        self.geom = np.zeros(7, np.int64)
         self.exp, self.wrap_bits = 0, 32
         if syn is None:  # input layer: each input spike is a current of 1, no latency
             self.kind, self.lag0 = KIND_INPUT, 0
@@ -111,9 +120,9 @@ class EventLayer:
         (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
         c_in, h_in, w_in = layer.in_shape
         _, h_out, w_out = layer.out_shape
-        self.taps_y = conv_taps(h_in, h_out, kh, sh, ph, dh)
-        self.taps_x = conv_taps(w_in, w_out, kw, sw, pw, dw)
-        self.geom = np.array([c_in, w_in, c_out, w_out, c_per_group], np.int64)
+        self.taps_y, self.n_taps_y = conv_taps(h_in, h_out, kh, sh, ph, dh)
+        self.taps_x, self.n_taps_x = conv_taps(w_in, w_out, kw, sw, pw, dw)
+        self.geom = np.array([c_in, w_in, c_out, w_out, c_per_group, kh, kw], np.int64)
         return wt.reshape(-1, k_per_group)
 
     @property
@@ -126,12 +135,13 @@ class EventLayer:
         ev_off: npt.NDArray[np.int64],
         ev_idx: npt.NDArray[np.int32],
         dense_input: npt.NDArray[np.uint8],
+        hwc_in: bool,
         dense_above: float,
     ) -> _Result:
         """One window of this layer from the reset state. ``ev_off``/``ev_idx``: input events
-        (HWC); ``dense_input`` (T, C, H, W): the same input as frames, read only for the steps
-        that take the dense conv/matmul (those with more than ``dense_above`` of the inputs
-        active)."""
+        (HWC); ``dense_input`` (T, C, H, W), or (T, H, W, C) for ``hwc_in``: the same input as
+        frames, read only for the steps that take the dense conv/matmul (those with more than
+        ``dense_above`` of the inputs active)."""
         from hsnn_perception.core.snn import kernels
 
         t = dense_input.shape[0]
@@ -141,7 +151,7 @@ class EventLayer:
             busy = np.flatnonzero(np.diff(ev_off) > dense_above * self.n_in)
             if busy.size:
                 dense_row[busy] = np.arange(busy.size)
-                dense_raw = self._dense_sums(dense_input[busy])
+                dense_raw = self._dense_sums(dense_input[busy], hwc_in)
         out = np.empty((t, self.n), np.uint8)
         out_off = np.empty(t + 1, np.int64)
         out_idx = np.empty(t * self.n, np.int32)
@@ -157,7 +167,9 @@ class EventLayer:
             self.lag0,
             self.kind,
             self.taps_y,
+            self.n_taps_y,
             self.taps_x,
+            self.n_taps_x,
             self.geom,
             self.weights,
             self.delays,
@@ -182,16 +194,13 @@ class EventLayer:
         )
         return _Result(out, out_off, out_idx, counts)
 
-    def _dense_sums(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[Any]:
-        """Exact sums of whole frames (N, C, H, W) by the dense conv/matmul -> (N, G, n) HWC."""
+    def _dense_sums(self, frames: npt.NDArray[np.uint8], hwc_in: bool) -> npt.NDArray[Any]:
+        """Exact sums of whole frames (N, C, H, W), (N, H, W, C) for ``hwc_in``, by the dense
+        conv/matmul -> (N, G, n) HWC."""
         assert self.syn is not None
-        raw = self.syn.raw_sums(np.ascontiguousarray(frames))
-        n = frames.shape[0]
-        out = np.empty((n, len(raw), self.n), self.acc_dtype)
-        c, h, w = self.layer.out_shape
-        for g, (_, sums) in enumerate(raw):
-            out[:, g] = sums.reshape(n, c, h, w).transpose(0, 2, 3, 1).reshape(n, -1)
-        return out
+        raw = [s for _, s in self.syn.raw_sums(frames, hwc_in=hwc_in, hwc_out=True)]
+        sums = raw[0][:, None] if len(raw) == 1 else np.stack(raw, axis=1)  # (N, G, n)
+        return sums.astype(self.acc_dtype, copy=False)
 
 
 class EventNetwork:
@@ -230,13 +239,13 @@ class EventNetwork:
         if kernels.scan_events(frames, self.input_order, ev_off, ev_idx):
             raise SnnInputError("run input: spikes must be binary (0/1)")
         counts = np.empty((t, len(self.layers), 3), np.int64)
-        dense_in = x
+        dense_in, hwc = x, False  # frames, copied only for the steps that take the dense sums
         for i, layer in enumerate(self.layers):
-            res = layer.run(ev_off, ev_idx, dense_in, self.dense_above)
+            res = layer.run(ev_off, ev_idx, dense_in, hwc, self.dense_above)
             counts[:, i] = res.counts
             ev_off, ev_idx = res.ev_off, res.ev_idx
             c, h, w = layer.layer.out_shape
-            dense_in = res.out.reshape(t, h, w, c).transpose(0, 3, 1, 2)  # a view: no copy
+            dense_in, hwc = res.out.reshape(t, h, w, c), True
         # the output back in CHW order, from its events (a transpose of the HWC frames strides
         # over every byte; the events are few)
         out = np.zeros((t, self.layers[-1].n), np.uint8)

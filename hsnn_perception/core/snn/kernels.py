@@ -110,7 +110,9 @@ def fanout_sum(x: Any, fanout: Any, out: Any) -> None:
 def _emit(row: Any, order: Any, idx: Any, pos: int) -> Any:
     """Append the positions of the nonzero bytes of ``row`` to ``idx`` from ``pos``, each as
     ``order[k]`` (as ``k`` itself where ``order`` is empty); return the new end and the number
-    of bytes above 1. Skips zero bytes eight at a time (spikes are sparse)."""
+    of bytes above 1. Skips zero bytes eight at a time (spikes are sparse). ``idx`` must hold
+    one more element than the nonzero bytes before the last one (a zero byte's index is written
+    and then overwritten)."""
     n = row.shape[0]
     whole = n - n % 8
     words = row[:whole].view(np.uint64)
@@ -118,16 +120,16 @@ def _emit(row: Any, order: Any, idx: Any, pos: int) -> Any:
     bad = 0
     for j in range(words.shape[0]):
         if words[j] != 0:
-            for k in range(j * 8, j * 8 + 8):
-                if row[k]:
-                    idx[pos] = order[k] if mapped else k
-                    pos += 1
-                    bad += row[k] > 1
+            for k in range(j * 8, j * 8 + 8):  # branch-free: store always, advance on a spike
+                value = row[k]
+                idx[pos] = order[k] if mapped else k
+                pos += value != 0
+                bad += value > 1
     for k in range(whole, n):
-        if row[k]:
-            idx[pos] = order[k] if mapped else k
-            pos += 1
-            bad += row[k] > 1
+        value = row[k]
+        idx[pos] = order[k] if mapped else k
+        pos += value != 0
+        bad += value > 1
     return pos, bad
 
 
@@ -163,7 +165,9 @@ def event_layer(
     lag0: int,
     kind: int,
     taps_y: Any,
+    n_taps_y: Any,
     taps_x: Any,
+    n_taps_x: Any,
     geom: Any,
     weights: Any,
     delays: Any,
@@ -189,8 +193,9 @@ def event_layer(
     """One layer over a window, event-driven. Input events of step s (``ev_idx[ev_off[s]:
     ev_off[s+1]]``, HWC indices) reach the neurons at step ``s + lag0 + delay`` (``lag0`` is 1
     for a synapse, 0 for an input layer). ``kind``: 0 input layer (each event adds 1), 1 conv
-    (``weights`` (C_in * kh * kw, C_out/groups); ``taps_y[y, ky]``/``taps_x[x, kx]`` the output
-    row or column reached, -1 for none; ``geom`` = C_in, W_in, C_out, W_out, C_in/groups), 2 dense
+    (``weights`` (C_in * kh * kw, C_out/groups); ``taps_y[y, :n_taps_y[y]]`` the (output row,
+    kernel row) pairs that input row y reaches, ``taps_x`` the same for columns; ``geom`` = C_in,
+    W_in, C_out, W_out, C_in/groups, kh, kw), 2 dense
     (``weights`` (groups * n_in, n_out), one group per delay in ``delays``).
 
     A step s with ``dense_row[s] >= 0`` takes its sums from ``dense_raw[dense_row[s]]`` (G, n)
@@ -228,7 +233,16 @@ def event_layer(
                         slot[ev_idx[e]] += 1
                 elif kind == 1:
                     _scatter_conv(
-                        ev_idx, ev_off[s], ev_off[s + 1], taps_y, taps_x, geom, weights, slot
+                        ev_idx,
+                        ev_off[s],
+                        ev_off[s + 1],
+                        taps_y,
+                        n_taps_y,
+                        taps_x,
+                        n_taps_x,
+                        geom,
+                        weights,
+                        slot,
                     )
                 else:
                     first = g * n_in
@@ -285,28 +299,43 @@ def _current(raw: Any, exp: int, wrap_bits: int, cur: Any) -> None:
 
 @_inline
 def _scatter_conv(
-    ev_idx: Any, start: int, stop: int, taps_y: Any, taps_x: Any, geom: Any, w: Any, slot: Any
+    ev_idx: Any,
+    start: int,
+    stop: int,
+    taps_y: Any,
+    n_taps_y: Any,
+    taps_x: Any,
+    n_taps_x: Any,
+    geom: Any,
+    w: Any,
+    slot: Any,
 ) -> None:
     """Each input spike adds its kernel's weights (all output channels of its group, one
-    contiguous run per tap) to the outputs it reaches."""
-    c_in, w_in, c_out, w_out, c_per_group = geom[0], geom[1], geom[2], geom[3], geom[4]
-    kh, kw, k_per_group = taps_y.shape[1], taps_x.shape[1], w.shape[1]
+    contiguous run per tap) to the outputs it reaches; only the taps that reach an output are
+    visited (listed per input row and column, no test per tap)."""
+    c_in, w_in, c_out, w_out, c_per_group, kh, kw = (
+        geom[0],
+        geom[1],
+        geom[2],
+        geom[3],
+        geom[4],
+        geom[5],
+        geom[6],
+    )
+    k_per_group = w.shape[1]
     for e in range(start, stop):
         q = ev_idx[e]
-        c = q % c_in
         p = q // c_in
-        x = p % w_in
+        c = q - p * c_in
         y = p // w_in
+        x = p - y * w_in
         first = (c // c_per_group) * k_per_group
-        for ky in range(kh):
-            oy = taps_y[y, ky]
-            if oy < 0:
-                continue
-            for kx in range(kw):
-                ox = taps_x[x, kx]
-                if ox < 0:
-                    continue
-                base = (oy * w_out + ox) * c_out + first
-                wk = w[(c * kh + ky) * kw + kx]
+        for j in range(n_taps_y[y]):
+            row = taps_y[y, j, 0] * w_out
+            w_row = (c * kh + taps_y[y, j, 1]) * kw
+            for i in range(n_taps_x[x]):
+                base = (row + taps_x[x, i, 0]) * c_out + first
+                wk = w[w_row + taps_x[x, i, 1]]
+                acc = slot[base : base + k_per_group]
                 for k in range(k_per_group):
-                    slot[base + k] += wk[k]
+                    acc[k] += wk[k]

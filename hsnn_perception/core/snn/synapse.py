@@ -100,13 +100,19 @@ class DenseSynapse:
             self._groups = [(d, np.ascontiguousarray(w.T.astype(self._fdtype))) for d, w in groups]
 
     # -- compute ------------------------------------------------------------------------------
-    def raw_sums(self, spikes: npt.NDArray[np.uint8]) -> list[tuple[int, IntArray]]:
+    def raw_sums(
+        self, spikes: npt.NDArray[np.uint8], hwc_in: bool = False, hwc_out: bool = False
+    ) -> list[tuple[int, IntArray]]:
         """``spikes`` (N, C, H, W) binary -> [(delay, exact weighted sums (N, n_out)), ...]
-        before the weight exponent and the wraps (``int_dtype``)."""
+        before the weight exponent and the wraps (``int_dtype``). ``hwc_in``: ``spikes`` are
+        (N, H, W, C); ``hwc_out``: a conv's sums come out in (H, W, C) order (the event-driven
+        layout)."""
         n = spikes.shape[0]
         if self.layer.kind == "conv":
-            return [(0, self._conv(spikes).reshape(n, -1))]
-        flat = spikes.reshape(n, -1)
+            return [(0, self._conv(spikes, hwc_in, hwc_out).reshape(n, -1))]
+        if hwc_in:
+            spikes = spikes.transpose(0, 3, 1, 2)
+        flat = np.ascontiguousarray(spikes).reshape(n, -1)
         return [(d, self._matmul(flat, w)) for d, w in self._groups]
 
     def currents(self, spikes: npt.NDArray[np.uint8]) -> list[tuple[int, npt.NDArray[np.int32]]]:
@@ -138,11 +144,20 @@ class DenseSynapse:
             return self._to_int(x @ w)
         return self._to_int(flat.astype(self._fdtype) @ w)
 
-    def _conv(self, spikes: npt.NDArray[np.uint8]) -> IntArray:
+    def _conv(
+        self, spikes: npt.NDArray[np.uint8], hwc_in: bool = False, hwc_out: bool = False
+    ) -> IntArray:
+        """Sums (N, C_out, H, W), or (N, H, W, C_out) for ``hwc_out``, of (N, C, H, W) spikes,
+        or (N, H, W, C) ones for ``hwc_in``."""
         layer = self.layer
         if self.compute == "torch":
             torch = self._torch
-            x = torch.from_numpy(spikes).to(self._tdtype)
+            x = torch.from_numpy(spikes)
+            if hwc_in:  # an NCHW view of NHWC memory: torch runs it channels-last, no copy
+                x = x.permute(0, 3, 1, 2)
+            x = x.to(self._tdtype)
+            if hwc_out and not hwc_in:  # channels-last in, channels-last out: no output copy
+                x = x.contiguous(memory_format=torch.channels_last)
             y = torch.nn.functional.conv2d(
                 x,
                 self._w,
@@ -151,10 +166,15 @@ class DenseSynapse:
                 dilation=layer.dilation,
                 groups=layer.groups,
             )
+            if hwc_out:
+                y = y.permute(0, 2, 3, 1).contiguous()
             return self._to_int(y)
-        return self._to_int(self._conv_numpy(spikes))
+        nhwc = spikes if hwc_in else spikes.transpose(0, 2, 3, 1)  # a view: im2col copies
+        y_hwc = self._conv_numpy(nhwc)
+        return self._to_int(y_hwc if hwc_out else y_hwc.transpose(0, 3, 1, 2))
 
     def _conv_numpy(self, spikes: npt.NDArray[np.uint8]) -> npt.NDArray[np.floating[Any]]:
+        """im2col + BLAS on (N, H, W, C) spikes -> sums (N, H_out, W_out, C_out)."""
         layer = self.layer
         n = spikes.shape[0]
         c_out, c_per_group, kh, kw = self._w.shape
@@ -162,19 +182,19 @@ class DenseSynapse:
         _, h_out, w_out = layer.out_shape
         x = spikes.astype(self._fdtype)
         if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+            x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
         span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-        win = _window_view(x, (span_h, span_w), axis=(2, 3))
-        # (N, C, OH', OW', span_h, span_w) -> strided output positions, dilated taps
-        win = win[:, :, : (h_out - 1) * sh + 1 : sh, : (w_out - 1) * sw + 1 : sw, ::dh, ::dw]
+        win = _window_view(x, (span_h, span_w), axis=(1, 2))
+        # (N, OH', OW', C, span_h, span_w) -> strided output positions, dilated taps
+        win = win[:, : (h_out - 1) * sh + 1 : sh, : (w_out - 1) * sw + 1 : sw, :, ::dh, ::dw]
         g = layer.groups
         outs = []
         k_per_group = c_out // g
         for gi in range(g):
-            cols = win[:, gi * c_per_group : (gi + 1) * c_per_group]
-            # (N, OH, OW, C*kh*kw) @ (C*kh*kw, K)
-            cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * h_out * w_out, -1)
+            # (N * OH * OW, C/g * kh * kw) @ (C/g * kh * kw, K/g)
+            cols = win[:, :, :, gi * c_per_group : (gi + 1) * c_per_group]
+            cols = cols.reshape(n * h_out * w_out, -1)
             wg = self._w[gi * k_per_group : (gi + 1) * k_per_group].reshape(k_per_group, -1)
             outs.append((cols @ wg.T).reshape(n, h_out, w_out, k_per_group))
-        conv: npt.NDArray[np.floating[Any]] = np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
+        conv: npt.NDArray[np.floating[Any]] = np.concatenate(outs, axis=3)
         return conv

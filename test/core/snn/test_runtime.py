@@ -369,9 +369,9 @@ def test_busy_steps_take_the_dense_sums(
     frames: list[tuple[str, int]] = []
     raw_sums = DenseSynapse.raw_sums
 
-    def spy(self: DenseSynapse, spikes: np.ndarray) -> list:
+    def spy(self: DenseSynapse, spikes: np.ndarray, **layout: bool) -> list:
         frames.append((self.layer.name, spikes.shape[0]))
-        return raw_sums(self, spikes)
+        return raw_sums(self, spikes, **layout)
 
     monkeypatch.setattr(DenseSynapse, "raw_sums", spy)
     want = SnnRuntime(net, "numpy", "numba", "events").run_with_counts(x)
