@@ -69,9 +69,9 @@ __all__ = [
 # Elements (time x batch x neurons) handled at once by the dense ``run``; bounds its memory.
 _CHUNK_ELEMENTS = 1 << 24
 # synapses="auto": a step whose input has more than this fraction of its neurons spiking takes
-# the dense conv/matmul (per compute library; measured by bench/snn_sparse.py, where the
-# event-driven kernel and the dense one cost the same on a 2x128x128 -> 16-channel conv).
-DENSE_ABOVE = {"numpy": 0.35, "torch": 0.12}
+# the dense conv/matmul (per compute library): about where the event-driven kernel and the dense
+# one cost the same on a 2x128x128 -> 16-channel conv (bench/snn_sparse.py --calibrate).
+DENSE_ABOVE = {"numpy": 0.5, "torch": 0.2}
 
 
 def numba_available() -> bool:
