@@ -8,11 +8,17 @@ channel 0 = off events (``p == 0``), channel 1 = on events (``p == 1``). Counts 
 65535 instead of wrapping. Spatial downsampling here is integer pooling only (pixel ``(y, x)``
 goes to ``(y // fy, x // fx)``; trailing rows/columns that do not fill a whole block are
 dropped); other geometries are mapped by ``hsnn_perception.core.events.filters`` first.
+
+``EventWindower`` runs compiled (``fast_bin``: one pass per packet to check it and place it in
+time, one to count it) where numba is installed, else in numpy; both share every rule of the
+windowing (ranges, holding, re-origin) in the one class, which is why this module is a little
+over 500 lines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +26,21 @@ from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events.codecs import EVENT_DTYPE
 
 _U16_MAX = np.iinfo(np.uint16).max
+
+
+def _pick_engine(engine: str) -> str:
+    """``"auto"``: the compiled windower where numba is installed, else numpy."""
+    if engine not in ("auto", "numba", "numpy"):
+        raise BinningError(f"engine must be 'auto', 'numba' or 'numpy', not {engine!r}")
+    if engine == "numpy":
+        return "numpy"
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        if engine == "numba":
+            raise BinningError("engine='numba' but numba is not installed") from None
+        return "numpy"
+    return "numba"
 
 
 class BinningError(EventError, ValueError):
@@ -51,9 +72,12 @@ def _check_positive(**kw: int) -> None:
 def _validate(events: np.ndarray, height: int, width: int) -> None:
     """Raise before any state changes if events do not fit the sensor geometry."""
     _check_events(events)
-    if events.size == 0:
-        return
-    xmax, ymax, pmax = int(events["x"].max()), int(events["y"].max()), int(events["p"].max())
+    if events.size:
+        maxima = (int(events[f].max()) for f in ("x", "y", "p"))
+        _check_geometry(*maxima, height, width)
+
+
+def _check_geometry(xmax: int, ymax: int, pmax: int, height: int, width: int) -> None:
     if xmax >= width or ymax >= height:
         raise BinningError(
             f"events beyond the {width}x{height} sensor (max x={xmax}, max y={ymax}); "
@@ -152,6 +176,11 @@ def bin_events(
 MAX_ABS_TIME_US = 1 << 62
 
 
+def _check_times(tmin: int, tmax: int) -> None:
+    if max(-tmin, tmax) > MAX_ABS_TIME_US:
+        raise BinningError(f"event time {tmin}..{tmax} us beyond +-2^62 us")
+
+
 class EventWindower:
     """Cuts a sorted event stream into windows of ``n_bins`` bins of ``bin_us`` (event time).
 
@@ -190,6 +219,7 @@ class EventWindower:
         origin_us: int | None = None,
         max_gap_windows: int = 8,
         heal_packets: int = 3,
+        engine: str = "auto",
     ) -> None:
         _check_positive(
             bin_us=bin_us,
@@ -236,6 +266,14 @@ class EventWindower:
         self._touched = False  # an event (even one cropped away) fell in the pending window
         self._held: list[np.ndarray] = []  # packets of a stream that may have moved
         self._held_last = 0
+        self.engine = _pick_engine(engine)
+        if self.engine == "numba":
+            from hsnn_perception.core.events import fast_bin
+
+            self._fast: Any = fast_bin
+            fy, fx = self.downsample
+            self._ymap = fast_bin.pixel_map(self.sensor_height, fy, self.out_height)
+            self._xmap = fast_bin.pixel_map(self.sensor_width, fx, self.out_width)
 
     @property
     def pending_window_id(self) -> int:
@@ -252,6 +290,7 @@ class EventWindower:
 
     def _emit_pending(self) -> Window:
         k = self._k
+        assert self.origin_us is not None
         t0 = self.origin_us + k * self.window_us
         counts = self._counts
         if self._pending:
@@ -260,6 +299,8 @@ class EventWindower:
             counts = more if counts is None else counts + more
         if counts is None:
             frames = np.zeros(self._shape(), dtype=np.uint16)
+        elif counts.dtype == np.uint16:  # the compiled path's counts, saturated already
+            frames = counts.reshape(self._shape())
         else:
             frames = np.minimum(counts, _U16_MAX).astype(np.uint16).reshape(self._shape())
         n = self._pending_n
@@ -269,6 +310,7 @@ class EventWindower:
         return Window(k, t0, t0 + self.window_us, frames, n)
 
     def _silent(self, k: int) -> Window:
+        assert self.origin_us is not None
         t0 = self.origin_us + k * self.window_us
         self.windows_emitted += 1
         return Window(k, t0, t0 + self.window_us, np.zeros(self._shape(), dtype=np.uint16), 0)
@@ -302,13 +344,14 @@ class EventWindower:
 
     def push(self, events: np.ndarray) -> list[Window]:
         """Add a packet of events; return the windows it completed, oldest first."""
+        if self.engine == "numba":
+            return self._push_compiled(events)
         _validate(events, self.sensor_height, self.sensor_width)
         if events.size == 0:
             return []
         t = events["t"]
         tmin, tmax = int(t.min()), int(t.max())
-        if max(-tmin, tmax) > MAX_ABS_TIME_US:
-            raise BinningError(f"event time {tmin}..{tmax} us beyond +-2^62 us")
+        _check_times(tmin, tmax)
         if self.origin_us is None:
             self.origin_us = (tmin // self.window_us) * self.window_us
         k = self._index(events)
@@ -320,6 +363,115 @@ class EventWindower:
         self._discard_held()
         return self._accept(events, k, in_range)
 
+    def _push_compiled(self, events: np.ndarray) -> list[Window]:
+        """``push`` in one compiled pass over the packet (checks, time range, where each event
+        falls) and one that counts the events into the window they belong to."""
+        _check_events(events)
+        if events.size == 0:
+            return []
+        cols = (events["t"], events["x"], events["y"], events["p"])
+        known = self.origin_us is not None and self._started
+        lo, hi = self._range_times() if known else (0, 0)
+        xmax, ymax, pmax, tmin, tmax, late, after, ordered = self._fast.packet_scan(*cols, lo, hi)
+        _check_geometry(xmax, ymax, pmax, self.sensor_height, self.sensor_width)
+        _check_times(tmin, tmax)
+        if self.origin_us is None:
+            self.origin_us = (tmin // self.window_us) * self.window_us
+        if not self._started:
+            self._k, self._started = (tmin - self.origin_us) // self.window_us, True
+        if not known:  # the range was not known before this packet: classify again
+            lo, hi = self._range_times()
+            *_, late, after, ordered = self._fast.packet_scan(*cols, lo, hi)
+        if late + after == events.size:
+            return self._hold(events, tmin, tmax)
+        self._discard_held()
+        if late or after or not ordered:  # the general path sorts and filters first
+            k = self._index(events)
+            return self._accept(events, k, self._in_range(k))
+        out: list[Window] = []
+        self._bin_sorted(events, out)
+        return out
+
+    def push_mono(
+        self,
+        raw: np.ndarray,
+        time_base_ns: int,
+        is_bigendian: bool = False,
+        strict: bool = True,
+        drops: Any = None,
+    ) -> list[Window]:
+        """``push(decode_packet(raw, "mono", time_base_ns, sensor width, sensor height, ...))``
+        without the events in between: compiled, the words are decoded once to check the packet
+        and place it in time and once more as they are counted (docs/events.md). Same windows,
+        counters, decode errors and drop counts (``drops``) as decoding first."""
+        fast = self._fast if self.engine == "numba" else None
+        known = self.origin_us is not None and self._started
+        size = (self.sensor_width, self.sensor_height)
+        if fast is None or not known:  # first packet, or no numba: decode, then push
+            from hsnn_perception.core.events.codecs import decode_packet
+
+            events = decode_packet(
+                raw, "mono", time_base_ns, *size, is_bigendian, strict=strict, drops=drops
+            )
+            return self.push(events)
+        raw = np.asarray(raw).view(np.uint8)
+        words = fast.mono_words(raw, is_bigendian, strict, drops)
+        if not words.size:
+            return []
+        base = divmod(int(time_base_ns), 1000)
+        kept, *problems, t_first, t_last, late, after = fast.mono_scan(
+            words, *base, *size, *self._range_times()
+        )
+        fast.mono_report(words, time_base_ns, *size, tuple(problems), strict, drops)
+        if not kept:
+            return []
+        _check_times(t_first, t_last)
+        if late or after:  # not all in range: the general path (drops are counted already)
+            return self.push(fast.decode_mono(raw, time_base_ns, *size, is_bigendian, False))
+        self._discard_held()
+        out: list[Window] = []
+        assert self.origin_us is not None
+        i, running, t_next = 0, -1, t_first
+        while i < words.size:
+            kw = (t_next - self.origin_us) // self.window_us
+            if kw != self._k:
+                self._advance(kw, out)
+            if self._counts is None:
+                self._counts = np.zeros(self._size, np.uint16)
+            t0 = self.origin_us + kw * self.window_us
+            counts = self._counts.reshape(self._shape())
+            into = (t0, self.bin_us, self.n_bins, self._ymap, self._xmap, counts)
+            i, running, binned, t_next = fast.mono_bin(words, i, running, *base, *size, *into)
+            self._pending_n += binned
+            self._touched = True
+        return out
+
+    def _range_times(self) -> tuple[int, int]:
+        """Event times of the range: from the pending window's start to the end of the last
+        window ``max_gap_windows + 1`` after it."""
+        assert self.origin_us is not None
+        lo = self.origin_us + self._k * self.window_us
+        return lo, lo + (self.max_gap_windows + 2) * self.window_us
+
+    def _bin_sorted(self, events: np.ndarray, out: list[Window]) -> None:
+        """Count time-sorted events, all in range, window by window (compiled)."""
+        assert self.origin_us is not None
+        t, x, y, p = events["t"], events["x"], events["y"], events["p"]
+        i, n = 0, events.size
+        while i < n:
+            kw = (int(t[i]) - self.origin_us) // self.window_us
+            if kw != self._k:
+                self._advance(kw, out)
+            if self._counts is None:  # uint16, saturated as it counts: handed out as the frames
+                self._counts = np.zeros(self._size, np.uint16)
+            t0 = self.origin_us + kw * self.window_us
+            counts = self._counts.reshape(self._shape())
+            i, binned = self._fast.bin_window(
+                t, x, y, p, i, t0, self.bin_us, self.n_bins, self._ymap, self._xmap, counts
+            )
+            self._pending_n += binned
+            self._touched = True
+
     def _accept(self, events: np.ndarray, k: np.ndarray, in_range: np.ndarray) -> list[Window]:
         if not in_range.all():
             late = k < self._k
@@ -328,6 +480,12 @@ class EventWindower:
             self.out_of_range_events += int(k.size - n_late - np.count_nonzero(in_range))
             events, k = events[in_range], k[in_range]
         out: list[Window] = []
+        if self.engine == "numba":  # in time order, the windows come in order too
+            t = events["t"]
+            if np.any(t[1:] < t[:-1]):
+                events = events[np.argsort(t, kind="stable")]
+            self._bin_sorted(events, out)
+            return out
         if k[0] == k[-1] and (k.size < 3 or not np.any(k != k[0])):
             groups = [(int(k[0]), events)]  # common case: the whole packet in one window
         else:
