@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events.codecs import EVENT_DTYPE
@@ -54,11 +55,11 @@ class Window:
     window_id: int
     t_start_us: int
     t_end_us: int
-    frames: np.ndarray
+    frames: NDArray[Any]
     n_events: int
 
 
-def _check_events(events: np.ndarray) -> None:
+def _check_events(events: NDArray[Any]) -> None:
     if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
         raise BinningError("events must be a 1-D array of EVENT_DTYPE")
 
@@ -69,12 +70,12 @@ def _check_positive(**kw: int) -> None:
             raise BinningError(f"{name} must be a positive integer, got {v!r}")
 
 
-def _validate(events: np.ndarray, height: int, width: int) -> None:
+def _validate(events: NDArray[Any], height: int, width: int) -> None:
     """Raise before any state changes if events do not fit the sensor geometry."""
     _check_events(events)
     if events.size:
-        maxima = (int(events[f].max()) for f in ("x", "y", "p"))
-        _check_geometry(*maxima, height, width)
+        xmax, ymax, pmax = (int(events[f].max()) for f in ("x", "y", "p"))
+        _check_geometry(xmax, ymax, pmax, height, width)
 
 
 def _check_geometry(xmax: int, ymax: int, pmax: int, height: int, width: int) -> None:
@@ -88,7 +89,7 @@ def _check_geometry(xmax: int, ymax: int, pmax: int, height: int, width: int) ->
 
 
 def _bin_counts(
-    events: np.ndarray,
+    events: NDArray[Any],
     t_start_us: int,
     bin_us: int,
     n_bins: int,
@@ -96,7 +97,7 @@ def _bin_counts(
     width: int,
     fy: int,
     fx: int,
-) -> tuple[np.ndarray, int]:
+) -> tuple[NDArray[Any], int]:
     """Flat int64 counts of shape ``(n_bins, 2, height // fy, width // fx)`` and events used.
 
     Events must have passed :func:`_validate`.
@@ -108,7 +109,7 @@ def _bin_counts(
 
 
 def _bin_index(
-    events: np.ndarray,
+    events: NDArray[Any],
     t_start_us: int,
     bin_us: int,
     n_bins: int,
@@ -116,7 +117,7 @@ def _bin_index(
     width: int,
     fy: int,
     fx: int,
-) -> np.ndarray:
+) -> NDArray[Any]:
     """Flat index into ``(n_bins, 2, height // fy, width // fx)`` of each event in the window."""
     oh, ow = height // fy, width // fx
     if events.size == 0:
@@ -147,14 +148,14 @@ def _bin_index(
 
 
 def bin_events(
-    events: np.ndarray,
+    events: NDArray[Any],
     t_start_us: int,
     bin_us: int,
     n_bins: int,
     height: int,
     width: int,
     downsample: tuple[int, int] = (1, 1),
-) -> np.ndarray:
+) -> NDArray[Any]:
     """Count events into ``n_bins`` bins of ``bin_us`` from ``t_start_us`` (event time).
 
     Returns ``(n_bins, 2, height // fy, width // fx)`` uint16 (channel 0 off, 1 on); events
@@ -259,12 +260,12 @@ class EventWindower:
         # The pending window's events: flat bin indices per packet (int32, counted once when the
         # window is emitted: counting every packet into a full (T, 2, h, w) array would cost more
         # than the events), folded into ``_counts`` once they are as many as the window has bins.
-        self._pending: list[np.ndarray] = []
+        self._pending: list[NDArray[Any]] = []
         self._pending_len = 0
-        self._counts: np.ndarray | None = None
+        self._counts: NDArray[Any] | None = None
         self._pending_n = 0
         self._touched = False  # an event (even one cropped away) fell in the pending window
-        self._held: list[np.ndarray] = []  # packets of a stream that may have moved
+        self._held: list[NDArray[Any]] = []  # packets of a stream that may have moved
         self._held_last = 0
         self.engine = _pick_engine(engine)
         if self.engine == "numba":
@@ -315,7 +316,7 @@ class EventWindower:
         self.windows_emitted += 1
         return Window(k, t0, t0 + self.window_us, np.zeros(self._shape(), dtype=np.uint16), 0)
 
-    def _add(self, idx: np.ndarray) -> None:
+    def _add(self, idx: NDArray[Any]) -> None:
         self._pending.append(idx.astype(np.int32))
         self._pending_len += idx.size
         self._pending_n += int(idx.size)
@@ -336,13 +337,20 @@ class EventWindower:
         self.skipped_windows += gap - n_empty
         self._k = k_new
 
-    def _index(self, events: np.ndarray) -> np.ndarray:
-        return (events["t"] - np.int64(self.origin_us)) // self.window_us
+    @property
+    def _origin(self) -> int:
+        """The origin, once the first packet has set it (every caller runs after that)."""
+        assert self.origin_us is not None
+        return self.origin_us
 
-    def _in_range(self, k: np.ndarray) -> np.ndarray:
+    def _index(self, events: NDArray[Any]) -> NDArray[Any]:
+        k: NDArray[Any] = (events["t"] - np.int64(self._origin)) // self.window_us
+        return k
+
+    def _in_range(self, k: NDArray[Any]) -> NDArray[Any]:
         return (k >= self._k) & (k <= self._k + self.max_gap_windows + 1)
 
-    def push(self, events: np.ndarray) -> list[Window]:
+    def push(self, events: NDArray[Any]) -> list[Window]:
         """Add a packet of events; return the windows it completed, oldest first."""
         if self.engine == "numba":
             return self._push_compiled(events)
@@ -363,7 +371,7 @@ class EventWindower:
         self._discard_held()
         return self._accept(events, k, in_range)
 
-    def _push_compiled(self, events: np.ndarray) -> list[Window]:
+    def _push_compiled(self, events: NDArray[Any]) -> list[Window]:
         """``push`` in one compiled pass over the packet (checks, time range, where each event
         falls) and one that counts the events into the window they belong to."""
         _check_events(events)
@@ -394,7 +402,7 @@ class EventWindower:
 
     def push_mono(
         self,
-        raw: np.ndarray,
+        raw: NDArray[Any],
         time_base_ns: int,
         is_bigendian: bool = False,
         strict: bool = True,
@@ -453,7 +461,7 @@ class EventWindower:
         lo = self.origin_us + self._k * self.window_us
         return lo, lo + (self.max_gap_windows + 2) * self.window_us
 
-    def _bin_sorted(self, events: np.ndarray, out: list[Window]) -> None:
+    def _bin_sorted(self, events: NDArray[Any], out: list[Window]) -> None:
         """Count time-sorted events, all in range, window by window (compiled)."""
         assert self.origin_us is not None
         t, x, y, p = events["t"], events["x"], events["y"], events["p"]
@@ -472,7 +480,9 @@ class EventWindower:
             self._pending_n += binned
             self._touched = True
 
-    def _accept(self, events: np.ndarray, k: np.ndarray, in_range: np.ndarray) -> list[Window]:
+    def _accept(
+        self, events: NDArray[Any], k: NDArray[Any], in_range: NDArray[Any]
+    ) -> list[Window]:
         if not in_range.all():
             late = k < self._k
             n_late = int(np.count_nonzero(late))
@@ -501,7 +511,7 @@ class EventWindower:
         for kw, chunk in groups:
             if kw != self._k:
                 self._advance(kw, out)
-            t0 = self.origin_us + kw * self.window_us
+            t0 = self._origin + kw * self.window_us
             self._add(
                 _bin_index(
                     chunk,
@@ -515,7 +525,7 @@ class EventWindower:
             )
         return out
 
-    def _hold(self, events: np.ndarray, tmin: int, tmax: int) -> list[Window]:
+    def _hold(self, events: NDArray[Any], tmin: int, tmax: int) -> list[Window]:
         """A packet with no event in range: held until ``heal_packets`` agree (then re-origin)."""
         if self._held and not (
             self._held_last - self.window_us
@@ -546,14 +556,14 @@ class EventWindower:
         if self._touched:
             out.append(self._emit_pending())
             new_id += 1
-        k_first = int((int(held[0]["t"].min()) - self.origin_us) // self.window_us)
+        k_first = int((int(held[0]["t"].min()) - self._origin) // self.window_us)
         if k_first > new_id:  # forward: the silence is shown as after any gap, then skipped
             n_empty = min(k_first - new_id, self.max_gap_windows)
             for j in range(n_empty):
                 out.append(self._silent(new_id + j))
             new_id += n_empty
             self.skipped_windows += k_first - new_id
-        self.origin_us += (k_first - new_id) * self.window_us  # keeps the window phase
+        self.origin_us = self._origin + (k_first - new_id) * self.window_us  # keeps the phase
         self._k = new_id
         self.reorigins += 1
         for events in held:

@@ -107,7 +107,7 @@ def pixel_map(size: int, factor: int, out: int) -> NDArray[np.int64]:
 
 
 @numba.njit(inline="always")
-def _mono_word(w: Any, base_us: int, base_ns: int) -> tuple[int, int, int, int]:
+def _mono_word(w: Any, base_us: Any, base_ns: Any) -> Any:
     """(t in us, x, y, p) of one mono word."""
     xv = np.int64((w >> np.uint64(32)) & np.uint64(0xFFFF))
     yv = np.int64((w >> np.uint64(48)) & np.uint64(0x7FFF))
