@@ -234,6 +234,8 @@ class EventNetwork:
 
         t = x.shape[0]
         frames = np.ascontiguousarray(x).reshape(t, -1)
+        if not frames.flags.writeable:  # numba compiles read-only arrays as another type
+            frames = frames.copy()
         ev_off = np.empty(t + 1, np.int64)
         ev_idx = np.empty(frames.size, np.int32)
         if kernels.scan_events(frames, self.input_order, ev_off, ev_idx):
