@@ -88,21 +88,21 @@ SNN_BACKENDS = Registry(
         Entry(
             "native",
             "hsnn_perception.core.snn.runtime:open_native",
-            "this project's runtime, Loihi fixed-point arithmetic (torch if installed, else numpy)",
+            "this project's runtime, Loihi fixed-point arithmetic, event-driven (numba), no torch",
             {"compute": "auto"},
         ),
         Entry(
             "native-numpy",
             "hsnn_perception.core.snn.runtime:open_native",
-            "the native runtime on numpy only",
-            {"compute": "numpy"},
+            "the native runtime's whole-window dense path, numpy convolutions",
+            {"compute": "numpy", "synapses": "dense"},
             in_pipeline=False,
         ),
         Entry(
             "native-torch",
             "hsnn_perception.core.snn.runtime:open_native",
-            "the native runtime with torch synapses",
-            {"compute": "torch"},
+            "the native runtime's whole-window dense path, torch convolutions",
+            {"compute": "torch", "synapses": "dense"},
             in_pipeline=False,
         ),
         Entry(

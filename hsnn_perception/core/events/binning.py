@@ -8,18 +8,40 @@ channel 0 = off events (``p == 0``), channel 1 = on events (``p == 1``). Counts 
 65535 instead of wrapping. Spatial downsampling here is integer pooling only (pixel ``(y, x)``
 goes to ``(y // fy, x // fx)``; trailing rows/columns that do not fill a whole block are
 dropped); other geometries are mapped by ``hsnn_perception.core.events.filters`` first.
+
+``EventWindower`` runs compiled (``fast_bin``: one pass per packet to check it and place it in
+time, one to count it) where numba is installed, else in numpy; both share every rule of the
+windowing (ranges, holding, re-origin) in the one class, which is why this module is a little
+over 500 lines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events.codecs import EVENT_DTYPE
 
 _U16_MAX = np.iinfo(np.uint16).max
+
+
+def _pick_engine(engine: str) -> str:
+    """``"auto"``: the compiled windower where numba is installed, else numpy."""
+    if engine not in ("auto", "numba", "numpy"):
+        raise BinningError(f"engine must be 'auto', 'numba' or 'numpy', not {engine!r}")
+    if engine == "numpy":
+        return "numpy"
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        if engine == "numba":
+            raise BinningError("engine='numba' but numba is not installed") from None
+        return "numpy"
+    return "numba"
 
 
 class BinningError(EventError, ValueError):
@@ -33,11 +55,11 @@ class Window:
     window_id: int
     t_start_us: int
     t_end_us: int
-    frames: np.ndarray
+    frames: NDArray[Any]
     n_events: int
 
 
-def _check_events(events: np.ndarray) -> None:
+def _check_events(events: NDArray[Any]) -> None:
     if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
         raise BinningError("events must be a 1-D array of EVENT_DTYPE")
 
@@ -48,12 +70,15 @@ def _check_positive(**kw: int) -> None:
             raise BinningError(f"{name} must be a positive integer, got {v!r}")
 
 
-def _validate(events: np.ndarray, height: int, width: int) -> None:
+def _validate(events: NDArray[Any], height: int, width: int) -> None:
     """Raise before any state changes if events do not fit the sensor geometry."""
     _check_events(events)
-    if events.size == 0:
-        return
-    xmax, ymax, pmax = int(events["x"].max()), int(events["y"].max()), int(events["p"].max())
+    if events.size:
+        xmax, ymax, pmax = (int(events[f].max()) for f in ("x", "y", "p"))
+        _check_geometry(xmax, ymax, pmax, height, width)
+
+
+def _check_geometry(xmax: int, ymax: int, pmax: int, height: int, width: int) -> None:
     if xmax >= width or ymax >= height:
         raise BinningError(
             f"events beyond the {width}x{height} sensor (max x={xmax}, max y={ymax}); "
@@ -64,7 +89,7 @@ def _validate(events: np.ndarray, height: int, width: int) -> None:
 
 
 def _bin_counts(
-    events: np.ndarray,
+    events: NDArray[Any],
     t_start_us: int,
     bin_us: int,
     n_bins: int,
@@ -72,7 +97,7 @@ def _bin_counts(
     width: int,
     fy: int,
     fx: int,
-) -> tuple[np.ndarray, int]:
+) -> tuple[NDArray[Any], int]:
     """Flat int64 counts of shape ``(n_bins, 2, height // fy, width // fx)`` and events used.
 
     Events must have passed :func:`_validate`.
@@ -84,7 +109,7 @@ def _bin_counts(
 
 
 def _bin_index(
-    events: np.ndarray,
+    events: NDArray[Any],
     t_start_us: int,
     bin_us: int,
     n_bins: int,
@@ -92,7 +117,7 @@ def _bin_index(
     width: int,
     fy: int,
     fx: int,
-) -> np.ndarray:
+) -> NDArray[Any]:
     """Flat index into ``(n_bins, 2, height // fy, width // fx)`` of each event in the window."""
     oh, ow = height // fy, width // fx
     if events.size == 0:
@@ -123,14 +148,14 @@ def _bin_index(
 
 
 def bin_events(
-    events: np.ndarray,
+    events: NDArray[Any],
     t_start_us: int,
     bin_us: int,
     n_bins: int,
     height: int,
     width: int,
     downsample: tuple[int, int] = (1, 1),
-) -> np.ndarray:
+) -> NDArray[Any]:
     """Count events into ``n_bins`` bins of ``bin_us`` from ``t_start_us`` (event time).
 
     Returns ``(n_bins, 2, height // fy, width // fx)`` uint16 (channel 0 off, 1 on); events
@@ -150,6 +175,11 @@ def bin_events(
 # Event times beyond this are refused before any arithmetic: window indices stay far from int64
 # overflow whatever the origin (sensor times are ~2^51 us even as Unix time).
 MAX_ABS_TIME_US = 1 << 62
+
+
+def _check_times(tmin: int, tmax: int) -> None:
+    if max(-tmin, tmax) > MAX_ABS_TIME_US:
+        raise BinningError(f"event time {tmin}..{tmax} us beyond +-2^62 us")
 
 
 class EventWindower:
@@ -190,6 +220,7 @@ class EventWindower:
         origin_us: int | None = None,
         max_gap_windows: int = 8,
         heal_packets: int = 3,
+        engine: str = "auto",
     ) -> None:
         _check_positive(
             bin_us=bin_us,
@@ -229,13 +260,21 @@ class EventWindower:
         # The pending window's events: flat bin indices per packet (int32, counted once when the
         # window is emitted: counting every packet into a full (T, 2, h, w) array would cost more
         # than the events), folded into ``_counts`` once they are as many as the window has bins.
-        self._pending: list[np.ndarray] = []
+        self._pending: list[NDArray[Any]] = []
         self._pending_len = 0
-        self._counts: np.ndarray | None = None
+        self._counts: NDArray[Any] | None = None
         self._pending_n = 0
         self._touched = False  # an event (even one cropped away) fell in the pending window
-        self._held: list[np.ndarray] = []  # packets of a stream that may have moved
+        self._held: list[NDArray[Any]] = []  # packets of a stream that may have moved
         self._held_last = 0
+        self.engine = _pick_engine(engine)
+        if self.engine == "numba":
+            from hsnn_perception.core.events import fast_bin
+
+            self._fast: Any = fast_bin
+            fy, fx = self.downsample
+            self._ymap = fast_bin.pixel_map(self.sensor_height, fy, self.out_height)
+            self._xmap = fast_bin.pixel_map(self.sensor_width, fx, self.out_width)
 
     @property
     def pending_window_id(self) -> int:
@@ -252,6 +291,7 @@ class EventWindower:
 
     def _emit_pending(self) -> Window:
         k = self._k
+        assert self.origin_us is not None
         t0 = self.origin_us + k * self.window_us
         counts = self._counts
         if self._pending:
@@ -260,6 +300,8 @@ class EventWindower:
             counts = more if counts is None else counts + more
         if counts is None:
             frames = np.zeros(self._shape(), dtype=np.uint16)
+        elif counts.dtype == np.uint16:  # the compiled path's counts, saturated already
+            frames = counts.reshape(self._shape())
         else:
             frames = np.minimum(counts, _U16_MAX).astype(np.uint16).reshape(self._shape())
         n = self._pending_n
@@ -269,11 +311,12 @@ class EventWindower:
         return Window(k, t0, t0 + self.window_us, frames, n)
 
     def _silent(self, k: int) -> Window:
+        assert self.origin_us is not None
         t0 = self.origin_us + k * self.window_us
         self.windows_emitted += 1
         return Window(k, t0, t0 + self.window_us, np.zeros(self._shape(), dtype=np.uint16), 0)
 
-    def _add(self, idx: np.ndarray) -> None:
+    def _add(self, idx: NDArray[Any]) -> None:
         self._pending.append(idx.astype(np.int32))
         self._pending_len += idx.size
         self._pending_n += int(idx.size)
@@ -294,21 +337,29 @@ class EventWindower:
         self.skipped_windows += gap - n_empty
         self._k = k_new
 
-    def _index(self, events: np.ndarray) -> np.ndarray:
-        return (events["t"] - np.int64(self.origin_us)) // self.window_us
+    @property
+    def _origin(self) -> int:
+        """The origin, once the first packet has set it (every caller runs after that)."""
+        assert self.origin_us is not None
+        return self.origin_us
 
-    def _in_range(self, k: np.ndarray) -> np.ndarray:
+    def _index(self, events: NDArray[Any]) -> NDArray[Any]:
+        k: NDArray[Any] = (events["t"] - np.int64(self._origin)) // self.window_us
+        return k
+
+    def _in_range(self, k: NDArray[Any]) -> NDArray[Any]:
         return (k >= self._k) & (k <= self._k + self.max_gap_windows + 1)
 
-    def push(self, events: np.ndarray) -> list[Window]:
+    def push(self, events: NDArray[Any]) -> list[Window]:
         """Add a packet of events; return the windows it completed, oldest first."""
+        if self.engine == "numba":
+            return self._push_compiled(events)
         _validate(events, self.sensor_height, self.sensor_width)
         if events.size == 0:
             return []
         t = events["t"]
         tmin, tmax = int(t.min()), int(t.max())
-        if max(-tmin, tmax) > MAX_ABS_TIME_US:
-            raise BinningError(f"event time {tmin}..{tmax} us beyond +-2^62 us")
+        _check_times(tmin, tmax)
         if self.origin_us is None:
             self.origin_us = (tmin // self.window_us) * self.window_us
         k = self._index(events)
@@ -320,7 +371,118 @@ class EventWindower:
         self._discard_held()
         return self._accept(events, k, in_range)
 
-    def _accept(self, events: np.ndarray, k: np.ndarray, in_range: np.ndarray) -> list[Window]:
+    def _push_compiled(self, events: NDArray[Any]) -> list[Window]:
+        """``push`` in one compiled pass over the packet (checks, time range, where each event
+        falls) and one that counts the events into the window they belong to."""
+        _check_events(events)
+        if events.size == 0:
+            return []
+        cols = (events["t"], events["x"], events["y"], events["p"])
+        known = self.origin_us is not None and self._started
+        lo, hi = self._range_times() if known else (0, 0)
+        xmax, ymax, pmax, tmin, tmax, late, after, ordered = self._fast.packet_scan(*cols, lo, hi)
+        _check_geometry(xmax, ymax, pmax, self.sensor_height, self.sensor_width)
+        _check_times(tmin, tmax)
+        if self.origin_us is None:
+            self.origin_us = (tmin // self.window_us) * self.window_us
+        if not self._started:
+            self._k, self._started = (tmin - self.origin_us) // self.window_us, True
+        if not known:  # the range was not known before this packet: classify again
+            lo, hi = self._range_times()
+            *_, late, after, ordered = self._fast.packet_scan(*cols, lo, hi)
+        if late + after == events.size:
+            return self._hold(events, tmin, tmax)
+        self._discard_held()
+        if late or after or not ordered:  # the general path sorts and filters first
+            k = self._index(events)
+            return self._accept(events, k, self._in_range(k))
+        out: list[Window] = []
+        self._bin_sorted(events, out)
+        return out
+
+    def push_mono(
+        self,
+        raw: NDArray[Any],
+        time_base_ns: int,
+        is_bigendian: bool = False,
+        strict: bool = True,
+        drops: Any = None,
+    ) -> list[Window]:
+        """``push(decode_packet(raw, "mono", time_base_ns, sensor width, sensor height, ...))``
+        without the events in between: compiled, the words are decoded once to check the packet
+        and place it in time and once more as they are counted (docs/events.md). Same windows,
+        counters, decode errors and drop counts (``drops``) as decoding first."""
+        fast = self._fast if self.engine == "numba" else None
+        known = self.origin_us is not None and self._started
+        size = (self.sensor_width, self.sensor_height)
+        if fast is None or not known:  # first packet, or no numba: decode, then push
+            from hsnn_perception.core.events.codecs import decode_packet
+
+            events = decode_packet(
+                raw, "mono", time_base_ns, *size, is_bigendian, strict=strict, drops=drops
+            )
+            return self.push(events)
+        raw = np.asarray(raw).view(np.uint8)
+        words = fast.mono_words(raw, is_bigendian, strict, drops)
+        if not words.size:
+            return []
+        base = divmod(int(time_base_ns), 1000)
+        kept, *problems, t_first, t_last, late, after = fast.mono_scan(
+            words, *base, *size, *self._range_times()
+        )
+        fast.mono_report(words, time_base_ns, *size, tuple(problems), strict, drops)
+        if not kept:
+            return []
+        _check_times(t_first, t_last)
+        if late or after:  # not all in range: the general path (drops are counted already)
+            return self.push(fast.decode_mono(raw, time_base_ns, *size, is_bigendian, False))
+        self._discard_held()
+        out: list[Window] = []
+        assert self.origin_us is not None
+        i, running, t_next = 0, -1, t_first
+        while i < words.size:
+            kw = (t_next - self.origin_us) // self.window_us
+            if kw != self._k:
+                self._advance(kw, out)
+            if self._counts is None:
+                self._counts = np.zeros(self._size, np.uint16)
+            t0 = self.origin_us + kw * self.window_us
+            counts = self._counts.reshape(self._shape())
+            into = (t0, self.bin_us, self.n_bins, self._ymap, self._xmap, counts)
+            i, running, binned, t_next = fast.mono_bin(words, i, running, *base, *size, *into)
+            self._pending_n += binned
+            self._touched = True
+        return out
+
+    def _range_times(self) -> tuple[int, int]:
+        """Event times of the range: from the pending window's start to the end of the last
+        window ``max_gap_windows + 1`` after it."""
+        assert self.origin_us is not None
+        lo = self.origin_us + self._k * self.window_us
+        return lo, lo + (self.max_gap_windows + 2) * self.window_us
+
+    def _bin_sorted(self, events: NDArray[Any], out: list[Window]) -> None:
+        """Count time-sorted events, all in range, window by window (compiled)."""
+        assert self.origin_us is not None
+        t, x, y, p = events["t"], events["x"], events["y"], events["p"]
+        i, n = 0, events.size
+        while i < n:
+            kw = (int(t[i]) - self.origin_us) // self.window_us
+            if kw != self._k:
+                self._advance(kw, out)
+            if self._counts is None:  # uint16, saturated as it counts: handed out as the frames
+                self._counts = np.zeros(self._size, np.uint16)
+            t0 = self.origin_us + kw * self.window_us
+            counts = self._counts.reshape(self._shape())
+            i, binned = self._fast.bin_window(
+                t, x, y, p, i, t0, self.bin_us, self.n_bins, self._ymap, self._xmap, counts
+            )
+            self._pending_n += binned
+            self._touched = True
+
+    def _accept(
+        self, events: NDArray[Any], k: NDArray[Any], in_range: NDArray[Any]
+    ) -> list[Window]:
         if not in_range.all():
             late = k < self._k
             n_late = int(np.count_nonzero(late))
@@ -328,6 +490,12 @@ class EventWindower:
             self.out_of_range_events += int(k.size - n_late - np.count_nonzero(in_range))
             events, k = events[in_range], k[in_range]
         out: list[Window] = []
+        if self.engine == "numba":  # in time order, the windows come in order too
+            t = events["t"]
+            if np.any(t[1:] < t[:-1]):
+                events = events[np.argsort(t, kind="stable")]
+            self._bin_sorted(events, out)
+            return out
         if k[0] == k[-1] and (k.size < 3 or not np.any(k != k[0])):
             groups = [(int(k[0]), events)]  # common case: the whole packet in one window
         else:
@@ -343,7 +511,7 @@ class EventWindower:
         for kw, chunk in groups:
             if kw != self._k:
                 self._advance(kw, out)
-            t0 = self.origin_us + kw * self.window_us
+            t0 = self._origin + kw * self.window_us
             self._add(
                 _bin_index(
                     chunk,
@@ -357,7 +525,7 @@ class EventWindower:
             )
         return out
 
-    def _hold(self, events: np.ndarray, tmin: int, tmax: int) -> list[Window]:
+    def _hold(self, events: NDArray[Any], tmin: int, tmax: int) -> list[Window]:
         """A packet with no event in range: held until ``heal_packets`` agree (then re-origin)."""
         if self._held and not (
             self._held_last - self.window_us
@@ -388,14 +556,14 @@ class EventWindower:
         if self._touched:
             out.append(self._emit_pending())
             new_id += 1
-        k_first = int((int(held[0]["t"].min()) - self.origin_us) // self.window_us)
+        k_first = int((int(held[0]["t"].min()) - self._origin) // self.window_us)
         if k_first > new_id:  # forward: the silence is shown as after any gap, then skipped
             n_empty = min(k_first - new_id, self.max_gap_windows)
             for j in range(n_empty):
                 out.append(self._silent(new_id + j))
             new_id += n_empty
             self.skipped_windows += k_first - new_id
-        self.origin_us += (k_first - new_id) * self.window_us  # keeps the window phase
+        self.origin_us = self._origin + (k_first - new_id) * self.window_us  # keeps the phase
         self._k = new_id
         self.reorigins += 1
         for events in held:

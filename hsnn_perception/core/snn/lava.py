@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from hsnn_perception.core.energy.models import LoihiMeasurement
 from hsnn_perception.core.errors import SnnError
+from hsnn_perception.core.snn.api import OpCounts, check_spikes
 from hsnn_perception.core.snn.loihi_profiler import LoihiEnergyProbe, LoihiProfilerError
 from hsnn_perception.core.snn.netx import NetxNetwork, read_netx
-from hsnn_perception.core.snn.runtime import OpCounts, check_spikes, count_ops
+from hsnn_perception.core.snn.ops import count_ops
 
 
 class LavaBackendError(SnnError, RuntimeError):
@@ -118,7 +120,7 @@ class LavaSnn:
         c, h, w = self.input_shape
         return (w, h, c)
 
-    def _build(self, first_window: np.ndarray) -> None:
+    def _build(self, first_window: npt.NDArray[Any]) -> None:
         self.close()
         from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
         from lava.proc import io
@@ -198,7 +200,7 @@ class LavaSnn:
                     var.set(np.zeros(var.shape, np.int32))
 
     # -- running ---------------------------------------------------------------------------------
-    def _to_lava(self, x: np.ndarray) -> np.ndarray:
+    def _to_lava(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """(T, C, H, W) -> the network's input port layout with time last."""
         steps = x.shape[0]
         port = tuple(self._state["net"].inp.shape)
@@ -207,7 +209,7 @@ class LavaSnn:
         return np.ascontiguousarray(x.reshape(steps, -1).T).astype(np.int32)
 
     @staticmethod
-    def _from_lava(data: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    def _from_lava(data: npt.NDArray[Any], shape: tuple[int, int, int]) -> npt.NDArray[Any]:
         """Sink data (..., T) in Lava layout -> (T, C, H, W) uint8."""
         data = np.asarray(data)
         steps = data.shape[-1]
@@ -215,7 +217,7 @@ class LavaSnn:
             return data.transpose(3, 2, 1, 0).astype(np.uint8).reshape(steps, *shape)
         return data.reshape(-1, steps).T.astype(np.uint8).reshape(steps, *shape)
 
-    def run_window(self, spikes: np.ndarray) -> tuple[np.ndarray, OpCounts]:
+    def run_window(self, spikes: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], OpCounts]:
         """One sample (T, C, H, W) -> (output spikes (T, *output_shape) uint8, OpCounts)."""
         from lava.magma.core.run_conditions import RunSteps
 
@@ -245,7 +247,7 @@ class LavaSnn:
         counts = count_ops(self.network, x, layer_spikes)
         return layer_spikes[-1], OpCounts.from_array(counts, self.layer_names)
 
-    def run(self, inputs: np.ndarray) -> np.ndarray:
+    def run(self, inputs: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """(B, T, C, H, W) -> (B, T, *output_shape): one Lava run per sample."""
         x = check_spikes(self.input_shape, inputs, 2, "run input")
         return (

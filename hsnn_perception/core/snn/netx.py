@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from hsnn_perception.core.errors import ModelError
 
@@ -84,9 +85,9 @@ class NetxLayer:
     in_shape: tuple[int, int, int]
     out_shape: tuple[int, int, int]
     neuron: CubaParams
-    weight: np.ndarray | None = None
-    bias: np.ndarray | None = None
-    delay: np.ndarray | None = None
+    weight: npt.NDArray[Any] | None = None
+    bias: npt.NDArray[Any] | None = None
+    delay: npt.NDArray[Any] | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
@@ -127,7 +128,7 @@ def _as3(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
     if len(dims) == 1:
         return (dims[0], 1, 1)
     if len(dims) == 3:
-        return dims  # type: ignore[return-value]
+        return dims
     raise NetxFormatError(f"{where}: shape {list(dims)} is neither [N] nor [C, H, W]")
 
 
@@ -187,7 +188,9 @@ def _read_str(group: Any, key: str, where: str) -> str:
     return str(value)
 
 
-def _read_array(group: Any, key: str, where: str, limit: int = MAX_PARAM_VALUES) -> np.ndarray:
+def _read_array(
+    group: Any, key: str, where: str, limit: int = MAX_PARAM_VALUES
+) -> npt.NDArray[Any]:
     ds = _dataset(group, key, where, limit)
     try:
         arr = np.asarray(ds[()])
@@ -272,7 +275,7 @@ def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _read_bias(group: Any, out_shape: tuple[int, int, int], where: str) -> np.ndarray | None:
+def _read_bias(group: Any, out_shape: tuple[int, int, int], where: str) -> npt.NDArray[Any] | None:
     """Bias per output neuron, (C*H*W,) in C, H, W order, cast like netx (astype(int))."""
     if "bias" not in group:
         return None
@@ -548,7 +551,7 @@ def _check_conv_geometry(group: Any, in_shape: tuple[int, int, int], where: str)
             )
 
 
-def _dense_delay(raw: np.ndarray, wshape: tuple[int, ...], where: str) -> np.ndarray:
+def _dense_delay(raw: npt.NDArray[Any], wshape: tuple[int, ...], where: str) -> npt.NDArray[Any]:
     """Expand a dense layer's delays to an (out, in) matrix the way netx does."""
     delay = np.asarray(raw)
     if not np.all(np.isfinite(delay)) or (delay.size and delay.min() < 0):

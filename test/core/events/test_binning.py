@@ -300,3 +300,151 @@ def test_windower_rejects_bad_configuration_and_events() -> None:
         w.push(make_events([0], [0], [200], [0]))
     assert w.origin_us is None  # a rejected packet leaves no trace
     assert w.push(np.zeros(0, dtype=EVENT_DTYPE)) == []
+
+
+# ---- the compiled windower against the numpy one ------------------------------------------------
+
+
+@st.composite
+def rough_streams(draw):
+    """Packets as a stream really delivers them, rough edges included: mostly sorted and
+    advancing, with unsorted packets, late events, jumps ahead and back (restarts), far-away
+    wild packets, empty packets and long silences."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    t = int(draw(st.integers(-10_000, 10_000)))
+    packets = []
+    for _ in range(draw(st.integers(1, 25))):
+        kind = draw(st.sampled_from(["ok"] * 6 + ["unsorted", "late", "jump", "back", "wild"]))
+        n = int(draw(st.integers(0, 40)))
+        if kind == "jump":
+            t += int(rng.integers(100, 5_000))
+        elif kind == "back":
+            t -= int(rng.integers(100, 5_000))
+        base = t + (1 << 40 if kind == "wild" else 0)
+        times = base + np.sort(rng.integers(0, 60, n))
+        if kind == "unsorted":
+            rng.shuffle(times)
+        if kind == "late":
+            times[: n // 2] -= int(rng.integers(30, 300))
+        packets.append(
+            make_events(
+                times, rng.integers(0, 10, n), rng.integers(0, 12, n), rng.integers(0, 2, n)
+            )
+        )
+        if kind != "wild":
+            t += int(rng.integers(0, 80))
+    return packets
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    packets=rough_streams(),
+    bin_us=st.integers(1, 30),
+    n_bins=st.integers(1, 4),
+    gap=st.integers(0, 4),
+    heal=st.integers(1, 4),
+    out_shape=st.sampled_from([(12, 10), (6, 5), (4, 2), (3, 5)]),
+)
+def test_compiled_windower_equals_numpy(packets, bin_us, n_bins, gap, heal, out_shape) -> None:
+    """The compiled engine emits the numpy engine's windows (ids, times, frames, event counts)
+    packet by packet, and keeps the same counters, on streams with every rough edge."""
+    make = lambda engine: EventWindower(  # noqa: E731
+        bin_us, n_bins, 12, 10, *out_shape, max_gap_windows=gap, heal_packets=heal, engine=engine
+    )
+    fast, slow = make("numba"), make("numpy")
+    assert (fast.engine, slow.engine) == ("numba", "numpy")
+    counters = ("late_events", "out_of_range_events", "skipped_windows", "reorigins")
+    for packet in [*packets, None]:
+        got = fast.flush() if packet is None else fast.push(packet)
+        want = slow.flush() if packet is None else slow.push(packet)
+        assert [(w.window_id, w.t_start_us, w.n_events) for w in got] == [
+            (w.window_id, w.t_start_us, w.n_events) for w in want
+        ]
+        for a, b in zip(got, want, strict=True):
+            assert a.frames.dtype == np.uint16 and a.frames.shape == b.frames.shape
+            np.testing.assert_array_equal(a.frames, b.frames)
+        assert [getattr(fast, c) for c in counters] == [getattr(slow, c) for c in counters]
+        assert fast.held_packets == slow.held_packets
+
+
+def test_compiled_windower_saturates_and_refuses_like_numpy() -> None:
+    n = 70_000
+    for engine in ("numba", "numpy"):
+        w = EventWindower(10, 1, 2, 2, 2, 2, origin_us=0, engine=engine)
+        w.push(make_events(np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.ones(n)))
+        (window,) = w.flush()
+        assert window.frames[0, 1, 0, 0] == 65535 and window.n_events == n
+        with pytest.raises(BinningError, match="beyond the 2x2 sensor"):
+            w.push(make_events([5], [2], [0], [0]))
+        with pytest.raises(BinningError, match="polarity"):
+            w.push(make_events([5], [0], [0], [2]))
+        with pytest.raises(BinningError, match="beyond \\+-2\\^62"):
+            w.push(make_events([-(1 << 62) - 1], [0], [0], [0]))
+    with pytest.raises(BinningError, match="engine must be"):
+        EventWindower(10, 1, 2, 2, 2, 2, engine="gpu")
+
+
+def mono_payload(events: np.ndarray, rng: np.random.Generator, beyond: bool) -> tuple[int, bytes]:
+    """Mono words of ``events`` in their order (unsorted and late ones stay so: the decoder
+    drops what goes backwards), some pushed beyond the sensor when ``beyond``."""
+    t = events["t"].astype(np.int64) + (1 << 30)  # mono times are unsigned
+    base = int(t.min()) * 1000 if t.size else 0
+    x = events["x"].astype(np.uint64)
+    if beyond and x.size:
+        x[rng.random(x.size) < 0.2] = 10 + rng.integers(0, 50)
+    words = (
+        (events["p"].astype(np.uint64) << np.uint64(63))
+        | (events["y"].astype(np.uint64) << np.uint64(48))
+        | (x << np.uint64(32))
+        | ((t * 1000 - base).astype(np.uint64) + rng.integers(0, 1000, t.size).astype(np.uint64))
+    )
+    return base, words.astype("<u8").tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    packets=rough_streams(),
+    bin_us=st.integers(1, 30),
+    n_bins=st.integers(1, 4),
+    gap=st.integers(0, 4),
+    strict=st.booleans(),
+    beyond=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_push_mono_equals_decode_then_push(
+    packets, bin_us, n_bins, gap, strict, beyond, seed
+) -> None:
+    """The fused mono path (words decoded as they are windowed) gives what decoding first and
+    pushing the events gives: windows, counters, decode errors and drop counts."""
+    from collections import Counter
+
+    from hsnn_perception.core.events.codecs import EventDecodeError, decode_packet
+
+    rng = np.random.default_rng(seed)
+    fused = EventWindower(bin_us, n_bins, 12, 10, 6, 5, max_gap_windows=gap, engine="numba")
+    plain = EventWindower(bin_us, n_bins, 12, 10, 6, 5, max_gap_windows=gap, engine="numpy")
+    counters = ("late_events", "out_of_range_events", "skipped_windows", "reorigins")
+    got_drops: Counter = Counter()
+    want_drops: Counter = Counter()
+    for events in packets:
+        base, raw = mono_payload(events, rng, beyond)
+        try:
+            got = fused.push_mono(np.frombuffer(raw, np.uint8), base, False, strict, got_drops)
+        except EventDecodeError as exc:
+            got = str(exc)
+        try:
+            decoded = decode_packet(raw, "mono", base, 10, 12, strict=strict, drops=want_drops)
+            want = plain.push(decoded)
+        except EventDecodeError as exc:
+            want = str(exc)
+        if isinstance(want, str):
+            assert got == want
+            continue
+        assert [(w.window_id, w.t_start_us, w.n_events) for w in got] == [
+            (w.window_id, w.t_start_us, w.n_events) for w in want
+        ]
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a.frames, b.frames)
+        assert [getattr(fused, c) for c in counters] == [getattr(plain, c) for c in counters]
+        assert got_drops == want_drops
+    assert [w.n_events for w in fused.flush()] == [w.n_events for w in plain.flush()]

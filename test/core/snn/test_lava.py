@@ -16,7 +16,8 @@ from hsnn_perception.core.snn.lava import (
     LavaSnn,
     lava_loihi_installed,
 )
-from hsnn_perception.core.snn.runtime import SnnInputError, load_snn
+from hsnn_perception.core.snn.netx import read_netx
+from hsnn_perception.core.snn.runtime import SnnInputError, SnnRuntime, load_snn, numba_available
 
 from .snn_fixtures import (
     NEURON_SETS,
@@ -36,11 +37,34 @@ IN_SHAPE = (2, 8, 8)
 T = 12
 
 
+# The native runtime's ways of running a window (compute, synapses, dense_above): the
+# event-driven kernels, the mix where steps busier than 20 % take the conv/matmul, every step
+# through the conv/matmul, and the whole-window dense path; each must give Lava's spikes and counts.
+NATIVE_MODES = [
+    ("numpy", "events", None),
+    ("numpy", "auto", 0.2),
+    ("numpy", "auto", 0.0),
+    ("numpy", "dense", None),
+]
+
+
+def _natives(path: Path, input_shape: tuple[int, ...] | None) -> list[SnnRuntime]:
+    net = read_netx(path, input_shape)
+    if not numba_available():
+        return [SnnRuntime(net, synapses="dense")]
+    return [SnnRuntime(net, c, synapses=s, dense_above=a) for c, s, a in NATIVE_MODES]
+
+
 def _compare(path: Path, x: np.ndarray, input_shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Run ``x`` (B, T, ...) through Lava and the native runtime; assert equal outputs and
+    """Run ``x`` (B, T, ...) through Lava and every native mode; assert equal outputs and
     counts for every sample; return Lava's output."""
-    native = load_snn(path, input_shape=input_shape)
+    natives = _natives(path, input_shape)
+    native = natives[0]
     want, counts = native.run_with_counts(x)
+    for other in natives[1:]:
+        got_other, counts_other = other.run_with_counts(x)
+        np.testing.assert_array_equal(got_other, want, err_msg=other.backend_name)
+        np.testing.assert_array_equal(counts_other, counts, err_msg=other.backend_name)
     with load_snn(path, backend="lava", input_shape=input_shape) as lava:
         assert lava.backend_name == "lava loihi2 sim fixed_pt"
         outs = []

@@ -9,16 +9,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from hsnn_perception.core.snn.loihi import Lif
 from hsnn_perception.core.snn.netx import read_netx
 from hsnn_perception.core.snn.runtime import (
     SnnConfigError,
     SnnInputError,
     SnnRuntime,
-    _Lif,
     load_snn,
     netx_dense_weights,
     numba_available,
@@ -38,12 +38,19 @@ from .snn_fixtures import (
 )
 
 IN_SHAPE = (2, 8, 8)
-# Neuron engines: the numba whole-window kernel (when numba is installed) and the numpy step.
-ENGINES = [
-    pytest.param(
-        "numba", marks=pytest.mark.skipif(not numba_available(), reason="numba not installed")
-    ),
-    "numpy",
+needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
+# Every way the runtime can run a window: (compute, engine, synapses, dense_above). The
+# event-driven kernels alone, the whole-window conv/matmul (each library and neuron engine), and
+# the mix where busy steps take the conv/matmul (dense_above 0: every step with any input does).
+MODES = [
+    pytest.param("numpy", "numba", "events", None, marks=needs_numba, id="events"),
+    pytest.param("numpy", "numba", "auto", 0.0, marks=needs_numba, id="auto-all-dense-numpy"),
+    pytest.param("torch", "numba", "auto", 0.0, marks=needs_numba, id="auto-all-dense-torch"),
+    pytest.param("numpy", "numba", "auto", 0.3, marks=needs_numba, id="auto-mixed"),
+    pytest.param("torch", "numba", "dense", None, marks=needs_numba, id="dense-torch-numba"),
+    pytest.param("numpy", "numba", "dense", None, marks=needs_numba, id="dense-numpy-numba"),
+    pytest.param("torch", "numpy", "dense", None, id="dense-torch-numpy"),
+    pytest.param("numpy", "numpy", "dense", None, id="dense-numpy-numpy"),
 ]
 
 
@@ -69,13 +76,15 @@ def slayer_cases(
     return cases
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("compute", ["torch", "numpy"])
-def test_equals_slayer_forward(slayer_cases: list, compute: str, engine: str) -> None:
+@pytest.mark.parametrize(("compute", "engine", "synapses", "dense_above"), MODES)
+def test_equals_slayer_forward(
+    slayer_cases: list, compute: str, engine: str, synapses: str, dense_above: float | None
+) -> None:
     total = 0
     for path, x, y in slayer_cases:
-        rt = SnnRuntime(read_netx(path, x.shape[2:]), compute=compute, engine=engine)
-        assert rt.engine == engine
+        net = read_netx(path, x.shape[2:])
+        rt = SnnRuntime(net, compute, engine, synapses, dense_above)
+        assert (rt.compute, rt.engine, rt.synapses) == (compute, engine, synapses)
         out = rt.run(x)
         np.testing.assert_array_equal(out, y.reshape(out.shape), err_msg=str(path))
         total += int(out.sum())
@@ -132,7 +141,7 @@ def test_compiled_lif_equals_numpy_step(
     layer = SimpleNamespace(
         neuron=neuron, num_neurons=n, bias=rng.integers(-70000, 70000, n) if bias else None
     )
-    lif = _Lif(layer)  # type: ignore[arg-type]
+    lif = Lif(layer)  # type: ignore[arg-type]
     a_in = draw((t, b, n))
     u0, v0 = draw((b, n)), draw((b, n))
     u, v = u0.copy(), v0.copy()
@@ -245,6 +254,134 @@ def test_bias_int16_wrap_and_saturation(tmp_path: Path) -> None:
     assert counts.spikes == 0 and counts.neuron_updates == 61 * 3
 
 
+# ---- event-driven against dense -----------------------------------------------------------------
+
+
+def _random_net(draw: st.DrawFn, path: Path) -> tuple[Path, tuple[int, int, int]]:
+    """A conv (any kernel, stride, padding, dilation, groups) -> flatten -> dense (optional
+    delays) network, optionally behind an input layer with a neuron, with weights at one of the
+    arithmetic's corners: small, conv sums beyond 24 bits (the current wrap), beyond 31 bits
+    (int64 sums), dense weights spanning 0..255 (weight exponent 0: the current is the sum)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    groups = draw(st.sampled_from([1, 2]))
+    c_in = groups * draw(st.integers(1, 2))
+    c_out = groups * draw(st.integers(1, 3))
+    h, w = draw(st.integers(3, 9)), draw(st.integers(3, 9))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    # netx refuses padding beyond the kernel's extent
+    ph, pw = draw(st.integers(0, dh * (kh - 1) + 1)), draw(st.integers(0, dw * (kw - 1) + 1))
+    h_out = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    assume(h_out >= 1 and w_out >= 1)
+    scale = draw(st.sampled_from(["small", "wrap24", "int64", "exc255"]))
+    limit = {"small": 60, "wrap24": 1 << 20, "int64": 1 << 28, "exc255": 60}[scale]
+    conv = conv_spec(
+        rng.integers(-limit, limit, (c_out, c_in // groups, kh, kw)),
+        (c_out, h_out, w_out),
+        neuron=cuba(*draw(st.sampled_from([(1024, 128, 8), (0, 4096, 30), (4096, 0, 3)]))),
+        groups=groups,
+    )
+    conv.update(stride=np.array([sh, sw]), padding=np.array([ph, pw]), dilation=np.array([dh, dw]))
+    if c_out > 1 and draw(st.booleans()):  # netx reads a one-element bias as a scalar one
+        conv["bias"] = rng.integers(-200, 200, c_out)
+    n_flat = c_out * h_out * w_out
+    n_dense = draw(st.integers(1, 6))
+    if scale == "exc255":
+        dense_w = rng.integers(0, 256, (n_dense, n_flat))
+        dense_w.flat[0] = 255
+    else:
+        dense_w = rng.integers(-120, 120, (n_dense, n_flat))
+    dense = dense_spec(dense_w, neuron=cuba(2048, 256, 4))
+    if draw(st.booleans()):
+        dense["delay"] = rng.integers(0, 4, n_dense)
+    layers = [conv, {"type": "flatten", "shape": np.array([n_flat, 1, 1])}, dense]
+    if draw(st.booleans()):
+        layers.insert(0, {"type": "input", "shape": np.array([c_in, h, w]), **cuba(2048, 0, 0)})
+    return write_net(path, layers), (c_in, h, w)
+
+
+@needs_numba
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), rate=st.sampled_from([0.01, 0.1, 0.5]), t=st.integers(1, 7))
+def test_event_driven_equals_dense(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, rate: float, t: int
+) -> None:
+    """The event-driven kernels (every step, and mixed with the dense sums for busy steps) give
+    the dense path's spikes and counts, per sample, step and layer, at every conv geometry and
+    arithmetic corner (the taps tables, HWC layouts, delay rings, wraps, int64 sums)."""
+    path, shape = _random_net(data.draw, tmp_path_factory.mktemp("ev") / "n.net")
+    net = read_netx(path, shape)
+    x = random_spikes(np.random.default_rng(t), (2, t, *shape), rate)
+    want, want_counts = SnnRuntime(net, "numpy", "numba", "dense").run_with_counts(x)
+    for synapses, above in (("events", None), ("auto", 0.0), ("auto", 0.2)):
+        rt = SnnRuntime(net, "numpy", "numba", synapses, above)
+        got, counts = rt.run_with_counts(x)
+        np.testing.assert_array_equal(got, want, err_msg=f"{synapses} {above}")
+        np.testing.assert_array_equal(counts, want_counts, err_msg=f"{synapses} {above}")
+
+
+@needs_numba
+def test_event_driven_spikes_in_every_layer_and_matches_lava_arithmetic(tmp_path: Path) -> None:
+    """One fixed network from the generator's corners (conv sums past 24 bits, delays, bias,
+    input neuron) that does spike in every layer, so the equality above is not one of silence."""
+    rng = np.random.default_rng(21)
+    conv = conv_spec(rng.integers(-(1 << 18), 1 << 18, (4, 2, 3, 3)), (4, 4, 4), 2, 1)
+    conv.update(neuron := cuba(1024, 128, 1 << 10), bias=rng.integers(-50, 50, 4))
+    dense = dense_spec(rng.integers(-120, 120, (5, 64)), neuron=cuba(2048, 256, 4))
+    dense["delay"] = np.array([0, 1, 2, 3, 1])
+    path = write_net(
+        tmp_path / "c.net",
+        [
+            {"type": "input", "shape": np.array([2, 8, 8]), **cuba(2048, 0, 0)},
+            conv,
+            {"type": "flatten", "shape": np.array([64, 1, 1])},
+            dense,
+        ],
+    )
+    net = read_netx(path)
+    assert neuron and net.layers[1].kind == "conv"
+    x = random_spikes(rng, (3, 10, 2, 8, 8), 0.3)
+    want, want_counts = SnnRuntime(net, "numpy", "numpy", "dense").run_with_counts(x)
+    got, counts = SnnRuntime(net, "numpy", "numba", "events").run_with_counts(x)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(counts, want_counts)
+    assert (counts[..., 2].sum(axis=(0, 1)) > 0).all()  # every layer spikes
+    assert counts[..., 0].sum() > 0
+
+
+@needs_numba
+def test_busy_steps_take_the_dense_sums(
+    slayer_cases: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dense_above`` picks, per layer and step, the steps whose input is busier than it: those
+    (and only those) go through the conv/matmul, and the result does not change."""
+    from hsnn_perception.core.snn.synapse import DenseSynapse
+
+    path, _, _ = slayer_cases[0]
+    net = read_netx(path, IN_SHAPE)
+    x = np.zeros((1, 9, *IN_SHAPE), np.uint8)
+    rng = np.random.default_rng(2)
+    x[0, 1:] = random_spikes(rng, (8, *IN_SHAPE), 0.05)
+    x[0, 3] = random_spikes(rng, IN_SHAPE, 0.6)  # the one busy step of the network input
+    x[0, 6] = 1
+    frames: list[tuple[str, int]] = []
+    raw_sums = DenseSynapse.raw_sums
+
+    def spy(self: DenseSynapse, spikes: np.ndarray, **layout: bool) -> list:
+        frames.append((self.layer.name, spikes.shape[0]))
+        return raw_sums(self, spikes, **layout)
+
+    monkeypatch.setattr(DenseSynapse, "raw_sums", spy)
+    want = SnnRuntime(net, "numpy", "numba", "events").run_with_counts(x)
+    assert frames == []
+    got = SnnRuntime(net, "numpy", "numba", "auto", 0.5).run_with_counts(x)
+    assert frames[0] == ("0:conv", 2)  # steps 3 and 6 of the input, not the others
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---- bad input ----------------------------------------------------------------------------------
 
 
@@ -257,6 +394,11 @@ def test_bad_inputs(slayer_cases: list) -> None:
         rt.run(np.zeros((3, 14, 2, 8, 9), np.uint8))
     with pytest.raises(SnnInputError, match="binary"):
         rt.run(x * 2)
+    for bad in (2, 255):  # one non-spike value among zeros: the event scan sees it too
+        one = np.zeros_like(x)
+        one[1, 5, 1, 7, 3] = bad
+        with pytest.raises(SnnInputError, match="binary"):
+            rt.run(one)
     with pytest.raises(SnnInputError, match="binary"):
         rt.run_window(x[0].astype(np.float32) * 0.5)
     with pytest.raises(SnnInputError, match="run_window input"):
@@ -267,6 +409,13 @@ def test_bad_inputs(slayer_cases: list) -> None:
         load_snn(path, backend="gpu", input_shape=IN_SHAPE)
     with pytest.raises(SnnConfigError, match="engine must be"):
         load_snn(path, input_shape=IN_SHAPE, engine="gpu")
+    net = read_netx(path, IN_SHAPE)
+    with pytest.raises(SnnConfigError, match="synapses must be 'auto', 'events' or 'dense'"):
+        SnnRuntime(net, synapses="sparse")
+    with pytest.raises(SnnConfigError, match="needs the numba engine"):
+        SnnRuntime(net, engine="numpy", synapses="events")
+    with pytest.raises(SnnConfigError, match="dense_above must be within"):
+        SnnRuntime(net, dense_above=1.5)
 
 
 def test_run_window_matches_run(slayer_cases: list) -> None:
@@ -277,5 +426,5 @@ def test_run_window_matches_run(slayer_cases: list) -> None:
     np.testing.assert_array_equal(out, y[1].reshape(out.shape))
     assert counts.spikes == sum(d["spikes"] for d in counts.per_layer)
     assert counts.per_layer[-1]["spikes"] == int(out.sum())
-    want = "native (torch+numba)" if numba_available() else "native (torch)"
+    want = "native (numba events, numpy dense steps)" if numba_available() else "native (numpy)"
     assert rt.backend_name == want
