@@ -81,7 +81,7 @@ class Registry:
 
 
 # SNN backends: a loader ``(path, *, input_shape, engine, energy_probe, **options)`` returning an
-# ``snn_runtime.SnnBackend``; used by ``snn_runtime.load_snn``.
+# ``snn.api.SnnBackend``; used by ``snn.api.load_snn``.
 SNN_BACKENDS = Registry(
     "SNN backend",
     [

@@ -42,7 +42,7 @@ class EvaluationError(ExperimentError, ValueError):
 
 @dataclass
 class OfflineSettings:
-    backend: str = "native"  # SNN runtime backend (snn_runtime.load_snn)
+    backend: str = "native"  # SNN runtime backend (core/snn load_snn)
     chip: str = "loihi"  # energy model of the SNN part
     loihi_cores: int = 0  # 0: static power left out (unknown mapping)
     # energy model of the ANN part where nothing measures it (energy.ANN_DEVICE_PROFILES; as the

@@ -20,6 +20,9 @@ copied to the machine that runs that node alone. Keys are ECDSA P-256 (DDS Secur
 Permissions name DDS topics, which ROS 2 derives from its names: topic ``/ns/x`` is ``rt/ns/x``;
 service ``/ns/s`` is ``rq/ns/sRequest`` (requests) and ``rr/ns/sReply`` (replies); every
 participant also publishes and reads ``ros_discovery_info`` (the graph cache of rmw_dds_common).
+
+The certificate authorities, the documents and the command line that writes them are one
+procedure, kept in one module (a little over 500 lines) so it reads in the order it runs.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from hsnn_perception.training.regularization import RateTarget, RegularizationEr
 
 SYNTHETIC_TEST_OFFSET = 1_000_000  # test samples are indices from here on: never seen in training
 DEFAULT_CACHE = Path.home() / ".cache" / "hsnn" / "datasets"
-# What snn_runtime.load_snn accepts (the bundle check after training runs through it).
+# What core/snn load_snn accepts (the bundle check after training runs through it).
 SNN_BACKENDS = registry.SNN_BACKENDS.names(aliases=True)
 
 

@@ -61,7 +61,7 @@ def lava_loihi_installed() -> bool:
 
 
 class LavaSnn:
-    """An ``snn_runtime.SnnBackend`` executed by Lava; also ``run`` (batched, like
+    """An ``SnnBackend`` (core/snn/api.py) executed by Lava; also ``run`` (batched, like
     ``SnnRuntime``'s) and the energy probe's ``last_measurement`` / ``probe_error``."""
 
     def __init__(
