@@ -63,6 +63,9 @@ class EventDriverNode(HsnnNode):
         p = self.declare
         p("source", "synthetic")  # synthetic | aedat4 | camera | network | rosbag
         p("path", "")  # aedat4 file or rosbag2 bag
+        # rosbag: the events topic to play (e.g. /event_camera/events of a stock driver's
+        # recording); empty = the bag's one topic of event packets, found by type
+        p("bag_events_topic", "")
         p("width", 128)  # synthetic sensor geometry
         p("height", 128)
         p("seed", 0)
@@ -265,7 +268,8 @@ class EventDriverNode(HsnnNode):
         elif source == "rosbag":
             from hsnn_perception.core.sources.bag import bag_packets
 
-            inner = ps.IteratorSource(*bag_packets(path, loop=loop))
+            topic = str(self.param("bag_events_topic")) or None
+            inner = ps.IteratorSource(*bag_packets(path, loop=loop, events_topic=topic))
         elif source == "aedat4":
             from hsnn_perception.core.sources.dv import Aedat4FileSource
 

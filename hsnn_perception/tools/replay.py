@@ -146,16 +146,6 @@ def replay_dds(
     model = ModelBundle.load(bundle)
     bag = Path(bag)
     stream, width, height = bag_packets(bag, events_topic=events_topic)
-    # The driver node plays the one events topic it finds by type: a named one must be that.
-    if events_topic is not None:
-        from hsnn_perception.core.io.bag.read import find_events_topic
-
-        found = find_events_topic(bag, stream.report.topics)
-        if found != events_topic:
-            raise ReplayError(
-                f"over DDS the driver plays the bag's events topic found by type ({found}), "
-                f"not {events_topic}"
-            )
     # Read it to the end now: that closes its reader (an sqlite3 bag left open while another
     # reader of the same file closes printed an apsw.BusyError traceback at garbage collection)
     # and completes stream.report (what reading skipped) for the report.
@@ -186,6 +176,7 @@ def replay_dds(
         "diagnostics_period_s": DIAG_PERIOD_S,
         "publish_clock": s.use_sim_time,
         "use_sim_time": False,
+        "bag_events_topic": events_topic or "",  # the topic the offline reading above used
     }
     # A stalled driver (a busy host) must not end a window early: its later events would be late.
     overrides["snn_feature"].update(

@@ -190,3 +190,30 @@ def test_cli_dds_refuses_a_sensor_it_cannot_map_before_starting(
     err = capsys.readouterr().err.strip()
     assert err.startswith("hsnn-eval: error:") and match in err, err
     assert "nothing was started" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_cli_dds_plays_the_events_topic_it_is_given(tmp_path, default_bundle_dir):
+    """A stock driver's recording (/event_camera/events, event_camera_msgs type, libcaer_cmp at
+    346x260) beside another events topic: the driver node plays the topic named by
+    --events-topic, so the DDS replay classifies the windows offline evaluation gives for it."""
+    from test_bag_cli import _stock_driver_bag
+
+    bag = tmp_path / "stock"
+    stock, _ = _stock_driver_bag(bag, "sqlite3")
+    topic = "/event_camera/events"
+    offline = evaluate_offline(
+        bag,
+        default_bundle_dir,
+        OfflineSettings(progress=False, measure=False, events_topic=topic),
+    )
+    assert offline.records and offline.settings["events_topic"] == topic
+    out = tmp_path / "dds"
+    argv = [str(bag), "--mode", "dds", "--events-topic", topic, "--speed", "0", "--composed"]
+    assert eval_main([*argv, "--out", str(out), "--host-time", "--no-plots", "--no-progress"]) == 0
+    result = ReplayResult.load(out / "result.json")
+    assert result.settings["driver_published_packets"] == offline.bag_report["read"][topic]
+    assert [r.t_start_us for r in result.records] == [r.t_start_us for r in offline.records]
+    assert [r.prediction for r in result.records] == [r.prediction for r in offline.records]
+    assert sum(r.n_events for r in result.records) == sum(r.n_events for r in offline.records)
+    assert 0 < sum(r.n_events for r in result.records) <= stock.size

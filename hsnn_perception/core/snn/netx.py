@@ -7,11 +7,11 @@ reads: a group ``layer`` holding groups ``"0"``, ``"1"``, ... in network order, 
 ``groups``, optional ``bias`` and ``delay``) and the neuron (``neuron/type``, ``iDecay``,
 ``vDecay``, ``vThMant``).
 
-This module only reads and checks; it applies none of Loihi's arithmetic (see loihi.py, runtime.py).
-Everything is reported in the (C, H, W) order of slayer and torch; Lava's (W, H, C) order is the
-runtime's business (core/snn/loihi.py). Values are read the way netx reads them (weights and biases cast with
-``astype(int)``, dense delays clipped to 0..62 and expanded to a full matrix), so that the runtime
-and netx start from the same numbers.
+This module only reads and checks; it applies none of Loihi's arithmetic (see loihi.py and
+runtime.py). Everything is reported in the (C, H, W) order of slayer and torch; Lava's (W, H, C)
+order is the runtime's business. Values are read the way netx reads them (weights and biases
+cast with ``astype(int)``, dense delays clipped to 0..62 and expanded to a full matrix), so that
+the runtime and netx start from the same numbers.
 
 A file can be hostile (docs/hostile_inputs.md): every dataset is bounded before it is read
 (MAX_* below). The reader and its bounds stay in one module, a little over 500 lines, so that
