@@ -61,10 +61,6 @@ def ns_to_time(t_ns: int) -> Time:
     return Time(sec=int(t_ns) // 1_000_000_000, nanosec=int(t_ns) % 1_000_000_000)
 
 
-def time_to_ns(t: Time) -> int:
-    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
-
-
 def array_to_tensor(name: str, array: np.ndarray) -> Tensor:
     fields = encode_tensor(name, array)
     return Tensor(

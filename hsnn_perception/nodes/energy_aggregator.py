@@ -13,6 +13,7 @@ from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 from hsnn_perception.core.energy.figure import EnergyFigure, total
 from hsnn_perception.core.errors import ConfigurationError, EnergyAccountingError
 from hsnn_perception.core.events.stream import SequenceGaps
+from hsnn_perception.core.io.bag.msgtypes import time_to_ns
 from hsnn_perception.core.registry import node_name
 from hsnn_perception.graph import ENERGY, ENERGY_TOTAL
 from hsnn_perception.msg import EnergyReport
@@ -23,7 +24,6 @@ from hsnn_perception.nodes.conversions import (
     energy_report,
     figure_from_report,
     read_stamp_us,
-    time_to_ns,
 )
 
 # Windows waiting for their last stage: beyond this many (reports at wild window stamps) the

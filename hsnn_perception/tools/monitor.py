@@ -13,6 +13,7 @@ from typing import Any
 from rclpy.node import Node
 
 from hsnn_perception.core.energy.figure import EnergyError, unavailable
+from hsnn_perception.core.io.bag.msgtypes import time_to_ns
 from hsnn_perception.evaluation.records import EvalRecord
 from hsnn_perception.graph import (
     CLASSIFICATION,
@@ -26,7 +27,7 @@ from hsnn_perception.graph import (
 )
 from hsnn_perception.msg import Classification, EnergyReport, GestureLabel
 from hsnn_perception.nodes.base import reliable_qos
-from hsnn_perception.nodes.conversions import figure_from_report, time_to_ns, time_to_us
+from hsnn_perception.nodes.conversions import figure_from_report, time_to_us
 
 
 class PipelineMonitor(Node):

@@ -34,7 +34,7 @@ from hsnn_perception.core.events.stream import PacketStreamDecoder
 from hsnn_perception.core.io.bag.msgtypes import BagError, EventPacketData, Label
 from hsnn_perception.core.io.bag.read import EventBag, read_event_bag
 from hsnn_perception.core.io.bag.storage import ReadReport
-from hsnn_perception.core.sources.streams import LabelSpan, Packet
+from hsnn_perception.core.sources.streams import Packet
 
 __all__ = [
     "BagError",
@@ -51,8 +51,8 @@ __all__ = [
 DEFAULT_LOOP_ALIGN_US = 160_000
 
 
-def _span(label: Label, offset_us: int) -> LabelSpan:
-    return LabelSpan(
+def _span(label: Label, offset_us: int) -> Label:
+    return Label(
         int(label.class_id), str(label.label), label.start_us + offset_us, label.end_us + offset_us
     )
 
@@ -96,7 +96,7 @@ class BagPacketStream(Iterator[Packet]):
         self._first_us = int(events["t"][0]) if events.size else int(pkt.time_base_ns) // 1000
         self._prev_end: int | None = None
         self._label_i = 0
-        self._carry: list[LabelSpan] = []
+        self._carry: list[Label] = []
         self._done = False
 
     @property
@@ -196,7 +196,7 @@ class BagPacketStream(Iterator[Packet]):
             self._peeked = nxt
         return False
 
-    def _labels_until(self, end_us: int, last: bool) -> list[LabelSpan]:
+    def _labels_until(self, end_us: int, last: bool) -> list[Label]:
         """Labels starting before ``end_us`` not yet handed out (all that are left if ``last``)."""
         out, self._carry = self._carry, []
         while self._label_i < len(self.labels) and (

@@ -12,16 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hsnn_perception.core.events.codecs import empty_events
-
-
-@dataclass(frozen=True)
-class LabelSpan:
-    """Ground truth for ``[start_us, end_us)`` of sensor time."""
-
-    class_id: int
-    label: str
-    start_us: int
-    end_us: int
+from hsnn_perception.core.io.bag.msgtypes import Label
 
 
 @dataclass
@@ -31,7 +22,7 @@ class Packet:
     events: NDArray[Any]
     t_start_us: int
     t_end_us: int
-    labels: list[LabelSpan] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
 
 
 def synthetic_packets(
@@ -49,7 +40,7 @@ def synthetic_packets(
         raise ValueError(f"packet_us must be >= 1, got {packet_us}")
     labels = generator.labels  # type: ignore[attr-defined]
     for events, class_id, t0, t1 in generator.stream(n_samples, start_us):  # type: ignore[attr-defined]
-        span = LabelSpan(int(class_id), labels[class_id], int(t0), int(t1))
+        span = Label(int(class_id), labels[class_id], int(t0), int(t1))
         edges = np.arange(t0, t1 + packet_us, packet_us)
         edges[-1] = min(edges[-1], t1)
         cuts = np.searchsorted(events["t"], edges)

@@ -34,7 +34,6 @@ from hsnn_perception.core.sources.bag import (
     bag_window_count,
     bag_windows,
 )
-from hsnn_perception.core.sources.streams import LabelSpan
 
 SIZE = 64
 
@@ -69,9 +68,7 @@ def test_synthetic_bag_yields_its_events_and_labels(tmp_path, storage):
     )
     _check_tiling(packets)
     got = [(i, lab) for i, p in enumerate(packets) for lab in p.labels]
-    assert [lab for _, lab in got] == [
-        LabelSpan(c, gen.labels[c], t0, t1) for _, c, t0, t1 in expected
-    ]
+    assert [lab for _, lab in got] == [Label(c, gen.labels[c], t0, t1) for _, c, t0, t1 in expected]
     # each label goes with the packet during which it starts (the first one: labels before it)
     for i, lab in got:
         p = packets[i]
