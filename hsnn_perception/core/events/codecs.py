@@ -220,6 +220,23 @@ def check_encodable(events: Array, encoding: str, width: int, height: int) -> No
 # --------------------------------------------------------------------------- the interface
 
 
+@dataclass(frozen=True)
+class Payload:
+    """One packet's payload as :func:`decode_packet` hands it to a codec, checked: the bytes as
+    uint8, the time base, the sensor geometry (0: unchecked), and how to decode (see
+    :func:`decode_packet` for ``strict``, ``drops``, ``state`` and ``triggers``)."""
+
+    raw: NDArray[np.uint8]
+    time_base_ns: int
+    width: int
+    height: int
+    is_bigendian: bool = False
+    strict: bool = True
+    drops: Drops | None = None
+    state: Evt3State | None = None
+    triggers: list[Array] | None = None
+
+
 @runtime_checkable
 class EventCodec(Protocol):
     """One payload encoding (an entry of ``registry.EVENT_CODECS``). ``raw`` is the payload as
@@ -233,22 +250,10 @@ class EventCodec(Protocol):
         """Sorted, encodable ``events`` -> ``(time_base_ns, payload)``; ``(0, b"")`` if empty."""
         ...
 
-    def decode(
-        self,
-        raw: NDArray[np.uint8],
-        time_base_ns: int,
-        width: int,
-        height: int,
-        *,
-        is_bigendian: bool,
-        strict: bool,
-        drops: Drops | None,
-        state: Evt3State | None,
-        triggers: list[Array] | None,
-    ) -> Array:
+    def decode(self, payload: Payload) -> Array:
         """The payload's events (:data:`EVENT_DTYPE`). An encoding that carries external
-        trigger events appends them to ``triggers`` (one :data:`TRIGGER_DTYPE` array per
-        packet) when a list is given."""
+        trigger events appends them to ``payload.triggers`` (one :data:`TRIGGER_DTYPE` array
+        per packet) when a list is given."""
         ...
 
     def events_at_most(self, nbytes: int) -> int:
@@ -346,13 +351,5 @@ def decode_packet(
     raw = as_byte_view(payload)
     check_packet_size(raw, encoding, max_events)
     return codec.decode(
-        raw,
-        time_base_ns,
-        width,
-        height,
-        is_bigendian=is_bigendian,
-        strict=strict,
-        drops=drops,
-        state=evt3_state,
-        triggers=triggers,
+        Payload(raw, time_base_ns, width, height, is_bigendian, strict, drops, evt3_state, triggers)
     )

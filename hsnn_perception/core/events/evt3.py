@@ -13,6 +13,7 @@ from hsnn_perception.core.events.codecs import (
     Drops,
     EventEncodeError,
     Evt3State,
+    Payload,
     count_drop,
 )
 from hsnn_perception.core.events.evt3_format import (
@@ -137,20 +138,10 @@ class Evt3Codec:
     def encode(self, events: Array, *, use_vectors: bool) -> tuple[int, bytes]:
         return encode_evt3(events, use_vectors)
 
-    def decode(
-        self,
-        raw: NDArray[np.uint8],
-        time_base_ns: int,
-        width: int,
-        height: int,
-        *,
-        is_bigendian: bool,
-        strict: bool,
-        drops: Drops | None,
-        state: Evt3State | None,
-        triggers: list[Array] | None,
-    ) -> Array:
-        return decode_evt3(raw, time_base_ns, width, height, strict, drops, state, triggers)
+    def decode(self, p: Payload) -> Array:
+        return decode_evt3(
+            p.raw, p.time_base_ns, p.width, p.height, p.strict, p.drops, p.state, p.triggers
+        )
 
     def events_at_most(self, nbytes: int) -> int:
         return nbytes // 2 * 12  # every word a VECT_12

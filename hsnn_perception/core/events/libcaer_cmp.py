@@ -22,7 +22,7 @@ from hsnn_perception.core.events.codecs import (
     Drops,
     EventDecodeError,
     EventEncodeError,
-    Evt3State,
+    Payload,
     count_drop,
     finish_events,
     whole_words,
@@ -182,20 +182,8 @@ class LibcaerCmpCodec:
     def encode(self, events: Array, *, use_vectors: bool) -> tuple[int, bytes]:
         return encode_libcaer_cmp(events, use_vectors)
 
-    def decode(
-        self,
-        raw: NDArray[np.uint8],
-        time_base_ns: int,
-        width: int,
-        height: int,
-        *,
-        is_bigendian: bool,
-        strict: bool,
-        drops: Drops | None,
-        state: Evt3State | None,
-        triggers: list[Array] | None,
-    ) -> Array:
-        return decode_libcaer_cmp(raw, time_base_ns, width, height, strict, drops)
+    def decode(self, p: Payload) -> Array:
+        return decode_libcaer_cmp(p.raw, p.time_base_ns, p.width, p.height, p.strict, p.drops)
 
     def events_at_most(self, nbytes: int) -> int:
         return nbytes // 2 * 8  # every word a full VECT_8

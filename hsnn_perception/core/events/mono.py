@@ -15,7 +15,7 @@ from hsnn_perception.core.events.codecs import (
     Array,
     Drops,
     EventEncodeError,
-    Evt3State,
+    Payload,
     finish_events,
     whole_words,
 )
@@ -77,20 +77,10 @@ class MonoCodec:
     def encode(self, events: Array, *, use_vectors: bool) -> tuple[int, bytes]:
         return encode_mono(events)
 
-    def decode(
-        self,
-        raw: NDArray[np.uint8],
-        time_base_ns: int,
-        width: int,
-        height: int,
-        *,
-        is_bigendian: bool,
-        strict: bool,
-        drops: Drops | None,
-        state: Evt3State | None,
-        triggers: list[Array] | None,
-    ) -> Array:
-        return decode_mono(raw, time_base_ns, width, height, is_bigendian, strict, drops)
+    def decode(self, p: Payload) -> Array:
+        return decode_mono(
+            p.raw, p.time_base_ns, p.width, p.height, p.is_bigendian, p.strict, p.drops
+        )
 
     def events_at_most(self, nbytes: int) -> int:
         return nbytes // 8
