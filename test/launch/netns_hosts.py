@@ -177,11 +177,12 @@ def _probe(args: argparse.Namespace) -> int:
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
+    from hsnn_perception.core.io.bag.msgtypes import time_to_ns
     from hsnn_perception.core.io.spike_codec import decode_spikes
     from hsnn_perception.graph import qualified_name
     from hsnn_perception.msg import EnergyReport, TensorList
     from hsnn_perception.nodes.base import reliable_qos
-    from hsnn_perception.nodes.conversions import read_tensor_list, time_to_ns, time_to_us
+    from hsnn_perception.nodes.conversions import read_tensor_list, time_to_us
     from hsnn_perception.tools.monitor import PipelineMonitor
 
     # rclpy's handlers would shut the context down under the spin loop: dump first, then end.

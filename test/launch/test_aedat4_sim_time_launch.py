@@ -19,10 +19,11 @@ from launch_helpers import Listener, namespace, offline_predictions, pipeline_la
 
 from hsnn_perception.core.events.synthetic import SyntheticGestures
 from hsnn_perception.core.io.bag.convert import aedat4_to_bag
+from hsnn_perception.core.io.bag.msgtypes import time_to_ns
 from hsnn_perception.core.sources.dv import write_aedat4
 from hsnn_perception.msg import Classification, EnergyReport
 from hsnn_perception.nodes.base import reliable_qos
-from hsnn_perception.nodes.conversions import time_to_ns, time_to_us
+from hsnn_perception.nodes.conversions import time_to_us
 from launch import LaunchDescription
 
 SAMPLES = 6

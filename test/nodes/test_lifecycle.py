@@ -68,9 +68,10 @@ def test_nodes_start_and_stamp_in_sim_time(ros, tmp_path, default_bundle_dir):
 
     from rosgraph_msgs.msg import Clock
 
+    from hsnn_perception.core.io.bag.msgtypes import time_to_ns
     from hsnn_perception.msg import EnergyReport, EventPacket
     from hsnn_perception.nodes.base import sensor_qos
-    from hsnn_perception.nodes.conversions import time_to_ns, us_to_time
+    from hsnn_perception.nodes.conversions import us_to_time
 
     from .test_bad_input import good_packets
 
