@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -120,7 +121,9 @@ def stack_windows(
 def save_spikeset(data: SpikeSet, path: Path, meta: dict[str, Any] | None = None) -> None:
     """Save bit-packed (spikes are binary) to an ``.npz``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    # A name of this process's own: two runs filling the same cache entry at once (the family
+    # split over processes) must not replace each other's half-written file.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez_compressed(
         tmp,
         packed=np.packbits(data.spikes.astype(bool), axis=-1),
