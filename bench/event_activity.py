@@ -26,21 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hsnn_perception.core.events.filters import SpatialMap  # noqa: E402
-
-
-def bin_activity(
-    events: np.ndarray, height: int, width: int, bin_us: int, t0: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(events per bin, fraction of the ``height x width`` pixels active per bin)."""
-    if events.size == 0:
-        return np.zeros(0), np.zeros(0)
-    start = int(events["t"].min()) if t0 is None else int(t0)
-    b = (events["t"].astype(np.int64) - start) // bin_us
-    n_bins = int(b.max()) + 1
-    counts = np.bincount(b, minlength=n_bins)
-    pix = (b * height + events["y"].astype(np.int64)) * width + events["x"].astype(np.int64)
-    active = np.bincount(np.unique(pix) // (height * width), minlength=n_bins)
-    return counts.astype(np.float64), active / float(height * width)
+from hsnn_perception.training.data import bin_activity  # noqa: E402
 
 
 def summarize(counts: np.ndarray, frac: np.ndarray, frac_model: np.ndarray) -> dict:
