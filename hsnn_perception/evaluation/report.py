@@ -54,6 +54,8 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
         else:
             outside += 1
     correct = int(np.trace(confusion))
+    # Over every window, labelled or not: all an unlabelled recording says about the model.
+    predicted = Counter(r.prediction for r in recs)
     per_class = []
     for c in range(n_classes):
         total = int(confusion[c].sum())
@@ -63,6 +65,7 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
                 "label": result.labels[c],
                 "windows": total,
                 "accuracy": int(confusion[c, c]) / total if total else None,
+                "predicted": int(predicted.get(c, 0)),
             }
         )
     stages = [s for s in STAGE_ORDER if any(s in r.latency_s for r in recs)]
@@ -287,14 +290,16 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"- **the total is a lower bound** (>=): {why}")
     lines += [
         "",
-        "## Accuracy per class",
+        "## Accuracy and predictions per class",
         "",
-        "| class | label | windows | accuracy |",
-        "|---|---|---|---|",
+        "| class | label | windows | accuracy | predicted (all windows) |",
+        "|---|---|---|---|---|",
     ]
     for c in s["per_class"]:
         a = "n/a" if c["accuracy"] is None else f"{c['accuracy'] * 100:.1f}%"
-        lines.append(f"| {c['class_id']} | {c['label']} | {c['windows']} | {a} |")
+        lines.append(
+            f"| {c['class_id']} | {c['label']} | {c['windows']} | {a} | {c.get('predicted', '')} |"
+        )
     lines += ["", "## Confusion matrix (rows: truth, columns: prediction)", ""]
     n = len(s["confusion"])
     lines.append("| | " + " | ".join(str(i) for i in range(n)) + " |")

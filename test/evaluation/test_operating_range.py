@@ -92,6 +92,8 @@ def test_a_real_recording_is_compared_with_the_reference(tmp_path, default_bundl
     assert bag_main(["convert", kind, str(recording), str(bag), "--max-us", "500000"]) == 0
     report = _report(bag, default_bundle_dir, tmp_path / "r")
     assert report["accuracy"] is None and report["windows"] >= 2
+    # unlabelled: the predicted-class histogram covers every window
+    assert sum(c["predicted"] for c in report["per_class"]) == report["windows"]
     cmp = report["operating_range"]
     assert [row["layer"] for row in cmp["layers"]] == ["1:conv", "2:conv"]
     for row in cmp["layers"]:
