@@ -7,7 +7,7 @@ the synthetic set's 128x128 statistics were matched against (docs/results/README
 
     python bench/event_activity.py --bag BAG [--bag BAG2 ...] [--synthetic 110] [--json OUT]
 
-Bags are read with the project's own reader (``core.io.rosbag.read_event_bag``); make them from
+Bags are read with the project's own reader (``core.io.bag.read.read_event_bag``); make them from
 the recordings with ``hsnn-bag convert aedat4|raw FILE OUT``. Only bins that have at least one
 event are counted for recordings (a paused camera says nothing about a gesture's statistics);
 ``--min-active`` drops near-empty bins too.
@@ -47,7 +47,7 @@ def summarize(counts: np.ndarray, frac: np.ndarray, frac_model: np.ndarray) -> d
 
 
 def bag_events(path: Path) -> tuple[np.ndarray, int, int]:
-    from hsnn_perception.core.io.rosbag import read_event_bag
+    from hsnn_perception.core.io.bag.read import read_event_bag
 
     bag = read_event_bag(path)
     parts, geometry = [], None

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hsnn_perception.core.io import rosbag as rb
+from hsnn_perception.core.io.bag.write import synthetic_to_bag
 from hsnn_perception.evaluation.cli import eval_main
 from hsnn_perception.evaluation.operating_range import (
     REFERENCE_KEY,
@@ -37,7 +37,7 @@ def test_the_shipped_model_stores_its_reference(default_bundle_dir):
 
 def test_synthetic_gestures_of_another_seed_are_in_range(tmp_path, default_bundle_dir):
     bag = tmp_path / "syn"
-    rb.synthetic_to_bag(bag, 11, seed=7)
+    synthetic_to_bag(bag, 11, seed=7)
     cmp = _report(bag, default_bundle_dir, tmp_path / "r")["operating_range"]
     assert cmp["input"]["verdict"] == "in range", cmp
     assert [row["verdict"] for row in cmp["layers"]] == ["in range", "in range"], cmp
@@ -67,7 +67,7 @@ def test_a_bundle_without_reference_reports_without_the_section(tmp_path, defaul
     del doc["metrics"][REFERENCE_KEY]
     (bundle / "manifest.json").write_text(json.dumps(doc))
     bag = tmp_path / "syn"
-    rb.synthetic_to_bag(bag, 2, seed=7)
+    synthetic_to_bag(bag, 2, seed=7)
     assert _report(bag, bundle, tmp_path / "r")["operating_range"] is None
     assert "Operating range" not in (tmp_path / "r" / "report.md").read_text()
 
