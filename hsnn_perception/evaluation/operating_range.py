@@ -93,6 +93,8 @@ def measure_reference(
             if snn is None:
                 continue
             _, ops = snn.run_window(spikes)
+            if ops is None:  # the native runtime always counts; a backend that does not, cannot
+                raise ValueError(f"{bundle.path}: the SNN runtime gave no op counts")
             for d in ops.per_layer:
                 acc = layers.setdefault(str(d["layer"]), {"rate": [], "syn": []})
                 acc["rate"].append(d["spikes"] / d["neuron_updates"] if d["neuron_updates"] else 0)

@@ -145,7 +145,7 @@ def train_model(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=max(1, config.epochs * steps_per_epoch)
     )
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float | None]] = []
     t0 = time.perf_counter()
     step = 0
     done = False
