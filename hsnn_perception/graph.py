@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core import registry
@@ -103,6 +104,7 @@ def pipeline(
             f"unknown classifier backend {classifier_backend!r}; expected one of "
             f"{CLASSIFIER_BACKENDS}"
         )
+    model = resolve_model(model)
     # The nodes never start themselves here: the manager (or an outside one) brings them up.
     common = {"use_sim_time": use_sim_time, "autostart": False}
     window_us = model_window_us(model)
@@ -274,6 +276,18 @@ def parameters_from_file(path: str, node_fqn: str) -> dict[str, Any]:
     return ParametersFile.read(path).for_node(node_fqn)
 
 
+def resolve_model(model: str) -> str:
+    """``model`` as the nodes' ``model`` parameter: a shipped model's name (a folder beside the
+    default, e.g. ``synthetic-128`` for models/synthetic-128) becomes its path; anything else (a
+    path, empty for the default) is kept, and the nodes report a bundle they cannot load."""
+    if not model or "/" in model or Path(model).exists():
+        return model
+    from hsnn_perception.core.hybrid.bundle import MANIFEST, default_bundle_path
+
+    shipped = default_bundle_path().parent / model
+    return str(shipped) if (shipped / MANIFEST).is_file() else model
+
+
 def model_window_us(model: str = "") -> int:
     """Sensor time per window of bundle ``model`` (empty: the shipped default), or 0 if it cannot
     be read (the nodes that load it then say why)."""
@@ -308,7 +322,11 @@ def qualified_name(namespace: str, name: str) -> str:
 # Launch arguments of launch/pipeline.launch.py: name -> (default, description). The launch file
 # declares exactly these and hands their values to pipeline_from_arguments().
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
-    "model": ("", "model bundle directory (empty: the shipped default model)"),
+    "model": (
+        "",
+        "model bundle directory, or a shipped model's name: synthetic-128 (2x128x128) "
+        "(empty: the shipped default, 2x32x32)",
+    ),
     "source": ("synthetic", "event source: " + " | ".join(SOURCES)),
     "source_path": ("", "AEDAT4 file (source aedat4) or rosbag2 bag (source rosbag)"),
     "interval": ("0", "accumulation interval I in timesteps (0: the model's)"),

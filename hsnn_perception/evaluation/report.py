@@ -1,9 +1,12 @@
 """Reports of an evaluation run: summary figures, Markdown, JSON and PNG plots.
 
 :func:`summarize` turns a :class:`ReplayResult` into plain numbers (accuracy, confusion matrix,
-latency percentiles, energy per stage with how it was obtained, firing rates, drops);
+latency percentiles, energy per stage with how it was obtained, firing rates and how they compare
+with the model's reference data (operating_range.py), drops);
 :func:`write_report` writes ``report.json``, ``report.md`` and ``confusion.png``,
 ``latency.png``, ``energy.png`` into a directory. :func:`write_family_report` compares models.
+A little over 500 lines: the summary schema, its Markdown and its plots are kept in one module so
+that a figure added to one is added to all.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from typing import Any
 import numpy as np
 
 from hsnn_perception.core.energy.figure import SOURCE_UNAVAILABLE
+from hsnn_perception.evaluation.operating_range import (
+    REFERENCE_KEY,
+    compare_with_reference,
+    markdown_lines,
+)
 from hsnn_perception.evaluation.records import STAGE_ORDER, ReplayResult
 
 PERCENTILES = (50, 95, 99)
@@ -46,6 +54,8 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
         else:
             outside += 1
     correct = int(np.trace(confusion))
+    # Over every window, labelled or not: all an unlabelled recording says about the model.
+    predicted = Counter(r.prediction for r in recs)
     per_class = []
     for c in range(n_classes):
         total = int(confusion[c].sum())
@@ -55,6 +65,7 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
                 "label": result.labels[c],
                 "windows": total,
                 "accuracy": int(confusion[c, c]) / total if total else None,
+                "predicted": int(predicted.get(c, 0)),
             }
         )
     stages = [s for s in STAGE_ORDER if any(s in r.latency_s for r in recs)]
@@ -115,6 +126,7 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
         "latency_ms": latency,
         "energy": energy,
         "firing_rates": firing,
+        "operating_range": compare_with_reference(recs, _reference(result.bundle)),
         "events_read": result.events_read,
         "events_per_window_mean": float(np.mean([r.n_events for r in recs])) if recs else None,
         "dropped": dict(result.dropped),
@@ -123,6 +135,15 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
         "settings": result.settings,
         "notes": list(result.notes),
     }
+
+
+def _reference(bundle: str) -> dict[str, Any] | None:
+    """The bundle's reference activity (operating_range.py), if its manifest has one."""
+    try:
+        doc = json.loads((Path(bundle) / "manifest.json").read_text())
+        return doc.get("metrics", {}).get(REFERENCE_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None  # no readable manifest here: the report goes without the comparison
 
 
 def _lower_bound_parts(energy: dict[str, Any], stages: list[str]) -> dict[str, str]:
@@ -269,14 +290,16 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"- **the total is a lower bound** (>=): {why}")
     lines += [
         "",
-        "## Accuracy per class",
+        "## Accuracy and predictions per class",
         "",
-        "| class | label | windows | accuracy |",
-        "|---|---|---|---|",
+        "| class | label | windows | accuracy | predicted (all windows) |",
+        "|---|---|---|---|---|",
     ]
     for c in s["per_class"]:
         a = "n/a" if c["accuracy"] is None else f"{c['accuracy'] * 100:.1f}%"
-        lines.append(f"| {c['class_id']} | {c['label']} | {c['windows']} | {a} |")
+        lines.append(
+            f"| {c['class_id']} | {c['label']} | {c['windows']} | {a} | {c.get('predicted', '')} |"
+        )
     lines += ["", "## Confusion matrix (rows: truth, columns: prediction)", ""]
     n = len(s["confusion"])
     lines.append("| | " + " | ".join(str(i) for i in range(n)) + " |")
@@ -296,6 +319,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
                 f"| {f['layer']} | {f['spikes']} | {f['neuron_updates']} | "
                 f"{_fmt(f['rate_per_neuron_step'])} |"
             )
+    if s.get("operating_range"):
+        lines += ["", *markdown_lines(s["operating_range"])]
     lines += ["", "## Dropped and skipped", ""]
     dropped = {
         **s["dropped"],

@@ -99,6 +99,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--qat-epochs", type=number_arg(int, 0), default=0, help="8-bit QAT epochs for the ANN part"
     )
+    g.add_argument(
+        "--final-eval-only",
+        action="store_true",
+        help="test accuracy after the last epoch only (no per-epoch history, no rate summaries)",
+    )
     g.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -176,6 +181,7 @@ def train_config_from(args: argparse.Namespace):  # -> TrainConfig (lazy import 
         rate_weight=args.rate_weight,
         qat_epochs=args.qat_epochs,
         max_steps=args.max_steps,
+        eval_each_epoch=not args.final_eval_only,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,6 +102,25 @@ def events_to_spikes(events: np.ndarray, t_start_us: int, spec: InputSpec) -> np
     return (counts > 0).astype(np.uint8)
 
 
+def bin_activity(
+    events: np.ndarray, height: int, width: int, bin_us: int, t0: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Events per ``bin_us`` bin and the fraction of the ``height x width`` pixels with at least
+    one event (either polarity) in it, from ``t0`` (default: the first event) to the last event:
+    the statistics the synthetic set is compared with real recordings by (docs/results)."""
+    if events.size == 0:
+        return np.zeros(0), np.zeros(0)
+    start = int(events["t"].min()) if t0 is None else int(t0)
+    b = (events["t"].astype(np.int64) - start) // int(bin_us)
+    if b.min() < 0:
+        raise DatasetError(f"events before t0={t0}")
+    n_bins = int(b.max()) + 1
+    counts = np.bincount(b, minlength=n_bins).astype(np.float64)
+    pix = (b * height + events["y"].astype(np.int64)) * width + events["x"].astype(np.int64)
+    active = np.bincount(np.unique(pix) // (height * width), minlength=n_bins)
+    return counts, active / float(height * width)
+
+
 def stack_windows(
     windows: Iterable[tuple[np.ndarray, int]], class_names: Sequence[str], spec: InputSpec
 ) -> SpikeSet:
@@ -120,7 +140,9 @@ def stack_windows(
 def save_spikeset(data: SpikeSet, path: Path, meta: dict[str, Any] | None = None) -> None:
     """Save bit-packed (spikes are binary) to an ``.npz``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    # A name of this process's own: two runs filling the same cache entry at once (the family
+    # split over processes) must not replace each other's half-written file.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez_compressed(
         tmp,
         packed=np.packbits(data.spikes.astype(bool), axis=-1),

@@ -16,12 +16,17 @@ int32 eventTSOverflow, int32 eventCapacity, int32 eventNumber, int32 eventValid)
 ``eventCapacity * eventSize`` bytes of events. Polarity events (type 1) are 8 bytes: uint32 data
 (bit 0 valid, bit 1 polarity, bits 2-16 y, bits 17-31 x; origin top left) and int32 timestamp
 (us), extended to 64 bits as ``eventTSOverflow << 31 | timestamp``.
+
+:func:`write_aedat31` and :func:`write_dvsgesture_folder` write that layout (from the same
+description and IBM's dataset README: ``gesture_mapping.csv`` names the classes), so the reader and
+the training recipe are tested on files of the published form (test/training/test_dvsgesture.py).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+import struct
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +227,82 @@ def load_dvsgesture(
     train = load_split(root, split["train"], spec, train_stride_us, progress)
     test = load_split(root, split["test"], spec, None, progress)
     return train, test
+
+
+SPECIAL_EVENT = 0  # cAER's timestamp-wrap/reset events: a reader skips them
+
+
+def write_aedat31(
+    path: str | Path,
+    events: np.ndarray,
+    packet_size: int = 4096,
+    invalid_every: int = 0,
+    source: str = "DVS128",
+) -> Path:
+    """Write ``events`` (EVENT_DTYPE, sorted by t) as an AEDAT 3.1 file of polarity packets.
+
+    Header lines end in CRLF; a special-event packet comes first (as cAER writes one), then
+    packets of at most ``packet_size`` events whose capacity exceeds their number by a few
+    padding slots. Timestamps above ``2**31`` go into ``eventTSOverflow``: a packet is cut where
+    the overflow changes. ``invalid_every`` > 0 clears the valid bit of every n-th event of a
+    packet (a reader must drop them).
+    """
+    path = Path(path)
+    if events.size and np.any(np.diff(events["t"]) < 0):
+        raise AedatError(f"{path}: events must be sorted by time to be written")
+    if events.size and (int(events["x"].max()) > 0x7FFF or int(events["y"].max()) > 0x7FFF):
+        raise AedatError(f"{path}: x and y must fit in 15 bits")
+    header = [AEDAT31_VERSION, b"#Format: RAW", f"#Source 1: {source}".encode(), END_HEADER]
+    with path.open("wb") as f:
+        f.write(b"".join(line + b"\r\n" for line in header))
+        f.write(struct.pack("<hhiiiiii", SPECIAL_EVENT, 1, 8, 4, 0, 2, 2, 2) + b"\x00" * 16)
+        overflow = events["t"].astype(np.int64) >> 31
+        cuts = np.flatnonzero(np.diff(overflow)) + 1
+        for part in np.split(events, cuts) if events.size else []:
+            for start in range(0, part.size, packet_size):
+                chunk = part[start : start + packet_size]
+                data = (
+                    (chunk["x"].astype(np.uint32) << 17)
+                    | (chunk["y"].astype(np.uint32) << 2)
+                    | (chunk["p"].astype(np.uint32) << 1)
+                    | 1
+                )
+                if invalid_every:
+                    data[::invalid_every] &= ~np.uint32(1)
+                capacity = chunk.size + 3
+                body = np.zeros(capacity, POLARITY_DTYPE)
+                body["data"][: chunk.size] = data
+                body["t"][: chunk.size] = (chunk["t"] & 0x7FFFFFFF).astype(np.int32)
+                valid = int(np.count_nonzero(data & 1))
+                high = int(chunk["t"][0]) >> 31
+                f.write(struct.pack("<hhiiiiii", 1, 1, 8, 4, high, capacity, chunk.size, valid))
+                f.write(body.tobytes())
+    return path
+
+
+def write_dvsgesture_folder(
+    root: str | Path,
+    recordings: Mapping[str, tuple[np.ndarray, Sequence[tuple[int, int, int]]]],
+    test: Sequence[str],
+) -> Path:
+    """Write a DvsGesture folder: ``NAME.aedat`` + ``NAME_labels.csv`` per recording (spans as
+    ``(class 0-based, start_us, end_us)``, written 1-based), ``gesture_mapping.csv`` and the
+    trial lists (``test`` names go to ``trials_to_test.txt``, the rest to train)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, (events, spans) in recordings.items():
+        if not name.endswith(".aedat"):
+            raise AedatError(f"recording names end in .aedat, got {name!r}")
+        write_aedat31(root / name, events)
+        rows = ["class,startTime_usec,endTime_usec"]
+        rows += [f"{c + 1},{t0},{t1}" for c, t0, t1 in spans]
+        (root / name.replace(".aedat", "_labels.csv")).write_text("\r\n".join(rows) + "\r\n")
+    mapping = ["action,label"] + [f"{n},{i + 1}" for i, n in enumerate(DVSGESTURE_LABELS)]
+    (root / "gesture_mapping.csv").write_text("\n".join(mapping) + "\n")
+    unknown = set(test) - set(recordings)
+    if unknown:
+        raise AedatError(f"test trials {sorted(unknown)} are not among the recordings")
+    train = [n for n in recordings if n not in set(test)]
+    (root / "trials_to_train.txt").write_text("".join(f"{n}\n" for n in train))
+    (root / "trials_to_test.txt").write_text("".join(f"{n}\n" for n in test))
+    return root

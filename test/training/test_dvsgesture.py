@@ -1,8 +1,10 @@
-"""Tests of the DvsGesture loader (hsnn_perception/training/dvsgesture.py) on small files in the
-published format, written here by a minimal AEDAT 3.1 writer."""
+"""Tests of the DvsGesture loader (hsnn_perception/training/dvsgesture.py) on small folders in the
+published layout (AEDAT 3.1 + labels CSV + trial lists), written by dvsgesture.write_aedat31 /
+write_dvsgesture_folder, and of the training recipe on such a folder."""
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -18,45 +20,11 @@ from hsnn_perception.training.dvsgesture import (
     load_dvsgesture,
     read_aedat31,
     read_labels_csv,
+    write_aedat31,
+    write_dvsgesture_folder,
 )
 
 SPEC = InputSpec(height=32, width=32)
-
-
-def write_aedat31(
-    path: Path, events: np.ndarray, packet_size: int = 1000, invalid_every: int = 0
-) -> None:
-    """Minimal AEDAT 3.1 writer: header lines, then polarity packets (28-byte header + 8-byte
-    events). A special-event packet (type 0) is put first, as cAER files have, to be skipped.
-    Timestamps above 2**31 go into ``eventTSOverflow``."""
-    with path.open("wb") as f:
-        f.write(b"#!AER-DAT3.1\r\n")
-        f.write(b"#Format: RAW\r\n#Source 1: DVS128\r\n")
-        f.write(b"#!END-HEADER\r\n")
-        # special events packet: 8-byte events, contents irrelevant
-        f.write(struct.pack("<hhiiiiii", 0, 1, 8, 4, 0, 2, 2, 2))
-        f.write(b"\x00" * 16)
-        for start in range(0, events.size, packet_size):
-            chunk = events[start : start + packet_size]
-            overflow = int(chunk["t"][0]) >> 31
-            if np.any((chunk["t"] >> 31) != overflow):
-                raise ValueError("test writer: a packet must not straddle a timestamp overflow")
-            data = (
-                (chunk["x"].astype(np.uint32) << 17)
-                | (chunk["y"].astype(np.uint32) << 2)
-                | (chunk["p"].astype(np.uint32) << 1)
-                | 1
-            )
-            if invalid_every:
-                data[::invalid_every] &= ~np.uint32(1)
-            ts = (chunk["t"] & 0x7FFFFFFF).astype(np.int32)
-            # capacity larger than number: the unused slots are padding that must be skipped
-            capacity = chunk.size + 3
-            f.write(struct.pack("<hhiiiiii", 1, 1, 8, 4, overflow, capacity, chunk.size, 0))
-            body = np.zeros(capacity, [("data", "<u4"), ("t", "<i4")])
-            body["data"][: chunk.size] = data
-            body["t"][: chunk.size] = ts
-            f.write(body.tobytes())
 
 
 def _recording(seed: int, classes: list[int], t0: int = 5_000_000):
@@ -77,20 +45,12 @@ def _recording(seed: int, classes: list[int], t0: int = 5_000_000):
 
 
 def _write_dataset(root: Path) -> dict[str, tuple[np.ndarray, list]]:
-    root.mkdir()
     recs = {
         "user01_fluorescent.aedat": _recording(1, [0, 4, 10]),
         "user02_led.aedat": _recording(2, [5, 2]),
         "user24_natural.aedat": _recording(3, [1, 8]),
     }
-    for name, (events, spans) in recs.items():
-        write_aedat31(root / name, events)
-        with (root / name.replace(".aedat", "_labels.csv")).open("w") as f:
-            f.write("class,startTime_usec,endTime_usec\n")
-            for c, a, b in spans:
-                f.write(f"{c + 1},{a},{b}\n")
-    (root / "trials_to_train.txt").write_text("user01_fluorescent.aedat\nuser02_led.aedat\n")
-    (root / "trials_to_test.txt").write_text("user24_natural.aedat\n")
+    write_dvsgesture_folder(root, recs, test=["user24_natural.aedat"])
     return recs
 
 
@@ -107,7 +67,7 @@ def test_aedat31_round_trip_with_invalid_events_and_overflow(tmp_path):
     np.testing.assert_array_equal(back, events)  # the generator already sorts by time
 
     events, _ = SyntheticGestures(seed=0).sample(5)
-    write_aedat31(path, events, invalid_every=5)
+    write_aedat31(path, events, packet_size=1000, invalid_every=5)
     valid = np.ones(events.size, bool)
     for start in range(0, events.size, 1000):
         valid[start : start + 1000 : 5] = False
@@ -159,3 +119,57 @@ def test_broken_inputs_give_clear_errors(tmp_path):
         read_aedat31(truncated)
     with pytest.raises(AedatError, match="128x128"):
         load_dvsgesture(root, InputSpec(sensor_height=64, sensor_width=64, height=16, width=16))
+
+
+def test_written_folder_has_the_published_layout(tmp_path):
+    root = tmp_path / "DvsGesture"
+    _write_dataset(root)
+    assert sorted(p.name for p in root.iterdir()) == [
+        "gesture_mapping.csv",
+        "trials_to_test.txt",
+        "trials_to_train.txt",
+        "user01_fluorescent.aedat",
+        "user01_fluorescent_labels.csv",
+        "user02_led.aedat",
+        "user02_led_labels.csv",
+        "user24_natural.aedat",
+        "user24_natural_labels.csv",
+    ]
+    raw = (root / "user02_led.aedat").read_bytes()
+    head_end = raw.index(b"#!END-HEADER\r\n") + len(b"#!END-HEADER\r\n")
+    assert raw.startswith(b"#!AER-DAT3.1\r\n")
+    # the first packet holds special events (type 0), the next polarity events (type 1, 8 bytes)
+    first = struct.unpack_from("<hhiiiiii", raw, head_end)
+    assert first[0] == 0
+    second = struct.unpack_from("<hhiiiiii", raw, head_end + 28 + first[5] * first[2])
+    assert (second[0], second[2], second[3]) == (1, 8, 4)
+    assert second[6] == second[7] <= second[5]  # number = valid <= capacity
+    mapping = (root / "gesture_mapping.csv").read_text().splitlines()
+    assert mapping[0] == "action,label" and mapping[1] == "hand_clapping,1"
+    assert (root / "trials_to_test.txt").read_text() == "user24_natural.aedat\n"
+    with pytest.raises(AedatError, match="sorted by time"):
+        write_aedat31(tmp_path / "x.aedat", _recording(4, [0])[0][::-1])
+
+
+def test_hsnn_train_runs_the_recipe_on_the_published_layout(tmp_path):
+    """The documented DvsGesture recipe (docs/training.md), shortened to one step: the bundle's
+    labels are DvsGesture's and its accuracy is measured on the trials_to_test windows."""
+    from hsnn_perception.training.cli import train_main
+
+    root = tmp_path / "DvsGesture"
+    _write_dataset(root)
+    out = tmp_path / "bundle"
+    argv = ["--dataset", "dvsgesture", "--data", str(root), "--out", str(out)]
+    argv += ["--height", "32", "--width", "32", "--k", "1", "--interval", "4", "--epochs", "1"]
+    argv += ["--max-steps", "1", "--channels", "4,8,8,8", "--hidden", "16", "--no-cache"]
+    assert train_main([*argv, "--no-progress"]) == 0
+    doc = json.loads((out / "manifest.json").read_text())
+    assert doc["labels"] == list(DVSGESTURE_LABELS)
+    assert doc["metrics"]["test_samples"] == 4  # 2 spans x 2 windows in user24_natural
+    assert 0.0 <= doc["metrics"]["test_accuracy"] <= 1.0
+    assert doc["recipe"]["data"] == {
+        "dataset": "dvsgesture",
+        "path": str(root),
+        "input": {**SPEC.to_dict()},
+        "n_train": 10,
+    }

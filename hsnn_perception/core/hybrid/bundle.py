@@ -313,7 +313,7 @@ def default_bundle_path() -> Path:
     """The shipped model: models/default in a checkout, or in the package's install share dir."""
     here = Path(__file__).resolve()
     for candidate in (
-        here.parents[2] / "models" / "default",  # source checkout
+        here.parents[3] / "models" / "default",  # source checkout
     ):
         if (candidate / MANIFEST).is_file():
             return candidate
@@ -323,4 +323,4 @@ def default_bundle_path() -> Path:
         share = Path(get_package_share_directory("hsnn_perception"))
         return share / "models" / "default"
     except Exception:
-        return here.parents[2] / "models" / "default"
+        return here.parents[3] / "models" / "default"
