@@ -256,7 +256,7 @@ def _netx_layer(group: Any, kind: str, spec: dict[str, Any]) -> None:
             group.create_dataset(key, data=np.asarray(value))
 
 
-def _write_netx(path: Path, layers: list[dict[str, Any]]) -> None:
+def _write_netx(path: Path, layers: list[tuple[str, dict[str, Any]]]) -> None:
     import h5py
 
     with h5py.File(path, "w") as h:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.ann.readout import softmax, spike_count_readout
 from hsnn_perception.core.energy.figure import EnergyFigure, unavailable
@@ -46,7 +47,7 @@ class InvalidLogitsError(ClassifierError, ValueError):
     """The classifier gave the wrong number of scores, or NaN / infinite ones."""
 
 
-def input_spikes(frames: np.ndarray) -> np.ndarray:
+def input_spikes(frames: NDArray[Any]) -> NDArray[Any]:
     """Binned event counts ``(T, 2, h, w)`` -> Loihi input spikes, uint8 in {0, 1}.
 
     Loihi's input spikes are binary, so a bin with several events of one polarity at a pixel is
@@ -55,7 +56,7 @@ def input_spikes(frames: np.ndarray) -> np.ndarray:
     return (np.asarray(frames) > 0).astype(np.uint8)
 
 
-def snn_features(spikes: np.ndarray, interval: int) -> np.ndarray:
+def snn_features(spikes: NDArray[Any], interval: int) -> NDArray[Any]:
     """SNN output of one window ``(T, C, H, W)`` -> the ANN input ``(1, T/I*C, H, W)``, float32.
 
     The accumulator circuit: spike counts over each interval of ``interval`` bins, the
@@ -65,7 +66,7 @@ def snn_features(spikes: np.ndarray, interval: int) -> np.ndarray:
     return np.ascontiguousarray(frames_to_channels(frames), dtype=np.float32)
 
 
-def check_logits(logits: Any, num_classes: int) -> np.ndarray:
+def check_logits(logits: Any, num_classes: int) -> NDArray[Any]:
     """Logits as a flat float32 array, refused where there are not ``num_classes`` finite ones."""
     flat = np.asarray(logits, dtype=np.float32).reshape(-1)
     if flat.size != num_classes or not np.isfinite(flat).all():
@@ -128,7 +129,7 @@ class SnnStage:
         self.chip = chip
         self.cores = int(cores)
 
-    def run(self, spikes: np.ndarray) -> StageOutput[tuple[np.ndarray, Any]]:
+    def run(self, spikes: NDArray[Any]) -> StageOutput[tuple[NDArray[Any], Any]]:
         """Binary input spikes ``(T, 2, h, w)`` -> (output spikes, OpCounts or None)."""
         t = timed(None, self.snn.run_window, spikes)
         out, ops = t.value
@@ -160,7 +161,7 @@ class BridgeStage:
         self.meter = meter
         self.energy_per_add_j = energy_per_add_j
 
-    def run(self, spikes: np.ndarray) -> StageOutput[np.ndarray]:
+    def run(self, spikes: NDArray[Any]) -> StageOutput[NDArray[Any]]:
         t = timed(self.meter, snn_features, spikes, self.interval)
         figure = bridge_stage_energy(
             int(spikes.size),
@@ -196,7 +197,7 @@ class ClassifierStage:
         self.meter = meter
         self.model_device = model_device
 
-    def run(self, features: np.ndarray) -> StageOutput[np.ndarray]:
+    def run(self, features: NDArray[Any]) -> StageOutput[NDArray[Any]]:
         """Features ``(1, F, H, W)`` -> class scores (softmax), float32 ``(num_classes,)``."""
         if self.backend is None:
             t = timed(self.meter, spike_count_readout, features, self.num_classes)
@@ -226,9 +227,9 @@ class ClassifierStage:
 class WindowResult:
     """Everything one window gave, stage by stage."""
 
-    scores: np.ndarray
-    output_spikes: np.ndarray
-    features: np.ndarray
+    scores: NDArray[Any]
+    output_spikes: NDArray[Any]
+    features: NDArray[Any]
     ops: Any  # OpCounts, or None where the backend does not count (or there is no SNN)
     latency_s: dict[str, float] = field(default_factory=dict)
     figures: dict[str, EnergyFigure] = field(default_factory=dict)
@@ -248,13 +249,13 @@ class HybridPipeline:
         self.bridge = bridge
         self.classifier = classifier
 
-    def features(self, frames: np.ndarray) -> np.ndarray:
+    def features(self, frames: NDArray[Any]) -> NDArray[Any]:
         """Frames -> ANN input, without timing or energy (calibration, export checks)."""
         spikes = input_spikes(frames)
         out = spikes if self.snn is None else self.snn.snn.run_window(spikes)[0]
         return snn_features(out, self.bridge.interval)
 
-    def window(self, frames: np.ndarray) -> WindowResult:
+    def window(self, frames: NDArray[Any]) -> WindowResult:
         """Frames ``(T, 2, h, w)`` of one window -> its scores, intermediate results and figures."""
         if self.classifier is None:
             raise ValueError("this pipeline has no classifier stage: use features()")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.snn.nir.fixed_point import ImportedLayer, layers_to_netx
 from hsnn_perception.core.snn.nir.layers import DEFAULT_DT, NirError
@@ -50,7 +51,7 @@ def import_graph(
     dt: float | None = None,
     name: str | None = None,
     labels: tuple[str, ...] | None = None,
-    calibration: np.ndarray | None = None,
+    calibration: NDArray[Any] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Any, ImportReport]:
     """Import the NIR graph ``nir_file`` as a bundle in ``out`` (netx ``snn.net``, the ONNX

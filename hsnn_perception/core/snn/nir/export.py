@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.snn.nir.layers import (
     DECAY_UNITY,
@@ -20,7 +21,7 @@ from hsnn_perception.core.snn.nir.layers import (
 )
 
 
-def _full(shape: tuple[int, ...], value: float) -> np.ndarray:
+def _full(shape: tuple[int, ...], value: float) -> NDArray[Any]:
     return np.full(shape, value, dtype=np.float64)
 
 
@@ -75,7 +76,7 @@ def netx_layers(network: Any) -> list[SpikingLayer]:
     return layers
 
 
-def _neuron_node(layer: SpikingLayer, dt: float) -> tuple[Any, np.ndarray | None]:
+def _neuron_node(layer: SpikingLayer, dt: float) -> tuple[Any, NDArray[Any] | None]:
     """The NIR neuron of ``layer`` and the bias that moves into its synapse node (or None).
 
     Euler-discretised NIR CubaLIF, ``I += dt/tau_syn (-I + w_in S)``, ``v += dt/tau_mem

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.snn.nir.layers import (
     DECAY_UNITY,
@@ -27,7 +28,7 @@ class ImportedLayer:
 
     name: str
     kind: str
-    out_shape: tuple[int, int, int]
+    out_shape: tuple[int, ...]
     method: str  # "exact" (already integers) or "quantised"
     i_decay: int
     v_decay: int
@@ -37,7 +38,7 @@ class ImportedLayer:
     float_agreement: float | None = None  # fraction of (neuron, step) equal to the float model
 
 
-def _is_int(values: np.ndarray) -> bool:
+def _is_int(values: NDArray[Any]) -> bool:
     values = np.asarray(values, dtype=np.float64)
     return bool(np.all(np.abs(values - np.round(values)) <= INT_TOL * np.maximum(1, values)))
 
@@ -47,7 +48,9 @@ def _decay_int(layer: SpikingLayer, attr: str) -> tuple[int, bool]:
     return int(round(scaled)), abs(scaled - round(scaled)) <= INT_TOL * DECAY_UNITY
 
 
-def fixed_point(layer: SpikingLayer) -> tuple[np.ndarray, np.ndarray | None, int] | None:
+def fixed_point(
+    layer: SpikingLayer,
+) -> tuple[NDArray[Any] | None, NDArray[Any] | None, int] | None:
     """``(weights, bias, vThMant)`` as integers if ``layer`` already is in Loihi's fixed point
     (integer weights within 8 bits, integer bias and threshold, decays that are multiples of
     1/4096), else None."""
@@ -71,7 +74,7 @@ def fixed_point(layer: SpikingLayer) -> tuple[np.ndarray, np.ndarray | None, int
 
 
 def _spec(
-    layer: SpikingLayer, weight: np.ndarray | None, bias: np.ndarray | None, vth: int
+    layer: SpikingLayer, weight: NDArray[Any] | None, bias: NDArray[Any] | None, vth: int
 ) -> dict[str, Any]:
     neuron = {
         "neuron/type": "CUBA",
@@ -118,7 +121,7 @@ def _spec(
     return {**spec, **neuron}
 
 
-def _quantise_layer(layer: SpikingLayer) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _quantise_layer(layer: SpikingLayer) -> tuple[NDArray[Any], NDArray[Any] | None, int]:
     """The ANN-to-SNN converter's quantisation (hsnn_perception.training.convert._quantise):
     weights normalised by the threshold and scaled by ``vThMant = floor(254 / max|w|)`` so the
     largest becomes 254, rounded to even integers in [-254, 254], bias rounded. Where the
@@ -169,7 +172,7 @@ def layers_to_netx(
     input_shape: tuple[int, int, int],
     layers: list[SpikingLayer],
     out: str | Path,
-    calibration: np.ndarray | None = None,
+    calibration: NDArray[Any] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[ImportedLayer]:
     """Write ``layers`` as a netx HDF5 file at ``out`` in Loihi's fixed point.
@@ -211,7 +214,12 @@ def layers_to_netx(
         specs.append((layer.kind, spec))
         gains: list[float] = []
         latency = sum(1 for item in layers[: depth + 1] if item.kind != "input")
-        if reference is not None and method == "quantised" and steps > latency:
+        if (
+            reference is not None
+            and calibration is not None
+            and method == "quantised"
+            and steps > latency
+        ):
             expected = reference[depth].sum(axis=1) / (steps - latency)
             for _ in range(GAIN_PASSES):
                 gain = _rate_gain(specs, calibration, expected, steps - latency)
@@ -241,14 +249,14 @@ def layers_to_netx(
             )
     out = Path(out)
     _write_netx(out, specs)
-    if reference is not None:
+    if reference is not None and calibration is not None:
         fixed = layer_spikes(out, calibration)
         for item, ref, got in zip(report, reference, fixed, strict=True):
             item.float_agreement = round(float((ref == got).mean()), 6)
     return report
 
 
-def layer_spikes(snn_file: str | Path, spikes: np.ndarray) -> list[np.ndarray]:
+def layer_spikes(snn_file: str | Path, spikes: NDArray[Any]) -> list[NDArray[Any]]:
     """Each layer's spikes of the netx file in the native runtime: uint8 (B, T, neurons)."""
     from hsnn_perception.core.snn.netx import read_netx
     from hsnn_perception.core.snn.runtime import SnnRuntime

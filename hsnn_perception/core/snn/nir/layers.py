@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import ModelError
 
@@ -57,8 +58,8 @@ class SpikingLayer:
     i_decay: float
     v_decay: float
     threshold: float
-    weight: np.ndarray | None = None
-    bias: np.ndarray | None = None
+    weight: NDArray[Any] | None = None
+    bias: NDArray[Any] | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
@@ -70,7 +71,7 @@ class SpikingLayer:
         return int(np.prod(self.out_shape))
 
 
-def simulate(layers: list[SpikingLayer], spikes: np.ndarray) -> list[np.ndarray]:
+def simulate(layers: list[SpikingLayer], spikes: NDArray[Any]) -> list[NDArray[Any]]:
     """Run ``layers`` in float64 on binary ``spikes`` (B, T, C, H, W) with Loihi's timing (a
     synapse delivers one step after the spike) but no fixed point: the network a NIR graph
     describes. Returns each layer's spikes, uint8 (B, T, neurons)."""

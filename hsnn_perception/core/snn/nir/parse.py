@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.snn.nir.layers import INT_TOL, NirError, SpikingLayer, nir_module
 
@@ -46,7 +47,9 @@ def _uniform(node_name: str, node: Any, attr: str) -> float:
     return float(values[0])
 
 
-def _per_step(node_name: str, node: Any, tau_attr: str, gain_attr: str, dt: float) -> tuple:
+def _per_step(
+    node_name: str, node: Any, tau_attr: str, gain_attr: str, dt: float
+) -> tuple[float, float]:
     """``(decay, gain)`` of one Euler step of ``tau x' = -x + gain_term``: the fraction lost per
     step (``dt/tau``) and the factor on the input (``dt/tau * gain``); an infinite ``tau``
     with an infinite gain (the exporters' ``gain = tau/dt``) is (0, 1)."""
@@ -72,7 +75,7 @@ def _per_step(node_name: str, node: Any, tau_attr: str, gain_attr: str, dt: floa
 
 def _neuron(
     name: str, node: Any, dt: float
-) -> tuple[float, float, float, float, np.ndarray | None]:
+) -> tuple[float, float, float, float, NDArray[Any] | None]:
     """``(i_decay, v_decay, gain, threshold, v_bias)`` of a NIR neuron in Loihi's per-step
     form: the synapse's output is multiplied by ``gain`` on its way to ``v``; ``v_bias`` is
     added to ``v`` every step (per neuron) or None."""
