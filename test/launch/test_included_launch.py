@@ -35,8 +35,12 @@ def generate_test_description():
     bag = work / "gestures.db3"  # sqlite3 this time
     synthetic_to_bag(bag, SAMPLES, seed=8, storage="sqlite3")
     params = work / "stack.yaml"
+    # The stack's recording plays once this test's listener is up (labels and the remapped
+    # output have a subscriber): the pipeline itself comes up in about 2 s, before the listener
+    # may have matched, and a volatile subscriber misses what came before.
     params.write_text(
         f"/{robot}/event_driver:\n  ros__parameters:\n    frame_id: {FRAME_ID}\n"
+        "    wait_for_topics: [labels, perception/gesture]\n"
         "/**/some_planner:\n  ros__parameters:\n    max_speed: 0.5\n"
     )
     listener = Listener(robot)
