@@ -225,3 +225,61 @@ LIFECYCLE_MANAGER = Entry(
 def node_name(stage: str) -> str:
     """The default node name of ``stage`` (``"snn"`` -> ``"snn_feature"``)."""
     return str(STAGES.entry(stage).options["node"])
+
+
+# What the nodes publish on /diagnostics (one DiagnosticStatus "hsnn/<node>" each, key/values),
+# and what each key counts. A key is listed whole, or as "<family>.*" for a family with details
+# (errors.<reason>); "<stage>." stands for any stage of STAGES. Tools (DDS replay, the monitor)
+# read these keys; test/nodes/test_diagnostics_keys.py checks that every key a node writes and
+# every key a tool reads is listed here.
+DIAGNOSTICS_KEYS: Mapping[str, str] = {
+    "lifecycle_state": "the node's lifecycle state (unconfigured, inactive, active, ...)",
+    "uptime_s": "seconds since the node started",
+    "received.*": "inputs taken in: packets and events (SNN node), windows (bridge), tensors "
+    "(classifier), reports (aggregator); each also as <key>.rate_hz",
+    "published.*": "outputs sent: packets, events, labels, energy_reports (driver), windows, "
+    "debug_images (SNN node), tensors (bridge), classifications (classifier), totals "
+    "(aggregator); each also as <key>.rate_hz",
+    "errors": "bad inputs rejected, all reasons together (also in the status message)",
+    "errors.*": "bad inputs rejected by reason: parameter, model, packet, packet_size, tensor, "
+    "spikes, inference, overload, geometry, ... (the reason names what was wrong)",
+    "suppressed_logs.*": "rejections of a reason counted but not logged (log rate limit)",
+    "dropped.*": "data given up: windows (the SNN thread was behind), windows_at_stop, "
+    "events.<why> (events a decoder could not place), driver_only_windows (aggregator)",
+    "lost.*": "messages that never arrived, from sequence or window-id gaps: packets (SNN "
+    "node), windows (bridge, classifier), windows.<stage> (aggregator)",
+    "seq_restarts": "event packet sequences that started again (a driver restart)",
+    "seq_jumps": "event packet sequence numbers that jumped back or far ahead",
+    "window_id_restarts": "window-id sequences that started again",
+    "window_id_jumps": "window ids that jumped back or far ahead",
+    "flushed.*": "windows the SNN node ended because the stream went idle",
+    "flow.*": "the driver's flow control: waits, stalls, lost_windows, pending_windows",
+    "expired.*": "aggregator windows given up before every stage reported (pending_overflow)",
+    "saturated.*": "figures too large for their message field (op_counts)",
+    "evt3_state_resets": "EVT3 decoder states reset (a lost packet, a geometry change)",
+    "windows_emitted": "windows the SNN node's windower completed",
+    "late_events": "events older than the window being filled (dropped)",
+    "out_of_range_events": "events outside the windower's time range (dropped)",
+    "held_packets": "packets held back until the window they belong to opens",
+    "reorigins": "times the windower moved its origin (a jump in sensor time)",
+    "skipped_windows": "silent windows skipped over in a long gap",
+    "source_status": "the driver's source: ok, or why it is not (absent camera, ...)",
+    "source_finished": "whether a recorded source has played to its end",
+    "seq": "the driver's last packet sequence number",
+    "pending_windows": "aggregator windows waiting for reports",
+    "end_to_end_latency_ms": "aggregator: last window's close to its last stage report",
+    "<stage>.reports": "aggregator: energy reports of a stage",
+    "<stage>.missing_windows": "aggregator: windows totalled without that stage's report",
+    "<stage>.mean_latency_ms": "aggregator: the stage's mean reported latency",
+}
+
+
+def diagnostics_key_known(key: str) -> bool:
+    """Whether ``key`` is listed in DIAGNOSTICS_KEYS (a ``.rate_hz`` twin included)."""
+    key = key.removesuffix(".rate_hz")
+    if key in DIAGNOSTICS_KEYS:
+        return True
+    head, _, rest = key.partition(".")
+    if rest and f"{head}.*" in DIAGNOSTICS_KEYS:
+        return True
+    return bool(rest) and head in STAGES and f"<stage>.{rest}" in DIAGNOSTICS_KEYS
