@@ -105,6 +105,31 @@ def good_packets(
     return packets
 
 
+def warm_up(
+    probe: Probe, pub, bundle: ModelBundle, done: Callable[[], bool], timeout_s: float = 120
+) -> bool:
+    """Publish windows 0, 1, 2, ... (one packet each, every 1.5 s, slow enough for Lava's
+    simulation to keep up, so no warm-up window is still queued when the test's own stream at
+    window 50 starts; at most 40) until ``done()``: each closes the one before, so the first output
+    comes whichever packets best-effort transport lost while the connection was being matched
+    (re-sending the same two windows could not: a node that got the second first never sees its
+    window close)."""
+    state = {"k": 0, "next": 0.0}
+
+    def step() -> bool:
+        if done():
+            return True
+        now = time.monotonic()
+        if now >= state["next"] and state["k"] < 40:
+            for msg in good_packets(bundle, 0, seq0=0, t0_window=state["k"]):
+                pub.publish(msg)
+            state["k"] += 1
+            state["next"] = now + 1.5
+        return False
+
+    return probe.spin_until(step, timeout_s)
+
+
 def event_packet(events, bundle: ModelBundle, seq: int, encoding: str = "mono") -> EventPacket:
     time_base, payload = encode_packet(events, "mono", bundle.sensor_width, bundle.sensor_height)
     msg = EventPacket(

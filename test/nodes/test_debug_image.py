@@ -18,7 +18,7 @@ from hsnn_perception.msg import EventPacket
 from hsnn_perception.nodes.base import reliable_qos, sensor_qos
 from hsnn_perception.nodes.conversions import read_tensor_list, time_to_us
 
-from .test_bad_input import Probe, good_packets, start
+from .test_bad_input import Probe, good_packets, start, warm_up
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +33,8 @@ def ros():
 def _warm_up(probe: Probe, bundle: ModelBundle, group) -> EventPacket:  # noqa: ANN001
     pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(500))
     probe.wait_for_subscriber(pub)
-    warm = good_packets(bundle, 1, seq0=0, t0_window=0)
-    assert probe.spin_until(
-        lambda: [pub.publish(m) for m in warm] and bool(probe.received["snn/spikes"]), 120
-    ), group.log("snn_feature")
+    warm = warm_up(probe, pub, bundle, lambda: bool(probe.received["snn/spikes"]))
+    assert warm, group.log("snn_feature")
     return pub
 
 

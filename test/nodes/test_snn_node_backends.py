@@ -14,7 +14,7 @@ from hsnn_perception.msg import EventPacket
 from hsnn_perception.nodes.base import sensor_qos
 from hsnn_perception.nodes.conversions import read_tensor_list
 
-from .test_bad_input import Probe, good_packets, start
+from .test_bad_input import Probe, good_packets, start, warm_up
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +47,8 @@ def run_snn_node(
         probe = Probe(ns)
         pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(500))
         probe.wait_for_subscriber(pub)
-        warm = good_packets(bundle, 1, seq0=0, t0_window=0)
-        assert probe.spin_until(
-            lambda: [pub.publish(m) for m in warm] and bool(probe.received["snn/spikes"]), 120
-        ), group.log("snn_feature")
+        warm = warm_up(probe, pub, bundle, lambda: bool(probe.received["snn/spikes"]))
+        assert warm, group.log("snn_feature")
         for msg in packets:
             pub.publish(msg)
             probe.spin_until(lambda: False, 0.02)

@@ -17,7 +17,7 @@ from hsnn_perception.msg import EventPacket, TensorList
 from hsnn_perception.nodes.base import reliable_qos, sensor_qos
 from hsnn_perception.nodes.conversions import make_tensor_list, read_tensor_list
 
-from .test_bad_input import Probe, good_packets, start
+from .test_bad_input import Probe, good_packets, start, warm_up
 
 pytestmark = pytest.mark.slow
 FIRST, WINDOWS = 50, 3
@@ -42,11 +42,8 @@ def run_snn_and_bridge(bundle: ModelBundle, tmp_path, encoding: str) -> dict:
         probe = Probe(ns)
         pub = probe.node.create_publisher(EventPacket, "events", sensor_qos(500))
         probe.wait_for_subscriber(pub)
-        warm = good_packets(bundle, 1, seq0=0, t0_window=0)
-        # Warm-up window until it comes out of the bridge: every connection is then matched.
-        assert probe.spin_until(
-            lambda: [pub.publish(m) for m in warm] and bool(probe.received["tensors"]), 120
-        ), group.log("snn_feature") + group.log("accumulator_bridge")
+        warm = warm_up(probe, pub, bundle, lambda: bool(probe.received["tensors"]))
+        assert warm, group.log("snn_feature") + group.log("accumulator_bridge")
         for msg in good_packets(bundle, WINDOWS, seq0=100, t0_window=FIRST):
             pub.publish(msg)
             probe.spin_until(lambda: False, 0.02)
