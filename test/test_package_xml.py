@@ -19,6 +19,7 @@ FIRST_PARTY = {
     "netns_hosts",
     "eval_bundles",
     "snn_fixtures",
+    "test_bag_cli",  # test/tools: the stock-driver bag writer, shared with test_replay
     "core",  # test/core as a package (test/core/snn/snn_fixtures.py)
 }
 
