@@ -25,6 +25,43 @@ def default_bundle_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def held_out_accuracy():  # noqa: ANN201
+    """``accuracy(bundle, first, samples)``: the share of synthetic gestures ``first`` ..
+    ``first + samples - 1`` (seed 0) a shipped bundle classifies right, run the way the nodes run
+    it: binned on event time to the model input, then the per-window pipeline with the native
+    runtime and ONNX Runtime, built as the offline evaluator builds it."""
+    import numpy as np
+
+    from hsnn_perception.core.events.binning import bin_events
+    from hsnn_perception.core.events.synthetic import SyntheticGestures
+    from hsnn_perception.evaluation.offline import OfflineSettings, close_pipeline, open_pipeline
+
+    def accuracy(bundle, first: int, samples: int) -> float:  # noqa: ANN001
+        gen = SyntheticGestures(bundle.sensor_height, bundle.sensor_width, seed=0)
+        factor = (bundle.sensor_height // bundle.height, bundle.sensor_width // bundle.width)
+        chain = open_pipeline(bundle, OfflineSettings(measure=False, progress=False), None)
+        correct = 0
+        try:
+            for i in range(first, first + samples):
+                events, label = gen.sample(i)
+                frames = bin_events(
+                    events,
+                    0,
+                    bundle.bin_us,
+                    bundle.timesteps,
+                    bundle.sensor_height,
+                    bundle.sensor_width,
+                    downsample=factor,
+                )
+                correct += int(np.argmax(chain.window(frames).scores) == label)
+        finally:
+            close_pipeline(chain)
+        return correct / samples
+
+    return accuracy
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector):  # noqa: ANN201
     """launch_testing's plugin imports every test module in this hook, inside its package's

@@ -7,20 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from hsnn_perception.core.ann.backends import create_backend
-from hsnn_perception.core.events.binning import bin_events
-from hsnn_perception.core.events.synthetic import SyntheticGestures
 from hsnn_perception.core.hybrid.bundle import ModelBundle
-from hsnn_perception.core.hybrid.pipeline import (
-    BridgeStage,
-    ClassifierStage,
-    HybridPipeline,
-    SnnStage,
-)
-from hsnn_perception.core.snn.runtime import load_snn
 from hsnn_perception.graph import pipeline, pipeline_from_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,32 +28,10 @@ def bundle_dir() -> Path:
     return path
 
 
-def test_model_128_accuracy_on_held_out_samples(bundle_dir):
+def test_model_128_accuracy_on_held_out_samples(bundle_dir, held_out_accuracy):
     bundle = ModelBundle.load(bundle_dir)
     assert (bundle.channels, bundle.height, bundle.width) == (2, 128, 128)
-    gen = SyntheticGestures(bundle.sensor_height, bundle.sensor_width, seed=0)
-    correct = 0
-    with (
-        load_snn(bundle.snn_file, backend="native") as snn,
-        create_backend("onnxruntime", bundle.ann_file, providers="cpu") as ann,
-    ):
-        chain = HybridPipeline(
-            SnnStage(snn, bundle.timesteps, chip="loihi", cores=0),
-            BridgeStage(bundle.interval),
-            ClassifierStage(ann, bundle.num_classes),
-        )
-        for i in range(FIRST_HELD_OUT, FIRST_HELD_OUT + SAMPLES):
-            events, label = gen.sample(i)
-            frames = bin_events(
-                events,
-                0,
-                bundle.bin_us,
-                bundle.timesteps,
-                bundle.sensor_height,
-                bundle.sensor_width,
-            )
-            correct += int(np.argmax(chain.window(frames).scores) == label)
-    accuracy = correct / SAMPLES
+    accuracy = held_out_accuracy(bundle, FIRST_HELD_OUT, SAMPLES)
     print(
         f"{NAME}: {accuracy:.3f} on {SAMPLES} held-out samples "
         f"(manifest: {bundle.metrics.get('test_accuracy')})"
