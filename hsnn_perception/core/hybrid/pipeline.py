@@ -20,7 +20,6 @@ features and scores wherever it is run.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -30,7 +29,7 @@ from numpy.typing import NDArray
 
 from hsnn_perception.core.ann.readout import softmax, spike_count_readout
 from hsnn_perception.core.energy.figure import EnergyFigure, unavailable
-from hsnn_perception.core.energy.meters import PowerMeter, measured_figure
+from hsnn_perception.core.energy.meters import PowerMeter, measure, measured_figure
 from hsnn_perception.core.energy.models import (
     bridge_stage_energy,
     classifier_stage_energy,
@@ -93,20 +92,10 @@ class Timed(Generic[T]):
 def timed(meter: PowerMeter | None, fn: Callable[..., T], *args: Any) -> Timed[T]:
     """Run ``fn(*args)``, timing it and, with a meter, measuring the device's energy meanwhile.
 
-    The meter is stopped whether or not ``fn`` raises, so a failed window leaves it ready for
-    the next one.
+    ``energy.meters.measure`` does it (the meter is stopped whether or not ``fn`` raises, so a
+    failed window leaves it ready for the next one); this gives the result a name per field.
     """
-    if meter is None:
-        t0 = time.perf_counter()
-        value = fn(*args)
-        return Timed(value, time.perf_counter() - t0)
-    meter.start()
-    t0 = time.perf_counter()
-    try:
-        value = fn(*args)
-    finally:
-        latency = time.perf_counter() - t0
-        energy_j, _ = meter.stop()
+    value, energy_j, _, latency = measure(meter, fn, *args)
     return Timed(value, latency, float(energy_j))
 
 
