@@ -198,9 +198,18 @@ def test_stock_driver_type_end_to_end_driver_to_snn_node(ros, tmp_path):
     probe = Probe(ns)
     heard: list[StockPacket] = []
     probe.node.create_subscription(StockPacket, "events", heard.append, sensor_qos(1000))
-    # In real time over 6 windows: played as fast as possible, best-effort packets of 3 short
-    # windows could all be gone on a loaded host before every connection was matched.
-    driver = {**stock, "source": "synthetic", "num_samples": 6, "speed": 1.0}
+    # Endless and in real time, held until the SNN node and the probe listen: a finite stream
+    # (6 windows, 1.7 s) was once over before a loaded host had matched every best-effort
+    # connection, and no window ever closed.
+    driver = {
+        **stock,
+        "source": "synthetic",
+        "num_samples": 0,
+        "speed": 1.0,
+        "wait_for_subscribers": 2,
+        "wait_for_topics": ["snn/spikes"],
+        "settle_s": 1.0,
+    }
     with start(
         {"event_driver", "snn_feature"}, ns, tmp_path, event_driver=driver, snn_feature=stock
     ) as group:
