@@ -90,3 +90,28 @@ def test_a_node_ends_cleanly_on_each_stop_signal(sig, tmp_path):
     assert code == 0, group.log("classifier")
     assert took < GRACE_S, f"{took:.1f} s"
     assert "Traceback" not in group.log("classifier"), group.log("classifier")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_repeated_stop_signal_during_teardown_still_ends_cleanly(sig, tmp_path):
+    """A terminal's Ctrl-C reaches a node twice (directly and through launch), `timeout` signals
+    the whole group: a second signal landing in the interpreter's teardown, where Python has put
+    its handlers back to SIG_DFL, killed the process (exit -2) after a clean stop. Signal every
+    10 ms until it exits: one lands in the teardown almost surely."""
+    group = ProcessGroup(
+        pipeline(stages=("bridge",)), namespace=f"sig2_{random.randint(0, 10**6)}",
+        log_dir=tmp_path,
+    ).start()  # fmt: skip
+    try:
+        time.sleep(4)
+        proc = group.procs["accumulator_bridge"]
+        assert proc.poll() is None, group.log("accumulator_bridge")
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(sig)
+            time.sleep(0.01)
+        code = proc.wait(10)
+    finally:
+        group.close()
+    assert code == 0, group.log("accumulator_bridge")
+    assert "Traceback" not in group.log("accumulator_bridge"), group.log("accumulator_bridge")

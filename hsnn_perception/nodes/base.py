@@ -354,6 +354,9 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         os.kill(os.getpid(), sig)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class ShutdownGuard:
     """Turns SIGINT, SIGTERM and SIGHUP into a bounded shutdown.
 
@@ -370,10 +373,12 @@ class ShutdownGuard:
         self.requested = threading.Event()
         self.done = threading.Event()
         self._signal: int | None = None
+        self._installed = False
 
     def install(self) -> ShutdownGuard:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
+        self._installed = True
         return self
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -394,9 +399,16 @@ class ShutdownGuard:
             os._exit(0)
 
     def finished(self) -> None:
-        """The clean shutdown finished: the watchdog stands down."""
+        """The clean shutdown finished: the watchdog stands down, and further stop signals are
+        ignored. What is left is the interpreter's teardown, which puts Python-level handlers back
+        to SIG_DFL; a repeated request landing there (a terminal's Ctrl-C reaches a node directly
+        and again through launch, `timeout` signals the whole group) would turn a clean exit into
+        death by that signal (exit code -2 in launch's log). SIG_IGN survives the teardown."""
         self.done.set()
         faulthandler.cancel_dump_traceback_later()
+        if self._installed and threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
 
 
 SHUTDOWN = ShutdownGuard()
