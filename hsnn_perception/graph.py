@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from hsnn_perception.core import registry
@@ -104,6 +103,8 @@ def pipeline(
             f"unknown classifier backend {classifier_backend!r}; expected one of "
             f"{CLASSIFIER_BACKENDS}"
         )
+    from hsnn_perception.core.hybrid.bundle import resolve_model
+
     model = resolve_model(model)
     # The nodes never start themselves here: the manager (or an outside one) brings them up.
     common = {"use_sim_time": use_sim_time, "autostart": False}
@@ -274,18 +275,6 @@ class ParametersFile:
 def parameters_from_file(path: str, node_fqn: str) -> dict[str, Any]:
     """What the parameters file at ``path`` gives the node ``node_fqn`` (see ParametersFile)."""
     return ParametersFile.read(path).for_node(node_fqn)
-
-
-def resolve_model(model: str) -> str:
-    """``model`` as the nodes' ``model`` parameter: a shipped model's name (a folder beside the
-    default, e.g. ``synthetic-128`` for models/synthetic-128) becomes its path; anything else (a
-    path, empty for the default) is kept, and the nodes report a bundle they cannot load."""
-    if not model or "/" in model or Path(model).exists():
-        return model
-    from hsnn_perception.core.hybrid.bundle import MANIFEST, default_bundle_path
-
-    shipped = default_bundle_path().parent / model
-    return str(shipped) if (shipped / MANIFEST).is_file() else model
 
 
 def model_window_us(model: str = "") -> int:

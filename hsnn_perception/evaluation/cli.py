@@ -26,7 +26,7 @@ from hsnn_perception.core.energy.profiles import (
     NEUROMORPHIC_PROFILES,
 )
 from hsnn_perception.core.events.filters import INPUT_MAPPINGS
-from hsnn_perception.core.hybrid.bundle import MANIFEST, default_bundle_path
+from hsnn_perception.core.hybrid.bundle import MANIFEST, default_bundle_path, resolve_model
 from hsnn_perception.tools.errors import (
     check_namespace,
     closed_pipe,
@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bundle",
-        type=Path,
         default=None,
-        help="model bundle directory, or a directory of bundles (default: models/default)",
+        help="model bundle directory, a directory of bundles, or a shipped model's name such as "
+        "synthetic-128 (default: models/default)",
     )
     p.add_argument("--out", type=Path, default=None, help="report directory (default reports/BAG)")
     p.add_argument(
@@ -174,7 +174,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     from hsnn_perception.evaluation.report import summarize, write_family_report, write_report
 
     args = build_parser().parse_args(argv)
-    bundle_arg = args.bundle or default_bundle_path()
+    bundle_arg = resolve_model(str(args.bundle)) if args.bundle else default_bundle_path()
     out = args.out or Path("reports") / args.bag.name.split(".")[0]
     settings = OfflineSettings(
         backend=args.backend,

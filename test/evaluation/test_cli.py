@@ -13,7 +13,12 @@ import pytest
 from eval_bundles import make_bundle
 
 from hsnn_perception.core.io.bag.msgtypes import MSG_ENERGY_REPORT, TOPIC_ENERGY
-from hsnn_perception.core.io.bag.write import BagRecorder, packetize, write_event_bag
+from hsnn_perception.core.io.bag.write import (
+    BagRecorder,
+    packetize,
+    synthetic_to_bag,
+    write_event_bag,
+)
 from hsnn_perception.evaluation.cli import EXIT_BAD_INPUT, eval_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +34,19 @@ def test_cli_writes_report(synthetic_bag, hybrid_bundle, tmp_path, capsys):
     summary = json.loads((out / "report.json").read_text())
     assert summary["windows"] == 4 and summary["settings"]["ann_device"] == "jetson-orin-nano"
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_cli_takes_a_shipped_models_name(tmp_path):
+    """`--bundle synthetic-128` as the launch files' `model:=synthetic-128`: the shipped folder of
+    that name, not a path relative to the working directory."""
+    bag = tmp_path / "syn128.mcap.bag"
+    synthetic_to_bag(bag, 4, seed=5, storage="mcap", height=128, width=128)
+    out = tmp_path / "rep"
+    argv = [str(bag), "--bundle", "synthetic-128", "--out", str(out), "--no-plots"]
+    assert eval_main([*argv, "--no-progress"]) == 0
+    summary = json.loads((out / "report.json").read_text())
+    assert summary["model"].startswith("synthetic128-"), summary["model"]
+    assert summary["windows"] == 4
 
 
 def test_cli_model_family(synthetic_bag, tmp_path, capsys):

@@ -324,3 +324,13 @@ def default_bundle_path() -> Path:
         return share / "models" / "default"
     except Exception:
         return here.parents[3] / "models" / "default"
+
+
+def resolve_model(model: str) -> str:
+    """``model`` as a bundle path: a shipped model's name (a folder beside the default, e.g.
+    ``synthetic-128`` for models/synthetic-128) becomes its path; anything else (a path, empty for
+    the default) is kept, and whoever loads it reports a bundle it cannot load."""
+    if not model or "/" in model or Path(model).exists():
+        return model
+    shipped = default_bundle_path().parent / model
+    return str(shipped) if (shipped / MANIFEST).is_file() else model
