@@ -89,6 +89,57 @@ def test_core_training_and_offline_evaluation_import_no_ros():
     assert not offenders, f"ROS imported where it must not be: {offenders}"
 
 
+# core/ is the bottom layer: the stages' algorithms. What builds on it (training, evaluation,
+# tools, the launch graph) may import core, never the other way round; shared pieces move down
+# into core (e.g. core/snn/quantise.py, used by training/convert.py and core/snn/nir/).
+ABOVE_CORE = ("training", "evaluation", "tools", "graph", "launcher", "runner")
+
+
+def upward_imports(source: str) -> list[str]:
+    """``line: module`` for every import of a layer above core in ``source``."""
+
+    def above(name: str) -> bool:
+        return any(
+            name == f"hsnn_perception.{layer}" or name.startswith(f"hsnn_perception.{layer}.")
+            for layer in ABOVE_CORE
+        )
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module] if above(node.module) else []
+            names = names or [f"{node.module}.{alias.name}" for alias in node.names]
+        found += [(node.lineno, name) for name in names if above(name)]
+    return [f"{line}: {name}" for line, name in sorted(found)]
+
+
+def test_the_layer_checker_finds_upward_imports():
+    source = (
+        "from hsnn_perception.core.snn import quantise\n"
+        "def f():\n    from hsnn_perception.training.convert import x\n"
+        "from hsnn_perception import tools\nimport hsnn_perception.graph\n"
+    )
+    assert upward_imports(source) == [
+        "3: hsnn_perception.training.convert",
+        "4: hsnn_perception.tools",
+        "5: hsnn_perception.graph",
+    ]
+
+
+def test_core_imports_no_layer_above_it():
+    core = sorted((ROOT / "hsnn_perception" / "core").rglob("*.py"))
+    assert len(core) > 30
+    offenders = {
+        str(path.relative_to(ROOT)): found
+        for path in core
+        if (found := upward_imports(path.read_text(encoding="utf-8")))
+    }
+    assert not offenders, f"core imports a layer above it: {offenders}"
+
+
 # Lifecycle-owned members are declared in __init__ (as ros2/demos lifecycle_py/talker.py does):
 # reading a node's __init__ tells every member it will ever have, and no callback meets a member
 # that a transition has not made yet.

@@ -39,13 +39,17 @@ import numpy as np
 
 from hsnn_perception.core.errors import ModelError
 from hsnn_perception.core.hybrid.bundle import BundleError, ModelBundle
+from hsnn_perception.core.snn.quantise import (
+    CURRENT_MAX,
+    GAIN_PASSES,
+    VTH_MAX,
+    WEIGHT_MAX,
+    even_weights,
+    rate_gain,
+    write_netx,
+)
 
-WEIGHT_MAX = 254  # Loihi 8-bit mixed-sign weights: even values in [-256, 254]
-VTH_MAX = (1 << 17) - 1  # vThMant field
-CURRENT_MAX = 1 << 17  # |a_in| << 6 must stay within Loihi's 24-bit current
 IF_NEURON = {"iDecay": 4096, "vDecay": 0}
-# Threshold corrections per layer from the measured spike rates (see _rate_gain).
-GAIN_PASSES = 2
 SNN_FILE = "snn.net"
 ANN_FILE = "ann.onnx"
 
@@ -201,10 +205,6 @@ def layer_activations(
     return [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
 
 
-def _even(values: np.ndarray) -> np.ndarray:
-    return (2 * np.round(values / 2)).clip(-WEIGHT_MAX, WEIGHT_MAX)
-
-
 def _quantise(
     weight: np.ndarray, bias: np.ndarray, prev_scale: float, scale: float
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -214,7 +214,7 @@ def _quantise(
     if peak == 0:
         raise ConversionError("a layer has only zero weights")
     vth = int(min(VTH_MAX, max(1, math.floor(WEIGHT_MAX / peak))))
-    w_int = _even(w * vth)
+    w_int = even_weights(w * vth)
     b_int = np.round(b * vth)
     fan_in = float(np.abs(w_int).reshape(len(w_int), -1).sum(axis=1).max() + np.abs(b_int).max())
     if fan_in >= CURRENT_MAX:
@@ -222,47 +222,6 @@ def _quantise(
             f"a neuron's largest input ({fan_in:.0f}) would overflow Loihi's 24-bit current"
         )
     return w_int, b_int, vth
-
-
-def _rate_gain(
-    specs: list[tuple[str, dict[str, Any]]], spikes: np.ndarray, expected: np.ndarray, useful: int
-) -> float:
-    """Measured over expected spike rate of the last layer of ``specs`` on ``spikes``.
-
-    Loihi's reset to zero drops the overshoot above threshold at every spike and its threshold is
-    strict (``v > vth``), so an integrate-and-fire neuron fires less than its normalised input
-    says (by about half a step of input per spike). Dividing the threshold by this gain, measured
-    with the real runtime on the calibration data, removes that bias layer by layer.
-    """
-    import tempfile
-
-    from hsnn_perception.core.snn.runtime import load_snn
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / SNN_FILE
-        _write_netx(path, specs)
-        out, _ = load_snn(path).run_with_counts(spikes.astype(np.uint8))
-    rates = out.reshape(out.shape[0], out.shape[1], -1).sum(axis=1) / max(useful, 1)
-    want = float(expected.sum())
-    return float(rates.sum()) / want if want > 0 else 0.0
-
-
-def _netx_layer(group: Any, kind: str, spec: dict[str, Any]) -> None:
-    group.create_dataset("type", (1,), "S10", [kind.encode("ascii")])
-    for key, value in spec.items():
-        if key == "neuron/type":
-            group.create_dataset(key, (1,), "S10", [str(value).encode("ascii")])
-        else:
-            group.create_dataset(key, data=np.asarray(value))
-
-
-def _write_netx(path: Path, layers: list[tuple[str, dict[str, Any]]]) -> None:
-    import h5py
-
-    with h5py.File(path, "w") as h:
-        root = h.create_group("layer")
-        for i, (kind, spec) in enumerate(layers):
-            _netx_layer(root.create_group(str(i)), kind, spec)
 
 
 def _ann_tail(
@@ -403,7 +362,7 @@ def convert_bundle(
         expected = np.clip(act / scale, 0.0, 1.0)
         gains = []
         for _ in range(GAIN_PASSES):
-            gain = _rate_gain(specs, x, expected, steps - depth)
+            gain = rate_gain(specs, x, expected, steps - depth)
             gains.append(gain)
             if not gain > 0:
                 raise ConversionError(f"layer {depth} never spikes on the calibration data")
@@ -434,7 +393,7 @@ def convert_bundle(
     if out_dir.resolve() == bundle.path.resolve():
         raise ConversionError("the output directory must not be the source bundle")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_netx(out_dir / SNN_FILE, specs)
+    write_netx(out_dir / SNN_FILE, specs)
     tail = _ann_tail(
         model,
         convert[-1].relu_output,

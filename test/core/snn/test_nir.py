@@ -21,7 +21,7 @@ from hsnn_perception.core.snn.nir.export import export_snn, netx_layers  # noqa:
 from hsnn_perception.core.snn.nir.fixed_point import layer_spikes, layers_to_netx  # noqa: E402
 from hsnn_perception.core.snn.nir.layers import DEFAULT_DT, SOURCE, NirError, SpikingLayer, simulate  # noqa: E402
 from hsnn_perception.core.snn.nir.parse import nir_layers, read_graph  # noqa: E402
-from hsnn_perception.training.convert import _write_netx  # noqa: E402
+from hsnn_perception.core.snn.quantise import write_netx  # noqa: E402
 
 DT = DEFAULT_DT
 
@@ -72,7 +72,7 @@ def mixed_network(path: Path) -> Path:
     rng = np.random.default_rng(3)
     w1 = rng.integers(-40, 41, (4, 2, 3, 3))
     w2 = rng.integers(-90, 91, (6, 4 * 4 * 4))
-    _write_netx(
+    write_netx(
         path,
         [
             ("input", {"shape": np.array([2, 8, 8]), **neuron(4096, 0, 0)}),
@@ -144,14 +144,14 @@ def test_export_maps_if_neurons_bias_and_flatten(tmp_path):
 def test_export_refuses_delays_and_inexpressible_bias(tmp_path):
     w = np.ones((3, 4), int) * 2
     delayed = tmp_path / "delayed.net"
-    _write_netx(
+    write_netx(
         delayed,
         [("input", {"shape": np.array([4])}), ("dense", dense(w, delay=np.array([0, 1, 2])))],
     )
     with pytest.raises(NirError, match="layer 1:dense: synaptic delays"):
         export_snn(delayed, tmp_path / "x.nir")
     biased = tmp_path / "biased.net"
-    _write_netx(
+    write_netx(
         biased,
         [
             ("input", {"shape": np.array([4])}),
@@ -221,7 +221,7 @@ def test_reference_simulation_equals_loihi_where_its_truncation_never_applies(tm
     never decays, a memoryless one."""
     rng = np.random.default_rng(5)
     path = tmp_path / "exact.net"
-    _write_netx(
+    write_netx(
         path,
         [
             ("input", {"shape": np.array([2, 8, 8])}),

@@ -25,7 +25,7 @@ from hsnn_perception.core.snn.nir.bundle import import_graph  # noqa: E402
 from hsnn_perception.core.snn.nir.export import export_snn  # noqa: E402
 from hsnn_perception.core.snn.nir.fixed_point import layer_spikes  # noqa: E402
 from hsnn_perception.core.snn.nir.layers import DEFAULT_DT  # noqa: E402
-from hsnn_perception.training.convert import _write_netx  # noqa: E402
+from hsnn_perception.core.snn.quantise import write_netx  # noqa: E402
 
 DT = DEFAULT_DT
 
@@ -86,7 +86,7 @@ def exact_network(path, neuron_if: bool) -> None:
     }
     w1 = rng.integers(-30, 31, (4, 2, 3, 3))
     w2 = rng.integers(-60, 61, (5, 64))
-    _write_netx(
+    write_netx(
         path,
         [
             ("input", {"shape": np.array([2, 8, 8])}),

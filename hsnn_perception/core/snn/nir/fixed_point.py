@@ -20,6 +20,15 @@ from hsnn_perception.core.snn.nir.layers import (
     SpikingLayer,
     simulate,
 )
+from hsnn_perception.core.snn.quantise import (
+    CURRENT_MAX,
+    GAIN_PASSES,
+    VTH_MAX,
+    WEIGHT_MAX,
+    even_weights,
+    rate_gain,
+    write_netx,
+)
 
 
 @dataclass
@@ -54,7 +63,6 @@ def fixed_point(
     """``(weights, bias, vThMant)`` as integers if ``layer`` already is in Loihi's fixed point
     (integer weights within 8 bits, integer bias and threshold, decays that are multiples of
     1/4096), else None."""
-    from hsnn_perception.training.convert import VTH_MAX, WEIGHT_MAX
 
     if not _decay_int(layer, "i_decay")[1] or not _decay_int(layer, "v_decay")[1]:
         return None
@@ -128,7 +136,6 @@ def _quantise_layer(layer: SpikingLayer) -> tuple[NDArray[Any], NDArray[Any] | N
     converter refuses a layer whose worst-case current (all inputs spiking) would overflow
     Loihi's 24-bit current, the scale is lowered until it fits instead: wide dense layers of
     trained networks hit that bound with small weights."""
-    from hsnn_perception.training.convert import CURRENT_MAX, VTH_MAX, WEIGHT_MAX, _even
 
     if not layer.threshold > 0:
         raise NirError(f"layer {layer.name}: threshold 0 cannot be scaled to Loihi's fixed point")
@@ -144,7 +151,7 @@ def _quantise_layer(layer: SpikingLayer) -> tuple[NDArray[Any], NDArray[Any] | N
     b_rows = np.abs(b).reshape(n_out, -1).max(axis=1)
     scale = min(VTH_MAX, math.floor(WEIGHT_MAX / peak))
     while scale >= 1:
-        w_int = _even(w * scale)
+        w_int = even_weights(w * scale)
         b_int = np.round(b * scale)
         worst = np.abs(w_int).reshape(n_out, -1).sum(axis=1) + np.abs(b_int).reshape(n_out, -1).max(
             axis=1
@@ -184,7 +191,6 @@ def layers_to_netx(
     layer over those of the real-valued network, :func:`simulate`, ``GAIN_PASSES`` times) and
     each layer's agreement with the real-valued network is measured.
     """
-    from hsnn_perception.training.convert import GAIN_PASSES, VTH_MAX, _rate_gain, _write_netx
 
     specs: list[tuple[str, dict[str, Any]]] = []
     first = layers[0]
@@ -222,7 +228,7 @@ def layers_to_netx(
         ):
             expected = reference[depth].sum(axis=1) / (steps - latency)
             for _ in range(GAIN_PASSES):
-                gain = _rate_gain(specs, calibration, expected, steps - latency)
+                gain = rate_gain(specs, calibration, expected, steps - latency)
                 if not gain > 0:
                     break  # silent on the calibration data: keep the quantiser's threshold
                 gains.append(round(gain, 4))
@@ -248,7 +254,7 @@ def layers_to_netx(
                 + (f", rate gains {gains}" if gains else "")
             )
     out = Path(out)
-    _write_netx(out, specs)
+    write_netx(out, specs)
     if reference is not None and calibration is not None:
         fixed = layer_spikes(out, calibration)
         for item, ref, got in zip(report, reference, fixed, strict=True):
