@@ -357,9 +357,8 @@ def _convert(args: argparse.Namespace) -> int:
             raise CliError(f"--names: each class needs its own name, {twice} given twice")
     from hsnn_perception.tools.convert_progress import ConvertProgress
 
-    source = None if args.kind == "synthetic" else args.file
-    whole = not getattr(args, "max_us", 0)  # --max-us: the input is not read to its end
-    with ConvertProgress(args.out, source, args.progress, whole_input=whole):
+    what = f"writing {args.out.name}" if args.kind == "synthetic" else f"reading {args.file.name}"
+    with ConvertProgress(what, args.progress) as progress:
         if args.kind == "synthetic":
             counts = synthetic_to_bag(
                 args.out,
@@ -371,6 +370,7 @@ def _convert(args: argparse.Namespace) -> int:
                 height=args.height,
                 width=args.width,
                 compression=args.compression,
+                progress=progress,
             )
         elif args.kind == "raw":
             counts = evt3_raw_to_bag(
@@ -381,6 +381,7 @@ def _convert(args: argparse.Namespace) -> int:
                 encoding=args.encoding,
                 max_us=args.max_us,
                 compression=args.compression,
+                progress=progress,
             )
         else:
             counts = aedat4_to_bag(
@@ -394,6 +395,7 @@ def _convert(args: argparse.Namespace) -> int:
                 names=names,
                 max_us=args.max_us,
                 compression=args.compression,
+                progress=progress,
             )
     if args.kind != "synthetic" and not counts.get(TOPIC_EVENTS):
         _remove_bag(args.out)

@@ -287,26 +287,27 @@ def _evt3_raw(path: Path, n: int = 200_000) -> np.ndarray:
     return events
 
 
-def test_read_offset_follows_a_file_read_here_or_in_a_child(tmp_path):
-    from hsnn_perception.tools.convert_progress import read_offset
+def test_converters_report_the_fraction_of_their_input_covered(tmp_path):
+    """Each converter tells its progress callback how far it got, rising to 1 (whole input) or
+    to about 1 of --max-us (a part of it)."""
+    from hsnn_perception.core.io.bag.convert import evt3_raw_to_bag
+    from hsnn_perception.core.io.bag.write import synthetic_to_bag
 
-    data = tmp_path / "data.bin"
-    data.write_bytes(bytes(10_000))
-    assert read_offset(data) is None  # nobody has it open
-    with data.open("rb", buffering=0) as f:  # unbuffered: the offset is what was read
-        f.read(1234)
-        assert read_offset(data) == 1234
-    child = subprocess.Popen(
-        [sys.executable, "-c", f"f = open({str(data)!r}, 'rb'); f.seek(4321); input()"],
-        stdin=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while read_offset(data) != 4321 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert read_offset(data) == 4321  # found through /proc/<pid>/task/*/children
-    finally:
-        child.communicate(b"\n", timeout=20)
+    raw = tmp_path / "cam.raw"
+    _evt3_raw(raw, 1_500_000)  # several reads of RAW_READ_BYTES
+
+    def run(convert, *args, **kwargs) -> list[float]:  # noqa: ANN001
+        seen: list[float] = []
+        convert(*args, progress=seen.append, **kwargs)
+        assert seen and seen == sorted(seen) and 0 <= seen[0] and seen[-1] <= 1, seen
+        return seen
+
+    whole = run(evt3_raw_to_bag, raw, tmp_path / "a")
+    assert len(whole) >= 4 and whole[-1] == 1.0
+    # of 2 s recorded, the first second: the read that passes its end reports 1
+    partial = run(evt3_raw_to_bag, raw, tmp_path / "b", max_us=1_000_000)
+    assert len(partial) >= 2 and partial[-2] < 1.0 and partial[-1] == 1.0
+    assert run(synthetic_to_bag, tmp_path / "c", 3) == [1 / 3, 2 / 3, 1.0]
 
 
 def test_convert_shows_progress_when_asked_and_is_quiet_in_a_pipe(tmp_path, capsys):

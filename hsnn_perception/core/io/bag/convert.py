@@ -8,7 +8,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,8 @@ def read_label_csv(
 
 
 LABELS_OUTSIDE = "labels outside the recording"
+# Told the fraction (0..1) of the input a conversion has covered so far.
+Progress = Callable[[float], None]
 
 
 def aedat4_to_bag(
@@ -78,6 +80,7 @@ def aedat4_to_bag(
     read_timeout_s: float | None = None,
     compression: str = "none",
     max_us: int = 0,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """AEDAT4 recording (+ label CSV) -> labelled event bag, via dv-processing.
 
@@ -85,7 +88,8 @@ def aedat4_to_bag(
     ``READ_TIMEOUT_S``) without progress on a damaged file is a BagError.
 
     ``max_us`` > 0 keeps only the first ``max_us`` of sensor time. ``compression`` "zstd":
-    compressed MCAP chunks.
+    compressed MCAP chunks. ``progress`` gets the fraction of the recording's sensor time (up to
+    ``max_us``) read so far, after each batch.
 
     Returns the messages written per topic, and under ``"labels outside the recording"`` how
     many label spans cover none of the recording's time (a CSV of another recording, or times
@@ -104,6 +108,8 @@ def aedat4_to_bag(
     except SourceError as exc:
         raise BagError(f"cannot open {aedat_path} as AEDAT4: {exc}") from exc
     width, height = reader.width, reader.height
+    t_lo, t_hi = reader.time_range
+    span = min(t_hi - t_lo, max_us) if max_us else t_hi - t_lo
 
     seen: dict[str, int | None] = {"first": None, "last": None}  # sensor time it covers
 
@@ -115,6 +121,8 @@ def aedat4_to_bag(
                 raise BagError(f"reading {aedat_path} failed: {exc}") from exc
             if got is None:
                 return
+            if progress is not None and got[0].size and span > 0:
+                progress(min(1.0, (int(got[0]["t"][-1]) - t_lo) / span))
             yield got[0]
 
     packets = _batch_packets(batches(), packet_us, width, height, encoding, max_us, seen)
@@ -212,24 +220,42 @@ def evt3_raw_to_bag(
     encoding: str = "evt3",
     max_us: int = 0,
     compression: str = "none",
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """A Prophesee EVT 3.0 ``.raw`` recording -> event bag (no labels), re-cut into packets of
     ``packet_us`` of sensor time and written in ``encoding``; ``max_us`` > 0: only the first
     ``max_us`` of sensor time. Words that are no events (triggers, padding) are counted by the
-    decoder and left out."""
+    decoder and left out. ``progress`` gets the fraction read so far (of the file's bytes, or of
+    ``max_us`` sensor time) after each read."""
     from hsnn_perception.core.events.codecs import Evt3State
 
     raw_path = Path(raw_path)
     if not raw_path.is_file():
         raise BagError(f"no EVT3 .raw file at {raw_path}")
     width, height, offset = read_evt3_raw_header(raw_path)
+    data_bytes = raw_path.stat().st_size - offset
     drops: Counter[str] = Counter()
+    seen: dict[str, int | None] = {"first": None, "last": None}
+
+    first: list[int] = []  # the first event's time, once read
+
+    def report(read: int, ev: NDArray[Any]) -> None:
+        if progress is None:
+            return
+        if ev.size and not first:
+            first.append(int(ev["t"][0]))
+        if max_us and first and ev.size:
+            progress(min(1.0, (int(ev["t"][-1]) - first[0]) / max_us))
+        elif not max_us and data_bytes > 0:
+            progress(min(1.0, read / data_bytes))
 
     def batches() -> Iterator[NDArray[Any]]:
         state = Evt3State()  # the stream is cut into reads anywhere: carry the decoder state
         with raw_path.open("rb") as f:
             f.seek(offset)
+            read = 0
             while chunk := f.read(RAW_READ_BYTES):
+                read += len(chunk)
                 try:
                     ev = decode_packet(
                         chunk, "evt3", 0, width, height, strict=False, drops=drops, evt3_state=state
@@ -237,9 +263,10 @@ def evt3_raw_to_bag(
                 except EventCodecError as exc:
                     raise BagError(f"{raw_path}: {exc}") from exc
                 # sensor readout order is nearly, not exactly, time order
-                yield ev[np.argsort(ev["t"], kind="stable")]
+                ev = ev[np.argsort(ev["t"], kind="stable")]
+                report(read, ev)
+                yield ev
 
-    seen: dict[str, int | None] = {"first": None, "last": None}
     packets = _batch_packets(batches(), packet_us, width, height, encoding, max_us, seen)
     return write_event_bag(
         path, packets, (), storage, {"hsnn.source": f"evt3 raw {raw_path.name}"}, compression

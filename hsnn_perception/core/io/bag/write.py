@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,8 +230,10 @@ def synthetic_to_bag(
     width: int = 128,
     sample_us: int = 160_000,
     compression: str = "none",
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, int]:
-    """Synthetic gesture set -> labelled event bag (one label per sample)."""
+    """Synthetic gesture set -> labelled event bag (one label per sample); ``progress`` gets the
+    fraction of samples written so far."""
     from hsnn_perception.core.events.synthetic import SyntheticGestures
 
     gen = SyntheticGestures(height=height, width=width, seed=seed, sample_us=sample_us)
@@ -239,11 +241,13 @@ def synthetic_to_bag(
 
     def packets() -> Iterator[EventPacketData]:
         seq = 0
-        for events, class_id, t0, t1 in gen.stream(n_samples):
+        for done, (events, class_id, t0, t1) in enumerate(gen.stream(n_samples)):
             labels.append(Label(class_id, gen.labels[class_id], t0, t1))
             for pkt in packetize(events, packet_us, width, height, encoding, seq):
                 seq += 1
                 yield pkt
+            if progress is not None:
+                progress((done + 1) / max(n_samples, 1))
 
     # Labels are known only while the stream runs; write them as they come (each precedes its
     # sample's packets, as sample starts are increasing).
