@@ -42,8 +42,12 @@ def test_aedat4_and_label_csv_to_bag(tmp_path, storage):
         f"3,{t0 + 100_000},{t0 + 300_000}\n"
     )
     out = tmp_path / "bag"
-    counts = aedat4_to_bag(src, csv, out, storage, packet_us=10_000, class_base=1)
+    covered: list[float] = []
+    counts = aedat4_to_bag(
+        src, csv, out, storage, packet_us=10_000, class_base=1, progress=covered.append
+    )
     assert counts[TOPIC_LABELS] == 2
+    assert covered and covered == sorted(covered) and covered[-1] == 1.0, covered
     bag = read_event_bag(out, require_labels=True)
     assert [(lab.class_id, lab.start_us) for lab in bag.labels] == [(0, t0), (2, t0 + 100_000)]
     pkts = list(bag.packets())
