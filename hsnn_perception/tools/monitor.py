@@ -1,6 +1,7 @@
 """A plain rclpy node that listens to the pipeline's outputs (labels, classifications, energy) and
 collects per-window records (evaluation.records.EvalRecord, the type offline evaluation fills
-too). Used by the demo, the integration tests and DDS replay."""
+too) and each node's last /diagnostics status. Used by the demo, the integration tests and DDS
+replay."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from hsnn_perception.core.energy.figure import EnergyError, unavailable
@@ -17,6 +19,7 @@ from hsnn_perception.core.io.bag.msgtypes import time_to_ns
 from hsnn_perception.evaluation.records import EvalRecord
 from hsnn_perception.graph import (
     CLASSIFICATION,
+    DIAGNOSTICS,
     ENERGY,
     ENERGY_TOTAL,
     EVENTS,
@@ -41,7 +44,8 @@ class PipelineMonitor(Node):
         # Keyed by the window's sensor start time, which every stage computes alike (the driver
         # numbers windows from the first event it sent, the SNN node from the first it got).
         self.records: dict[int, EvalRecord] = {}
-        self.diag_errors: dict[str, int] = {}
+        # The last /diagnostics status of each node (hardware_id: its fully qualified name).
+        self.diagnostics: dict[str, dict[str, str]] = {}
         self._label_starts: list[int] = []
         self._labels: list[GestureLabel] = []
         self._lock = threading.Lock()
@@ -50,9 +54,44 @@ class PipelineMonitor(Node):
         self.labels_subscription = self.create_subscription(
             GestureLabel, LABELS, self._on_label, qos
         )
-        self.create_subscription(Classification, CLASSIFICATION, self._on_classification_msg, qos)
-        self.create_subscription(EnergyReport, ENERGY, self._on_energy, qos)
-        self.create_subscription(EnergyReport, ENERGY_TOTAL, self._on_total, qos)
+        self.classification_subscription = self.create_subscription(
+            Classification, CLASSIFICATION, self._on_classification_msg, qos
+        )
+        self.energy_subscription = self.create_subscription(
+            EnergyReport, ENERGY, self._on_energy, qos
+        )
+        self.total_subscription = self.create_subscription(
+            EnergyReport, ENERGY_TOTAL, self._on_total, qos
+        )
+        self.create_subscription(
+            DiagnosticArray, DIAGNOSTICS, self._on_diagnostics, reliable_qos(50)
+        )
+
+    def unmatched(self, energy_publishers: int) -> list[str]:
+        """This monitor's subscriptions that have not matched their publishers yet (reliable and
+        volatile: what is published before the match is lost to it), as readable strings."""
+        want = (
+            (self.classification_subscription, CLASSIFICATION, 1),
+            (self.energy_subscription, ENERGY, energy_publishers),
+            (self.total_subscription, ENERGY_TOTAL, 1),
+        )
+        return [
+            f"monitor: {sub.get_publisher_count()}/{n} {topic} publishers matched"
+            for sub, topic, n in want
+            if sub.get_publisher_count() < n
+        ]
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        with self._lock:
+            for status in msg.status:
+                values = {kv.key: kv.value for kv in status.values}
+                values["message"] = status.message
+                self.diagnostics[status.hardware_id] = values
+
+    def node_status(self, qualified: str) -> dict[str, str]:
+        """The last /diagnostics values of node ``qualified`` (empty if none was heard)."""
+        with self._lock:
+            return dict(self.diagnostics.get(qualified, {}))
 
     def _record(self, window_id: int, start_us: int, authoritative: bool = True) -> EvalRecord:
         rec = self.records.get(start_us)

@@ -33,7 +33,6 @@ from typing import Any
 from hsnn_perception.core.errors import OrchestrationError
 from hsnn_perception.core.hybrid.bundle import ModelBundle
 from hsnn_perception.core.sources.bag import BagPacketStream, WindowSpan, bag_packets, bag_windows
-from hsnn_perception.tools.dds_listener import DdsListener
 
 DIAG_PERIOD_S = 0.2  # nodes' diagnostics period during a replay: final counters arrive in time
 # The SNN node ends the last (partial) window after this long without packets. A bag is finite,
@@ -212,30 +211,19 @@ def replay_dds(
         overrides=overrides,
     )
     timeout = s.timeout_s or default_timeout(duration_s, s.speed, len(spans))
-    driver_reports = any(
-        n.name == "event_driver" and int(n.parameters.get("window_us", 0)) > 0 for n in specs
-    )
-    listener = DdsListener(namespace)
     started = time.monotonic()
-    try:
-        session = run_session(
-            specs,
-            len(spans),
-            namespace=namespace,
-            composed=s.composed,
-            timeout_s=timeout,
-            startup_timeout_s=s.startup_timeout_s,
-            on_classification=on_window,
-            log_dir=s.log_dir,
-            # The SNN, bridge and classifier report from the start; the driver once configured,
-            # if it knows the window length.
-            also_connected=lambda configured: listener.missing(
-                3 + int(configured and driver_reports)
-            ),
-        )
-        time.sleep(2 * DIAG_PERIOD_S)  # the nodes are gone; let the last statuses be handled
-    finally:
-        listener.close()
+    session = run_session(
+        specs,
+        len(spans),
+        namespace=namespace,
+        composed=s.composed,
+        timeout_s=timeout,
+        startup_timeout_s=s.startup_timeout_s,
+        on_classification=on_window,
+        log_dir=s.log_dir,
+        # two status periods after the last classification: the nodes' final counters are in
+        settle_s=2 * DIAG_PERIOD_S,
+    )
     wall_s = time.monotonic() - started
 
     result = ReplayResult(
@@ -268,7 +256,7 @@ def replay_dds(
         },
     )
     by_id = {w.window_id: w for w in spans}
-    disagree = unheard = 0
+    disagree = 0
     for rec in session.records:
         monitor_label = rec.label  # the label at the window's start, as the monitor saw it
         span: WindowSpan | None = by_id.get(rec.window_id)
@@ -279,14 +267,7 @@ def replay_dds(
         rec.label = None if lab is None else lab.class_id
         if monitor_label is not None and monitor_label != rec.label:
             disagree += 1
-        rec.scores = rec.scores or listener.scores.get(rec.window_id, [])
-        unheard += _add_counts(rec, listener)
         result.records.append(rec)
-    if unheard:
-        result.notes.append(
-            f"{unheard} stage reports reached the monitor but not the replay listener: their op "
-            "counts and device latency are missing from this report"
-        )
     if disagree:
         result.notes.append(
             f"{disagree} windows: the monitor's label (at the window start) differs from the "
@@ -296,10 +277,9 @@ def replay_dds(
         result.notes.append("the bag has no labels: accuracy cannot be computed")
     result.bag_report = stream.report.to_dict()
     result.events_read = sum(w.n_events for w in spans)
-    result.dropped = _drops(listener, namespace, qualified_name, spans, result, session)
-    result.lost = lost_counts(
-        {n: listener.node(qualified_name(namespace, n)) for n in LOSS_COUNTERS}
-    )
+    status = {n: session.diagnostics.get(qualified_name(namespace, n), {}) for n in NODES_READ}
+    result.dropped = _drops(status, spans, result)
+    result.lost = lost_counts(status)
     return result
 
 
@@ -315,6 +295,10 @@ LOSS_COUNTERS = {
 }
 
 
+# The nodes whose final /diagnostics the report reads.
+NODES_READ = ("event_driver", "snn_feature", *LOSS_COUNTERS)
+
+
 def lost_counts(diagnostics: dict[str, dict[str, str]]) -> dict[str, int]:
     """The lost.* counters of the nodes' last /diagnostics (node name -> key/values), by hop;
     zero counts are kept (a hop counted and lost nothing), unreported hops are left out."""
@@ -327,30 +311,11 @@ def lost_counts(diagnostics: dict[str, dict[str, str]]) -> dict[str, int]:
     return lost
 
 
-def _add_counts(rec: Any, listener: DdsListener) -> int:
-    """Give the record's energy figures what the monitor may have missed: the op
-    counts, and power and latency on the device the figure is for (as offline figures have).
-    Returns how many of the window's reports the listener did not hear."""
-    unheard = 0
-    for stage, fig in rec.energy.items():
-        msg = listener.energy.get((rec.t_start_us, stage))
-        if msg is None:
-            unheard += stage != "total"
-            continue
-        fig.synaptic_ops, fig.neuron_updates = int(msg.synaptic_ops), int(msg.neuron_updates)
-        fig.spikes, fig.macs = int(msg.spikes), int(msg.macs)
-        fig.power_w, fig.latency_s = float(msg.power_w), float(msg.device_latency_s)
-    return unheard
-
-
 def _drops(
-    listener: DdsListener,
-    namespace: str,
-    qualified_name: Callable[[str, str], str],
-    spans: list[WindowSpan],
-    result: Any,
-    session: Any,
+    status: dict[str, dict[str, str]], spans: list[WindowSpan], result: Any
 ) -> dict[str, int]:
+    """What was dropped or lost on the way, from the windows classified and the nodes' final
+    /diagnostics (``status``: node name -> key -> value)."""
     drops: dict[str, int] = {}
     got = {r.window_id for r in result.records}
     missing = [w.window_id for w in spans if w.window_id not in got]
@@ -360,8 +325,7 @@ def _drops(
     extra = sorted(got - {w.window_id for w in spans})
     if extra:
         result.notes.append(f"classified windows the bag does not span: {extra[:20]}")
-    driver = listener.node(qualified_name(namespace, "event_driver"))
-    snn = listener.node(qualified_name(namespace, "snn_feature"))
+    driver, snn = status.get("event_driver", {}), status.get("snn_feature", {})
     if not driver or not snn:
         result.notes.append(
             "no final /diagnostics from the driver or the SNN node: event losses unknown"

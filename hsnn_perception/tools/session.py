@@ -28,6 +28,8 @@ class SessionResult:
     records: list[EvalRecord]
     exit_codes: dict[str, int | None]
     logs: dict[str, str] = field(default_factory=dict)
+    # The last /diagnostics status per node (fully qualified name -> key -> value).
+    diagnostics: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def run_session(
@@ -41,16 +43,19 @@ def run_session(
     on_classification: Callable[[EvalRecord], None] | None = None,
     log_dir: Path | None = None,
     source_node: str = "event_driver",
-    also_connected: Callable[[bool], list[str]] | None = None,
+    settle_s: float = 0.2,
 ) -> SessionResult:
-    """Start ``specs`` (the source held back), connect, play, collect ``expected_windows``.
+    """Start ``specs`` (the source held back), connect, play, collect ``expected_windows``, then
+    listen ``settle_s`` more (the nodes' next /diagnostics status holds their final counts)
+    before stopping the nodes.
 
-    ``also_connected(source_configured)`` lists what else must be connected before the source
-    plays (e.g. another listener's subscriptions), as readable strings; empty when ready.
+    The source plays once every stage is connected and this monitor's subscriptions have matched
+    every publisher, the source's energy reports included where it makes them (``window_us``).
     """
-
-    def missing_extra(configured: bool) -> list[str]:
-        return also_connected(configured) if also_connected is not None else []
+    source_reports = any(
+        s.name == source_node and int(s.parameters.get("window_us", 0)) > 0 for s in specs
+    )
+    stage_reports = len(STAGES)  # snn, bridge, classifier report from their activation on
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -82,7 +87,9 @@ def run_session(
     try:
         with group:
             deadline = time.monotonic() + startup_timeout_s
-            while missing := missing_connections(monitor, namespace) + missing_extra(False):
+            while missing := missing_connections(monitor, namespace) + monitor.unmatched(
+                stage_reports
+            ):
                 check_alive()
                 if time.monotonic() > deadline:
                     logs = "\n".join(f"--- {n}:\n{group.log(n)}" for n in group.procs)
@@ -104,9 +111,10 @@ def run_session(
                         if time.monotonic() > deadline:
                             raise PipelineError(f"{source_node}'s labels never connected")
                         spin(0.05)
-                    while extra := missing_extra(True):
+                    energy_publishers = stage_reports + int(source_reports)
+                    while unmatched := monitor.unmatched(energy_publishers):
                         if time.monotonic() > deadline:
-                            raise PipelineError("not connected in time: " + "; ".join(extra))
+                            raise PipelineError("not connected in time: " + "; ".join(unmatched))
                         spin(0.05)
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
@@ -117,15 +125,18 @@ def run_session(
                 ):
                     break
                 check_alive()
-            spin(0.2)
+            settled = time.monotonic() + settle_s
+            while time.monotonic() < settled:
+                spin(0.05)
             records = monitor.classified()
+            diagnostics = dict(monitor.diagnostics)
             codes = group.stop()
             logs = {n: group.log(n) for n in group.procs}
     finally:
         monitor.destroy_node()
         if own_context:
             rclpy.try_shutdown()
-    return SessionResult(records=records, exit_codes=codes, logs=logs)
+    return SessionResult(records=records, exit_codes=codes, logs=logs, diagnostics=diagnostics)
 
 
 def _proc(group: ProcessGroup, node: str) -> str:
