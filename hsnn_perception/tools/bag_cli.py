@@ -3,6 +3,8 @@
     hsnn-bag convert synthetic OUT [--samples N] [--seed S] [--storage mcap|sqlite3]
                                    [--height H] [--width W] [--progress]
     hsnn-bag convert aedat4 FILE.aedat4 --labels labels.csv OUT [--storage ...] [--class-base 1]
+    hsnn-bag convert aedat31 userNN_light.aedat OUT --dvsgesture   (IBM DvsGesture, AEDAT 3.1)
+    hsnn-bag convert raw FILE.raw OUT [--max-us US]                (Prophesee EVT 3.0)
     hsnn-bag record OUT [--storage ...] [--namespace NS] [--topics events labels ...]
                         [--duration S | --windows N]
     hsnn-bag info BAG [--json] [--events-topic TOPIC]
@@ -249,25 +251,42 @@ def build_parser() -> argparse.ArgumentParser:
     aed = kinds.add_parser("aedat4", help="an AEDAT4 recording plus a label CSV")
     aed.add_argument("file", type=Path, help="AEDAT4 file")
     aed.add_argument("out", type=Path, help="new bag directory")
-    aed.add_argument("--labels", type=Path, default=None, help="CSV of class,start_us,end_us")
-    aed.add_argument(
-        "--class-base",
-        type=number_arg(int, 0),
-        default=0,
-        help="first class number in the CSV (DvsGesture: 1)",
+    a31 = kinds.add_parser(
+        "aedat31",
+        help="an AEDAT 3.1 recording (jAER / cAER; IBM DvsGesture) plus a label CSV",
+        description="An AEDAT 3.1 recording plus a label CSV. For IBM DvsGesture give "
+        "--dvsgesture: the recording's own userNN_<light>_labels.csv, classes counted from 1, "
+        "the data set's class names.",
     )
-    aed.add_argument("--names", default="", help="comma-separated class names, by class id")
+    a31.add_argument("file", type=Path, help="AEDAT 3.1 file (.aedat)")
+    a31.add_argument("out", type=Path, help="new bag directory")
+    a31.add_argument(
+        "--dvsgesture",
+        action="store_true",
+        help="IBM DvsGesture: labels from FILE's _labels.csv, --class-base 1, its class names",
+    )
+    a31.add_argument("--height", type=number_arg(int, 1), default=128, help="sensor height")
+    a31.add_argument("--width", type=number_arg(int, 1), default=128, help="sensor width")
+    for p in (aed, a31):
+        p.add_argument("--labels", type=Path, default=None, help="CSV of class,start_us,end_us")
+        p.add_argument(
+            "--class-base",
+            type=number_arg(int, 0),
+            default=0,
+            help="first class number in the CSV (DvsGesture: 1)",
+        )
+        p.add_argument("--names", default="", help="comma-separated class names, by class id")
     raw = kinds.add_parser("raw", help="a Prophesee EVT 3.0 .raw recording (no labels)")
     raw.add_argument("file", type=Path, help=".raw file")
     raw.add_argument("out", type=Path, help="new bag directory")
-    for p in (aed, raw):
+    for p in (aed, a31, raw):
         p.add_argument(
             "--max-us",
             type=number_arg(int, 0),
             default=0,
             help="only the first MAX_US of sensor time (0: all)",
         )
-    for p in (syn, aed, raw):
+    for p in (syn, aed, a31, raw):
         p.add_argument("--storage", choices=STORAGES, default="mcap")
         p.add_argument(
             "--packet-us", type=number_arg(int, 1), default=10_000, help="sensor time per packet"
@@ -338,7 +357,12 @@ def _remove_bag(path: Path) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from hsnn_perception.core.io.bag.convert import LABELS_OUTSIDE, aedat4_to_bag, evt3_raw_to_bag
+    from hsnn_perception.core.io.bag.convert import (
+        LABELS_OUTSIDE,
+        aedat4_to_bag,
+        aedat31_to_bag,
+        evt3_raw_to_bag,
+    )
     from hsnn_perception.core.io.bag.msgtypes import TOPIC_EVENTS
     from hsnn_perception.core.io.bag.write import synthetic_to_bag
 
@@ -346,7 +370,14 @@ def _convert(args: argparse.Namespace) -> int:
     if args.compression != "none" and args.storage != "mcap":
         raise CliError("--compression needs --storage mcap")
     names = None
-    if args.kind == "aedat4":
+    if args.kind == "aedat31" and args.dvsgesture:
+        from hsnn_perception.training.dvsgesture import DVSGESTURE_LABELS
+
+        if args.labels is None:
+            args.labels = args.file.with_name(args.file.stem + "_labels.csv")
+        args.class_base = 1
+        args.names = args.names or ",".join(DVSGESTURE_LABELS)
+    if args.kind in ("aedat4", "aedat31"):
         if args.labels is not None and not args.labels.is_file():
             raise CliError(f"no label file at {args.labels}")
         names = [n.strip() for n in args.names.split(",") if n.strip()] or None
@@ -383,6 +414,22 @@ def _convert(args: argparse.Namespace) -> int:
                 compression=args.compression,
                 progress=progress,
             )
+        elif args.kind == "aedat31":
+            counts = aedat31_to_bag(
+                args.file,
+                args.labels,
+                args.out,
+                storage=args.storage,
+                packet_us=args.packet_us,
+                encoding=args.encoding,
+                class_base=args.class_base,
+                names=names,
+                width=args.width,
+                height=args.height,
+                max_us=args.max_us,
+                compression=args.compression,
+                progress=progress,
+            )
         else:
             counts = aedat4_to_bag(
                 args.file,
@@ -400,7 +447,7 @@ def _convert(args: argparse.Namespace) -> int:
     if args.kind != "synthetic" and not counts.get(TOPIC_EVENTS):
         _remove_bag(args.out)
         raise CliError(f"{args.file} holds no events: no bag written")
-    outside = counts.pop(LABELS_OUTSIDE, 0)  # (label CSVs of AEDAT4 recordings only)
+    outside = counts.pop(LABELS_OUTSIDE, 0)  # (label CSVs of AEDAT recordings only)
     if outside:
         print(
             f"hsnn-bag: warning: {outside} label spans of {args.labels} lie outside the "

@@ -508,3 +508,34 @@ def test_a_stock_driver_bag_evaluates_with_no_flags(tmp_path):
     result = json.loads((tmp_path / "report" / "result.json").read_text())
     assert len(result["records"]) >= 4
     assert all(r["prediction"] is not None for r in result["records"])
+
+
+def test_convert_a_dvsgesture_recording_and_evaluate_it(tmp_path, capsys):
+    """The published DvsGesture layout (AEDAT 3.1 + _labels.csv, classes from 1) -> a bag with
+    `--dvsgesture` and nothing else -> hsnn-eval with the shipped model: every labelled gesture
+    window is scored under DvsGesture's class names."""
+    from hsnn_perception.evaluation.cli import eval_main
+    from hsnn_perception.training.dvsgesture import DVSGESTURE_LABELS, write_dvsgesture_folder
+
+    gen = SyntheticGestures(seed=4)
+    chunks, spans, t = [], [], 1_000_000
+    for c in (0, 3, 7):
+        ev, _ = gen.sample(c, class_id=c)
+        ev["t"] += t
+        chunks.append(ev)
+        spans.append((c, t, t + 160_000))
+        t += 400_000
+    root = write_dvsgesture_folder(
+        tmp_path / "DvsGesture", {"user01_led.aedat": (np.concatenate(chunks), spans)}, test=[]
+    )
+    bag = tmp_path / "bag"
+    argv = ["convert", "aedat31", str(root / "user01_led.aedat"), str(bag), "--dvsgesture"]
+    assert main(argv) == 0, capsys.readouterr().err
+    labels = read_event_bag(bag, require_labels=True).labels
+    assert [(lab.class_id, lab.label) for lab in labels] == [
+        (c, DVSGESTURE_LABELS[c]) for c in (0, 3, 7)
+    ]
+    out = tmp_path / "report"
+    assert eval_main([str(bag), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["labelled_windows"] == 3, report

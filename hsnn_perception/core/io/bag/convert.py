@@ -1,5 +1,6 @@
-"""Recordings of other formats -> labelled event bags: AEDAT4 (dv-processing) and Prophesee EVT 3.0
-``.raw`` files, re-cut into packets on a fixed grid of sensor time; label CSV files.
+"""Recordings of other formats -> labelled event bags: AEDAT4 (dv-processing), AEDAT 3.1 (jAER /
+cAER, IBM DvsGesture) and Prophesee EVT 3.0 ``.raw`` files, re-cut into packets on a fixed grid of
+sensor time; label CSV files.
 """
 
 from __future__ import annotations
@@ -137,11 +138,73 @@ def aedat4_to_bag(
         )
     finally:
         reader.close()
+    _count_labels_outside(counts, labels, seen)
+    return counts
+
+
+def _count_labels_outside(
+    counts: dict[str, int], labels: list[Label], seen: dict[str, int | None]
+) -> None:
     first, last = seen["first"], seen["last"]
     if labels and first is not None and last is not None:
         outside = sum(1 for lab in labels if lab.end_us <= first or lab.start_us > last)
         if outside:
             counts[LABELS_OUTSIDE] = outside
+
+
+def aedat31_to_bag(
+    aedat_path: Path | str,
+    labels_csv: Path | str | None,
+    path: Path | str,
+    storage: str = "mcap",
+    packet_us: int = 10_000,
+    encoding: str = "mono",
+    class_base: int = 0,
+    names: Iterable[str] | None = None,
+    width: int = 128,
+    height: int = 128,
+    compression: str = "none",
+    max_us: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """AEDAT 3.1 recording (jAER / cAER; IBM DvsGesture's ``userNN_<light>.aedat`` with its
+    ``_labels.csv``: ``class_base`` 1) + label CSV -> labelled event bag of a ``width`` x
+    ``height`` sensor (the files do not state it; DvsGesture's DVS128: 128 x 128).
+
+    Options as :func:`aedat4_to_bag`; ``progress`` gets the fraction of the recording's sensor
+    time written. Returns the messages written per topic (and labels outside the recording)."""
+    from hsnn_perception.core.io.aedat31 import AedatError, read_aedat31
+
+    aedat_path = Path(aedat_path)
+    if not aedat_path.is_file():
+        raise BagError(f"no AEDAT 3.1 file at {aedat_path}")
+    labels = read_label_csv(labels_csv, class_base, names) if labels_csv is not None else []
+    try:
+        events = read_aedat31(aedat_path)
+    except AedatError as exc:
+        raise BagError(str(exc)) from exc
+    if events.size and (int(events["x"].max()) >= width or int(events["y"].max()) >= height):
+        raise BagError(
+            f"{aedat_path}: events up to x={int(events['x'].max())}, y={int(events['y'].max())} "
+            f"do not fit a {width}x{height} sensor (give the sensor's size)"
+        )
+    span = int(events["t"][-1] - events["t"][0]) if events.size else 0
+    span = min(span, max_us) if max_us else span
+
+    def batches() -> Iterator[NDArray[Any]]:
+        step = 1 << 18  # the file is in memory; hand it on in slices for the progress
+        for start in range(0, events.size, step):
+            chunk = events[start : start + step]
+            if progress is not None and span > 0:
+                progress(min(1.0, int(chunk["t"][-1] - events["t"][0]) / span))
+            yield chunk
+
+    seen: dict[str, int | None] = {"first": None, "last": None}
+    packets = _batch_packets(batches(), packet_us, width, height, encoding, max_us, seen)
+    counts = write_event_bag(
+        path, packets, labels, storage, {"hsnn.source": f"aedat3.1 {aedat_path.name}"}, compression
+    )
+    _count_labels_outside(counts, labels, seen)
     return counts
 
 

@@ -90,3 +90,35 @@ def test_read_label_csv(tmp_path):
                 read_label_csv(f)
     with pytest.raises(BagError, match="cannot read"):
         read_label_csv(tmp_path / "missing.csv")
+
+
+def test_aedat31_recording_and_labels_to_bag(tmp_path):
+    """An AEDAT 3.1 file (DvsGesture's form: its _labels.csv counts classes from 1) becomes a
+    labelled bag holding exactly its valid events; events beyond the given sensor are refused."""
+    from hsnn_perception.core.io.aedat31 import write_aedat31
+    from hsnn_perception.core.io.bag.convert import aedat31_to_bag
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    t = 3_000_000 + np.sort(rng.integers(0, 500_000, n))
+    events = make_events(t, rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n))
+    src = write_aedat31(tmp_path / "user01_led.aedat", events)
+    csv = tmp_path / "user01_led_labels.csv"
+    csv.write_text(
+        "class,startTime_usec,endTime_usec\r\n4,3000000,3200000\r\n11,3200000,3500000\r\n"
+    )
+    covered: list[float] = []
+    names = [f"c{i}" for i in range(11)]
+    counts = aedat31_to_bag(
+        src, csv, tmp_path / "bag", class_base=1, names=names, progress=covered.append
+    )
+    assert counts[TOPIC_LABELS] == 2 and covered[-1] == 1.0
+    bag = read_event_bag(tmp_path / "bag", require_labels=True)
+    assert [(lab.class_id, lab.label) for lab in bag.labels] == [(3, "c3"), (10, "c10")]
+    pkts = list(bag.packets())
+    assert {(p.width, p.height) for p in pkts} == {(128, 128)}
+    np.testing.assert_array_equal(np.concatenate([p.decode() for p in pkts]), events)
+    with pytest.raises(BagError, match="do not fit a 64x64 sensor"):
+        aedat31_to_bag(src, None, tmp_path / "small", width=64, height=64)
+    with pytest.raises(BagError, match="not an AEDAT 3.1 file"):
+        aedat31_to_bag(csv, None, tmp_path / "csv")
