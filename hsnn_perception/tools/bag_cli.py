@@ -390,60 +390,28 @@ def _convert(args: argparse.Namespace) -> int:
 
     what = f"writing {args.out.name}" if args.kind == "synthetic" else f"reading {args.file.name}"
     with ConvertProgress(what, args.progress) as progress:
+        # what every converter takes, then what each kind adds
+        common: dict[str, Any] = {
+            "storage": args.storage,
+            "packet_us": args.packet_us,
+            "encoding": args.encoding,
+            "compression": args.compression,
+            "progress": progress,
+        }
         if args.kind == "synthetic":
-            counts = synthetic_to_bag(
-                args.out,
-                args.samples,
-                seed=args.seed,
-                storage=args.storage,
-                packet_us=args.packet_us,
-                encoding=args.encoding,
-                height=args.height,
-                width=args.width,
-                compression=args.compression,
-                progress=progress,
-            )
+            size = {"height": args.height, "width": args.width}
+            counts = synthetic_to_bag(args.out, args.samples, seed=args.seed, **size, **common)
         elif args.kind == "raw":
-            counts = evt3_raw_to_bag(
-                args.file,
-                args.out,
-                storage=args.storage,
-                packet_us=args.packet_us,
-                encoding=args.encoding,
-                max_us=args.max_us,
-                compression=args.compression,
-                progress=progress,
-            )
-        elif args.kind == "aedat31":
-            counts = aedat31_to_bag(
-                args.file,
-                args.labels,
-                args.out,
-                storage=args.storage,
-                packet_us=args.packet_us,
-                encoding=args.encoding,
-                class_base=args.class_base,
-                names=names,
-                width=args.width,
-                height=args.height,
-                max_us=args.max_us,
-                compression=args.compression,
-                progress=progress,
-            )
+            counts = evt3_raw_to_bag(args.file, args.out, max_us=args.max_us, **common)
         else:
-            counts = aedat4_to_bag(
-                args.file,
-                args.labels,
-                args.out,
-                storage=args.storage,
-                packet_us=args.packet_us,
-                encoding=args.encoding,
-                class_base=args.class_base,
-                names=names,
-                max_us=args.max_us,
-                compression=args.compression,
-                progress=progress,
-            )
+            labelled = {"class_base": args.class_base, "names": names, "max_us": args.max_us}
+            if args.kind == "aedat31":
+                size = {"height": args.height, "width": args.width}
+                counts = aedat31_to_bag(
+                    args.file, args.labels, args.out, **size, **labelled, **common
+                )
+            else:
+                counts = aedat4_to_bag(args.file, args.labels, args.out, **labelled, **common)
     if args.kind != "synthetic" and not counts.get(TOPIC_EVENTS):
         _remove_bag(args.out)
         raise CliError(f"{args.file} holds no events: no bag written")
