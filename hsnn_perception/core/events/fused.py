@@ -1,0 +1,541 @@
+"""Payload -> window in compiled passes: the SNN node's decode -> map -> window of ``mono`` and
+``evt3`` packets without an event array in between (docs/events.md, "Fused front end").
+
+One kernel per encoding decodes the words and counts each event straight into the pending
+window's ``(T, 2, h, w)`` uint16 counts, through per-axis lookup tables that hold the sensor
+check, the ROI / spatial mapping to the model input and the windower's pooling
+(:func:`payload_maps`). A kernel stops where an event belongs to a later window; the windower
+then emits what is complete (its own ``_advance``) and the kernel goes on from that word. It
+keeps the decoder's bookkeeping (drops per reason, EVT3 state, the running time of the
+time-backwards rule) in a small int64 array that is written back only when the packet is done.
+
+Same windows, counters, drops, errors and decoder state as ``decode_packet`` ->
+``EventFilterChain`` -> ``EventWindower.push`` (property tests in test/core/events/
+test_fused.py). What the kernels leave to that reference path, by returning None before any
+state has changed: the first packet of a windower (it sets the origin), packets with no event
+in the windower's range (held, or re-origin), EVT3 packets before the stream's time is known
+(the epoch is chosen from ``time_base``), strict decoding of a packet with a problem (its
+error is the reference's), and packets whose times could pass the time range.
+
+This module is the windower's friend: it runs ``EventWindower``'s own steps (``_advance``,
+``_discard_held``) around the kernels, as ``EventWindower.push`` does around ``bin_window``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from hsnn_perception.core.events.codecs import Drops, Evt3State, count_drop
+from hsnn_perception.core.events.evt3_format import EVT3_EPOCH_US
+from hsnn_perception.core.events.fast_bin import mono_words
+
+if TYPE_CHECKING:
+    from hsnn_perception.core.events.binning import EventWindower, Window
+    from hsnn_perception.core.events.filters import EventFilterChain
+
+# Table values that are not a place in the window (places are >= 0).
+LEFT_OUT = -1  # the ROI / crop leaves the event out: the windower never sees it
+POOLED_OUT = -2  # the windower's own pooling drops it (a partial block): it still places time
+OFF_SENSOR = -3  # beyond the message's geometry: the decoder drops it (out_of_bounds)
+TABLE_SIZE = 1 << 16  # mono x is 16 bits, y 15; EVT3 x and y fit too
+
+# Slots of the kernels' state array.
+RUNNING, KEPT, OOB, BACK, LATE, AFTER, MAPPED_OUT, ACCEPTED = range(8)
+TOUCHED, BINNED, NEXT_I, NEXT_T = range(8, 12)
+TH, TL, Y, BASE, POL, ROLL, UNKNOWN, NO_TIME, NO_Y, NO_BASE, TRIGGERS = range(12, 23)
+STATE_SIZE = 23
+# Kernel results.
+DONE, NEXT_WINDOW, NONE_IN_RANGE = 0, 1, 2
+_NO_TIME_YET = -(1 << 62)  # the running time before the packet's first event
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache location (read-only install): compile per process
+        return numba.njit(cache=False, nogil=True)(fn)
+
+
+@_jit
+def mono_clean(words: Any, base_ns: int, width: int, height: int) -> bool:
+    """Every word inside the sensor and in time order: strict decoding raises nothing."""
+    ok: Any = True
+    prev = np.int64(0)
+    for i in range(words.shape[0]):
+        w = words[i]
+        t = (np.int64(w & np.uint64(0xFFFFFFFF)) + base_ns) // 1000
+        ok &= (np.int64((w >> np.uint64(32)) & np.uint64(0xFFFF)) < width) & (
+            np.int64((w >> np.uint64(48)) & np.uint64(0x7FFF)) < height
+        )
+        ok &= t >= prev
+        prev = t
+    return bool(ok)
+
+
+@_jit
+def mono_window(
+    words: Any,
+    i: int,
+    base_us: int,
+    base_ns: int,
+    xm: Any,
+    ym: Any,
+    counts: Any,
+    plane: int,
+    t0: int,
+    bin_us: int,
+    n_bins: int,
+    lo: int,
+    hi: int,
+    st: Any,
+) -> int:
+    """Decode mono words from ``i`` and count them into the window starting at ``t0``
+    (``counts`` flat, ``plane`` = h * w; ``ym`` holds row * w). ``[lo, hi)``: the windower's
+    range for this packet. Returns DONE, NEXT_WINDOW (``st[NEXT_I]``: the word of an event of a
+    later window, not consumed; ``st[NEXT_T]`` its time) or NONE_IN_RANGE (no event of the
+    packet is in range: the caller decodes it the reference way)."""
+    running = st[RUNNING]
+    kept = st[KEPT]
+    oob = st[OOB]
+    back = st[BACK]
+    late = st[LATE]
+    after = st[AFTER]
+    out = st[MAPPED_OUT]
+    accepted = st[ACCEPTED]
+    touched = binned = 0
+    status = DONE
+    wend = t0 + n_bins * bin_us
+    b_lo = t0
+    b_hi = t0 + bin_us
+    off = 0
+    stride = 2 * plane
+    n = words.shape[0]
+    while i < n:
+        w = words[i]
+        xv = xm[np.int64((w >> np.uint64(32)) & np.uint64(0xFFFF))]
+        yv = ym[np.int64((w >> np.uint64(48)) & np.uint64(0x7FFF))]
+        t = (np.int64(w & np.uint64(0xFFFFFFFF)) + base_ns) // 1000 + base_us
+        if (xv | yv) >= 0 and t >= running and t >= b_lo and t < b_hi:  # the common case
+            running = t
+            kept += 1
+            accepted += 1
+            touched += 1
+            idx = off + np.int64(w >> np.uint64(63)) * plane + yv + xv
+            c = counts[idx]
+            if c != 65535:
+                counts[idx] = c + 1
+            binned += 1
+            i += 1
+            continue
+        if xv == OFF_SENSOR or yv == OFF_SENSOR:
+            oob += 1
+            i += 1
+            continue
+        if t < running:
+            back += 1
+            i += 1
+            continue
+        if xv == LEFT_OUT or yv == LEFT_OUT:
+            running = t
+            kept += 1
+            out += 1
+            i += 1
+            continue
+        if t < b_lo:  # before the window's start: only before the first event in range
+            running = t
+            kept += 1
+            late += 1
+            i += 1
+            continue
+        if t >= b_hi:
+            if t >= hi:
+                if accepted == 0:  # sorted: no event of this packet is in range
+                    status = NONE_IN_RANGE
+                    break
+                running = t
+                kept += 1
+                after += 1
+                i += 1
+                continue
+            if t >= wend:
+                st[NEXT_I] = i
+                st[NEXT_T] = t
+                status = NEXT_WINDOW
+                break
+            while t >= b_hi:  # sorted times: walk the bins instead of dividing
+                b_lo = b_hi
+                b_hi += bin_us
+                off += stride
+        running = t
+        kept += 1
+        accepted += 1
+        touched += 1
+        if (xv | yv) >= 0:
+            idx = off + np.int64(w >> np.uint64(63)) * plane + yv + xv
+            c = counts[idx]
+            if c != 65535:
+                counts[idx] = c + 1
+            binned += 1
+        i += 1
+    st[RUNNING] = running
+    st[KEPT] = kept
+    st[OOB] = oob
+    st[BACK] = back
+    st[LATE] = late
+    st[AFTER] = after
+    st[MAPPED_OUT] = out
+    st[ACCEPTED] = accepted
+    st[TOUCHED] = touched
+    st[BINNED] = binned
+    return status
+
+
+@_jit
+def evt3_window(
+    words: Any,
+    i: int,
+    epoch_us: int,
+    xm: Any,
+    ym: Any,
+    counts: Any,
+    plane: int,
+    t0: int,
+    bin_us: int,
+    n_bins: int,
+    lo: int,
+    hi: int,
+    st: Any,
+) -> int:
+    """``mono_window`` for EVT3 words, the decoder state (time high/low, row, vector base,
+    polarity, rollovers: -1 unknown) carried in ``st`` as ``evt3_sequential.scan_words`` carries
+    it; ``epoch_us``: the epoch of the stream's time (known: the caller checks)."""
+    running = st[RUNNING]
+    kept = st[KEPT]
+    oob = st[OOB]
+    back = st[BACK]
+    late = st[LATE]
+    after = st[AFTER]
+    out = st[MAPPED_OUT]
+    accepted = st[ACCEPTED]
+    th = st[TH]
+    tl = st[TL]
+    y = st[Y]
+    base = st[BASE]
+    pol = st[POL]
+    roll = st[ROLL]
+    unknown = st[UNKNOWN]
+    no_time = st[NO_TIME]
+    no_y = st[NO_Y]
+    no_base = st[NO_BASE]
+    triggers = st[TRIGGERS]
+    touched = binned = 0
+    status = DONE
+    wend = t0 + n_bins * bin_us
+    b_lo = t0
+    b_hi = t0 + bin_us
+    off = 0
+    stride = 2 * plane
+    t = epoch_us + (roll << 24) + (th << 12) + tl
+    yv = ym[y] if y >= 0 else LEFT_OUT
+    n = words.shape[0]
+    while i < n:
+        wd = np.int64(words[i])
+        code = wd >> 12
+        v = wd & 0xFFF
+        if code == 2 or code == 4 or code == 5:  # EVT_ADDR_X, VECT_12, VECT_8
+            xb: Any
+            mask: Any
+            p: Any
+            if code == 2:
+                bits = 1
+                mask = 1
+                xb = v & 0x7FF
+                p = v >> 11
+            else:
+                bits = 12 if code == 4 else 8
+                mask = v
+                xb = base
+                p = pol
+            ok: Any = True
+            if th < 0 or tl < 0:
+                no_time += 1
+                ok = False
+            if y < 0:
+                no_y += 1
+                ok = False
+            if code != 2 and base < 0:
+                no_base += 1
+                ok = False
+            if not ok:
+                if code != 2 and base >= 0:
+                    base += bits
+                i += 1
+                continue
+            if t >= b_hi and t >= running and yv != OFF_SENSOR and yv != LEFT_OUT:
+                # An event of a later window, or beyond the range, decides before any of the
+                # word's events is counted (they share one time).
+                usable = False
+                for b in range(bits):
+                    if (mask >> b) & 1:
+                        xv = xm[min(xb + b, 0xFFFF)]
+                        usable |= xv != OFF_SENSOR and xv != LEFT_OUT
+                if usable and t >= hi and accepted == 0:
+                    status = NONE_IN_RANGE
+                    break
+                if usable and wend <= t < hi:
+                    st[NEXT_I] = i
+                    st[NEXT_T] = t
+                    status = NEXT_WINDOW
+                    break
+                while b_hi <= t < wend:  # sorted times: walk the bins instead of dividing
+                    b_lo = b_hi
+                    b_hi += bin_us
+                    off += stride
+            for b in range(bits):
+                if not (mask >> b) & 1:
+                    continue
+                xv = xm[min(xb + b, 0xFFFF)]
+                if (xv | yv) >= 0 and t >= running and t >= b_lo and t < b_hi:
+                    running = t
+                    kept += 1
+                    accepted += 1
+                    touched += 1
+                    idx = off + p * plane + yv + xv
+                    c = counts[idx]
+                    if c != 65535:
+                        counts[idx] = c + 1
+                    binned += 1
+                    continue
+                if xv == OFF_SENSOR or yv == OFF_SENSOR:
+                    oob += 1
+                    continue
+                if t < running:
+                    back += 1
+                    continue
+                running = t
+                kept += 1
+                if xv == LEFT_OUT or yv == LEFT_OUT:
+                    out += 1
+                elif t < b_lo:
+                    late += 1
+                elif t >= hi:
+                    after += 1
+                else:  # a pooled-out pixel of this bin
+                    accepted += 1
+                    touched += 1
+            if code != 2:
+                base += bits
+        elif code == 6:  # TIME_LOW
+            tl = v
+            t = epoch_us + (roll << 24) + (th << 12) + tl
+        elif code == 8:  # TIME_HIGH; a drop of more than 10 units is a 24-bit rollover
+            if th >= 0 and th - v > 10:
+                roll += 1
+            th = v
+            t = epoch_us + (roll << 24) + (th << 12) + tl
+        elif code == 0:  # EVT_ADDR_Y
+            y = v
+            yv = ym[y]
+        elif code == 3:  # VECT_BASE_X
+            base = v & 0x7FF
+            pol = v >> 11
+        elif code == 10:  # EXT_TRIGGER: counted, not a CD event
+            triggers += 1
+        elif not (code == 7 or code == 9 or code == 14 or code == 15):
+            unknown += 1
+        i += 1
+    st[RUNNING] = running
+    st[KEPT] = kept
+    st[OOB] = oob
+    st[BACK] = back
+    st[LATE] = late
+    st[AFTER] = after
+    st[MAPPED_OUT] = out
+    st[ACCEPTED] = accepted
+    st[TOUCHED] = touched
+    st[BINNED] = binned
+    st[TH] = th
+    st[TL] = tl
+    st[Y] = y
+    st[BASE] = base
+    st[POL] = pol
+    st[ROLL] = roll
+    st[UNKNOWN] = unknown
+    st[NO_TIME] = no_time
+    st[NO_Y] = no_y
+    st[NO_BASE] = no_base
+    st[TRIGGERS] = triggers
+    return status
+
+
+def payload_maps(
+    windower: EventWindower, chain: EventFilterChain | None, width: int, height: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+    """Lookup tables (x, y) of a ``width`` x ``height`` sensor's columns and rows: their place
+    in the window (y premultiplied by the window's width), or LEFT_OUT / POOLED_OUT /
+    OFF_SENSOR. None where the kernels cannot run the chain (a stage that is not a pixel
+    mapping), or where the reference would raise (mapped events beyond the windower)."""
+    if windower.engine != "numba":
+        return None
+    nx, ny = min(width, TABLE_SIZE), min(height, TABLE_SIZE)
+    if chain is None:
+        if (height, width) != (windower.sensor_height, windower.sensor_width):
+            return None
+        cx, cy = np.arange(nx, dtype=np.int64), np.arange(ny, dtype=np.int64)
+    else:
+        if tuple(chain.out_shape) != (windower.sensor_height, windower.sensor_width):
+            return None
+        maps = chain.axis_maps(nx, ny)
+        if maps is None:
+            return None
+        cx, cy = maps
+    tables = []
+    for c, pooled, scale in ((cx, windower._xmap, 1), (cy, windower._ymap, windower.out_width)):
+        place = pooled[np.maximum(c, 0)]
+        table = np.full(TABLE_SIZE, OFF_SENSOR, np.int64)
+        table[: c.size] = np.where(c < 0, LEFT_OUT, np.where(place < 0, POOLED_OUT, place * scale))
+        tables.append(table)
+    return tables[0], tables[1]
+
+
+def _commit_drops(drops: Drops | None, st: NDArray[np.int64], reasons: tuple[str, ...]) -> None:
+    slots = {
+        "unknown_code": UNKNOWN,
+        "no_time_reference": NO_TIME,
+        "no_y_address": NO_Y,
+        "vector_without_base": NO_BASE,
+        "out_of_bounds": OOB,
+        "time_backwards": BACK,
+        "ext_trigger": TRIGGERS,
+    }
+    for reason in reasons:  # the reference's order: a Counter keeps the order keys came in
+        count_drop(drops, reason, int(st[slots[reason]]))
+
+
+def push_payload(
+    windower: EventWindower,
+    maps: tuple[NDArray[np.int64], NDArray[np.int64]],
+    raw: NDArray[np.uint8],
+    encoding: str,
+    time_base_ns: int,
+    width: int,
+    height: int,
+    *,
+    is_bigendian: bool = False,
+    strict: bool = True,
+    drops: Drops | None = None,
+    state: Evt3State | None = None,
+    time_max_us: int,
+) -> tuple[int, int, list[Window]] | None:
+    """Decode ``raw`` (checked by ``codecs.checked_payload``) and window its events through
+    ``maps`` (:func:`payload_maps`): (events decoded, events the mapping left out, windows), or
+    None, with nothing changed, where the reference path must run (module docstring). Events
+    later than ``time_max_us`` would be refused by the caller: such packets go back too."""
+    from hsnn_perception.core.events.binning import MAX_ABS_TIME_US
+
+    w = windower
+    if w.engine != "numba" or w.origin_us is None or not w._started:
+        return None
+    time_max_us = min(int(time_max_us), MAX_ABS_TIME_US)
+    local: Drops = Counter()  # drops of an attempt that may go back are not the caller's yet
+    st = np.zeros(STATE_SIZE, np.int64)
+    st[RUNNING] = _NO_TIME_YET
+    xm, ym = maps
+    plane = w.out_height * w.out_width
+    shape = (w.bin_us, w.n_bins)
+    if encoding == "mono":
+        words = mono_words(raw, is_bigendian, strict, local)
+        base_us, base_ns = divmod(int(time_base_ns), 1000)
+        if base_us + (0xFFFFFFFF + base_ns) // 1000 > time_max_us:
+            return None
+        if strict and words.size and not mono_clean(words, base_ns, width, height):
+            return None  # the reference raises its error
+
+        def kernel(i: int, t0: int, lo: int, hi: int, counts: NDArray[np.uint16]) -> int:
+            args = (xm, ym, counts, plane, t0, *shape, lo, hi, st)
+            status: int = mono_window(words, i, base_us, base_ns, *args)
+            return status
+
+        reasons: tuple[str, ...] = ("out_of_bounds", "time_backwards")
+    elif encoding == "evt3":
+        if strict or state is None or state.time_high is None:
+            return None
+        from hsnn_perception.core.events.codecs import whole_words
+
+        words = whole_words(raw, 2, "evt3", False, local).view("<u2")
+        epoch_us = int(state.epoch) * EVT3_EPOCH_US
+        if epoch_us + (words.size + 1) * EVT3_EPOCH_US > time_max_us:
+            return None  # each TIME_HIGH word may roll the time over once
+        st[TH] = state.time_high
+        st[TL] = -1 if state.time_low is None else state.time_low
+        st[Y] = -1 if state.y is None else state.y
+        st[BASE] = -1 if state.base_x is None else state.base_x
+        st[POL] = state.polarity if state.base_x is not None else 0
+
+        def kernel(i: int, t0: int, lo: int, hi: int, counts: NDArray[np.uint16]) -> int:
+            status: int = evt3_window(
+                words, i, epoch_us, xm, ym, counts, plane, t0, *shape, lo, hi, st
+            )
+            return status
+
+        reasons = (
+            "unknown_code",
+            "no_time_reference",
+            "no_y_address",
+            "vector_without_base",
+            "out_of_bounds",
+            "time_backwards",
+            "ext_trigger",
+        )
+    else:
+        return None
+    assert w.origin_us is not None
+    origin = w.origin_us
+    lo, hi = w._range_times()
+    out: list[Window] = []
+    i, discarded = 0, False
+    while True:
+        if w._counts is None:  # uint16, saturated as it counts: handed out as the frames
+            w._counts = np.zeros(w._size, np.uint16)
+        status = kernel(i, origin + w._k * w.window_us, lo, hi, w._counts)
+        if status == NONE_IN_RANGE:  # first call only: nothing counted, nothing to undo
+            return None
+        if st[TOUCHED]:
+            w._pending_n += int(st[BINNED])
+            w._touched = True
+        if status == DONE:
+            break
+        if not discarded:  # an event is in range: what was held is not the stream
+            w._discard_held()
+            discarded = True
+        w._advance(int(st[NEXT_T] - origin) // w.window_us, out)
+        i = int(st[NEXT_I])
+    if not st[ACCEPTED]:
+        if st[LATE]:
+            return None  # only late events: the windower holds the packet
+    elif not discarded:
+        w._discard_held()
+    w.late_events += int(st[LATE])
+    w.out_of_range_events += int(st[AFTER])
+    if drops is not None:
+        drops.update(local)
+    _commit_drops(drops, st, reasons)
+    if encoding == "evt3":
+        assert state is not None
+        if st[TL] >= 0:
+            state.time_low = int(st[TL])
+        if st[Y] >= 0:
+            state.y = int(st[Y])
+        if st[BASE] >= 0:
+            # A base past 11 bits cannot be carried; later vectors then count as base-less.
+            state.base_x = int(st[BASE]) if st[BASE] <= 0x7FF else None
+            state.polarity = int(st[POL])
+        state.time_high = int(st[TH])
+        state.epoch += int(st[ROLL])
+    return int(st[KEPT]), int(st[MAPPED_OUT]), out
