@@ -62,19 +62,29 @@ def _jit(fn: Callable[..., Any]) -> Any:
         return numba.njit(cache=False, nogil=True)(fn)
 
 
+@numba.njit(inline="always")
+def _offset_at(t_us: int, base_us: int, base_ns: int) -> Any:
+    """The least mono offset (ns) whose time is at or after ``t_us``, clamped where no 32-bit
+    offset can tell the difference (no overflow however far ``t_us`` is)."""
+    return min(max(t_us - base_us, -(1 << 33)), 1 << 33) * 1000 - base_ns
+
+
 @_jit
 def mono_clean(words: Any, base_ns: int, width: int, height: int) -> bool:
     """Every word inside the sensor and in time order: strict decoding raises nothing."""
     ok: Any = True
     prev = np.int64(0)
+    w_max = np.uint64(min(width, 1 << 16))
+    h_max = np.uint64(min(height, 1 << 15))
     for i in range(words.shape[0]):
         w = words[i]
-        t = (np.int64(w & np.uint64(0xFFFFFFFF)) + base_ns) // 1000
-        ok &= (np.int64((w >> np.uint64(32)) & np.uint64(0xFFFF)) < width) & (
-            np.int64((w >> np.uint64(48)) & np.uint64(0x7FFF)) < height
+        dt = np.int64(w & np.uint64(0xFFFFFFFF))
+        ok &= (((w >> np.uint64(32)) & np.uint64(0xFFFF)) < w_max) & (
+            ((w >> np.uint64(48)) & np.uint64(0x7FFF)) < h_max
         )
-        ok &= t >= prev
-        prev = t
+        if dt < prev:  # rare: the times may still agree (offsets within one microsecond)
+            ok &= (dt + base_ns) // 1000 >= (prev + base_ns) // 1000
+        prev = dt
     return bool(ok)
 
 
@@ -99,8 +109,11 @@ def mono_window(
     (``counts`` flat, ``plane`` = h * w; ``ym`` holds row * w). ``[lo, hi)``: the windower's
     range for this packet. Returns DONE, NEXT_WINDOW (``st[NEXT_I]``: the word of an event of a
     later window, not consumed; ``st[NEXT_T]`` its time) or NONE_IN_RANGE (no event of the
-    packet is in range: the caller decodes it the reference way)."""
-    running = st[RUNNING]
+    packet is in range: the caller decodes it the reference way).
+
+    Times are compared as the words' nanosecond offsets: an event is at or after ``T`` us iff
+    its offset is at or after ``(T - base_us) * 1000 - base_ns`` (the floor division of the
+    decoder is monotonic), so only the rare event off the common case is divided."""
     kept = st[KEPT]
     oob = st[OOB]
     back = st[BACK]
@@ -108,6 +121,7 @@ def mono_window(
     after = st[AFTER]
     out = st[MAPPED_OUT]
     accepted = st[ACCEPTED]
+    run_dt = st[RUNNING]  # offset of the latest kept event (its time is the running time)
     touched = binned = 0
     status = DONE
     wend = t0 + n_bins * bin_us
@@ -115,14 +129,18 @@ def mono_window(
     b_hi = t0 + bin_us
     off = 0
     stride = 2 * plane
+    lo_dt = _offset_at(b_lo, base_us, base_ns)
+    hi_dt = _offset_at(b_hi, base_us, base_ns)
+    floor_dt = max(run_dt, lo_dt)  # the common case: kept, not backwards, in the bin
     n = words.shape[0]
     while i < n:
         w = words[i]
         xv = xm[np.int64((w >> np.uint64(32)) & np.uint64(0xFFFF))]
         yv = ym[np.int64((w >> np.uint64(48)) & np.uint64(0x7FFF))]
-        t = (np.int64(w & np.uint64(0xFFFFFFFF)) + base_ns) // 1000 + base_us
-        if (xv | yv) >= 0 and t >= running and t >= b_lo and t < b_hi:  # the common case
-            running = t
+        dt = np.int64(w & np.uint64(0xFFFFFFFF))
+        i += 1
+        if (xv | yv) >= 0 and floor_dt <= dt < hi_dt:  # the common case
+            run_dt = floor_dt = dt
             kept += 1
             accepted += 1
             touched += 1
@@ -131,59 +149,48 @@ def mono_window(
             if c != 65535:
                 counts[idx] = c + 1
             binned += 1
-            i += 1
             continue
         if xv == OFF_SENSOR or yv == OFF_SENSOR:
             oob += 1
-            i += 1
             continue
-        if t < running:
+        t = (dt + base_ns) // 1000 + base_us
+        if dt < run_dt and t < (run_dt + base_ns) // 1000 + base_us:
             back += 1
-            i += 1
             continue
         if xv == LEFT_OUT or yv == LEFT_OUT:
-            running = t
-            kept += 1
             out += 1
-            i += 1
-            continue
-        if t < b_lo:  # before the window's start: only before the first event in range
-            running = t
-            kept += 1
+        elif t < b_lo:  # before the window's start: only before the first event in range
             late += 1
-            i += 1
-            continue
-        if t >= b_hi:
-            if t >= hi:
-                if accepted == 0:  # sorted: no event of this packet is in range
-                    status = NONE_IN_RANGE
-                    break
-                running = t
-                kept += 1
-                after += 1
-                i += 1
-                continue
-            if t >= wend:
-                st[NEXT_I] = i
-                st[NEXT_T] = t
-                status = NEXT_WINDOW
+        elif t >= hi:
+            if accepted == 0:  # sorted: no event of this packet is in range
+                status = NONE_IN_RANGE
                 break
-            while t >= b_hi:  # sorted times: walk the bins instead of dividing
-                b_lo = b_hi
-                b_hi += bin_us
-                off += stride
-        running = t
+            after += 1
+        else:
+            if t >= b_hi:
+                if t >= wend:
+                    st[NEXT_I] = i - 1
+                    st[NEXT_T] = t
+                    status = NEXT_WINDOW
+                    break
+                while t >= b_hi:  # sorted times: walk the bins instead of dividing
+                    b_lo = b_hi
+                    b_hi += bin_us
+                    off += stride
+                lo_dt = _offset_at(b_lo, base_us, base_ns)
+                hi_dt = _offset_at(b_hi, base_us, base_ns)
+            accepted += 1
+            touched += 1
+            if (xv | yv) >= 0:
+                idx = off + np.int64(w >> np.uint64(63)) * plane + yv + xv
+                c = counts[idx]
+                if c != 65535:
+                    counts[idx] = c + 1
+                binned += 1
         kept += 1
-        accepted += 1
-        touched += 1
-        if (xv | yv) >= 0:
-            idx = off + np.int64(w >> np.uint64(63)) * plane + yv + xv
-            c = counts[idx]
-            if c != 65535:
-                counts[idx] = c + 1
-            binned += 1
-        i += 1
-    st[RUNNING] = running
+        run_dt = max(run_dt, dt)
+        floor_dt = max(run_dt, lo_dt)
+    st[RUNNING] = run_dt
     st[KEPT] = kept
     st[OOB] = oob
     st[BACK] = back
@@ -235,6 +242,7 @@ def evt3_window(
     no_base = st[NO_BASE]
     triggers = st[TRIGGERS]
     touched = binned = 0
+    fast = 0  # events counted on the common path (kept, accepted, in this window, binned)
     status = DONE
     wend = t0 + n_bins * bin_us
     b_lo = t0
@@ -243,36 +251,55 @@ def evt3_window(
     stride = 2 * plane
     t = epoch_us + (roll << 24) + (th << 12) + tl
     yv = ym[y] if y >= 0 else LEFT_OUT
+    # now: the time is known, not behind the running time and in the bin; hot: the row is
+    # known and mapped too, so an EVT_ADDR_X goes to this bin unless its column says otherwise.
+    # Recomputed where one of these changes (a kept event only sets the running time to the
+    # time it is at, which keeps them).
+    now = th >= 0 and tl >= 0 and t >= running and b_lo <= t < b_hi
+    hot = now and yv >= 0
+    bits: Any
+    mask: Any
+    xb: Any
+    p: Any
     n = words.shape[0]
     while i < n:
         wd = np.int64(words[i])
         code = wd >> 12
         v = wd & 0xFFF
+        if code == 2 and hot:  # EVT_ADDR_X in the bin: the common case
+            xv = xm[v & 0x7FF]
+            if xv >= 0:
+                idx = off + (v >> 11) * plane + yv + xv
+                c = counts[idx]
+                if c != 65535:
+                    counts[idx] = c + 1
+                running = t
+                fast += 1
+                i += 1
+                continue
+        elif code == 0:  # EVT_ADDR_Y
+            y = v
+            yv = ym[y]
+            hot = now and yv >= 0
+            i += 1
+            continue
+        elif code == 6:  # TIME_LOW
+            tl = v
+            t = epoch_us + (roll << 24) + (th << 12) + tl
+            now = th >= 0 and t >= running and b_lo <= t < b_hi
+            hot = now and yv >= 0
+            i += 1
+            continue
         if code == 2 or code == 4 or code == 5:  # EVT_ADDR_X, VECT_12, VECT_8
-            xb: Any
-            mask: Any
-            p: Any
             if code == 2:
-                bits = 1
-                mask = 1
-                xb = v & 0x7FF
-                p = v >> 11
+                bits, mask, xb, p = 1, 1, v & 0x7FF, v >> 11
             else:
-                bits = 12 if code == 4 else 8
-                mask = v
-                xb = base
-                p = pol
-            ok: Any = True
-            if th < 0 or tl < 0:
-                no_time += 1
-                ok = False
-            if y < 0:
-                no_y += 1
-                ok = False
-            if code != 2 and base < 0:
-                no_base += 1
-                ok = False
-            if not ok:
+                bits, mask, xb, p = (12 if code == 4 else 8), v, base, pol
+            ok = th >= 0 and tl >= 0
+            no_time += not ok
+            no_y += y < 0
+            no_base += code != 2 and base < 0
+            if not ok or y < 0 or (code != 2 and base < 0):
                 if code != 2 and base >= 0:
                     base += bits
                 i += 1
@@ -285,7 +312,7 @@ def evt3_window(
                     if (mask >> b) & 1:
                         xv = xm[min(xb + b, 0xFFFF)]
                         usable |= xv != OFF_SENSOR and xv != LEFT_OUT
-                if usable and t >= hi and accepted == 0:
+                if usable and t >= hi and accepted + fast == 0:
                     status = NONE_IN_RANGE
                     break
                 if usable and wend <= t < hi:
@@ -297,20 +324,19 @@ def evt3_window(
                     b_lo = b_hi
                     b_hi += bin_us
                     off += stride
+                now = t >= running and b_lo <= t < b_hi
+                hot = now and yv >= 0
             for b in range(bits):
                 if not (mask >> b) & 1:
                     continue
                 xv = xm[min(xb + b, 0xFFFF)]
-                if (xv | yv) >= 0 and t >= running and t >= b_lo and t < b_hi:
+                if (xv | yv) >= 0 and t >= running and b_lo <= t < b_hi:
                     running = t
-                    kept += 1
-                    accepted += 1
-                    touched += 1
+                    fast += 1
                     idx = off + p * plane + yv + xv
                     c = counts[idx]
                     if c != 65535:
                         counts[idx] = c + 1
-                    binned += 1
                     continue
                 if xv == OFF_SENSOR or yv == OFF_SENSOR:
                     oob += 1
@@ -326,22 +352,18 @@ def evt3_window(
                     late += 1
                 elif t >= hi:
                     after += 1
-                else:  # a pooled-out pixel of this bin
+                else:  # a pooled-out pixel of this bin: placed in time, not counted
                     accepted += 1
                     touched += 1
             if code != 2:
                 base += bits
-        elif code == 6:  # TIME_LOW
-            tl = v
-            t = epoch_us + (roll << 24) + (th << 12) + tl
         elif code == 8:  # TIME_HIGH; a drop of more than 10 units is a 24-bit rollover
             if th >= 0 and th - v > 10:
                 roll += 1
             th = v
             t = epoch_us + (roll << 24) + (th << 12) + tl
-        elif code == 0:  # EVT_ADDR_Y
-            y = v
-            yv = ym[y]
+            now = tl >= 0 and t >= running and b_lo <= t < b_hi
+            hot = now and yv >= 0
         elif code == 3:  # VECT_BASE_X
             base = v & 0x7FF
             pol = v >> 11
@@ -351,15 +373,15 @@ def evt3_window(
             unknown += 1
         i += 1
     st[RUNNING] = running
-    st[KEPT] = kept
+    st[KEPT] = kept + fast
     st[OOB] = oob
     st[BACK] = back
     st[LATE] = late
     st[AFTER] = after
     st[MAPPED_OUT] = out
-    st[ACCEPTED] = accepted
-    st[TOUCHED] = touched
-    st[BINNED] = binned
+    st[ACCEPTED] = accepted + fast
+    st[TOUCHED] = touched + fast
+    st[BINNED] = binned + fast
     st[TH] = th
     st[TL] = tl
     st[Y] = y
