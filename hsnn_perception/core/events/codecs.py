@@ -267,11 +267,18 @@ class EventCodec(Protocol):
 
 def codec_for(encoding: str, error: type[EventCodecError] = EventDecodeError) -> EventCodec:
     """The codec of ``encoding``; ``error`` (with the supported names) if there is none."""
+    codec = _LOADED.get(encoding)  # every packet asks: the registry's import once per name
+    if codec is not None:
+        return codec
     try:
-        codec: EventCodec = EVENT_CODECS.entry(encoding).load()
+        loaded: EventCodec = EVENT_CODECS.entry(encoding).load()
     except UnknownNameError:
         raise error(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}") from None
-    return codec
+    _LOADED[encoding] = loaded
+    return loaded
+
+
+_LOADED: dict[str, EventCodec] = {}
 
 
 # --------------------------------------------------------------------------- public API

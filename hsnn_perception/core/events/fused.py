@@ -23,7 +23,6 @@ This module is the windower's friend: it runs ``EventWindower``'s own steps (``_
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +30,9 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from hsnn_perception.core.events.binning import MAX_ABS_TIME_US
 from hsnn_perception.core.events.codecs import Drops, Evt3State, count_drop
 from hsnn_perception.core.events.evt3_format import EVT3_EPOCH_US
-from hsnn_perception.core.events.fast_bin import mono_words
 
 if TYPE_CHECKING:
     from hsnn_perception.core.events.binning import EventWindower, Window
@@ -426,18 +425,18 @@ def payload_maps(
     return tables[0], tables[1]
 
 
-def _commit_drops(drops: Drops | None, st: NDArray[np.int64], reasons: tuple[str, ...]) -> None:
-    slots = {
-        "unknown_code": UNKNOWN,
-        "no_time_reference": NO_TIME,
-        "no_y_address": NO_Y,
-        "vector_without_base": NO_BASE,
-        "out_of_bounds": OOB,
-        "time_backwards": BACK,
-        "ext_trigger": TRIGGERS,
-    }
-    for reason in reasons:  # the reference's order: a Counter keeps the order keys came in
-        count_drop(drops, reason, int(st[slots[reason]]))
+# Drop reasons and their slots, in the order the reference decoders count them (a Counter keeps
+# the order its keys came in, which /diagnostics shows).
+_MONO_DROPS = (("out_of_bounds", OOB), ("time_backwards", BACK))
+_EVT3_DROPS = (
+    ("unknown_code", UNKNOWN),
+    ("no_time_reference", NO_TIME),
+    ("no_y_address", NO_Y),
+    ("vector_without_base", NO_BASE),
+    ("out_of_bounds", OOB),
+    ("time_backwards", BACK),
+    ("ext_trigger", TRIGGERS),
+)
 
 
 def push_payload(
@@ -459,38 +458,34 @@ def push_payload(
     ``maps`` (:func:`payload_maps`): (events decoded, events the mapping left out, windows), or
     None, with nothing changed, where the reference path must run (module docstring). Events
     later than ``time_max_us`` would be refused by the caller: such packets go back too."""
-    from hsnn_perception.core.events.binning import MAX_ABS_TIME_US
-
     w = windower
     if w.engine != "numba" or w.origin_us is None or not w._started:
         return None
     time_max_us = min(int(time_max_us), MAX_ABS_TIME_US)
-    local: Drops = Counter()  # drops of an attempt that may go back are not the caller's yet
+    mono = encoding == "mono"
+    if not mono and (encoding != "evt3" or strict or state is None or state.time_high is None):
+        return None  # EVT3 before the stream's time is known: the epoch is the decoder's choice
+    size = 8 if mono else 2
+    trailing = raw.size % size
+    if trailing:
+        if strict:
+            return None  # the reference raises its error
+        raw = raw[: raw.size - trailing]
     st = np.zeros(STATE_SIZE, np.int64)
     st[RUNNING] = _NO_TIME_YET
     xm, ym = maps
     plane = w.out_height * w.out_width
-    shape = (w.bin_us, w.n_bins)
-    if encoding == "mono":
-        words = mono_words(raw, is_bigendian, strict, local)
+    if mono:
+        words = raw.view(">u8").astype("<u8") if is_bigendian else raw.view("<u8")
         base_us, base_ns = divmod(int(time_base_ns), 1000)
         if base_us + (0xFFFFFFFF + base_ns) // 1000 > time_max_us:
             return None
         if strict and words.size and not mono_clean(words, base_ns, width, height):
             return None  # the reference raises its error
-
-        def kernel(i: int, t0: int, lo: int, hi: int, counts: NDArray[np.uint16]) -> int:
-            args = (xm, ym, counts, plane, t0, *shape, lo, hi, st)
-            status: int = mono_window(words, i, base_us, base_ns, *args)
-            return status
-
-        reasons: tuple[str, ...] = ("out_of_bounds", "time_backwards")
-    elif encoding == "evt3":
-        if strict or state is None or state.time_high is None:
-            return None
-        from hsnn_perception.core.events.codecs import whole_words
-
-        words = whole_words(raw, 2, "evt3", False, local).view("<u2")
+        reasons: tuple[tuple[str, int], ...] = _MONO_DROPS
+    else:
+        assert state is not None and state.time_high is not None
+        words = raw.view("<u2")
         epoch_us = int(state.epoch) * EVT3_EPOCH_US
         if epoch_us + (words.size + 1) * EVT3_EPOCH_US > time_max_us:
             return None  # each TIME_HIGH word may roll the time over once
@@ -499,24 +494,7 @@ def push_payload(
         st[Y] = -1 if state.y is None else state.y
         st[BASE] = -1 if state.base_x is None else state.base_x
         st[POL] = state.polarity if state.base_x is not None else 0
-
-        def kernel(i: int, t0: int, lo: int, hi: int, counts: NDArray[np.uint16]) -> int:
-            status: int = evt3_window(
-                words, i, epoch_us, xm, ym, counts, plane, t0, *shape, lo, hi, st
-            )
-            return status
-
-        reasons = (
-            "unknown_code",
-            "no_time_reference",
-            "no_y_address",
-            "vector_without_base",
-            "out_of_bounds",
-            "time_backwards",
-            "ext_trigger",
-        )
-    else:
-        return None
+        reasons = _EVT3_DROPS
     assert w.origin_us is not None
     origin = w.origin_us
     lo, hi = w._range_times()
@@ -525,7 +503,16 @@ def push_payload(
     while True:
         if w._counts is None:  # uint16, saturated as it counts: handed out as the frames
             w._counts = np.zeros(w._size, np.uint16)
-        status = kernel(i, origin + w._k * w.window_us, lo, hi, w._counts)
+        t0 = origin + w._k * w.window_us
+        if mono:
+            status = mono_window(
+                words, i, base_us, base_ns, xm, ym, w._counts, plane, t0, w.bin_us, w.n_bins,
+                lo, hi, st,
+            )  # fmt: skip
+        else:
+            status = evt3_window(
+                words, i, epoch_us, xm, ym, w._counts, plane, t0, w.bin_us, w.n_bins, lo, hi, st
+            )
         if status == NONE_IN_RANGE:  # first call only: nothing counted, nothing to undo
             return None
         if st[TOUCHED]:
@@ -538,26 +525,28 @@ def push_payload(
             discarded = True
         w._advance(int(st[NEXT_T] - origin) // w.window_us, out)
         i = int(st[NEXT_I])
-    if not st[ACCEPTED]:
-        if st[LATE]:
+    v = st.tolist()
+    if not v[ACCEPTED]:
+        if v[LATE]:
             return None  # only late events: the windower holds the packet
     elif not discarded:
         w._discard_held()
-    w.late_events += int(st[LATE])
-    w.out_of_range_events += int(st[AFTER])
+    w.late_events += v[LATE]
+    w.out_of_range_events += v[AFTER]
     if drops is not None:
-        drops.update(local)
-    _commit_drops(drops, st, reasons)
-    if encoding == "evt3":
+        count_drop(drops, "trailing_bytes", trailing)
+        for reason, slot in reasons:
+            count_drop(drops, reason, v[slot])
+    if not mono:
         assert state is not None
-        if st[TL] >= 0:
-            state.time_low = int(st[TL])
-        if st[Y] >= 0:
-            state.y = int(st[Y])
-        if st[BASE] >= 0:
+        if v[TL] >= 0:
+            state.time_low = v[TL]
+        if v[Y] >= 0:
+            state.y = v[Y]
+        if v[BASE] >= 0:
             # A base past 11 bits cannot be carried; later vectors then count as base-less.
-            state.base_x = int(st[BASE]) if st[BASE] <= 0x7FF else None
-            state.polarity = int(st[POL])
-        state.time_high = int(st[TH])
-        state.epoch += int(st[ROLL])
-    return int(st[KEPT]), int(st[MAPPED_OUT]), out
+            state.base_x = v[BASE] if v[BASE] <= 0x7FF else None
+            state.polarity = v[POL]
+        state.time_high = v[TH]
+        state.epoch += v[ROLL]
+    return v[KEPT], v[MAPPED_OUT], out
