@@ -90,7 +90,7 @@ def mono_clean(words: Any, base_ns: int, width: int, height: int) -> bool:
 @_jit
 def mono_window(
     words: Any,
-    i: int,
+    start: int,
     base_us: int,
     base_ns: int,
     xm: Any,
@@ -104,7 +104,7 @@ def mono_window(
     hi: int,
     st: Any,
 ) -> int:
-    """Decode mono words from ``i`` and count them into the window starting at ``t0``
+    """Decode mono words from ``start`` and count them into the window starting at ``t0``
     (``counts`` flat, ``plane`` = h * w; ``ym`` holds row * w). ``[lo, hi)``: the windower's
     range for this packet. Returns DONE, NEXT_WINDOW (``st[NEXT_I]``: the word of an event of a
     later window, not consumed; ``st[NEXT_T]`` its time) or NONE_IN_RANGE (no event of the
@@ -132,12 +132,11 @@ def mono_window(
     hi_dt = _offset_at(b_hi, base_us, base_ns)
     floor_dt = max(run_dt, lo_dt)  # the common case: kept, not backwards, in the bin
     n = words.shape[0]
-    while i < n:
+    for i in range(start, n):  # a for loop: numba knows i >= 0
         w = words[i]
         xv = xm[np.int64((w >> np.uint64(32)) & np.uint64(0xFFFF))]
         yv = ym[np.int64((w >> np.uint64(48)) & np.uint64(0x7FFF))]
         dt = np.int64(w & np.uint64(0xFFFFFFFF))
-        i += 1
         if (xv | yv) >= 0 and floor_dt <= dt < hi_dt:  # the common case
             run_dt = floor_dt = dt
             kept += 1
@@ -168,7 +167,7 @@ def mono_window(
         else:
             if t >= b_hi:
                 if t >= wend:
-                    st[NEXT_I] = i - 1
+                    st[NEXT_I] = i
                     st[NEXT_T] = t
                     status = NEXT_WINDOW
                     break
@@ -205,7 +204,7 @@ def mono_window(
 @_jit
 def evt3_window(
     words: Any,
-    i: int,
+    start: int,
     epoch_us: int,
     xm: Any,
     ym: Any,
@@ -261,34 +260,45 @@ def evt3_window(
     xb: Any
     p: Any
     n = words.shape[0]
+    i = start
     while i < n:
+        # The common words in a loop of their own (few live values, no negative indices);
+        # it stops at the first word that needs more.
+        stop = n
+        for j in range(i, n):
+            wd = np.int64(words[j])
+            code = wd >> 12
+            v = wd & 0xFFF
+            if code == 2:  # EVT_ADDR_X in the bin
+                xv = xm[v & 0x7FF]
+                if hot and xv >= 0:
+                    idx = np.uint64(off + (v >> 11) * plane + yv + xv)
+                    c = counts[idx]
+                    if c != 65535:
+                        counts[idx] = c + 1
+                    running = t
+                    fast += 1
+                    continue
+            elif code == 0:  # EVT_ADDR_Y
+                y = v
+                yv = ym[v]
+                hot = now and yv >= 0
+                continue
+            elif code == 6:  # TIME_LOW
+                tl = v
+                t = epoch_us + (roll << 24) + (th << 12) + tl
+                now = th >= 0 and t >= running and b_lo <= t < b_hi
+                hot = now and yv >= 0
+                continue
+            stop = j
+            break
+        if stop == n:
+            break
+        i = stop
         wd = np.int64(words[i])
         code = wd >> 12
         v = wd & 0xFFF
-        if code == 2 and hot:  # EVT_ADDR_X in the bin: the common case
-            xv = xm[v & 0x7FF]
-            if xv >= 0:
-                idx = off + (v >> 11) * plane + yv + xv
-                c = counts[idx]
-                if c != 65535:
-                    counts[idx] = c + 1
-                running = t
-                fast += 1
-                i += 1
-                continue
-        elif code == 0:  # EVT_ADDR_Y
-            y = v
-            yv = ym[y]
-            hot = now and yv >= 0
-            i += 1
-            continue
-        elif code == 6:  # TIME_LOW
-            tl = v
-            t = epoch_us + (roll << 24) + (th << 12) + tl
-            now = th >= 0 and t >= running and b_lo <= t < b_hi
-            hot = now and yv >= 0
-            i += 1
-            continue
+        i += 1
         if code == 2 or code == 4 or code == 5:  # EVT_ADDR_X, VECT_12, VECT_8
             if code == 2:
                 bits, mask, xb, p = 1, 1, v & 0x7FF, v >> 11
@@ -301,7 +311,6 @@ def evt3_window(
             if not ok or y < 0 or (code != 2 and base < 0):
                 if code != 2 and base >= 0:
                     base += bits
-                i += 1
                 continue
             if t >= b_hi and t >= running and yv != OFF_SENSOR and yv != LEFT_OUT:
                 # An event of a later window, or beyond the range, decides before any of the
@@ -315,16 +324,17 @@ def evt3_window(
                     status = NONE_IN_RANGE
                     break
                 if usable and wend <= t < hi:
-                    st[NEXT_I] = i
+                    st[NEXT_I] = i - 1
                     st[NEXT_T] = t
                     status = NEXT_WINDOW
                     break
-                while b_hi <= t < wend:  # sorted times: walk the bins instead of dividing
-                    b_lo = b_hi
-                    b_hi += bin_us
-                    off += stride
-                now = t >= running and b_lo <= t < b_hi
-                hot = now and yv >= 0
+                if usable:  # only an event that is counted moves the bin (sorted times)
+                    while b_hi <= t < wend:  # walk the bins instead of dividing
+                        b_lo = b_hi
+                        b_hi += bin_us
+                        off += stride
+                    now = t >= running and b_lo <= t < b_hi
+                    hot = now and yv >= 0
             for b in range(bits):
                 if not (mask >> b) & 1:
                     continue
@@ -370,7 +380,6 @@ def evt3_window(
             triggers += 1
         elif not (code == 7 or code == 9 or code == 14 or code == 15):
             unknown += 1
-        i += 1
     st[RUNNING] = running
     st[KEPT] = kept + fast
     st[OOB] = oob

@@ -218,7 +218,7 @@ def test_fused_mono_equals_decode_map_window(seed, mapping, window, rough, stric
     check_equal(packets, sensor, model, mode, roi, window, strict)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), mapping=MAPPINGS, window=WINDOWS, rough=st.booleans())
 def test_fused_evt3_equals_decode_map_window(seed, mapping, window, rough) -> None:
     sensor, model, mode, roi = mapping
@@ -246,6 +246,18 @@ def test_clean_streams_run_in_the_kernels(encoding) -> None:
         packets = stream(seed, 16, 9, False)
         used = check_equal(packets, (9, 16), (4, 4), "crop", (), (200, 4, 2, 3))
         assert used >= len(packets) - 2, (seed, used, len(packets))
+
+
+def test_evt3_events_beyond_the_sensor_do_not_move_the_bin() -> None:
+    """A vector word wholly beyond the sensor at a later bin counts nothing and places nothing
+    in time: an event after it at an earlier time (not backwards: nothing was kept at the later
+    time) still goes to its own bin (a case the random streams found)."""
+    words = [
+        [0x8000, 0x6000 | 100, 0x0003, 0x2004],  # t 100 (bin 1): sets the origin
+        [0x6000 | 350, 0x3000 | 20, 0x4FFF, 0x6000 | 210, 0x2005],  # x 20..31 at t 350; t 210
+    ]
+    packets = [(np.array(w, "<u2").tobytes(), "evt3", 0, 10, 12, k) for k, w in enumerate(words)]
+    assert check_equal(packets, (12, 10), (12, 10), "scale", (), (100, 4, 2, 2)) == 1
 
 
 def test_libcaer_goes_the_reference_way() -> None:
