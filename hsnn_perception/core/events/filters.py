@@ -336,7 +336,7 @@ class MappedWindower:
     def __init__(self, mapping: EventFilterChain, windower: Any) -> None:
         self.mapping, self.windower = mapping, windower
         self.mapped_out_events = 0
-        self._maps: dict[tuple[int, int], Any] = {}  # fused.payload_maps per sensor geometry
+        self._maps: tuple[tuple[int, int], Any] = ((-1, -1), None)  # geometry, its tables
 
     def push(self, events: NDArray[Any]) -> Any:
         mapped = self.mapping(events)
@@ -357,12 +357,15 @@ class MappedWindower:
         with nothing changed where the caller must decode first."""
         from hsnn_perception.core.events import fused
 
-        if (width, height) not in self._maps:
-            self._maps[(width, height)] = fused.payload_maps(
-                self.windower, self.mapping, width, height
+        if not isinstance(self.windower, EventWindower):
+            return None
+        if self._maps[0] != (width, height):  # one geometry kept: memory stays bounded
+            self._maps = (
+                (width, height),
+                fused.payload_maps(self.windower, self.mapping, width, height),
             )
-        maps = self._maps[(width, height)]
-        if maps is None or not isinstance(self.windower, EventWindower):
+        maps = self._maps[1]
+        if maps is None:
             return None
         got = fused.push_payload(
             self.windower, maps, raw, encoding, time_base_ns, width, height, **decode
