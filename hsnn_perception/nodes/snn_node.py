@@ -25,6 +25,7 @@ from hsnn_perception.core.events.filters import (
     model_input_chain,
 )
 from hsnn_perception.core.events.stream import EventTimeRangeError, PacketStreamDecoder
+from hsnn_perception.core.events.stream import warm_up as warm_up_front_end
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import SnnStage, input_spikes
 from hsnn_perception.core.io.spike_codec import ENCODINGS, encode_spikes
@@ -224,6 +225,8 @@ class SnnFeatureNode(HsnnNode):
             self._snn, self.bundle.timesteps, chip=self._energy_chip, cores=self._loihi_cores
         )
         self._decoder = PacketStreamDecoder(max_events=max_packet_events)
+        # The event front end's kernels too (numba: compiled once, then loaded from its cache).
+        warm_up_front_end()
         self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         self._debug_pub = None

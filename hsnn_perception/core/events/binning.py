@@ -413,16 +413,22 @@ class EventWindower:
         without the events in between: compiled, the words are decoded as they are counted
         (``fused.py``). Same windows, counters, decode errors and drop counts (``drops``) as
         decoding first."""
-        from hsnn_perception.core.events import fused
         from hsnn_perception.core.events.codecs import checked_payload, decode_packet
 
         h, w = self.sensor_height, self.sensor_width
         raw = checked_payload(raw, "mono", time_base_ns, w, h)
-        maps = self._payload_maps = self._payload_maps or fused.payload_maps(self, None, w, h)
-        if maps is not None:
+        if self.engine == "numba":  # fused.py imports numba
+            from hsnn_perception.core.events import fused
+
+            maps = self._payload_maps = self._payload_maps or fused.payload_maps(self, None, w, h)
             decode = {"is_bigendian": is_bigendian, "strict": strict, "drops": drops}
-            got = fused.push_payload(
-                self, maps, raw, "mono", time_base_ns, w, h, **decode, time_max_us=MAX_ABS_TIME_US
+            limit = MAX_ABS_TIME_US
+            got = (
+                None
+                if maps is None
+                else fused.push_payload(
+                    self, maps, raw, "mono", time_base_ns, w, h, **decode, time_max_us=limit
+                )
             )
             if got is not None:
                 return got[2]

@@ -355,10 +355,10 @@ class MappedWindower:
         """``push`` of a checked payload's events, decoded, mapped and windowed in compiled
         passes (``fused.push_payload``, same keywords): (events decoded, windows), or None
         with nothing changed where the caller must decode first."""
+        if not isinstance(self.windower, EventWindower) or self.windower.engine != "numba":
+            return None  # fused.py imports numba: only where the windower runs compiled
         from hsnn_perception.core.events import fused
 
-        if not isinstance(self.windower, EventWindower):
-            return None
         if self._maps[0] != (width, height):  # one geometry kept: memory stays bounded
             self._maps = (
                 (width, height),

@@ -30,12 +30,12 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from hsnn_perception.core.events.binning import MAX_ABS_TIME_US
+from hsnn_perception.core.events.binning import MAX_ABS_TIME_US, EventWindower
 from hsnn_perception.core.events.codecs import Drops, Evt3State, count_drop
 from hsnn_perception.core.events.evt3_format import EVT3_EPOCH_US
 
 if TYPE_CHECKING:
-    from hsnn_perception.core.events.binning import EventWindower, Window
+    from hsnn_perception.core.events.binning import Window
     from hsnn_perception.core.events.filters import EventFilterChain
 
 # Table values that are not a place in the window (places are >= 0).
@@ -569,3 +569,27 @@ def push_payload(
         state.time_high = v[TH]
         state.epoch += v[ROLL]
     return v[KEPT], v[MAPPED_OUT], out
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel a stream meets: the fused kernels and
+    the reference path's, for read-only (``bytes``) and writable (``array.array``, how rclpy
+    hands over ``uint8[]``) payloads, numba typing them apart. A node calls it at configure:
+    compiling on the first packets would stall its subscription for seconds."""
+    import array
+
+    from hsnn_perception.core.events.codecs import encode_packet, make_events
+    from hsnn_perception.core.events.filters import MappedWindower, model_input_chain
+    from hsnn_perception.core.events.stream import PacketStreamDecoder
+
+    for encoding in ("mono", "evt3"):
+        for writable in (False, True):
+            chain = model_input_chain((4, 4), (2, 2), "scale")
+            windower = MappedWindower(chain, EventWindower(10, 2, 2, 2, 2, 2))
+            decoder = PacketStreamDecoder()
+            for seq, t in enumerate((100, 110, 150)):
+                events = make_events([t, t + 5, t + 9], [0, 1, 3], [0, 2, 3], [0, 1, 1])
+                time_base, payload = encode_packet(events, encoding, 4, 4)
+                data = array.array("B", payload) if writable else payload
+                decoder.decode_into(windower, data, encoding, time_base, 4, 4, seq=seq)
+            windower.flush()

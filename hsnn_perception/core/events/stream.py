@@ -5,6 +5,7 @@ packets, lost windows).
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from typing import Any
 
@@ -236,3 +237,14 @@ class PacketStreamDecoder:
             self._state = Evt3State()
             self.resets += 1
             raise
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the kernels ``decode_into`` runs, for a node to call
+    at configure rather than stall on its first packets (``fused.warm_up``); nothing to do
+    without numba (everything then runs in numpy)."""
+    if importlib.util.find_spec("numba") is None:
+        return
+    from hsnn_perception.core.events import fused
+
+    fused.warm_up()
