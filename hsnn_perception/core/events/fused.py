@@ -141,23 +141,37 @@ def mono_window(
     lo_dt = _offset_at(b_lo, base_us, base_ns)
     hi_dt = _offset_at(b_hi, base_us, base_ns)
     floor_dt = max(run_dt, lo_dt)  # the common case: kept, not backwards, in the bin
+    fast = 0  # events counted on the common path (kept, accepted, in this window, binned)
     n = words.shape[0]
-    for i in range(start, n):  # a for loop: numba knows i >= 0
-        w = words[i]
-        xv = xm[np.int64((w >> np.uint64(32)) & np.uint64(0xFFFF))]
-        yv = ym[np.int64((w >> np.uint64(48)) & np.uint64(0x7FFF))]
+    i = start
+    while i < n:
+        # The common case in a loop of its own (few live values, no negative indices); it
+        # stops at the first word that needs more.
+        stop, before = n, fast
+        for j in range(i, n):
+            w = words[j]
+            xv = xm[(w >> np.uint64(32)) & np.uint64(0xFFFF)]
+            yv = ym[(w >> np.uint64(48)) & np.uint64(0x7FFF)]
+            dt = np.int64(w & np.uint64(0xFFFFFFFF))
+            if (xv | yv) >= 0 and floor_dt <= dt < hi_dt:
+                floor_dt = dt
+                idx = np.uint64(off + np.int64(w >> np.uint64(63)) * plane + yv + xv)
+                c = counts[idx]
+                if c != 65535:
+                    counts[idx] = c + 1
+                fast += 1
+                continue
+            stop = j
+            break
+        if fast > before:  # the running time: the latest event the common path kept
+            run_dt = max(run_dt, floor_dt)
+        if stop == n:
+            break
+        i = stop + 1
+        w = words[stop]
+        xv = xm[(w >> np.uint64(32)) & np.uint64(0xFFFF)]
+        yv = ym[(w >> np.uint64(48)) & np.uint64(0x7FFF)]
         dt = np.int64(w & np.uint64(0xFFFFFFFF))
-        if (xv | yv) >= 0 and floor_dt <= dt < hi_dt:  # the common case
-            run_dt = floor_dt = dt
-            kept += 1
-            accepted += 1
-            touched += 1
-            idx = off + np.int64(w >> np.uint64(63)) * plane + yv + xv
-            c = counts[idx]
-            if c != 65535:
-                counts[idx] = c + 1
-            binned += 1
-            continue
         if xv == OFF_SENSOR or yv == OFF_SENSOR:
             oob += 1
             continue
@@ -170,14 +184,14 @@ def mono_window(
         elif t < b_lo:  # before the window's start: only before the first event in range
             late += 1
         elif t >= hi:
-            if accepted == 0:  # sorted: no event of this packet is in range
+            if accepted + fast == 0:  # sorted: no event of this packet is in range
                 status = NONE_IN_RANGE
                 break
             after += 1
         else:
             if t >= b_hi:
                 if t >= wend:
-                    st[NEXT_I] = i
+                    st[NEXT_I] = i - 1
                     st[NEXT_T] = t
                     status = NEXT_WINDOW
                     break
@@ -199,15 +213,15 @@ def mono_window(
         run_dt = max(run_dt, dt)
         floor_dt = max(run_dt, lo_dt)
     st[RUNNING] = run_dt
-    st[KEPT] = kept
+    st[KEPT] = kept + fast
     st[OOB] = oob
     st[BACK] = back
     st[LATE] = late
     st[AFTER] = after
     st[MAPPED_OUT] = out
-    st[ACCEPTED] = accepted
-    st[TOUCHED] = touched
-    st[BINNED] = binned
+    st[ACCEPTED] = accepted + fast
+    st[TOUCHED] = touched + fast
+    st[BINNED] = binned + fast
     return status
 
 
