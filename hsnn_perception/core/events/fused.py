@@ -289,10 +289,30 @@ def evt3_window(
         # The common words in a loop of their own (few live values, no negative indices);
         # it stops at the first word that needs more.
         stop = n
-        for j in range(i, n):
+        j = np.uint64(i)  # unsigned: no negative-index handling on every word
+        end = np.uint64(n)
+        while j < end:
             wd = np.int64(words[j])
             code = wd >> 12
             v = wd & 0xFFF
+            if code == 0:  # EVT_ADDR_Y, most often followed by one EVT_ADDR_X: taken together
+                y = v
+                yv = ym[v]
+                hot = now and yv >= 0
+                j += np.uint64(1)
+                if hot and j < end:
+                    wd = np.int64(words[j])
+                    if wd >> 12 == 2:
+                        xv = xm[wd & 0x7FF]
+                        if xv >= 0:
+                            idx = np.uint64(off + ((wd >> 11) & 1) * plane + yv + xv)
+                            c = counts[idx]
+                            if c != 65535:
+                                counts[idx] = c + 1
+                            running = t
+                            fast += 1
+                            j += np.uint64(1)
+                continue
             if code == 2:  # EVT_ADDR_X in the bin
                 xv = xm[v & 0x7FF]
                 if hot and xv >= 0:
@@ -302,19 +322,16 @@ def evt3_window(
                         counts[idx] = c + 1
                     running = t
                     fast += 1
+                    j += np.uint64(1)
                     continue
-            elif code == 0:  # EVT_ADDR_Y
-                y = v
-                yv = ym[v]
-                hot = now and yv >= 0
-                continue
             elif code == 6:  # TIME_LOW
                 tl = v
                 t = epoch_us + (roll << 24) + (th << 12) + tl
                 now = th >= 0 and t >= running and b_lo <= t < b_hi
                 hot = now and yv >= 0
+                j += np.uint64(1)
                 continue
-            stop = j
+            stop = np.int64(j)
             break
         if stop == n:
             break
