@@ -8,7 +8,7 @@ Events are synthetic (uniform pixels, sorted times, as bench/events.py) at ``--r
 second of sensor time, cut into 1 ms packets like a driver publishes them, encoded once outside
 the timing. Each sensor is mapped to a 128x128 model input as the node maps it
 (``filters.model_input_chain``, ``scale``: 128x128 is the identity, 1280x720 is 10 x 5.625 sensor
-pixels per model pixel). Per sensor and encoding it times, interleaved (A B C A B C ...), the
+pixels per model pixel). Per sensor and encoding it times, interleaved (A B C A B C ...),
 ``--repeats`` runs of:
 
 * ``decode + map + window (before)``: ``PacketStreamDecoder.decode``, the time-range check, then
