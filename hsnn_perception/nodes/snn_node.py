@@ -24,7 +24,8 @@ from hsnn_perception.core.events.filters import (
     MappedWindower,
     model_input_chain,
 )
-from hsnn_perception.core.events.stream import PacketStreamDecoder
+from hsnn_perception.core.events.stream import EventTimeRangeError, PacketStreamDecoder
+from hsnn_perception.core.events.stream import warm_up as warm_up_front_end
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import SnnStage, input_spikes
 from hsnn_perception.core.io.spike_codec import ENCODINGS, encode_spikes
@@ -224,6 +225,8 @@ class SnnFeatureNode(HsnnNode):
             self._snn, self.bundle.timesteps, chip=self._energy_chip, cores=self._loihi_cores
         )
         self._decoder = PacketStreamDecoder(max_events=max_packet_events)
+        # The event front end's kernels too (numba: compiled once, then loaded from its cache).
+        warm_up_front_end()
         self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20))
         self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
         self._debug_pub = None
@@ -325,7 +328,10 @@ class SnnFeatureNode(HsnnNode):
         geometry = (int(msg.height), int(msg.width))
         try:
             windower = self._windower_for(geometry)
-            events = self._decoder.decode(
+            # mono and evt3 go from payload to window in compiled passes (core/events/fused.py),
+            # the other encodings through an event array: same windows and counters.
+            n_events, windows = self._decoder.decode_into(
+                windower,
                 msg.events,
                 msg.encoding,
                 int(msg.time_base),
@@ -333,16 +339,14 @@ class SnnFeatureNode(HsnnNode):
                 geometry[0],
                 bool(msg.is_bigendian),
                 seq=seq,
+                time_range=(0, TIME_MAX_US),
             )
-            if events.size and not 0 <= int(events["t"].min()) <= int(events["t"].max()) <= (
-                TIME_MAX_US
-            ):
-                raise MessageFieldError(
-                    "time_range",
-                    f"event times {int(events['t'].min())}..{int(events['t'].max())} us are not "
-                    "sensor times a ROS Time can carry",
-                )
-            windows = windower.push(events)
+        except EventTimeRangeError as exc:
+            reason = (
+                f"event times {exc.tmin}..{exc.tmax} us are not sensor times a ROS Time can carry"
+            )
+            self.reject("time_range", f"packet seq {seq} dropped: {reason}")
+            return
         except EventPacketSizeError as exc:
             self.reject("packet_size", f"packet seq {seq} dropped: {exc}")
             return
@@ -352,7 +356,7 @@ class SnnFeatureNode(HsnnNode):
         except ValueError as exc:  # malformed packet: log what, count, keep serving
             self.reject("packet", f"packet seq {seq} dropped: {exc}")
             return
-        self.count("received.events", len(events))
+        self.count("received.events", n_events)
         for window in windows:
             self._enqueue(window)
 

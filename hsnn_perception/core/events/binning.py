@@ -267,6 +267,7 @@ class EventWindower:
         self._touched = False  # an event (even one cropped away) fell in the pending window
         self._held: list[NDArray[Any]] = []  # packets of a stream that may have moved
         self._held_last = 0
+        self._payload_maps: Any = None  # push_mono's lookup tables (fused.payload_maps)
         self.engine = _pick_engine(engine)
         if self.engine == "numba":
             from hsnn_perception.core.events import fast_bin
@@ -409,50 +410,32 @@ class EventWindower:
         drops: Any = None,
     ) -> list[Window]:
         """``push(decode_packet(raw, "mono", time_base_ns, sensor width, sensor height, ...))``
-        without the events in between: compiled, the words are decoded once to check the packet
-        and place it in time and once more as they are counted (docs/events.md). Same windows,
-        counters, decode errors and drop counts (``drops``) as decoding first."""
-        fast = self._fast if self.engine == "numba" else None
-        known = self.origin_us is not None and self._started
-        size = (self.sensor_width, self.sensor_height)
-        if fast is None or not known:  # first packet, or no numba: decode, then push
-            from hsnn_perception.core.events.codecs import decode_packet
+        without the events in between: compiled, the words are decoded as they are counted
+        (``fused.py``). Same windows, counters, decode errors and drop counts (``drops``) as
+        decoding first."""
+        from hsnn_perception.core.events.codecs import checked_payload, decode_packet
 
-            events = decode_packet(
-                raw, "mono", time_base_ns, *size, is_bigendian, strict=strict, drops=drops
+        h, w = self.sensor_height, self.sensor_width
+        raw = checked_payload(raw, "mono", time_base_ns, w, h)
+        if self.engine == "numba":  # fused.py imports numba
+            from hsnn_perception.core.events import fused
+
+            maps = self._payload_maps = self._payload_maps or fused.payload_maps(self, None, w, h)
+            decode = {"is_bigendian": is_bigendian, "strict": strict, "drops": drops}
+            limit = MAX_ABS_TIME_US
+            got = (
+                None
+                if maps is None
+                else fused.push_payload(
+                    self, maps, raw, "mono", time_base_ns, w, h, **decode, time_max_us=limit
+                )
             )
-            return self.push(events)
-        raw = np.asarray(raw).view(np.uint8)
-        words = fast.mono_words(raw, is_bigendian, strict, drops)
-        if not words.size:
-            return []
-        base = divmod(int(time_base_ns), 1000)
-        kept, *problems, t_first, t_last, late, after = fast.mono_scan(
-            words, *base, *size, *self._range_times()
+            if got is not None:
+                return got[2]
+        events = decode_packet(
+            raw, "mono", time_base_ns, w, h, is_bigendian, strict=strict, drops=drops
         )
-        fast.mono_report(words, time_base_ns, *size, tuple(problems), strict, drops)
-        if not kept:
-            return []
-        _check_times(t_first, t_last)
-        if late or after:  # not all in range: the general path (drops are counted already)
-            return self.push(fast.decode_mono(raw, time_base_ns, *size, is_bigendian, False))
-        self._discard_held()
-        out: list[Window] = []
-        assert self.origin_us is not None
-        i, running, t_next = 0, -1, t_first
-        while i < words.size:
-            kw = (t_next - self.origin_us) // self.window_us
-            if kw != self._k:
-                self._advance(kw, out)
-            if self._counts is None:
-                self._counts = np.zeros(self._size, np.uint16)
-            t0 = self.origin_us + kw * self.window_us
-            counts = self._counts.reshape(self._shape())
-            into = (t0, self.bin_us, self.n_bins, self._ymap, self._xmap, counts)
-            i, running, binned, t_next = fast.mono_bin(words, i, running, *base, *size, *into)
-            self._pending_n += binned
-            self._touched = True
-        return out
+        return self.push(events)
 
     def _range_times(self) -> tuple[int, int]:
         """Event times of the range: from the pending window's start to the end of the last

@@ -267,11 +267,18 @@ class EventCodec(Protocol):
 
 def codec_for(encoding: str, error: type[EventCodecError] = EventDecodeError) -> EventCodec:
     """The codec of ``encoding``; ``error`` (with the supported names) if there is none."""
+    codec = _LOADED.get(encoding)  # every packet asks: the registry's import once per name
+    if codec is not None:
+        return codec
     try:
-        codec: EventCodec = EVENT_CODECS.entry(encoding).load()
+        loaded: EventCodec = EVENT_CODECS.entry(encoding).load()
     except UnknownNameError:
         raise error(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}") from None
-    return codec
+    _LOADED[encoding] = loaded
+    return loaded
+
+
+_LOADED: dict[str, EventCodec] = {}
 
 
 # --------------------------------------------------------------------------- public API
@@ -344,12 +351,26 @@ def decode_packet(
     :data:`TRIGGER_DTYPE` array, EVT3 only; without it they are only counted in ``drops``).
     """
     codec = codec_for(encoding)
+    raw = checked_payload(payload, encoding, time_base_ns, width, height, max_events)
+    return codec.decode(
+        Payload(raw, time_base_ns, width, height, is_bigendian, strict, drops, evt3_state, triggers)
+    )
+
+
+def checked_payload(
+    payload: bytes | bytearray | memoryview | Array,
+    encoding: str,
+    time_base_ns: int,
+    width: int,
+    height: int,
+    max_events: int = MAX_PACKET_EVENTS,
+) -> NDArray[np.uint8]:
+    """The checks :func:`decode_packet` makes before decoding (geometry, time base, size), in its
+    order and with its errors; returns the payload as a uint8 view."""
     if width < 0 or height < 0:
         raise EventDecodeError(f"sensor geometry must be non-negative, got {width}x{height}")
     if not 0 <= int(time_base_ns) <= _TIME_BASE_MAX:
         raise EventDecodeError(f"time_base {time_base_ns} is not a uint64")
     raw = as_byte_view(payload)
     check_packet_size(raw, encoding, max_events)
-    return codec.decode(
-        Payload(raw, time_base_ns, width, height, is_bigendian, strict, drops, evt3_state, triggers)
-    )
+    return raw

@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import EventError
+from hsnn_perception.core.events.binning import EventWindower
 from hsnn_perception.core.events.codecs import EVENT_DTYPE, check_events
 
 
@@ -273,6 +274,31 @@ class EventFilterChain:
             events = stage(events)
         return events
 
+    def axis_maps(
+        self, width: int, height: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+        """Where the chain sends each sensor column ``0..width-1`` and row ``0..height-1``
+        (-1: left out), or None when a stage is not a pure pixel mapping (polarity, noise).
+        ROI and spatial maps keep an event iff its column and its row are kept, and map each
+        on its own: the compiled front end (``fused.py``) maps by these tables."""
+        axes = [np.arange(width, dtype=np.int64), np.arange(height, dtype=np.int64)]
+        keep = [np.ones(width, bool), np.ones(height, bool)]
+        for stage in self.stages:
+            oh, ow = stage.out_shape
+            if isinstance(stage, RoiCrop):  # a shift: (c * size) // size = c
+                shifts, sizes, outs = (stage.x, stage.y), (ow, oh), (ow, oh)
+            elif isinstance(stage, SpatialMap):
+                x0, y0, cw, ch = stage.crop
+                shifts, sizes, outs = (x0, y0), (cw, ch), (ow, oh)
+            else:
+                return None
+            for a in (0, 1):
+                c = axes[a] - shifts[a]
+                keep[a] &= (c >= 0) & (c < sizes[a])
+                axes[a] = (c * outs[a]) // sizes[a]
+        xmap, ymap = (np.where(k, c, -1) for k, c in zip(keep, axes, strict=True))
+        return xmap, ymap
+
 
 # The SNN node's ``input_mapping`` values (SpatialMap modes).
 INPUT_MAPPINGS = ("scale", "crop", "pad")
@@ -310,11 +336,45 @@ class MappedWindower:
     def __init__(self, mapping: EventFilterChain, windower: Any) -> None:
         self.mapping, self.windower = mapping, windower
         self.mapped_out_events = 0
+        self._maps: tuple[tuple[int, int], Any] = ((-1, -1), None)  # geometry, its tables
 
     def push(self, events: NDArray[Any]) -> Any:
         mapped = self.mapping(events)
         self.mapped_out_events += int(events.size - mapped.size)
         return self.windower.push(mapped)
+
+    def push_payload(
+        self,
+        raw: NDArray[np.uint8],
+        encoding: str,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        **decode: Any,
+    ) -> tuple[int, list[Any]] | None:
+        """``push`` of a checked payload's events, decoded, mapped and windowed in compiled
+        passes (``fused.push_payload``, same keywords): (events decoded, windows), or None
+        with nothing changed where the caller must decode first."""
+        if not isinstance(self.windower, EventWindower) or self.windower.engine != "numba":
+            return None  # fused.py imports numba: only where the windower runs compiled
+        from hsnn_perception.core.events import fused
+
+        if self._maps[0] != (width, height):  # one geometry kept: memory stays bounded
+            self._maps = (
+                (width, height),
+                fused.payload_maps(self.windower, self.mapping, width, height),
+            )
+        maps = self._maps[1]
+        if maps is None:
+            return None
+        got = fused.push_payload(
+            self.windower, maps, raw, encoding, time_base_ns, width, height, **decode
+        )
+        if got is None:
+            return None
+        kept, left_out, windows = got
+        self.mapped_out_events += left_out
+        return kept, windows
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.windower, name)

@@ -5,18 +5,34 @@ packets, lost windows).
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from typing import Any
 
+from hsnn_perception.core.errors import EventError
 from hsnn_perception.core.events.codecs import (
     MAX_PACKET_EVENTS,
     Array,
     Drops,
     EventDecodeError,
     Evt3State,
+    checked_payload,
     codec_for,
     decode_packet,
 )
+
+# Event times a packet may carry by default (the windower's bound, binning.MAX_ABS_TIME_US).
+TIME_LIMIT_US = 1 << 62
+
+
+class EventTimeRangeError(EventError, ValueError):
+    """A packet's event times ``tmin..tmax`` are outside the range its consumer can carry."""
+
+    def __init__(self, tmin: int, tmax: int, time_range: tuple[int, int]) -> None:
+        super().__init__(
+            f"event times {tmin}..{tmax} us are outside {time_range[0]}..{time_range[1]} us"
+        )
+        self.tmin, self.tmax = tmin, tmax
 
 
 class SequenceGaps:
@@ -100,30 +116,87 @@ class PacketStreamDecoder:
         seq: int | None = None,
     ) -> Array:
         """The events of one packet (see the class docstring for what is dropped or raised)."""
+        events, _ = self._packet(payload, encoding, time_base_ns, width, height, is_bigendian, seq)
+        assert events is not None
+        return events
+
+    def decode_into(
+        self,
+        windower: Any,
+        payload: Any,
+        encoding: str,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        is_bigendian: bool = False,
+        seq: int | None = None,
+        time_range: tuple[int, int] = (0, TIME_LIMIT_US),
+    ) -> tuple[int, list[Any]]:
+        """``windower.push(decode(...))``: (events decoded, windows completed). A packet with
+        an event time outside ``time_range`` raises :class:`EventTimeRangeError` before the
+        windower sees it (the decoder's state and drops are updated, as by ``decode``). Where
+        ``windower`` has ``push_payload`` (``filters.MappedWindower``), ``mono`` and ``evt3``
+        packets are decoded straight into the windows (``fused.py``); same results."""
+        sink = windower if hasattr(windower, "push_payload") else None
+        events, fused = self._packet(
+            payload, encoding, time_base_ns, width, height, is_bigendian, seq, sink, time_range
+        )
+        if fused is not None:
+            return fused
+        assert events is not None
+        if events.size:
+            tmin, tmax = int(events["t"].min()), int(events["t"].max())
+            if not time_range[0] <= tmin <= tmax <= time_range[1]:
+                raise EventTimeRangeError(tmin, tmax, time_range)
+        return int(events.size), windower.push(events)
+
+    def _packet(
+        self,
+        payload: Any,
+        encoding: str,
+        time_base_ns: int,
+        width: int,
+        height: int,
+        is_bigendian: bool,
+        seq: int | None,
+        sink: Any = None,
+        time_range: tuple[int, int] = (0, TIME_LIMIT_US),
+    ) -> tuple[Array | None, tuple[int, list[Any]] | None]:
+        """The packet's events, or (with a ``sink``) what ``sink.push_payload`` made of it."""
         if seq is not None:  # even a packet rejected below arrived: only missing seqs are lost
             self.seq_gaps.see(seq)
-        if not codec_for(encoding).stateful:
-            if self.strict_standalone:
-                return decode_packet(
-                    payload,
+        codec = codec_for(encoding)
+        fused = sink is not None and time_range[0] <= 0
+        if not codec.stateful:
+            strict = self.strict_standalone
+            drops = None if strict else self.drops
+            raw = checked_payload(payload, encoding, time_base_ns, width, height, self.max_events)
+            if fused:
+                got = sink.push_payload(
+                    raw,
                     encoding,
                     time_base_ns,
                     width,
                     height,
-                    is_bigendian,
-                    max_events=self.max_events,
+                    is_bigendian=is_bigendian,
+                    strict=strict,
+                    drops=drops,
+                    time_max_us=time_range[1],
                 )
-            return decode_packet(
-                payload,
+                if got is not None:
+                    return None, got
+            events = decode_packet(
+                raw,
                 encoding,
                 time_base_ns,
                 width,
                 height,
                 is_bigendian,
-                strict=False,
-                drops=self.drops,
+                strict=strict,
+                drops=drops,
                 max_events=self.max_events,
             )
+            return events, None
         last, self._last = self._last, (-1 if seq is None else int(seq), width, height)
         # Only a forward jump of seq is a lost packet: a source that never sets seq (all 0)
         # or restarts it must not reset the state at every packet.
@@ -133,8 +206,23 @@ class PacketStreamDecoder:
             self._state = Evt3State()
             self.resets += 1
         try:
-            return decode_packet(
-                payload,
+            raw = checked_payload(payload, encoding, time_base_ns, width, height, self.max_events)
+            if fused:
+                got = sink.push_payload(
+                    raw,
+                    encoding,
+                    time_base_ns,
+                    width,
+                    height,
+                    strict=False,
+                    drops=self.drops,
+                    state=self._state,
+                    time_max_us=time_range[1],
+                )
+                if got is not None:
+                    return None, got
+            events = decode_packet(
+                raw,
                 encoding,
                 time_base_ns,
                 width,
@@ -144,7 +232,19 @@ class PacketStreamDecoder:
                 evt3_state=self._state,
                 max_events=self.max_events,
             )
+            return events, None
         except EventDecodeError:  # the packet is lost whole: the state it would carry with it
             self._state = Evt3State()
             self.resets += 1
             raise
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the kernels ``decode_into`` runs, for a node to call
+    at configure rather than stall on its first packets (``fused.warm_up``); nothing to do
+    without numba (everything then runs in numpy)."""
+    if importlib.util.find_spec("numba") is None:
+        return
+    from hsnn_perception.core.events import fused
+
+    fused.warm_up()

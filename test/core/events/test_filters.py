@@ -246,3 +246,24 @@ def test_mapped_windower_maps_then_bins_and_counts_what_it_leaves_out() -> None:
     assert windower.mapped_out_events == 1  # column 0 lies outside the centre crop
     assert int(window.frames.sum()) == 1 and window.frames[0, 1, 16, 16] == 1
     assert windower.windows_emitted == 1  # the windower's own attributes show through
+
+
+@pytest.mark.parametrize("mapping", ["scale", "crop", "pad"])
+@pytest.mark.parametrize(
+    "sensor, roi",
+    [((480, 640), ()), ((720, 1280), ()), ((260, 346), (10, 20, 300, 200)), ((128, 128), ())],
+)
+def test_axis_maps_are_the_chain_pixel_by_pixel(sensor, roi, mapping) -> None:
+    """The per-axis tables the fused front end maps by send every sensor pixel where the chain
+    sends it (or leave it out where the chain does)."""
+    chain = model_input_chain(sensor, (32, 32), mapping, roi)
+    h, w = sensor
+    xmap, ymap = chain.axis_maps(w, h)
+    yy, xx = np.mgrid[0:h, 0:w]
+    ev = make_events(np.zeros(h * w, np.int64), xx.ravel(), yy.ravel(), np.zeros(h * w))
+    mapped = chain(ev)
+    keep = (xmap[ev["x"]] >= 0) & (ymap[ev["y"]] >= 0)
+    np.testing.assert_array_equal(mapped["x"], xmap[ev["x"][keep]])
+    np.testing.assert_array_equal(mapped["y"], ymap[ev["y"][keep]])
+    polarity = EventFilterChain.from_config([{"type": "polarity", "keep": "on"}], sensor)
+    assert polarity.axis_maps(w, h) is None

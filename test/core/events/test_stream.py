@@ -56,3 +56,39 @@ def test_sequence_gaps():
         "window_id_restarts": "1",
         "window_id_jumps": "1",
     }
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_decode_into_is_decode_then_push(engine) -> None:
+    """decode_into on any windower (numpy: no kernels; numba: the fused front end) windows what
+    decode + push windows; a packet beyond the time range is refused before the windower."""
+    from hsnn_perception.core.events.binning import EventWindower
+    from hsnn_perception.core.events.filters import MappedWindower, model_input_chain
+    from hsnn_perception.core.events.stream import EventTimeRangeError, warm_up
+
+    warm_up()
+
+    def windower():
+        return MappedWindower(
+            model_input_chain((H, W), (2, 2), "crop"),
+            EventWindower(10, 2, 2, 2, 2, 2, engine=engine),
+        )
+
+    got, want = windower(), windower()
+    dec_got, dec_want = PacketStreamDecoder(), PacketStreamDecoder()
+    for seq, t in enumerate((100, 104, 125, 160)):
+        ev = make_events([t, t + 3, t + 7], [100, 300, W - 1], [0, 200, H - 1], [1, 0, 1])
+        tb, payload = encode_packet(ev, "evt3", W, H)
+        n, windows = dec_got.decode_into(got, payload, "evt3", tb, W, H, seq=seq)
+        expect = want.push(dec_want.decode(payload, "evt3", tb, W, H, seq=seq))
+        assert n == 3
+        assert [(w.window_id, w.n_events) for w in windows] == [
+            (w.window_id, w.n_events) for w in expect
+        ]
+        for a, b in zip(windows, expect, strict=True):
+            np.testing.assert_array_equal(a.frames, b.frames)
+    ev = make_events([10**9], [0], [0], [1])
+    tb, payload = encode_packet(ev, "mono", W, H)
+    with pytest.raises(EventTimeRangeError, match="outside 0..1000"):
+        dec_got.decode_into(got, payload, "mono", tb, W, H, seq=9, time_range=(0, 1000))
+    assert got.pending_window_id == want.pending_window_id
