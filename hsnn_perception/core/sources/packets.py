@@ -166,6 +166,7 @@ class FilteredSource(PacketSource):
         if packet is None:
             return None
         packet.events = self._chain_for()(packet.events)
+        packet.recorded = None  # the filtered events are no longer what was recorded
         return packet
 
     def close(self) -> None:
