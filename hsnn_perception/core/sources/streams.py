@@ -252,20 +252,9 @@ class WindowWorkMeter:
             self._origin = int(t[0]) // length
         if t.size:
             index, counts = _window_counts(t, length)
-            shares = counts / counts.sum()
         else:
-            index, counts, shares = np.array([int(t_start_us) // length]), np.array([0]), np.ones(1)
-        done = self._close_before(int(index[0]))
-        for k, n, share in zip(index.tolist(), counts.tolist(), shares.tolist(), strict=True):
-            if k < self._origin:
-                continue
-            work = self._open.get(k)
-            if work is None:
-                work = self._open[k] = WindowWork(k - self._origin, k * length)
-            work.seconds += seconds * share
-            work.energy_j += energy_j * share
-            work.events += int(n)
-        return done
+            index, counts = np.array([int(t_start_us) // length]), np.array([0])
+        return self._charge(index, counts, seconds, energy_j)
 
     def add_span(
         self,
@@ -277,21 +266,42 @@ class WindowWorkMeter:
         energy_j: float = math.nan,
     ) -> list[WindowWork]:
         """:meth:`add` for a packet whose events were not decoded (``n_events`` from ``first_us``
-        to ``last_us``): its work and events are spread over the windows in proportion to the
-        sensor time of the span each holds."""
+        to ``last_us``): spread over its windows in proportion to the sensor time of the span
+        each holds."""
         if n_events < 1:
             return self.add(np.zeros(0, np.int64), t_start_us, seconds, energy_j)
         length = self.window_us
+        if self._origin is None:
+            self._origin = first_us // length
         k0, k1 = first_us // length, last_us // length
+        index = np.arange(k0, k1 + 1, dtype=np.int64)
         if k0 == k1:
-            return self.add(np.array([first_us]), t_start_us, seconds, energy_j)
-        # One representative time per window, weighted by the share of the span it holds.
-        edges = np.arange(k0, k1 + 2, dtype=np.int64) * length
-        edges[0], edges[-1] = first_us, last_us + 1
-        spans = np.diff(edges)
-        counts = np.maximum(np.rint(spans / spans.sum() * n_events).astype(np.int64), 0)
-        t = np.repeat(np.arange(k0, k1 + 1, dtype=np.int64) * length, counts)
-        return self.add(t if t.size else np.array([first_us]), t_start_us, seconds, energy_j)
+            return self._charge(index, np.array([n_events]), seconds, energy_j)
+        edges = index * length
+        edges[0] = first_us
+        spans = np.diff(np.append(edges, last_us + 1))
+        counts = np.rint(spans / spans.sum() * n_events).astype(np.int64)
+        return self._charge(index, counts, seconds, energy_j)
+
+    def _charge(
+        self, index: NDArray[Any], counts: NDArray[Any], seconds: float, energy_j: float
+    ) -> list[WindowWork]:
+        """Charge ``seconds`` and ``energy_j`` to windows ``index`` in proportion to ``counts``
+        (evenly where they sum to 0); return the windows completed before the first."""
+        total = int(counts.sum())
+        shares = counts / total if total else np.full(len(index), 1 / len(index))
+        done = self._close_before(int(index[0]))
+        origin = self._origin if self._origin is not None else int(index[0])
+        for k, n, share in zip(index.tolist(), counts.tolist(), shares.tolist(), strict=True):
+            if k < origin:
+                continue
+            work = self._open.get(k)
+            if work is None:
+                work = self._open[k] = WindowWork(k - origin, k * self.window_us)
+            work.seconds += seconds * share
+            work.energy_j += energy_j * share
+            work.events += int(n)
+        return done
 
     def flush(self) -> list[WindowWork]:
         """Every window still open (the stream ended)."""
