@@ -79,6 +79,11 @@ class EventDriverNode(HsnnNode):
         p("speed", 1.0)  # 1 = real time, 0 = as fast as possible
         p("loop", False)
         p("packet_us", 5000)  # sensor time per packet
+        # rosbag played without filters, in the published encoding: consecutive recorded packets
+        # joined into messages of up to this much sensor time (0: as recorded). Each message
+        # costs the driver and the SNN node a fixed price (~0.2 ms on DDS alone), so fewer,
+        # larger ones carry more events per second, at up to this much added latency.
+        p("merge_us", 0)
         p("encoding", "mono")
         # The published message type (nodes.event_types.EVENT_TYPES): ours, or the stock drivers'
         # event_camera_msgs/msg/EventPacket for their consumers (subscribers must use the same).
@@ -291,7 +296,13 @@ class EventDriverNode(HsnnNode):
             # published encoding go out as they are.
             through = None if chain else str(self.param("encoding"))
             inner = ps.IteratorSource(
-                *bag_packets(path, loop=loop, events_topic=topic, pass_through=through)
+                *bag_packets(
+                    path,
+                    loop=loop,
+                    events_topic=topic,
+                    pass_through=through,
+                    merge_us=max(int(self.param("merge_us")), 0),
+                )
             )
         elif source == "aedat4":
             from hsnn_perception.core.sources.dv import Aedat4FileSource
@@ -336,7 +347,10 @@ class EventDriverNode(HsnnNode):
                 float(self.param("retry_s")),
                 lambda m: self.reject("network", m),
             )
-        return ps.FilteredSource(inner, chain) if chain else inner
+        filtered = ps.FilteredSource(inner, chain) if chain else inner
+        # Recordings and synthetic gestures are read (filtered, decoded, rendered) off the
+        # executor thread: pacing and publishing never wait for them.
+        return ps.ReadAheadSource(filtered) if source in ("rosbag", "synthetic") else filtered
 
     # publishing ----
     def _ready_to_play(self) -> bool:

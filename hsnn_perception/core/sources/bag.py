@@ -78,7 +78,8 @@ class BagPacketStream(Iterator[Packet]):
     off the words). Such packets are checked less: events beyond the sensor or out of time
     order go on as recorded, for the consumer's decoder to drop and count. A loop pass that
     cannot shift an EVT3 payload's time (a shift of other than whole 2**24 us epochs) decodes
-    and hands out events only.
+    and hands out events only. ``merge_us`` > 0 joins consecutive passed-through packets into one
+    of up to that much sensor time (:meth:`_merged`).
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class BagPacketStream(Iterator[Packet]):
         loop_align_us: int = DEFAULT_LOOP_ALIGN_US,
         events_topic: str | None = None,
         pass_through: str | None = None,
+        merge_us: int = 0,
     ) -> None:
         if int(loop_align_us) != loop_align_us or loop_align_us < 1:
             raise BagError(f"loop_align_us must be a positive integer, got {loop_align_us!r}")
@@ -96,6 +98,7 @@ class BagPacketStream(Iterator[Packet]):
         self.loop = bool(loop)
         self.loop_align_us = int(loop_align_us)
         self.pass_through = pass_through if pass_through in PASS_THROUGH_ENCODINGS else None
+        self.merge_us = int(merge_us)
         self.packets_out = 0
         self.events_out = 0
         self.loops = 0
@@ -227,6 +230,9 @@ class BagPacketStream(Iterator[Packet]):
         events, pkt, rec = item
         if self._offset:
             rec, events = self._shifted(rec, events, pkt)
+        if rec is not None and rec.n_events and self.merge_us > 0:
+            rec = self._merged(rec)
+            events = events if rec.n_events == events.size else empty_events()
         span = _span_of((events, pkt, rec))
         if span is not None:
             start = span[0] if self._prev_end is None else self._prev_end
@@ -242,6 +248,48 @@ class BagPacketStream(Iterator[Packet]):
         self.packets_out += 1
         self.events_out += packet.n_events
         return packet
+
+    def _merged(self, rec: RecordedPayload) -> RecordedPayload:
+        """``rec`` and the passed-through packets after it in this pass, joined while they span
+        at most ``merge_us`` of sensor time: fewer, larger messages (each costs the driver and
+        its consumers a fixed price whatever its size). EVT3 is a byte stream: payloads join as
+        they are; mono words are moved onto the first packet's time base."""
+        parts, n, first, last = [rec.payload], rec.n_events, rec.first_us, rec.last_us
+        while True:
+            if self._peeked is None:
+                self._peeked = next(self._raw, None)  # None: the pass ended (loops go on later)
+            if self._peeked is None:
+                break
+            events, pkt, nxt = self._peeked
+            if self._offset and nxt is not None:
+                nxt, events = self._shifted(nxt, events, pkt)
+            if (
+                nxt is None
+                or not nxt.n_events
+                or (nxt.encoding, nxt.is_bigendian) != (rec.encoding, rec.is_bigendian)
+                or max(last, nxt.last_us) - first >= self.merge_us
+                or n + nxt.n_events > MAX_PACKET_EVENTS // 2
+            ):
+                break
+            word = 8 if rec.encoding == "mono" else 2
+            if len(rec.payload) % word or len(nxt.payload) % word:
+                break  # trailing bytes would shift every word after them
+            if rec.encoding == "mono":
+                delta = nxt.time_base_ns - rec.time_base_ns
+                dt_max = (nxt.last_us + 1) * 1000 - rec.time_base_ns
+                if rec.is_bigendian or delta < 0 or dt_max > 0xFFFFFFFF:
+                    break
+                words = np.frombuffer(nxt.payload, "<u8") + np.uint64(delta)  # dt stays < 2**32
+                parts.append(words.tobytes())
+            else:
+                parts.append(nxt.payload)
+            n, first, last = n + nxt.n_events, min(first, nxt.first_us), max(last, nxt.last_us)
+            self._peeked = None
+        if len(parts) == 1:
+            return rec
+        return RecordedPayload(
+            rec.encoding, rec.time_base_ns, b"".join(parts), rec.is_bigendian, n, first, last
+        )
 
     def _shifted(
         self, rec: RecordedPayload | None, events: NDArray[Any], pkt: EventPacketData
@@ -329,6 +377,7 @@ def bag_packets(
     loop_align_us: int = DEFAULT_LOOP_ALIGN_US,
     events_topic: str | None = None,
     pass_through: str | None = None,
+    merge_us: int = 0,
 ) -> tuple[BagPacketStream, int, int]:
     """Open a labelled event bag as ``(packets, width, height)`` for the driver node.
 
@@ -336,8 +385,8 @@ def bag_packets(
     ``report`` says what was skipped). ``loop`` replays the bag again and again, shifting sensor
     time by the played span rounded up to ``loop_align_us`` so it keeps increasing.
     ``speed_hint`` is checked (>= 0) but changes nothing: packets are yielded as recorded and the
-    caller paces them. ``pass_through``: see :class:`BagPacketStream`. Raises :class:`BagError`
-    when ``path`` is not an event bag or holds no decodable event packet.
+    caller paces them. ``pass_through``, ``merge_us``: see :class:`BagPacketStream`. Raises
+    :class:`BagError` when ``path`` is not an event bag or holds no decodable event packet.
     """
     if speed_hint is not None and not float(speed_hint) >= 0:
         raise BagError(f"speed must be >= 0 (0: as fast as possible), got {speed_hint!r}")
@@ -347,6 +396,7 @@ def bag_packets(
         loop_align_us=loop_align_us,
         events_topic=events_topic,
         pass_through=pass_through,
+        merge_us=merge_us,
     )
     return stream, stream.width, stream.height
 
