@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,43 @@ def test_pass_through_only_in_its_encoding_and_loops_shift_the_time_base(tmp_pat
             assert encoding == "evt3" and passed.loops >= 1
             np.testing.assert_array_equal(p.events["t"], q.events["t"])
     assert passed.loops == 2
+
+
+@pytest.mark.parametrize("encoding", ["mono", "evt3"])
+def test_merged_packets_hold_the_same_events_in_fewer_messages(tmp_path, encoding):
+    """merge_us joins consecutive passed-through packets up to that much sensor time: the joined
+    payloads decode (state carried for EVT3) to exactly the recorded events, counts and spans
+    add up, and labels still go with the packet they start in."""
+    from hsnn_perception.core.events.codecs import Evt3State, decode_packet
+
+    path = tmp_path / "small"
+    rng = np.random.default_rng(6)
+    t = np.sort(rng.integers(0, 200_000, 20_000))
+    ev = make_events(t, rng.integers(0, 40, t.size), rng.integers(0, 30, t.size), 1)
+    labels = [Label(1, "a", 10_000, 60_000), Label(2, "b", 120_500, 180_000)]
+    write_event_bag(path, packetize(ev, 1000, 40, 30, encoding), labels)
+    merged = list(bag_packets(path, pass_through=encoding, merge_us=5000)[0])
+    plain = list(bag_packets(path)[0])
+    assert len(merged) <= len(plain) // 4
+    state = Evt3State()
+    decoded = [
+        decode_packet(
+            p.recorded.payload,
+            encoding,
+            p.recorded.time_base_ns,
+            40,
+            30,
+            evt3_state=state if encoding == "evt3" else None,
+        )
+        for p in merged
+    ]
+    assert [d.size for d in decoded] == [p.n_events for p in merged]
+    np.testing.assert_array_equal(np.concatenate(decoded), ev)
+    for p, d in zip(merged, decoded, strict=True):
+        assert p.event_span() == (int(d["t"][0]), int(d["t"][-1]))
+        assert p.t_end_us - p.t_start_us <= 5000 + 1000
+    _check_tiling([replace(p, events=d) for p, d in zip(merged, decoded, strict=True)])
+    starts = {lab.start_us: p for p in merged for lab in p.labels}
+    assert set(starts) == {10_000, 120_500}
+    for start, p in starts.items():
+        assert p.t_start_us <= start < p.t_end_us or p is merged[0]
