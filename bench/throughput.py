@@ -128,8 +128,19 @@ def run(bag: Path, enc: str, n_events: int, first: int, last: int, opts: Any, tm
     )
     overrides[STAGE_NODES["snn"]].update(input_mapping=opts.input_mapping)
     ns = f"tp{random.randint(0, 10**6)}"
+    # --driver-only: the driver by itself, publishing to no subscriber (its own reading,
+    # pacing and publishing; no DDS delivery): what it could feed a faster consumer.
+    stages = ("driver",) if opts.driver_only else FLOW
+    if opts.driver_only:
+        overrides = {STAGE_NODES["driver"]: {**overrides[STAGE_NODES["driver"]]}}
+        overrides[STAGE_NODES["driver"]].update(wait_for_subscribers=0)
     specs = pipeline(
-        model=opts.model, source="rosbag", source_path=str(bag), speed=1.0, overrides=overrides
+        model=opts.model,
+        source="rosbag",
+        source_path=str(bag),
+        speed=1.0,
+        stages=(*stages, "energy"),
+        overrides=overrides,
     )
     rclpy.init()
     node = Node("throughput_probe", namespace=ns)
@@ -146,7 +157,7 @@ def run(bag: Path, enc: str, n_events: int, first: int, last: int, opts: Any, tm
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, reliable_qos(50))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    names = {stage: qualified_name(ns, STAGE_NODES[stage]) for stage in (*FLOW, "energy")}
+    names = {stage: qualified_name(ns, STAGE_NODES[stage]) for stage in (*stages, "energy")}
     drv = names["driver"]
     cpu0: dict[str, float] = {}
     cpu1: dict[str, float] = {}
@@ -163,7 +174,9 @@ def run(bag: Path, enc: str, n_events: int, first: int, last: int, opts: Any, tm
             if cpu0 and not cpu1 and d.get("source_finished") == "True":
                 cpu1 = {s: cpu_seconds(p) for s, p in pids.items()}
                 wall[1] = time.monotonic()
-            if cpu1 and (len(classified) >= expected or time.monotonic() > wall[1] + 10):
+            if cpu1 and (
+                opts.driver_only or len(classified) >= expected or time.monotonic() > wall[1] + 10
+            ):
                 break
         end = time.monotonic() + 2  # the last windows and diagnostics
         while time.monotonic() < end:
@@ -171,7 +184,7 @@ def run(bag: Path, enc: str, n_events: int, first: int, last: int, opts: Any, tm
     node.destroy_node()
     rclpy.try_shutdown()
     played = max(wall[1] - wall[0], 1e-9)
-    get = {stage: diag.get(name, {}) for stage, name in names.items()}
+    get = {stage: diag.get(names.get(stage, ""), {}) for stage in (*FLOW, "energy")}
     lost = {
         f"{stage}:{k}": int(v)
         for stage, values in get.items()
@@ -195,6 +208,7 @@ def run(bag: Path, enc: str, n_events: int, first: int, last: int, opts: Any, tm
         "classified": len(classified),
         "lost": lost,
         "cpu": {s: (cpu1.get(s, 0.0) - cpu0.get(s, 0.0)) / played for s in FLOW},
+        "driver_only": opts.driver_only,
         "finished": bool(cpu1),
     }
 
@@ -207,6 +221,8 @@ def limit(r: dict) -> str:
         return "driver (pace)"
     if r["late_max_ms"] * 1000 > r["window_us"]:
         return "driver (stalls)"
+    if r["driver_only"]:
+        return "none (driver alone)"
     if r["pkts_recv"] < r["pkts_pub"] or any(k.startswith("snn:") for k in r["lost"]):
         return "snn_feature (ingest)" + (" cpu-bound" if "snn" in saturated else "")
     if r["win_snn"] < r["win_expected"]:
@@ -229,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timer-period-s", type=float, default=0.002, help="the driver's tick")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--workdir", default="", help="where the bags go (default: /dev/shm)")
+    ap.add_argument("--driver-only", action="store_true", help="the driver alone, no consumer")
     ap.add_argument(
         "--merge-us", type=int, default=0, help="the driver's merge_us (0: packets as recorded)"
     )
