@@ -1,5 +1,11 @@
 """Event-camera driver node: publishes EventPacket messages from a synthetic source, an AEDAT4
-file, a live iniVation camera or a DV network stream."""
+file, a rosbag, a live iniVation camera or a DV network stream.
+
+A bag recorded in the published encoding and played without filters is passed through: each
+payload goes out as recorded (no decode and re-encode; mono is not even decoded), with the
+driver's own seq numbers and the recorded sensor time, which is what lets it keep up with tens
+of M events/s.
+"""
 
 from __future__ import annotations
 
@@ -73,6 +79,11 @@ class EventDriverNode(HsnnNode):
         p("speed", 1.0)  # 1 = real time, 0 = as fast as possible
         p("loop", False)
         p("packet_us", 5000)  # sensor time per packet
+        # rosbag played without filters, in the published encoding: consecutive recorded packets
+        # joined into messages of up to this much sensor time (0: as recorded). Each message
+        # costs the driver and the SNN node a fixed price (~0.2 ms on DDS alone), so fewer,
+        # larger ones carry more events per second, at up to this much added latency.
+        p("merge_us", 0)
         p("encoding", "mono")
         # The published message type (nodes.event_types.EVENT_TYPES): ours, or the stock drivers'
         # event_camera_msgs/msg/EventPacket for their consumers (subscribers must use the same).
@@ -146,6 +157,10 @@ class EventDriverNode(HsnnNode):
         self._pending: Packet | None = None
         self._seq = 0
         self._finished = False
+        # Whether playback keeps up with sensor time (recorded sources, speed > 0): pace of the
+        # latest packet and the worst lateness (Pacer.progress), for /diagnostics.
+        self._pace = 0.0
+        self._late_max_s = 0.0
 
     # lifecycle ----
     @guarded_transition
@@ -255,6 +270,14 @@ class EventDriverNode(HsnnNode):
         packet_us = int(self.param("packet_us"))
         loop = bool(self.param("loop"))
         path = str(self.param("path"))
+        roi = [int(v) for v in self.param("roi")]
+        chain = ps.filter_config(
+            roi if roi[2:] != [0, 0] else [],
+            str(self.param("polarity")),
+            int(self.param("noise_filter_us")),
+            int(self.param("output_width")),
+            int(self.param("output_height")),
+        )
         if source == "synthetic":
             from hsnn_perception.core.events.synthetic import SyntheticGestures
             from hsnn_perception.core.sources.streams import synthetic_packets
@@ -269,7 +292,18 @@ class EventDriverNode(HsnnNode):
             from hsnn_perception.core.sources.bag import bag_packets
 
             topic = str(self.param("bag_events_topic")) or None
-            inner = ps.IteratorSource(*bag_packets(path, loop=loop, events_topic=topic))
+            # Without filters nothing needs the events decoded: payloads recorded in the
+            # published encoding go out as they are.
+            through = None if chain else str(self.param("encoding"))
+            inner = ps.IteratorSource(
+                *bag_packets(
+                    path,
+                    loop=loop,
+                    events_topic=topic,
+                    pass_through=through,
+                    merge_us=max(int(self.param("merge_us")), 0),
+                )
+            )
         elif source == "aedat4":
             from hsnn_perception.core.sources.dv import Aedat4FileSource
 
@@ -313,15 +347,10 @@ class EventDriverNode(HsnnNode):
                 float(self.param("retry_s")),
                 lambda m: self.reject("network", m),
             )
-        roi = [int(v) for v in self.param("roi")]
-        chain = ps.filter_config(
-            roi if roi[2:] != [0, 0] else [],
-            str(self.param("polarity")),
-            int(self.param("noise_filter_us")),
-            int(self.param("output_width")),
-            int(self.param("output_height")),
-        )
-        return ps.FilteredSource(inner, chain) if chain else inner
+        filtered = ps.FilteredSource(inner, chain) if chain else inner
+        # Recordings and synthetic gestures are read (filtered, decoded, rendered) off the
+        # executor thread: pacing and publishing never wait for them.
+        return ps.ReadAheadSource(filtered) if source in ("rosbag", "synthetic") else filtered
 
     # publishing ----
     def _ready_to_play(self) -> bool:
@@ -352,10 +381,14 @@ class EventDriverNode(HsnnNode):
                 return
             packet, self._pending = self._pending, None
             self._publish(packet)
+            if not self._source.live:
+                self._pace, late = self._pacer.progress(packet.t_end_us)
+                self._late_max_s = max(self._late_max_s, late)
 
     def _flow_allows(self, packet: Packet) -> bool:
         flow = self._flow
-        if flow is None or self._source.live or not len(packet.events):
+        span = packet.event_span()
+        if flow is None or self._source.live or span is None:
             return True
         stalls = flow.stalls
         allowed = flow.may_publish()
@@ -365,8 +398,10 @@ class EventDriverNode(HsnnNode):
                 f"no classification for {flow.stall_s:g} s with {flow.max_windows} windows in "
                 "flight: giving up on the oldest (is the classifier running?)"
             )
-        if allowed:
+        if allowed and packet.decoded:
             flow.published(packet.events["t"])
+        elif allowed:
+            flow.published_span(*span)
         else:
             self.count("flow.waits")
         return allowed
@@ -407,7 +442,12 @@ class EventDriverNode(HsnnNode):
         self._publish_packet(packet)
         seconds = time.perf_counter() - started
         energy = self._meter.stop()[0] if self._meter is not None else math.nan
-        self._report_work(self._work.add(packet.events["t"], packet.t_start_us, seconds, energy))
+        span = packet.event_span()
+        if packet.decoded or span is None:
+            done = self._work.add(packet.events["t"], packet.t_start_us, seconds, energy)
+        else:
+            done = self._work.add_span(*span, packet.n_events, packet.t_start_us, seconds, energy)
+        self._report_work(done)
 
     def _report_work(self, done: list[WindowWork]) -> None:
         """The driver's EnergyReport of each window its packets are done with."""
@@ -435,21 +475,28 @@ class EventDriverNode(HsnnNode):
             label.label = span.label
             self._labels_pub.publish(label)
             self.count("published.labels")
-        try:
-            time_base, payload = encode_packet(
-                packet.events, self._encoding, self._source.width, self._source.height
-            )
-        except ValueError as exc:
-            self.reject("encode", str(exc))
-            return
+        recorded = packet.recorded
+        if recorded is not None and recorded.encoding == self._encoding:
+            time_base, payload = recorded.time_base_ns, recorded.payload
+            bigendian = recorded.is_bigendian
+        else:
+            try:
+                time_base, payload = encode_packet(
+                    packet.events, self._encoding, self._source.width, self._source.height
+                )
+            except ValueError as exc:
+                self.reject("encode", str(exc))
+                return
+            bigendian = False
+        n_events = packet.n_events
         msg = self._event_msg()
         msg.header.stamp = self.get_clock().now().to_msg()  # host time, as event_camera drivers do
         msg.header.frame_id = self._frame_id
         msg.height, msg.width = self._source.height, self._source.width
         msg.seq = self._seq
-        msg.time_base = time_base if len(packet.events) else packet.t_start_us * 1000
+        msg.time_base = time_base if n_events else packet.t_start_us * 1000
         msg.encoding = self._encoding
-        msg.is_bigendian = False
+        msg.is_bigendian = bigendian
         msg.events = payload
         try:
             self._events_pub.publish(msg)
@@ -460,7 +507,7 @@ class EventDriverNode(HsnnNode):
             return
         self._seq += 1
         self.count("published.packets")
-        self.count("published.events", len(packet.events))
+        self.count("published.events", n_events)
         if self._clock_pub is not None:
             self._clock_pub.publish(Clock(clock=us_to_time(packet.t_end_us)))
 
@@ -470,6 +517,9 @@ class EventDriverNode(HsnnNode):
             "source_status": status,
             "source_finished": str(self._finished),
             "seq": str(self._seq),
+            # speed when keeping up with sensor time; less means the driver falls behind
+            "pace": f"{self._pace:.3f}",
+            "late_max_ms": f"{self._late_max_s * 1e3:.1f}",
             **({"flow.pending_windows": str(self._flow.pending)} if self._flow else {}),
         }
 

@@ -234,3 +234,49 @@ def test_event_type_outside_the_allowlist_is_refused_at_configure(ros, tmp_path)
         assert diag["lifecycle_state"] == "unconfigured"
         assert "event_type 'std_msgs/msg/String' is not allowed" in diag["message"]
         assert group.poll()["event_driver"] is None
+
+
+@pytest.mark.parametrize("encoding", ["evt3", "mono"])
+def test_recorded_payloads_are_passed_through_untouched(ros, tmp_path, encoding):
+    """A bag in the published encoding, no filters: every payload goes out byte for byte as
+    recorded (an EVT3 stream cut anywhere, as a stock driver records it, stays cut there), under
+    the driver's own seq numbers, with the events counted and the pace reported."""
+    from hsnn_perception.core.events.codecs import encode_packet
+    from hsnn_perception.core.io.bag.msgtypes import EventPacketData
+    from hsnn_perception.core.io.bag.write import write_event_bag
+
+    ev = stream(30_000, 1_000_000, 600_000)
+    if encoding == "evt3":  # one sensor stream, cut between words without regard to events
+        words = encode_packet(ev, "evt3", W, H)[1]
+        payloads = [(0, words[k : k + 3000]) for k in range(0, len(words), 3000)]
+    else:
+        cuts = np.searchsorted(ev["t"], np.arange(1_000_000, 1_600_001, 20_000))
+        payloads = [encode_packet(c, "mono", W, H) for c in np.split(ev, cuts) if c.size]
+    recorded = [
+        EventPacketData(k * 1000, tb, encoding, W, H, payload, 100 + k)
+        for k, (tb, payload) in enumerate(payloads)
+    ]
+    write_event_bag(tmp_path / "bag", recorded)
+    ns = f"drv_pass_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    packets: list[EventPacket] = []
+    probe.node.create_subscription(EventPacket, "events", packets.append, reliable_qos(1000))
+    params = {
+        "source": "rosbag",
+        "path": str(tmp_path / "bag"),
+        "encoding": encoding,
+        "speed": 0.0,
+        "events_qos": "reliable",
+        "wait_for_subscribers": 1,
+        "diagnostics_period_s": 0.2,
+    }
+    with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
+        done = lambda: probe.diag("event_driver").get("source_finished") == "True"  # noqa: E731
+        assert probe.spin_until(done, 60), group.log("event_driver")
+        probe.spin_until(lambda: len(packets) >= len(recorded), 10)
+    assert [bytes(p.events) for p in packets] == [r.payload for r in recorded]
+    assert [p.seq for p in packets] == list(range(len(recorded)))
+    assert {(p.encoding, p.width, p.height) for p in packets} == {(encoding, W, H)}
+    diag = probe.diag("event_driver")
+    assert int(diag["published.events"]) == ev.size
+    assert "pace" in diag and "late_max_ms" in diag

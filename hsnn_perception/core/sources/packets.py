@@ -9,6 +9,8 @@ Recorded sources (synthetic, AEDAT4, rosbag) are paced by the driver on sensor t
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -140,6 +142,64 @@ class ReconnectingSource(PacketSource):
             self._source = None
 
 
+class ReadAheadSource(PacketSource):
+    """A recorded source read on a thread of its own, up to ``depth`` packets ahead, so that
+    reading it (a disk stall, a bag's deserialization, a synthetic gesture rendered whole) does
+    not hold up the thread that paces and publishes. Packets come out in order; an error of the
+    source is raised by the ``poll`` that reaches it."""
+
+    def __init__(self, inner: PacketSource, depth: int = 64) -> None:
+        if inner.live:
+            raise ValueError("read-ahead is for recorded sources: a live one is read as it comes")
+        self._inner = inner
+        self.width, self.height = inner.width, inner.height
+        self.status = inner.status
+        self._queue: queue.Queue[Packet | BaseException | None] = queue.Queue(max(depth, 1))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="hsnn-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while not self._stop.is_set():
+                packet = self._inner.poll()
+                if packet is None and self._inner.finished:
+                    self._put(None)
+                    return
+                if packet is not None:
+                    self._put(packet)
+        except Exception as exc:  # handed to the reader's thread, which reports it
+            self._put(exc)
+
+    def _put(self, item: Packet | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def poll(self) -> Packet | None:
+        if self.finished:
+            return None
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(item, Packet):
+            return item
+        self.finished = True
+        self.status = self._inner.status
+        if item is not None:
+            raise item
+        return None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self._inner.close()
+
+
 class FilteredSource(PacketSource):
     """Applies an event filter chain (ROI, polarity, noise, spatial map) to another source."""
 
@@ -166,6 +226,7 @@ class FilteredSource(PacketSource):
         if packet is None:
             return None
         packet.events = self._chain_for()(packet.events)
+        packet.recorded = None  # the filtered events are no longer what was recorded
         return packet
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,130 @@ def test_bag_windows_match_the_windower_on_all_events(tmp_path):
     assert bag_window_count(path, 10_000, 16, 24, 24) == 4
     with pytest.raises(BagError, match="does not fit"):  # a region the sensor does not have
         bag_windows(path, 10_000, 16, 24, 24, roi=(0, 0, 999, 10))
+
+
+RECORDING = Path(__file__).resolve().parents[3].parent / "shared" / "recordings" / "evt3.raw"
+
+
+def _stock_evt3_bag(path: Path, n_words: int = 400_000, chunk: int = 4_000, lose: int = -1):
+    """A bag as a stock EVT3 driver records it: the real EVK4 stream (or, where the recording
+    is absent, an encoded random one) cut into payloads anywhere between words, time base 0;
+    packet ``lose`` left out (seq jumps over it)."""
+    from hsnn_perception.core.events.codecs import encode_packet
+    from hsnn_perception.core.io.bag.convert import read_evt3_raw_header
+
+    if RECORDING.is_file():
+        width, height, offset = read_evt3_raw_header(RECORDING)
+        with RECORDING.open("rb") as f:
+            f.seek(offset)
+            words = f.read(2 * n_words)
+    else:
+        width, height = 1280, 720
+        rng = np.random.default_rng(2)
+        n = n_words // 2
+        t = np.sort(rng.integers(0, 3_000_000, n))
+        ev = make_events(t, rng.integers(0, width, n), rng.integers(0, height, n), 1)
+        words = encode_packet(ev, "evt3", width, height)[1]
+    packets = [
+        EventPacketData(k * 1000, 0, "evt3", width, height, words[k * chunk : (k + 1) * chunk], k)
+        for k in range(-(-len(words) // chunk))
+        if k != lose
+    ]
+    write_event_bag(path, packets)
+    return width, height
+
+
+@pytest.mark.parametrize("lose", [-1, 7], ids=["whole", "a-packet-lost"])
+def test_evt3_passed_through_as_recorded_with_the_decoded_counts_and_times(tmp_path, lose):
+    """A stock driver's EVT3 stream (payloads cut anywhere, the decoder's state carried across
+    them, reset where a packet was lost): passed through, each packet carries its recorded bytes
+    and the very count and times decoding gives, without its events decoded."""
+    path = tmp_path / "stock"
+    _stock_evt3_bag(path, lose=lose)
+    passed = list(bag_packets(path, pass_through="evt3")[0])
+    decoded = list(bag_packets(path)[0])
+    raw = [p.payload for p in BagPacketStream(path)._bag.packets()]
+    assert len(passed) == len(decoded) > 10
+    assert sum(p.n_events for p in passed) == sum(p.events.size for p in decoded) > 10_000
+    for p, q, payload in zip(passed, decoded, raw[-len(passed) :], strict=True):
+        assert p.recorded is not None and p.recorded.payload == payload
+        assert (p.n_events, p.event_span(), p.t_start_us, p.t_end_us) == (
+            q.events.size,
+            q.event_span(),
+            q.t_start_us,
+            q.t_end_us,
+        )
+    assert not any(p.decoded for p in passed[1:] if p.n_events), "only the first is decoded"
+
+
+@pytest.mark.parametrize("encoding", ["mono", "evt3"])
+def test_pass_through_only_in_its_encoding_and_loops_shift_the_time_base(tmp_path, encoding):
+    """Packets in the pass-through encoding carry their payload; a loop moves them on through
+    the time base (mono; EVT3 by whole 2**24 us epochs only, else it hands out decoded events);
+    the times match the decoded stream's throughout."""
+    path = tmp_path / "syn"
+    ev = make_events(np.arange(0, 300_000, 7), 5, 6, 1)
+    write_event_bag(path, packetize(ev, 10_000, 16, 16, encoding))
+    other = "evt3" if encoding == "mono" else "mono"
+    assert all(p.recorded is None for p in bag_packets(path, pass_through=other)[0])
+    once = list(bag_packets(path)[0])
+    passed, _, _ = bag_packets(path, loop=True, pass_through=encoding)
+    decoded, _, _ = bag_packets(path, loop=True)
+    for _ in range(3 * len(once)):
+        p, q = next(passed), next(decoded)
+        assert (p.n_events, p.event_span(), p.t_start_us, p.t_end_us) == (
+            q.events.size,
+            q.event_span(),
+            q.t_start_us,
+            q.t_end_us,
+        )
+        if p.recorded is not None:
+            # the time base carries the loop's shift: decoding the payload gives the times
+            from hsnn_perception.core.events.codecs import decode_packet
+
+            t = decode_packet(p.recorded.payload, encoding, p.recorded.time_base_ns, 16, 16)["t"]
+            np.testing.assert_array_equal(t, q.events["t"])
+        else:
+            assert encoding == "evt3" and passed.loops >= 1
+            np.testing.assert_array_equal(p.events["t"], q.events["t"])
+    assert passed.loops == 2
+
+
+@pytest.mark.parametrize("encoding", ["mono", "evt3"])
+def test_merged_packets_hold_the_same_events_in_fewer_messages(tmp_path, encoding):
+    """merge_us joins consecutive passed-through packets up to that much sensor time: the joined
+    payloads decode (state carried for EVT3) to exactly the recorded events, counts and spans
+    add up, and labels still go with the packet they start in."""
+    from hsnn_perception.core.events.codecs import Evt3State, decode_packet
+
+    path = tmp_path / "small"
+    rng = np.random.default_rng(6)
+    t = np.sort(rng.integers(0, 200_000, 20_000))
+    ev = make_events(t, rng.integers(0, 40, t.size), rng.integers(0, 30, t.size), 1)
+    labels = [Label(1, "a", 10_000, 60_000), Label(2, "b", 120_500, 180_000)]
+    write_event_bag(path, packetize(ev, 1000, 40, 30, encoding), labels)
+    merged = list(bag_packets(path, pass_through=encoding, merge_us=5000)[0])
+    plain = list(bag_packets(path)[0])
+    assert len(merged) <= len(plain) // 4
+    state = Evt3State()
+    decoded = [
+        decode_packet(
+            p.recorded.payload,
+            encoding,
+            p.recorded.time_base_ns,
+            40,
+            30,
+            evt3_state=state if encoding == "evt3" else None,
+        )
+        for p in merged
+    ]
+    assert [d.size for d in decoded] == [p.n_events for p in merged]
+    np.testing.assert_array_equal(np.concatenate(decoded), ev)
+    for p, d in zip(merged, decoded, strict=True):
+        assert p.event_span() == (int(d["t"][0]), int(d["t"][-1]))
+        assert p.t_end_us - p.t_start_us <= 5000 + 1000
+    _check_tiling([replace(p, events=d) for p, d in zip(merged, decoded, strict=True)])
+    starts = {lab.start_us: p for p in merged for lab in p.labels}
+    assert set(starts) == {10_000, 120_500}
+    for start, p in starts.items():
+        assert p.t_start_us <= start < p.t_end_us or p is merged[0]

@@ -17,6 +17,7 @@ from hsnn_perception.core.sources.packets import (
     BatchSource,
     FilteredSource,
     IteratorSource,
+    ReadAheadSource,
     ReconnectingSource,
     filter_config,
 )
@@ -127,3 +128,50 @@ def test_network_stream_connects_when_the_sender_appears():
     while writer.getClientCount() > 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     del writer
+
+
+def _drain(source, timeout_s: float = 10.0) -> list[Packet]:
+    out: list[Packet] = []
+    deadline = time.monotonic() + timeout_s
+    while not source.finished and time.monotonic() < deadline:
+        packet = source.poll()
+        if packet is None:
+            time.sleep(0.001)
+        else:
+            out.append(packet)
+    return out
+
+
+def test_read_ahead_hands_out_every_packet_in_order_then_finishes():
+    ev = stream()
+    packets = [Packet(c, int(c["t"][0]), int(c["t"][-1]) + 1) for c in np.array_split(ev, 37)]
+    source = ReadAheadSource(IteratorSource(iter(packets), W, H), depth=4)
+    assert (source.width, source.height, source.live) == (W, H, False)
+    got = _drain(source)
+    assert source.finished and source.status == "finished" and source.poll() is None
+    assert [p.t_start_us for p in got] == [p.t_start_us for p in packets]
+    np.testing.assert_array_equal(np.concatenate([p.events for p in got]), ev)
+    source.close()
+
+
+def test_read_ahead_raises_the_sources_error_where_it_came_and_closes_early():
+    def failing():
+        yield Packet(stream(10), 0, 1)
+        raise ValueError("corrupt recording")
+
+    source = ReadAheadSource(IteratorSource(failing(), W, H))
+    first = None
+    deadline = time.monotonic() + 10
+    while first is None and time.monotonic() < deadline:
+        first = source.poll()
+    assert first is not None and first.events.size == 10
+    with pytest.raises(ValueError, match="corrupt recording"):
+        while time.monotonic() < deadline:
+            source.poll()
+    assert source.finished
+    endless = ReadAheadSource(IteratorSource(iter(lambda: Packet(stream(5), 0, 1), None), W, H), 2)
+    time.sleep(0.05)  # the reader blocks on its full queue: close must still end it
+    endless.close()
+    assert not endless._thread.is_alive()
+    with pytest.raises(ValueError, match="recorded"):
+        ReadAheadSource(ReconnectingSource(lambda: None, 1.0, lambda m: None))

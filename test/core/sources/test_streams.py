@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from hsnn_perception.core.events.synthetic import SyntheticGestures
-from hsnn_perception.core.sources.streams import Pacer, WindowFlowControl, synthetic_packets
+from hsnn_perception.core.sources.streams import (
+    Pacer,
+    WindowFlowControl,
+    WindowWorkMeter,
+    synthetic_packets,
+)
 
 
 def test_packets_cover_the_samples_and_carry_labels():
@@ -125,3 +130,44 @@ def test_window_work_is_spread_over_the_windows_of_each_packet():
     assert meter.flush() == []
     with pytest.raises(ValueError, match="window_us"):
         WindowWorkMeter(0)
+
+
+def test_window_bookkeeping_of_sorted_packets_matches_np_unique():
+    """Sorted packets take the bisection path; unsorted ones np.unique: the same windows."""
+    from hsnn_perception.core.sources.streams import _window_counts
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        t = np.sort(rng.integers(0, 5 * W, int(rng.integers(1, 400))))
+        for times in (t, rng.permutation(t)):
+            index, counts = _window_counts(times, W)
+            want = np.unique(times // W, return_counts=True)
+            np.testing.assert_array_equal(index, want[0])
+            np.testing.assert_array_equal(counts, want[1])
+
+
+def test_spans_of_undecoded_packets_count_their_windows():
+    flow = WindowFlowControl(W, max_windows=3)
+    flow.published_span(W + 5, W + 9)
+    assert flow.pending == 1
+    flow.published_span(2 * W - 1, 3 * W)  # across a boundary: windows 1 (already), 2, 3
+    assert flow.pending == 3 and not flow.may_publish()
+    meter = WindowWorkMeter(W)
+    assert meter.add_span(0, 0, 0, 0, 1.0) == []  # nothing before the first event
+    assert meter.add_span(W, W + 10, 5, W, 0.002) == []
+    assert meter.add_span(2 * W - 50, 2 * W + 49, 100, 2 * W - 60, 0.004) == []
+    done = meter.add_span(3 * W, 3 * W, 1, 3 * W, 0.0)
+    assert [(w.window_id, w.events) for w in done] == [(0, 55), (1, 50)]
+    assert done[0].seconds == pytest.approx(0.004)
+    assert done[1].seconds == pytest.approx(0.002)
+
+
+def test_pacer_progress_says_whether_playback_keeps_up():
+    now = [10.0]
+    pacer = Pacer(1.0, clock=lambda: now[0])
+    assert pacer.progress(0) == (0.0, 0.0)
+    assert pacer.due(1_000_000)
+    now[0] = 11.0
+    assert pacer.progress(2_000_000) == pytest.approx((1.0, 0.0))
+    now[0] = 12.0  # the packet ending at 2 s of sensor time goes out a second late
+    assert pacer.progress(2_000_000) == pytest.approx((0.5, 1.0))

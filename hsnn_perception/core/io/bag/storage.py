@@ -86,7 +86,9 @@ def sqlite_messages(
     ids = [tid for tid, c in by_id.items() if c.topic in topics]
     if not ids:
         return
-    con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    # A player may go on reading on another thread than the one that began (the driver's
+    # read-ahead): one at a time, on a read-only file.
+    con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
     marks = ",".join("?" * len(ids))
     # length() of a blob is read from the record header, so an oversized blob is never loaded
     query = (
