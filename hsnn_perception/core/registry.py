@@ -266,6 +266,8 @@ DIAGNOSTICS_KEYS: Mapping[str, str] = {
     "source_status": "the driver's source: ok, or why it is not (absent camera, ...)",
     "source_finished": "whether a recorded source has played to its end",
     "seq": "the driver's last packet sequence number",
+    "pace": "the driver's playback pace against sensor time (1: keeps up; less: falls behind)",
+    "late_max_ms": "the driver's worst lateness of a packet against its due time",
     "pending_windows": "aggregator windows waiting for reports",
     "end_to_end_latency_ms": "aggregator: last window's close to its last stage report",
     "<stage>.reports": "aggregator: energy reports of a stage",
