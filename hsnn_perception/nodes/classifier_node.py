@@ -159,11 +159,17 @@ class ClassifierNode(HsnnNode):
 
     def _on_tensors(self, msg: TensorList) -> None:
         self.count("received.tensors")
-        seen = peek_window_id(msg)
-        if seen is not None:
-            self._gaps.see(seen)
         try:
             window_id, start_us, arrays = read_tensor_list(msg)
+        except MessageFieldError as exc:
+            # Gaps are counted on every message that arrived, even one rejected here.
+            seen = peek_window_id(msg)
+            if seen is not None:
+                self._gaps.see(seen)
+            self.reject(exc.reason, f"window {seen}: {exc}")
+            return
+        self._gaps.see(window_id)
+        try:
             x = arrays.get(self.input_name)
             if x is None:
                 raise MessageFieldError(
@@ -182,8 +188,9 @@ class ClassifierNode(HsnnNode):
                     "tensor", f"tensor {self.input_name!r} holds NaN or infinite values"
                 )
         except MessageFieldError as exc:
-            self.reject(exc.reason, f"window {seen}: {exc}")
+            self.reject(exc.reason, f"window {window_id}: {exc}")
             return
+        self.trace("ready", start_us)
         try:
             result = self._stage.run(x)
         # What a backend says about an inference it cannot run (the runtimes' own errors are
@@ -192,6 +199,7 @@ class ClassifierNode(HsnnNode):
         except (ClassifierError, ValueError) as exc:
             self.reject("inference", f"window {window_id}: {exc}")
             return
+        self.trace("out", start_us)
         scores = result.value
         class_id = int(np.argmax(scores))
         out = Classification()
@@ -205,6 +213,7 @@ class ClassifierNode(HsnnNode):
         out.score = float(scores[class_id])
         out.scores = [float(s) for s in scores]
         self._pub.publish(out)
+        self.trace("pub", start_us)
         self.count("published.classifications")
         self._energy_pub.publish(
             energy_report(

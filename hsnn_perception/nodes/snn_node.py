@@ -406,6 +406,7 @@ class SnnFeatureNode(HsnnNode):
         return self._windower
 
     def _process(self, window: Window) -> None:
+        self.trace("start", window.t_start_us)
         try:
             result = self._stage.run(input_spikes(window.frames))
         # What a backend says about a window it cannot run (a Lava run that failed); anything
@@ -414,9 +415,11 @@ class SnnFeatureNode(HsnnNode):
             self.reject("snn", f"window {window.window_id}: {exc}")
             return
         out, _ = result.value
+        self.trace("out", window.t_start_us)
         tensors = encode_spikes(out, self._spikes_encoding, SPIKES_TENSOR)
         msg = make_tensor_list(window.window_id, window.t_start_us, "", tensors)
         self._spikes_pub.publish(msg)
+        self.trace("pub", window.t_start_us)
         self.count("published.windows")
         self._publish_debug_image(window, out)
         self._energy_pub.publish(
