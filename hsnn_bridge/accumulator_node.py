@@ -24,9 +24,9 @@ from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qo
 from hsnn_perception.nodes.conversions import (
     MessageFieldError,
     energy_report,
-    make_tensor_list,
     peek_window_id,
-    read_tensor_list,
+    read_tensor_message,
+    tensor_list_bytes,
 )
 
 # Spike counts per neuron and step above this are not spikes (a graded spike is at most a few
@@ -108,13 +108,14 @@ class AccumulatorBridgeNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self.active_subscription(TensorList, SPIKES, self._on_spikes, reliable_qos(20))
+        # Raw: the spikes are read straight from the bytes DDS delivers (conversions.py).
+        self.active_subscription(TensorList, SPIKES, self._on_spikes, reliable_qos(20), raw=True)
         return super().on_activate(state)
 
-    def _on_spikes(self, msg: TensorList) -> None:
+    def _on_spikes(self, msg: bytes) -> None:
         self.count("received.windows")
         try:
-            window_id, start_us, arrays = read_tensor_list(msg)
+            window_id, start_us, frame_id, arrays = read_tensor_message(msg)
         except MessageFieldError as exc:
             # Gaps are counted on every message that arrived, even one rejected here.
             seen = peek_window_id(msg)
@@ -141,7 +142,7 @@ class AccumulatorBridgeNode(HsnnNode):
         out = self._stage.run(spikes)
         self.trace("out", start_us)
         tensors = {self.output_name: out.value}
-        self._pub.publish(make_tensor_list(window_id, start_us, msg.header.frame_id, tensors))
+        self._pub.publish(tensor_list_bytes(window_id, start_us, frame_id, tensors))
         self.trace("pub", start_us)
         self.count("published.tensors")
         self._energy_pub.publish(

@@ -8,6 +8,7 @@ import faulthandler
 import functools
 import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -58,6 +59,9 @@ def hop_trace(node: str, point: str, key: int, extra: int = 0) -> None:
 def _trace_key(msg: Any) -> tuple[int, int]:
     """(key, extra) of a received message for hop_trace: an event packet's seq and its header
     stamp (host time at publish), else the header stamp (a window's sensor start) in us."""
+    if isinstance(msg, bytes):  # a raw subscription's TensorList: the stamp leads the CDR
+        sec, nanosec = struct.unpack_from("<iI", msg, 4)
+        return (sec * 1_000_000_000 + nanosec) // 1000, 0
     stamp = msg.header.stamp
     stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
     seq = getattr(msg, "seq", None)
@@ -329,13 +333,19 @@ class HsnnNode(LifecycleNode):
         return publisher
 
     def active_subscription(
-        self, msg_type: type, topic: str, callback: Callable[[Any], None], qos: QoSProfile
+        self,
+        msg_type: type,
+        topic: str,
+        callback: Callable[[Any], None],
+        qos: QoSProfile,
+        raw: bool = False,
     ) -> Any:
-        """A subscription that lives while the node is active (create it in on_activate)."""
+        """A subscription that lives while the node is active (create it in on_activate). With
+        ``raw`` the callback gets the serialized message (bytes)."""
         guarded = self.guarded(callback, f"subscription {topic}")
         if _HOP_TRACE_DIR is not None:
             guarded = self._traced(guarded, topic)
-        subscription = self.create_subscription(msg_type, topic, guarded, qos)
+        subscription = self.create_subscription(msg_type, topic, guarded, qos, raw=raw)
         self._active_subscriptions.append(subscription)
         return subscription
 

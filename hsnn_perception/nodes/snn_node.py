@@ -42,7 +42,7 @@ from hsnn_perception.nodes.conversions import (
     TIME_MAX_US,
     MessageFieldError,
     energy_report,
-    make_tensor_list,
+    tensor_list_bytes,
     us_to_time,
 )
 from hsnn_perception.nodes.event_types import (  # noqa: F401 - EVENT_TYPES: re-exported
@@ -417,7 +417,8 @@ class SnnFeatureNode(HsnnNode):
         out, _ = result.value
         self.trace("out", window.t_start_us)
         tensors = encode_spikes(out, self._spikes_encoding, SPIKES_TENSOR)
-        msg = make_tensor_list(window.window_id, window.t_start_us, "", tensors)
+        # Serialized here, not built as a message (conversions.tensor_list_bytes).
+        msg = tensor_list_bytes(window.window_id, window.t_start_us, "", tensors)
         self._spikes_pub.publish(msg)
         self.trace("pub", window.t_start_us)
         self.count("published.windows")
