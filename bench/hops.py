@@ -82,7 +82,13 @@ def model_shapes() -> dict[str, Any]:
 
 # ---- the bare pair (run as a child process: --bare pub|sub|both) ----
 def bare_main(
-    role: str, namespace: str, out: str, sizes_path: str, period_s: float, kind: str
+    role: str,
+    namespace: str,
+    out: str,
+    sizes_path: str,
+    period_s: float,
+    kind: str,
+    phase_locked: bool = False,
 ) -> int:
     import numpy as np
     import rclpy
@@ -127,6 +133,8 @@ def bare_main(
         # Kinds in turn, one per tick; events as often as the other three together (the pipeline
         # sends far more of them).
         order = ["events", "spikes", "events", "tensors", "events", "classification"]
+        if phase_locked:  # spikes and tensors are sent when the pipeline sends its own
+            order = ["events", "classification"]
         state = {"tick": 0, "seq": 0, "ready": 0.0}
 
         def tick() -> None:
@@ -150,6 +158,19 @@ def bare_main(
             pubs[kind].publish(msg)
 
         pub_node.create_timer(period_s, tick)
+        if phase_locked:
+            from hsnn_perception.msg import EnergyReport
+
+            # The SNN's report follows its spikes, the bridge's its tensors: a bare message of
+            # the same kind leaves at that moment, when the pipeline is busiest.
+            def on_report(report: Any) -> None:
+                kind = {"snn": "spikes", "bridge": "tensors"}.get(report.stage)
+                if kind is not None and state["ready"] and time.monotonic() >= state["ready"]:
+                    msg = spikes if kind == "spikes" else tensors
+                    msg.header.stamp = ns_to_time(time.time_ns())
+                    pubs[kind].publish(msg)
+
+            pub_node.create_subscription(EnergyReport, "energy", on_report, reliable_qos(100))
         nodes.append(pub_node)
     if role in ("sub", "both"):
         sub_node = Node("bare_sub", namespace=namespace)
@@ -177,13 +198,16 @@ def bare_main(
         executor.spin_once(timeout_sec=0.1)
     if out:
         Path(out).write_text(json.dumps(latencies))
+    executor.shutdown()
     for node in nodes:
         node.destroy_node()
     rclpy.try_shutdown()
     return 0
 
 
-def start_bare(mode: str, namespace: str, work: Path, sizes: Path, period_ms: float) -> list:
+def start_bare(
+    mode: str, namespace: str, work: Path, sizes: Path, period_ms: float, phase: bool
+) -> list:
     """The bare pairs' processes, one pair per executor (rclpy's default SingleThreadedExecutor,
     and the EventsExecutor the nodes use): two processes each beside the separate-process
     pipeline, one each beside the composed one. Each pair sends at half the rate."""
@@ -191,6 +215,7 @@ def start_bare(mode: str, namespace: str, work: Path, sizes: Path, period_ms: fl
     for kind in BARE_EXECUTORS:
         cmd = [sys.executable, __file__, "--namespace", namespace, "--sizes", str(sizes)]
         cmd += ["--bare-period-ms", str(period_ms * len(BARE_EXECUTORS)), "--executor", kind]
+        cmd += ["--bare-phase-locked"] if phase else []
         out = str(work / f"bare_{kind}.json")
         roles = [("both", out)] if mode == "composed" else [("sub", out), ("pub", "")]
         procs += [
@@ -201,7 +226,9 @@ def start_bare(mode: str, namespace: str, work: Path, sizes: Path, period_ms: fl
 
 
 # ---- one run of the pipeline ----
-def run_once(mode: str, samples: int, seed: int, work: Path, sizes: Path, period_ms: float):
+def run_once(
+    mode: str, samples: int, seed: int, work: Path, sizes: Path, period_ms: float, phase: bool
+) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -231,7 +258,7 @@ def run_once(mode: str, samples: int, seed: int, work: Path, sizes: Path, period
     node.create_subscription(EnergyReport, "energy", on_energy, reliable_qos(100))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    bare = start_bare(mode, ns, work, sizes, period_ms)
+    bare = start_bare(mode, ns, work, sizes, period_ms, phase)
     load = os.getloadavg()[0]
     group = ProcessGroup(
         specs,
@@ -261,6 +288,7 @@ def run_once(mode: str, samples: int, seed: int, work: Path, sizes: Path, period
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     load = max(load, os.getloadavg()[0])
@@ -423,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="+", default=["separate", "composed"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bare-period-ms", type=float, default=20.0)
+    ap.add_argument(
+        "--bare-phase-locked",
+        action="store_true",
+        help="send the bare spikes and tensors when the SNN and the bridge report a window (the "
+        "pipeline's busiest moment) instead of at even intervals",
+    )
     ap.add_argument("--json", default="", help="write every run's figures here")
     # The bare pair's child processes.
     ap.add_argument("--bare", choices=["pub", "sub", "both"], help=argparse.SUPPRESS)
@@ -433,7 +467,15 @@ def main(argv: list[str] | None = None) -> int:
     opts = ap.parse_args(argv)
     if opts.bare:
         period_s = opts.bare_period_ms / 1e3
-        return bare_main(opts.bare, opts.namespace, opts.out, opts.sizes, period_s, opts.executor)
+        return bare_main(
+            opts.bare,
+            opts.namespace,
+            opts.out,
+            opts.sizes,
+            period_s,
+            opts.executor,
+            opts.bare_phase_locked,
+        )
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"hops: {os.cpu_count()} CPUs; {uptime}")
     print(f"command: python bench/hops.py {' '.join(argv if argv is not None else sys.argv[1:])}")
@@ -447,7 +489,15 @@ def main(argv: list[str] | None = None) -> int:
             for mode in opts.modes:  # interleaved: each repeat runs every mode
                 work = Path(tmp) / f"{mode}{i}"
                 work.mkdir()
-                result = run_once(mode, opts.samples, opts.seed, work, sizes, opts.bare_period_ms)
+                result = run_once(
+                    mode,
+                    opts.samples,
+                    opts.seed,
+                    work,
+                    sizes,
+                    opts.bare_period_ms,
+                    opts.bare_phase_locked,
+                )
                 results[mode].append(result)
                 print(
                     f"run {i + 1} {mode}: load {result['load']:.1f}, {result['windows']} "
