@@ -546,10 +546,12 @@ def spin_nodes(
             time.sleep(0.05)
     finally:
         halt.set()
+        # One deadline for all: a callback still running holds up its own thread only.
+        deadline = time.monotonic() + 0.5
         for thread in threads:
-            thread.join(0.5)
+            thread.join(max(deadline - time.monotonic(), 0.0))
         for executor in executors:
-            executor.shutdown(timeout_sec=0.5)
+            executor.shutdown(timeout_sec=max(deadline - time.monotonic(), 0.0))
 
 
 def destroy_nodes(nodes: list[Any]) -> None:
