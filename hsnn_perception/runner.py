@@ -1,4 +1,4 @@
-"""All pipeline nodes in one process and one executor (the composed form of the launch file).
+"""All pipeline nodes in one process (the composed form of the launch file).
 
 ``ros2 run hsnn_perception composed_pipeline --ros-args -p source:=synthetic`` or
 ``python -m hsnn_perception.runner``. Arguments mirror the launch file's.
@@ -63,11 +63,17 @@ def spin_composed(
     until: Any = None,
     params_files: Sequence[ParametersFile] = (),
 ) -> int:
-    """Spin all nodes of ``specs`` in one executor until a signal, shutdown or ``until()``."""
+    """Spin all nodes of ``specs`` in one process until a signal, shutdown or ``until()``: each
+    node in its own executor and thread, so that the source's work (a synthetic gesture rendered
+    in the driver's timer, a file read) and each stage's callbacks never hold up the next stage's
+    message (bench/hops.py measures the hops)."""
     from hsnn_perception.nodes.base import run_nodes
 
     return run_nodes(
-        lambda: build_nodes(specs, resolved_namespace(namespace), params_files), args, until
+        lambda: build_nodes(specs, resolved_namespace(namespace), params_files),
+        args,
+        until,
+        thread_per_node=True,
     )
 
 

@@ -8,6 +8,7 @@ import faulthandler
 import functools
 import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -32,6 +33,39 @@ from rclpy.qos import (
 
 from hsnn_perception.core.errors import ConfigurationError
 from hsnn_perception.graph import DIAGNOSTICS
+
+# bench/hops.py: with HSNN_HOP_TRACE set to a directory, every node of a process appends
+# "<node> <point> <key> <host ns> [<extra>]" lines to one file there (where a message waits
+# between the stages). Unset (always, outside that benchmark), tracing costs one None check.
+_HOP_TRACE_DIR = os.environ.get("HSNN_HOP_TRACE") or None
+_hop_trace_file: Any = None
+_hop_trace_lock = threading.Lock()
+
+
+def hop_trace(node: str, point: str, key: int, extra: int = 0) -> None:
+    """Record that ``node`` reached ``point`` for message ``key`` (a window's sensor start in
+    us, or an event packet's seq) now, on the host clock shared by every process."""
+    if _HOP_TRACE_DIR is None:
+        return
+    global _hop_trace_file
+    now = time.time_ns()
+    with _hop_trace_lock:
+        if _hop_trace_file is None:
+            path = os.path.join(_HOP_TRACE_DIR, f"trace-{os.getpid()}.txt")
+            _hop_trace_file = open(path, "a", buffering=1)  # noqa: SIM115 - process lifetime
+        _hop_trace_file.write(f"{node} {point} {key} {now} {extra}\n")
+
+
+def _trace_key(msg: Any) -> tuple[int, int]:
+    """(key, extra) of a received message for hop_trace: an event packet's seq and its header
+    stamp (host time at publish), else the header stamp (a window's sensor start) in us."""
+    if isinstance(msg, bytes):  # a raw subscription's TensorList: the stamp leads the CDR
+        sec, nanosec = struct.unpack_from("<iI", msg, 4)
+        return (sec * 1_000_000_000 + nanosec) // 1000, 0
+    stamp = msg.header.stamp
+    stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    seq = getattr(msg, "seq", None)
+    return (int(seq), stamp_ns) if seq is not None else (stamp_ns // 1000, 0)
 
 
 def sensor_qos(depth: int) -> QoSProfile:
@@ -131,6 +165,11 @@ class HsnnNode(LifecycleNode):
         return self.create_timer(
             period_s, self.guarded(callback, "timer"), clock=self._steady_clock
         )
+
+    def trace(self, point: str, key: int, extra: int = 0) -> None:
+        """:func:`hop_trace` for this node (a no-op outside bench/hops.py)."""
+        if _HOP_TRACE_DIR is not None:
+            hop_trace(self.get_name(), point, key, extra)
 
     def guarded(self, callback: Callable[..., None], what: str) -> Callable[..., None]:
         """``callback`` that never raises: an exception escaping it (a bug, or bad data no check
@@ -294,14 +333,35 @@ class HsnnNode(LifecycleNode):
         return publisher
 
     def active_subscription(
-        self, msg_type: type, topic: str, callback: Callable[[Any], None], qos: QoSProfile
+        self,
+        msg_type: type,
+        topic: str,
+        callback: Callable[[Any], None],
+        qos: QoSProfile,
+        raw: bool = False,
     ) -> Any:
-        """A subscription that lives while the node is active (create it in on_activate)."""
-        subscription = self.create_subscription(
-            msg_type, topic, self.guarded(callback, f"subscription {topic}"), qos
-        )
+        """A subscription that lives while the node is active (create it in on_activate). With
+        ``raw`` the callback gets the serialized message (bytes)."""
+        guarded = self.guarded(callback, f"subscription {topic}")
+        if _HOP_TRACE_DIR is not None:
+            guarded = self._traced(guarded, topic)
+        subscription = self.create_subscription(msg_type, topic, guarded, qos, raw=raw)
         self._active_subscriptions.append(subscription)
         return subscription
+
+    def _traced(self, callback: Callable[[Any], None], topic: str) -> Callable[[Any], None]:
+        """``callback`` recording its entry and exit (bench/hops.py)."""
+
+        def traced(msg: Any) -> None:
+            try:
+                key, extra = _trace_key(msg)
+            except (AttributeError, TypeError, ValueError):
+                key, extra = -1, 0
+            self.trace(f"in:{topic}", key, extra)
+            callback(msg)
+            self.trace(f"done:{topic}", key, extra)
+
+        return traced
 
     def active_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
         """A steady-clock timer (:meth:`steady_timer`) that lives while the node is active
@@ -414,28 +474,96 @@ class ShutdownGuard:
 SHUTDOWN = ShutdownGuard()
 
 
-def spin_nodes(nodes: list[Any], until: Callable[[], bool] | None = None) -> None:
-    """Spin ``nodes`` in one executor until a signal, rclpy shutdown or ``until()``; never raises
-    for the ways a spin ends (a signal, the context shut down under a callback)."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+EXECUTORS = ("events", "single")
+GIL_SWITCH_S = 0.001
 
-    executor = SingleThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        # Short waits, so that a stop request is seen promptly.
-        while rclpy.ok() and not SHUTDOWN.requested.is_set() and (until is None or not until()):
-            try:
-                executor.spin_once(timeout_sec=0.1)
-            except (KeyboardInterrupt, ExternalShutdownException):
+
+def make_executor() -> Any:
+    """The executor a node spins in: rclpy's EventsExecutor (C++; rclpy.experimental, Kilted
+    and newer) where rclpy has it, else the SingleThreadedExecutor. The latter walks every
+    entity of its nodes in Python on each wake-up (lifecycle and parameter services, timers, QoS
+    event handlers), which made each hop of the pipeline 1.5-3.5x a bare rclpy hop (issue 15,
+    bench/hops.py). ``HSNN_EXECUTOR=single`` picks the SingleThreadedExecutor anyway."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    choice = os.environ.get("HSNN_EXECUTOR", "events")
+    if choice not in EXECUTORS:
+        raise ValueError(f"HSNN_EXECUTOR={choice!r}; expected one of {EXECUTORS}")
+    if choice == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:  # rclpy before Kilted (Humble, Jazzy)
+            return SingleThreadedExecutor()
+        return EventsExecutor()
+    return SingleThreadedExecutor()
+
+
+def _spin(executor: Any, running: Callable[[], bool]) -> None:
+    """Spin ``executor`` while ``running()``; never raises for the ways a spin ends (a signal,
+    the context shut down under a callback)."""
+    from rclpy.executors import ExternalShutdownException
+
+    # Short waits, so that a stop request is seen promptly.
+    while rclpy.ok() and running():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            break
+        except Exception:  # noqa: BLE001 - the last line of defence: a node never dies of one
+            if not rclpy.ok():  # e.g. a take on a handle that the shutdown invalidated
                 break
-            except Exception:  # noqa: BLE001 - the last line of defence: a node never dies of one
-                if not rclpy.ok():  # e.g. a take on a handle that the shutdown invalidated
-                    break
-                sys.stderr.write("[hsnn] unexpected error in a callback, still serving:\n")
-                traceback.print_exc(file=sys.stderr)
+            sys.stderr.write("[hsnn] unexpected error in a callback, still serving:\n")
+            traceback.print_exc(file=sys.stderr)
+
+
+def spin_nodes(
+    nodes: list[Any], until: Callable[[], bool] | None = None, *, thread_per_node: bool = False
+) -> None:
+    """Spin ``nodes`` until a signal, rclpy shutdown or ``until()``; never raises for the ways a
+    spin ends. One executor for all of them, or with ``thread_per_node`` an executor and a thread
+    each (the composed runner: a message from one stage to the next then never waits behind
+    another node's callback, such as the driver rendering a synthetic gesture or the SNN node
+    binning a burst of packets)."""
+
+    def running() -> bool:
+        return not SHUTDOWN.requested.is_set() and (until is None or not until())
+
+    if not thread_per_node or len(nodes) < 2:
+        executor = make_executor()
+        for node in nodes:
+            executor.add_node(node)
+        try:
+            _spin(executor, running)
+        finally:
+            executor.shutdown(timeout_sec=0.5)
+        return
+    halt = threading.Event()
+    executors, threads = [], []
+    for node in nodes:
+        executor = make_executor()
+        executor.add_node(node)
+        executors.append(executor)
+        threads.append(
+            threading.Thread(
+                target=_spin,
+                args=(executor, lambda: not halt.is_set()),
+                name=f"spin_{node.get_name()}",
+                daemon=True,  # a thread stuck in a callback cannot hold the process up
+            )
+        )
+    try:
+        for thread in threads:
+            thread.start()
+        while rclpy.ok() and running() and any(t.is_alive() for t in threads):
+            time.sleep(0.05)
     finally:
-        executor.shutdown(timeout_sec=0.5)
+        halt.set()
+        # One deadline for all: a callback still running holds up its own thread only.
+        deadline = time.monotonic() + 0.5
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        for executor in executors:
+            executor.shutdown(timeout_sec=max(deadline - time.monotonic(), 0.0))
 
 
 def destroy_nodes(nodes: list[Any]) -> None:
@@ -452,19 +580,25 @@ def run_nodes(
     build: Callable[[], list[Any]],
     args: list[str] | None = None,
     until: Callable[[], bool] | None = None,
+    *,
+    thread_per_node: bool = False,
 ) -> int:
-    """Run the nodes ``build()`` makes in one executor until a signal, shutdown or ``until()``;
-    exit within SHUTDOWN_GRACE_S of a signal with status 0; never outlive the parent process.
-    The ``main`` of every node executable and of the composed runner."""
+    """Run the nodes ``build()`` makes (:func:`spin_nodes`) until a signal, shutdown or
+    ``until()``; exit within SHUTDOWN_GRACE_S of a signal with status 0; never outlive the parent
+    process. The ``main`` of every node executable and of the composed runner."""
     from rclpy.signals import SignalHandlerOptions
 
     die_with_parent()
     SHUTDOWN.install()
+    # A thread that a message wakes (a stage's executor, the SNN node's publishing worker) waits
+    # for the GIL up to this long while another thread of the process computes: 1 ms, not
+    # Python's 5 ms, so a hop does not wait on another thread's work.
+    sys.setswitchinterval(GIL_SWITCH_S)
     nodes: list[Any] = []
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         nodes = build()
-        spin_nodes(nodes, until)
+        spin_nodes(nodes, until, thread_per_node=thread_per_node)
     finally:
         destroy_nodes(nodes)
         SHUTDOWN.finished()

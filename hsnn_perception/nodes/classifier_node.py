@@ -24,7 +24,7 @@ from hsnn_perception.nodes.conversions import (
     MessageFieldError,
     energy_report,
     peek_window_id,
-    read_tensor_list,
+    read_tensor_message,
     us_to_duration,
     us_to_time,
 )
@@ -140,7 +140,8 @@ class ClassifierNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self.active_subscription(TensorList, TENSORS, self._on_tensors, reliable_qos(20))
+        # Raw: the input is read straight from the bytes DDS delivers (conversions.py).
+        self.active_subscription(TensorList, TENSORS, self._on_tensors, reliable_qos(20), raw=True)
         return super().on_activate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -157,13 +158,19 @@ class ClassifierNode(HsnnNode):
             self._backend = None
         self._stage = None
 
-    def _on_tensors(self, msg: TensorList) -> None:
+    def _on_tensors(self, msg: bytes) -> None:
         self.count("received.tensors")
-        seen = peek_window_id(msg)
-        if seen is not None:
-            self._gaps.see(seen)
         try:
-            window_id, start_us, arrays = read_tensor_list(msg)
+            window_id, start_us, frame_id, arrays = read_tensor_message(msg)
+        except MessageFieldError as exc:
+            # Gaps are counted on every message that arrived, even one rejected here.
+            seen = peek_window_id(msg)
+            if seen is not None:
+                self._gaps.see(seen)
+            self.reject(exc.reason, f"window {seen}: {exc}")
+            return
+        self._gaps.see(window_id)
+        try:
             x = arrays.get(self.input_name)
             if x is None:
                 raise MessageFieldError(
@@ -182,8 +189,9 @@ class ClassifierNode(HsnnNode):
                     "tensor", f"tensor {self.input_name!r} holds NaN or infinite values"
                 )
         except MessageFieldError as exc:
-            self.reject(exc.reason, f"window {seen}: {exc}")
+            self.reject(exc.reason, f"window {window_id}: {exc}")
             return
+        self.trace("ready", start_us)
         try:
             result = self._stage.run(x)
         # What a backend says about an inference it cannot run (the runtimes' own errors are
@@ -192,11 +200,12 @@ class ClassifierNode(HsnnNode):
         except (ClassifierError, ValueError) as exc:
             self.reject("inference", f"window {window_id}: {exc}")
             return
+        self.trace("out", start_us)
         scores = result.value
         class_id = int(np.argmax(scores))
         out = Classification()
         out.header.stamp = us_to_time(start_us)
-        out.header.frame_id = msg.header.frame_id
+        out.header.frame_id = frame_id
         out.window_id = window_id
         out.window_stamp = us_to_time(start_us)
         out.window_duration = us_to_duration(self.bundle.window_us)
@@ -205,6 +214,7 @@ class ClassifierNode(HsnnNode):
         out.score = float(scores[class_id])
         out.scores = [float(s) for s in scores]
         self._pub.publish(out)
+        self.trace("pub", start_us)
         self.count("published.classifications")
         self._energy_pub.publish(
             energy_report(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any, NamedTuple
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -14,7 +15,10 @@ from hsnn_perception.core.io.tensor_codec import (
     TensorFields,
     TensorFormatError,
     decode_tensor,
+    decode_tensor_list,
     encode_tensor,
+    encode_tensor_list,
+    is_cdr_le,
 )
 from hsnn_perception.msg import EnergyReport, Tensor, TensorList, TensorShape
 
@@ -103,6 +107,40 @@ def make_tensor_list(
     return msg
 
 
+def tensor_list_bytes(
+    window_id: int, window_start_us: int, frame_id: str, tensors: dict[str, np.ndarray]
+) -> bytes:
+    """:func:`make_tensor_list`'s message, serialized: what the nodes publish on snn/spikes and
+    tensors (rclpy sends bytes as they are; no message objects are built and converted)."""
+    stamp = us_to_time(window_start_us)
+    fields = [encode_tensor(name, arr) for name, arr in tensors.items()]
+    fields.append(encode_tensor(WINDOW_ID_TENSOR, np.array([window_id], dtype=np.int64)))
+    try:
+        return encode_tensor_list(stamp.sec, stamp.nanosec, frame_id, fields)
+    except TensorFormatError as exc:
+        raise MessageFieldError("tensor", str(exc)) from None
+
+
+def _deserialize(data: bytes) -> TensorList:
+    """A serialized TensorList that is not little-endian CDR (a big-endian host's), the slow
+    way: rclpy's deserializer."""
+    from rclpy.serialization import deserialize_message
+
+    try:
+        return deserialize_message(data, TensorList)
+    except Exception as exc:  # noqa: BLE001 - rclpy's C layer raises untyped errors on bad bytes
+        raise MessageFieldError("tensor", f"TensorList bytes not readable: {exc}") from None
+
+
+def _fields_to_array(rank: int, fields: TensorFields) -> np.ndarray:
+    """:func:`tensor_to_array` of a tensor read from bytes."""
+    if int(rank) != len(fields.dims):
+        raise TensorFormatError(
+            f"tensor {fields.name!r}: rank {rank} but {len(fields.dims)} dims {fields.dims}"
+        )
+    return decode_tensor(fields)
+
+
 def read_window_id(window: np.ndarray | None) -> int:
     """The id in a window_id tensor: one integer, 0 <= id <= WINDOW_ID_MAX."""
     if window is None:
@@ -126,31 +164,65 @@ def read_stamp_us(stamp: Time) -> int:
     return time_to_us(stamp)
 
 
-def peek_window_id(msg: TensorList) -> int | None:
+def peek_window_id(msg: TensorList | bytes) -> int | None:
     """The message's window id if it has a valid one, else None (never raises): a receiver counts
-    gaps in the ids of every message that arrived, even one it then rejects."""
+    gaps in the ids of every message that arrived, even one it then rejects. ``msg`` may be the
+    serialized message (a raw subscription's)."""
     try:
+        if isinstance(msg, bytes):
+            if not is_cdr_le(msg):
+                return peek_window_id(_deserialize(msg))
+            read = decode_tensor_list(msg, MAX_TENSORS, partial=True).tensors
+            found = [(r, f) for r, f in read if f.name == WINDOW_ID_TENSOR]
+            return read_window_id(_fields_to_array(*found[0])) if len(found) == 1 else None
         tensors = [t for t in msg.tensors[:MAX_TENSORS] if t.name == WINDOW_ID_TENSOR]
         return read_window_id(tensor_to_array(tensors[0])) if len(tensors) == 1 else None
     except ValueError:
         return None
 
 
-def read_tensor_list(msg: TensorList) -> tuple[int, int, dict[str, np.ndarray]]:
-    """(window_id, window_start_us, {name: array}) of a TensorList, every field checked:
-    MessageFieldError (reason ``tensor``, ``window_id`` or ``stamp``) names what is wrong."""
-    if len(msg.tensors) > MAX_TENSORS:
-        raise MessageFieldError("tensor", f"{len(msg.tensors)} tensors, at most {MAX_TENSORS}")
-    arrays: dict[str, np.ndarray] = {}
-    for tensor in msg.tensors:
-        if tensor.name in arrays:
-            raise MessageFieldError("tensor", f"two tensors named {tensor.name!r}")
+class TensorListContent(NamedTuple):
+    window_id: int
+    window_start_us: int
+    frame_id: str
+    arrays: dict[str, np.ndarray]
+
+
+def read_tensor_message(msg: TensorList | bytes) -> TensorListContent:
+    """What a TensorList carries, every field checked: MessageFieldError (reason ``tensor``,
+    ``window_id`` or ``stamp``) names what is wrong. ``msg`` may be the serialized message (a
+    raw subscription's: its tensors are then read straight from the bytes, no copy)."""
+    if isinstance(msg, bytes) and not is_cdr_le(msg):
+        msg = _deserialize(msg)
+    if isinstance(msg, bytes):
         try:
-            arrays[tensor.name] = tensor_to_array(tensor)
+            parsed = decode_tensor_list(msg, MAX_TENSORS)
+        except TensorFormatError as exc:
+            raise MessageFieldError("tensor", str(exc)) from None
+        stamp = Time(sec=parsed.sec, nanosec=parsed.nanosec)
+        frame_id = parsed.frame_id
+        items: list[tuple[str, int | None, Any]] = [(f.name, r, f) for r, f in parsed.tensors]
+    else:
+        if len(msg.tensors) > MAX_TENSORS:
+            raise MessageFieldError("tensor", f"{len(msg.tensors)} tensors, at most {MAX_TENSORS}")
+        stamp, frame_id = msg.header.stamp, msg.header.frame_id
+        items = [(t.name, None, t) for t in msg.tensors]
+    arrays: dict[str, np.ndarray] = {}
+    for name, rank, item in items:
+        if name in arrays:
+            raise MessageFieldError("tensor", f"two tensors named {name!r}")
+        try:
+            arrays[name] = tensor_to_array(item) if rank is None else _fields_to_array(rank, item)
         except TensorFormatError as exc:
             raise MessageFieldError("tensor", str(exc)) from None
     window_id = read_window_id(arrays.pop(WINDOW_ID_TENSOR, None))
-    return window_id, read_stamp_us(msg.header.stamp), arrays
+    return TensorListContent(window_id, read_stamp_us(stamp), frame_id, arrays)
+
+
+def read_tensor_list(msg: TensorList | bytes) -> tuple[int, int, dict[str, np.ndarray]]:
+    """(window_id, window_start_us, {name: array}) of a TensorList (:func:`read_tensor_message`)."""
+    content = read_tensor_message(msg)
+    return content.window_id, content.window_start_us, content.arrays
 
 
 def _nan_if_none(value: float | None) -> float:

@@ -43,7 +43,7 @@ from hsnn_perception.nodes.conversions import (
     TIME_MAX_US,
     MessageFieldError,
     energy_report,
-    make_tensor_list,
+    tensor_list_bytes,
     us_to_time,
 )
 from hsnn_perception.nodes.event_types import (  # noqa: F401 - EVENT_TYPES: re-exported
@@ -410,6 +410,7 @@ class SnnFeatureNode(HsnnNode):
         return self._windower
 
     def _process(self, window: Window) -> None:
+        self.trace("start", window.t_start_us)
         try:
             result = self._stage.run(input_spikes(window.frames))
         # What a backend says about a window it cannot run (a Lava run that failed); anything
@@ -418,9 +419,12 @@ class SnnFeatureNode(HsnnNode):
             self.reject("snn", f"window {window.window_id}: {exc}")
             return
         out, _ = result.value
+        self.trace("out", window.t_start_us)
         tensors = encode_spikes(out, self._spikes_encoding, SPIKES_TENSOR)
-        msg = make_tensor_list(window.window_id, window.t_start_us, "", tensors)
+        # Serialized here, not built as a message (conversions.tensor_list_bytes).
+        msg = tensor_list_bytes(window.window_id, window.t_start_us, "", tensors)
         self._spikes_pub.publish(msg)
+        self.trace("pub", window.t_start_us)
         self.count("published.windows")
         self._publish_debug_image(window, out)
         self._energy_pub.publish(

@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rclpy.serialization import deserialize_message, serialize_message
 
 from hsnn_perception.core.energy.figure import SOURCES, EnergyError, EnergyFigure, total
 from hsnn_perception.msg import EnergyReport, Tensor, TensorList, TensorShape
@@ -21,6 +23,8 @@ from hsnn_perception.nodes.conversions import (
     make_tensor_list,
     peek_window_id,
     read_tensor_list,
+    read_tensor_message,
+    tensor_list_bytes,
     us_to_time,
 )
 
@@ -71,6 +75,55 @@ def test_read_random_tensor_lists(items, sec, nanosec):
     assert 0 <= window_id <= WINDOW_ID_MAX and peeked == window_id
     us_to_time(start_us)  # a window start read from a message can be sent on
     assert "window_id" not in arrays
+
+
+@FUZZ
+@given(items=st.lists(tensors(), max_size=5), sec=int32, nanosec=uint32, frame=st.text(max_size=5))
+def test_serialized_tensor_lists_read_as_the_messages(items, sec, nanosec, frame):
+    """The nodes read snn/spikes and tensors from the bytes (a raw subscription): the same
+    window, arrays, frame and rejection reason as from the message rclpy would have built."""
+    msg = TensorList()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+    msg.header.frame_id = frame
+    msg.tensors = items
+    data = serialize_message(msg)
+    assert peek_window_id(data) == peek_window_id(msg)
+    try:
+        expected = read_tensor_message(msg)
+    except MessageFieldError as exc:
+        with pytest.raises(MessageFieldError) as raised:
+            read_tensor_message(data)
+        assert raised.value.reason == exc.reason
+        return
+    got = read_tensor_message(data)
+    assert got[:3] == expected[:3] and got.arrays.keys() == expected.arrays.keys()
+    for name, array in expected.arrays.items():
+        assert got.arrays[name].dtype == array.dtype
+        np.testing.assert_array_equal(got.arrays[name], array)
+
+
+@FUZZ
+@given(data=st.binary(max_size=96), cut=st.integers(0, 200))
+def test_any_bytes_are_read_or_refused_with_a_reason(data, cut):
+    """A raw subscription takes whatever a peer sent under the type: garbage, truncated or
+    big-endian bytes give a counted reason, never another exception."""
+    good = tensor_list_bytes(5, 1_000, "dvs", {"x": np.arange(3, dtype=np.float32)})
+    for candidate in (data, good[:cut], b"\x00\x01\x00\x00" + data, b"\x01\x00" + data[2:]):
+        peek_window_id(candidate)  # never raises
+        try:
+            read_tensor_message(candidate)
+        except MessageFieldError as exc:
+            assert exc.reason in REASONS
+
+
+def test_published_bytes_are_the_message():
+    tensors = {"spikes": np.eye(3, dtype=np.uint8)[:, :1], "f": np.ones((2, 2), ">f4")}
+    data = tensor_list_bytes(7, 2_500_000, "dvs", tensors)
+    assert deserialize_message(data, TensorList) == make_tensor_list(7, 2_500_000, "dvs", tensors)
+    window_id, start_us, frame_id, arrays = read_tensor_message(data)
+    assert (window_id, start_us, frame_id) == (7, 2_500_000, "dvs")
+    for name, array in tensors.items():
+        np.testing.assert_array_equal(arrays[name], array)
 
 
 @FUZZ

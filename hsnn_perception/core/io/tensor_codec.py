@@ -8,6 +8,8 @@ around the generated message classes.
 from __future__ import annotations
 
 import math
+import struct
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +51,30 @@ class TensorFields:
     data: bytes | memoryview  # a received message's buffer is not copied
 
 
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
 def encode_tensor(name: str, array: NDArray[Any]) -> TensorFields:
     """Describe ``array`` as tensor fields: little-endian, C order, strides in bytes."""
+    code = DATA_TYPE_CODES.get(array.dtype)
+    if (
+        code is not None
+        and array.size  # 0-d and empty arrays: the general path
+        and array.flags.c_contiguous
+        and (_LITTLE_ENDIAN or array.dtype.itemsize == 1)
+        and array.dtype.byteorder != ">"
+    ):
+        # The common case (what the nodes send): already in the message's layout, so the
+        # general path's conversions are skipped; each one costs microseconds per message.
+        if any(d > MAX_DIM for d in array.shape):
+            raise TensorFormatError(
+                f"tensor {name!r}: shape {array.shape} has a dimension > {MAX_DIM}"
+            )
+        # Strides computed, not copied: numpy calls an array contiguous whatever the stride of
+        # a dimension of length 1, and the receiver checks for exactly the row-major ones.
+        itemsize = array.dtype.itemsize
+        dims = tuple(int(d) for d in array.shape)
+        return TensorFields(name, dims, code, dense_strides(dims, itemsize), array.tobytes())
     dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
     code = DATA_TYPE_CODES.get(np.dtype(dtype.str.replace(">", "<")))
     if code is None:
@@ -115,3 +139,137 @@ def decode_tensor(fields: TensorFields, *, copy: bool = False) -> NDArray[Any]:
             )
     array = np.frombuffer(fields.data, dtype=dtype).reshape(dims)
     return array.copy() if copy else array
+
+
+# ---- a whole TensorList as serialized bytes (CDR), without message objects ----
+# The nodes publish and take snn/spikes and tensors as the bytes DDS carries: building the
+# message objects field by field and converting them in rclpy's C layer cost more than the hop
+# itself once a sleeping process's caches are cold (issue 15, bench/hops.py). The bytes are
+# exactly what rclpy's serialize_message writes (test/core/io/test_tensor_codec.py), so every
+# other reader and recorder of these topics sees the same messages.
+CDR_LE = b"\x00\x01\x00\x00"  # encapsulation: plain CDR (XCDR1), little-endian, no options
+MAX_STRING = 1 << 16  # names and frame ids longer than this are not ours to read
+
+
+@dataclass(frozen=True)
+class TensorListFields:
+    """A TensorList's content: the header and each tensor with its declared rank."""
+
+    sec: int
+    nanosec: int
+    frame_id: str
+    tensors: list[tuple[int, TensorFields]]
+
+
+def _align(buf: bytearray, n: int) -> None:
+    buf += bytes(-(len(buf) - 4) % n)  # alignment counts from the end of the encapsulation
+
+
+def _string(buf: bytearray, text: str) -> None:
+    raw = text.encode()
+    _align(buf, 4)
+    buf += struct.pack("<I", len(raw) + 1) + raw + b"\x00"
+
+
+def encode_tensor_list(sec: int, nanosec: int, frame_id: str, tensors: list[TensorFields]) -> bytes:
+    """The serialized TensorList (header stamp, frame id, tensors), as rclpy writes it."""
+    buf = bytearray(CDR_LE)
+    buf += struct.pack("<iI", sec, nanosec)
+    _string(buf, frame_id)
+    _align(buf, 4)
+    buf += struct.pack("<I", len(tensors))
+    for t in tensors:
+        if len(t.dims) > 255:
+            raise TensorFormatError(f"tensor {t.name!r}: rank {len(t.dims)} above 255")
+        _string(buf, t.name)
+        buf += struct.pack("<B", len(t.dims))
+        _align(buf, 4)
+        buf += struct.pack(f"<I{len(t.dims)}I", len(t.dims), *t.dims)
+        buf += struct.pack("<iI", t.data_type, len(t.strides))
+        if t.strides:
+            _align(buf, 8)
+            buf += struct.pack(f"<{len(t.strides)}Q", *t.strides)
+        _align(buf, 4)
+        buf += struct.pack("<I", len(t.data))
+        buf += t.data
+    return bytes(buf)
+
+
+class _Reader:
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.view = memoryview(data).cast("B")
+        self.at = 4
+
+    def take(self, n: int, align: int = 1) -> memoryview:
+        self.at += -(self.at - 4) % align
+        if n < 0 or self.at + n > len(self.view):
+            raise TensorFormatError(f"TensorList bytes end at {len(self.view)}, before {n} more")
+        part = self.view[self.at : self.at + n]
+        self.at += n
+        return part
+
+    def unpack(self, fmt: str, align: int) -> tuple[Any, ...]:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), align))
+
+    def string(self) -> str:
+        (n,) = self.unpack("<I", 4)
+        if not 1 <= n <= MAX_STRING:
+            raise TensorFormatError(f"string of {n} bytes in a TensorList")
+        raw = self.take(n)
+        if raw[-1] != 0:
+            raise TensorFormatError("string in a TensorList without its terminating zero")
+        try:
+            return bytes(raw[:-1]).decode()
+        except UnicodeDecodeError as exc:
+            raise TensorFormatError(f"string in a TensorList is not UTF-8: {exc}") from None
+
+
+def is_cdr_le(data: bytes | memoryview) -> bool:
+    """Whether ``data`` is plain little-endian CDR, the form :func:`decode_tensor_list` reads
+    (others, e.g. from a big-endian host, go through rclpy's deserializer)."""
+    return bytes(data[:2]) == CDR_LE[:2]
+
+
+def decode_tensor_list(
+    data: bytes | memoryview, max_tensors: int, *, partial: bool = False
+) -> TensorListFields:
+    """The fields of a serialized TensorList, every length checked against the bytes; the
+    tensors' data are views of ``data`` (no copy). TensorFormatError says what is wrong; more
+    than ``max_tensors`` tensors are refused before any is read. With ``partial``, the tensors
+    that could be read, at most ``max_tensors`` (a receiver looking for one of them in a message
+    it rejects)."""
+    if not is_cdr_le(data):
+        raise TensorFormatError("TensorList bytes are not little-endian CDR")
+    r = _Reader(data)
+    sec, nanosec = r.unpack("<iI", 4)
+    frame_id = r.string()
+    (count,) = r.unpack("<I", 4)
+    if count > max_tensors:
+        if not partial:
+            raise TensorFormatError(f"{count} tensors, at most {max_tensors}")
+        count = max_tensors
+    tensors: list[tuple[int, TensorFields]] = []
+    for _ in range(count):
+        try:
+            tensors.append(_read_tensor(r))
+        except TensorFormatError:
+            if partial:
+                break
+            raise
+    return TensorListFields(sec, nanosec, frame_id, tensors)
+
+
+def _read_tensor(r: _Reader) -> tuple[int, TensorFields]:
+    name = r.string()
+    (rank,) = r.unpack("<B", 1)
+    (n_dims,) = r.unpack("<I", 4)
+    if n_dims > len(r.view):  # each takes 4 bytes: a count past the end is a lie
+        raise TensorFormatError(f"tensor {name!r}: {n_dims} dims in {len(r.view)} bytes")
+    dims = r.unpack(f"<{n_dims}I", 4) if n_dims else ()
+    data_type, n_strides = r.unpack("<iI", 4)
+    if n_strides > len(r.view):
+        raise TensorFormatError(f"tensor {name!r}: {n_strides} strides in {len(r.view)} bytes")
+    strides = r.unpack(f"<{n_strides}Q", 8) if n_strides else ()
+    (n_data,) = r.unpack("<I", 4)
+    payload = r.take(n_data)
+    return rank, TensorFields(name, dims, data_type, strides, payload)
