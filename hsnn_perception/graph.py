@@ -331,7 +331,7 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
         "the lifecycle manager brings the nodes up in order, driver last (false: an outside "
         "manager such as nav2's does)",
     ),
-    "composed": ("false", "run all nodes in one process (one executor)"),
+    "composed": ("false", "run all nodes in one process (one executor thread per node)"),
     "stages": (
         ",".join(STAGE_NODES),
         "comma-separated stages to run here (e.g. driver,snn on one host, the rest on another)",

@@ -46,7 +46,8 @@ def node_command(
 
 
 def composed_command(specs: Sequence[NodeSpec], namespace: str, directory: Path) -> list[str]:
-    """One process running every node of ``specs`` in one executor (hsnn_perception.runner)."""
+    """One process running every node of ``specs``, each on its own executor thread
+    (hsnn_perception.runner)."""
     graph = directory / "graph.json"
     graph.write_text(specs_to_json(specs))
     cmd = [sys.executable, "-m", "hsnn_perception.runner", "--graph-json", str(graph)]

@@ -78,6 +78,24 @@ def child_pids(output: str) -> list[int]:
     return [int(p) for p in re.findall(r"process started with pid \[(\d+)\]", output)]
 
 
+def wait_until_importing(pids: list[int], timeout_s: float) -> bool:
+    """Wait until every process in ``pids`` has rclpy's extension mapped: its entry script has
+    run (it installs its start-up signal handlers before importing anything), so what a signal
+    meets now is ours. Before that, it meets the interpreter's own start-up (site, .pth files),
+    whose KeyboardInterrupt no package can turn into a clean exit; a loaded host can spend more
+    than a second there."""
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                if "_rclpy_pybind11" in Path(f"/proc/{pid}/maps").read_text():
+                    break
+            except OSError:  # gone
+                break
+            time.sleep(0.02)
+    return time.monotonic() < deadline
+
+
 def wait_until_gone(pids: list[int], timeout_s: float) -> float:
     started = time.monotonic()
     while any(alive(p) for p in pids) and time.monotonic() - started < timeout_s:
@@ -130,7 +148,8 @@ def test_ctrl_c_during_warm_up_ends_every_node_cleanly():
     run = LaunchRun(ns)
     try:
         pids = run.child_pids(len(NODES) + 1)
-        time.sleep(1.0)
+        assert wait_until_importing(pids, 60), run.output[-3000:]
+        time.sleep(0.5)
         sent = time.monotonic()
         os.killpg(run.proc.pid, signal.SIGINT)
         code = run.wait(30)
