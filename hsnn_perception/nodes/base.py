@@ -479,14 +479,17 @@ GIL_SWITCH_S = 0.001
 
 
 def make_executor() -> Any:
-    """The executor a node spins in: rclpy's EventsExecutor (C++; rclpy.experimental, Kilted
-    and newer) where rclpy has it, else the SingleThreadedExecutor. The latter walks every
-    entity of its nodes in Python on each wake-up (lifecycle and parameter services, timers, QoS
-    event handlers), which made each hop of the pipeline 1.5-3.5x a bare rclpy hop (issue 15,
-    bench/hops.py). ``HSNN_EXECUTOR=single`` picks the SingleThreadedExecutor anyway."""
+    """The executor a node spins in: the SingleThreadedExecutor, or with ``HSNN_EXECUTOR=events``
+    rclpy's EventsExecutor (C++; rclpy.experimental, Kilted and newer; the single one where rclpy
+    has none). The SingleThreadedExecutor walks every entity of its nodes in Python on each
+    wake-up (lifecycle and parameter services, timers, QoS event handlers), which made each hop
+    of the pipeline 1.5-3.5x a bare rclpy hop; the EventsExecutor brings the events hop to the
+    bare one (docs/latency.md, bench/hops.py). It is not the default: it is experimental in rclpy,
+    and once, in a fresh-clone CI run, the lifecycle manager segfaulted in destroy_node after a
+    Ctrl-C that came while its service calls were in flight (not reproduced, not explained)."""
     from rclpy.executors import SingleThreadedExecutor
 
-    choice = os.environ.get("HSNN_EXECUTOR", "events")
+    choice = os.environ.get("HSNN_EXECUTOR", "single")
     if choice not in EXECUTORS:
         raise ValueError(f"HSNN_EXECUTOR={choice!r}; expected one of {EXECUTORS}")
     if choice == "events":

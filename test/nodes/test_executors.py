@@ -1,5 +1,5 @@
-"""The executors the nodes spin in (nodes/base.py): rclpy's EventsExecutor where rclpy has one,
-the SingleThreadedExecutor on request; the composed runner's executor-per-node threads serve
+"""The executors the nodes spin in (nodes/base.py): the SingleThreadedExecutor, rclpy's
+EventsExecutor on request; the composed runner's executor-per-node threads serve
 every node and stop when asked."""
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ def ros():
     rclpy.try_shutdown()
 
 
-def test_events_executor_by_default_and_single_on_request(ros, monkeypatch):
+def test_single_executor_by_default_and_events_on_request(ros, monkeypatch):
     pytest.importorskip("rclpy.experimental")  # rclpy before Kilted: the single one only
     from rclpy.impl.implementation_singleton import rclpy_implementation
 
     monkeypatch.delenv("HSNN_EXECUTOR", raising=False)
+    assert isinstance(base.make_executor(), SingleThreadedExecutor)
+    monkeypatch.setenv("HSNN_EXECUTOR", "events")
     executor = base.make_executor()
     assert isinstance(executor, rclpy_implementation.EventsExecutor)
     executor.shutdown()
-    monkeypatch.setenv("HSNN_EXECUTOR", "single")
-    assert isinstance(base.make_executor(), SingleThreadedExecutor)
     monkeypatch.setenv("HSNN_EXECUTOR", "fast")
     with pytest.raises(ValueError, match="HSNN_EXECUTOR"):
         base.make_executor()
