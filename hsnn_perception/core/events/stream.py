@@ -166,12 +166,26 @@ class PacketStreamDecoder:
         if seq is not None:  # even a packet rejected below arrived: only missing seqs are lost
             self.seq_gaps.see(seq)
         codec = codec_for(encoding)
-        fused = sink is not None and time_range[0] <= 0
-        if not codec.stateful:
+        state: Evt3State | None = None
+        drops: Drops | None
+        if codec.stateful:
+            last, self._last = self._last, (-1 if seq is None else int(seq), width, height)
+            # Only a forward jump of seq is a lost packet: a source that never sets seq (all 0)
+            # or restarts it must not reset the state at every packet.
+            if last is not None and (
+                (width, height) != last[1:]
+                or (seq is not None and last[0] >= 0 and seq > last[0] + 1)
+            ):
+                self._state = Evt3State()
+                self.resets += 1
+            strict, drops, state = False, self.drops, self._state
+        else:
             strict = self.strict_standalone
             drops = None if strict else self.drops
+        # (is_bigendian concerns mono words only; the EVT3 paths ignore it.)
+        try:
             raw = checked_payload(payload, encoding, time_base_ns, width, height, self.max_events)
-            if fused:
+            if sink is not None and time_range[0] <= 0:
                 got = sink.push_payload(
                     raw,
                     encoding,
@@ -181,6 +195,7 @@ class PacketStreamDecoder:
                     is_bigendian=is_bigendian,
                     strict=strict,
                     drops=drops,
+                    state=state,
                     time_max_us=time_range[1],
                 )
                 if got is not None:
@@ -194,48 +209,14 @@ class PacketStreamDecoder:
                 is_bigendian,
                 strict=strict,
                 drops=drops,
+                evt3_state=state,
                 max_events=self.max_events,
             )
             return events, None
-        last, self._last = self._last, (-1 if seq is None else int(seq), width, height)
-        # Only a forward jump of seq is a lost packet: a source that never sets seq (all 0)
-        # or restarts it must not reset the state at every packet.
-        if last is not None and (
-            (width, height) != last[1:] or (seq is not None and last[0] >= 0 and seq > last[0] + 1)
-        ):
-            self._state = Evt3State()
-            self.resets += 1
-        try:
-            raw = checked_payload(payload, encoding, time_base_ns, width, height, self.max_events)
-            if fused:
-                got = sink.push_payload(
-                    raw,
-                    encoding,
-                    time_base_ns,
-                    width,
-                    height,
-                    strict=False,
-                    drops=self.drops,
-                    state=self._state,
-                    time_max_us=time_range[1],
-                )
-                if got is not None:
-                    return None, got
-            events = decode_packet(
-                raw,
-                encoding,
-                time_base_ns,
-                width,
-                height,
-                strict=False,
-                drops=self.drops,
-                evt3_state=self._state,
-                max_events=self.max_events,
-            )
-            return events, None
-        except EventDecodeError:  # the packet is lost whole: the state it would carry with it
-            self._state = Evt3State()
-            self.resets += 1
+        except EventDecodeError:
+            if codec.stateful:  # the packet is lost whole: the state it would carry with it
+                self._state = Evt3State()
+                self.resets += 1
             raise
 
 
