@@ -24,8 +24,6 @@ from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qo
 from hsnn_perception.nodes.conversions import (
     MessageFieldError,
     energy_report,
-    peek_window_id,
-    read_tensor_message,
     tensor_list_bytes,
 )
 
@@ -114,16 +112,10 @@ class AccumulatorBridgeNode(HsnnNode):
 
     def _on_spikes(self, msg: bytes) -> None:
         self.count("received.windows")
-        try:
-            window_id, start_us, frame_id, arrays = read_tensor_message(msg)
-        except MessageFieldError as exc:
-            # Gaps are counted on every message that arrived, even one rejected here.
-            seen = peek_window_id(msg)
-            if seen is not None:
-                self._gaps.see(seen)
-            self.reject(exc.reason, f"window {seen}: {exc}")
+        window = self.take_window(msg, self._gaps)
+        if window is None:
             return
-        self._gaps.see(window_id)
+        window_id, start_us, frame_id, arrays = window
         try:
             expected = (self.bundle.timesteps, *self.bundle.feature_shape)
             try:  # dense or sparse (core/io/spike_codec.py), whichever the SNN node sent

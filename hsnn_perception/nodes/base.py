@@ -274,6 +274,28 @@ class HsnnNode(LifecycleNode):
         with self._lock:
             self.counters[key] += n
 
+    def take_window(self, msg: Any, gaps: Any) -> Any:
+        """A received TensorList (object or serialized bytes) as ``conversions.TensorListContent``
+        with its window id counted in ``gaps`` (a ``SequenceGaps``); None when a field is wrong:
+        then it is rejected (counted, logged with the window id it claims), its id still counted
+        in ``gaps`` when it has a valid one, as every message that arrived counts."""
+        from hsnn_perception.nodes.conversions import (
+            MessageFieldError,
+            peek_window_id,
+            read_tensor_message,
+        )
+
+        try:
+            window = read_tensor_message(msg)
+        except MessageFieldError as exc:
+            seen = peek_window_id(msg)
+            if seen is not None:
+                gaps.see(seen)
+            self.reject(exc.reason, f"window {seen}: {exc}")
+            return None
+        gaps.see(window[0])
+        return window
+
     def reject(self, kind: str, detail: str) -> None:
         """Log bad input with what was wrong, count it, and carry on."""
         with self._lock:

@@ -23,8 +23,6 @@ from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qo
 from hsnn_perception.nodes.conversions import (
     MessageFieldError,
     energy_report,
-    peek_window_id,
-    read_tensor_message,
     us_to_duration,
     us_to_time,
 )
@@ -160,16 +158,10 @@ class ClassifierNode(HsnnNode):
 
     def _on_tensors(self, msg: bytes) -> None:
         self.count("received.tensors")
-        try:
-            window_id, start_us, frame_id, arrays = read_tensor_message(msg)
-        except MessageFieldError as exc:
-            # Gaps are counted on every message that arrived, even one rejected here.
-            seen = peek_window_id(msg)
-            if seen is not None:
-                self._gaps.see(seen)
-            self.reject(exc.reason, f"window {seen}: {exc}")
+        window = self.take_window(msg, self._gaps)
+        if window is None:
             return
-        self._gaps.see(window_id)
+        window_id, start_us, frame_id, arrays = window
         try:
             x = arrays.get(self.input_name)
             if x is None:
