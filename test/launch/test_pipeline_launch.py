@@ -10,9 +10,18 @@ import tempfile
 import unittest
 from pathlib import Path
 
+import pytest
+
+# Where the launch stack is missing (no ROS 2 install, no overlay), skip this module with the
+# reason, as launch_helpers.py does for the modules that import it first.
+pytest.importorskip(
+    "launch_testing",
+    reason="the ROS 2 launch stack (launch_testing) is not installed: source a ROS 2 "
+    "installation, or run scripts/setup.sh where the ros-overlay is present",
+)
+
 import launch_testing
 import launch_testing.asserts
-import pytest
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch_helpers import (
