@@ -85,6 +85,9 @@ class TwoHosts:
             ns, dev = self.netns[host], self.device[host]
             steps += [
                 ("-n", ns, "addr", "add", f"{ADDRESSES[host]}/24", "dev", dev),
+                # No IPv6 on the link: the kernel's own router solicitations and MLD reports
+                # would otherwise add packets nobody in the test sent (DDS here is UDPv4).
+                ("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"),
                 ("-n", ns, "link", "set", "lo", "up"),
                 ("-n", ns, "link", "set", dev, "up"),
                 # Multicast discovery (SPDP) goes out on the link; without a route it has none.
@@ -146,6 +149,21 @@ class TwoHosts:
             check=True,
         ).stdout.split()
         return dict(zip(COUNTERS, (int(x) for x in out), strict=True))
+
+    def settled_counters(self, timeout_s: float = 10.0) -> dict[str, dict[str, int]]:
+        """Every host's counters once the link is quiet: /proc and sysfs read the same figures
+        and two readings in a row agree. The kernel may still send a packet of its own (an ARP
+        probe) after every process has ended, so one reading of each would race with it."""
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, dict[str, int]] | None = None
+        while True:
+            now = {h: self.sysfs_counters(h) for h in HOSTS}
+            if now == {h: self.counters(h) for h in HOSTS} and now == last:
+                return now
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the link did not go quiet in {timeout_s} s: {last} -> {now}")
+            last = now
+            time.sleep(0.2)
 
     def close(self) -> None:
         for proc in [*self.procs, *self._anchors.values()]:
