@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from hsnn_perception.graph import (
+    ENERGY_WAIT_S,
     LAUNCH_ARGUMENTS,
     STAGE_NODES,
     parameters_from_file,
@@ -227,3 +228,16 @@ def test_a_recorded_source_waits_for_the_far_end_of_a_split_pipeline():
     assert waits(tuple(STAGE_NODES)) == []  # all here: the manager orders them
     assert waits(("driver",)) == []  # the events subscriber is waited for anyway
     assert waits(("driver", "snn"), source="camera") == []  # a live source never waits
+
+
+def test_a_split_recording_waits_a_bounded_time_for_an_energy_aggregator_elsewhere():
+    def energy_wait(stages, source="rosbag"):
+        driver = {s.name: s for s in pipeline(stages=stages, source=source)}["event_driver"]
+        return driver.parameters["wait_for_energy_s"]
+
+    assert energy_wait(("driver", "snn")) == ENERGY_WAIT_S  # the aggregator is elsewhere
+    # Every data stage here and no aggregator: one host run without energy reports.
+    assert energy_wait(("driver", "snn", "bridge", "classifier")) == 0.0
+    assert energy_wait(("driver", "snn", "bridge", "classifier", "energy")) == 0.0  # all here
+    assert energy_wait(("driver", "snn", "energy")) == 0.0  # here: the manager orders it first
+    assert energy_wait(("driver", "snn"), source="camera") == 0.0  # a live source never waits

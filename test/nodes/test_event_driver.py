@@ -171,6 +171,62 @@ def test_flow_control_holds_a_recording_until_its_windows_are_classified(ros, tm
     assert [p.seq for p in packets] == list(range(len(packets))), "nothing lost or reordered"
 
 
+def test_a_recording_waits_for_the_energy_aggregator_within_its_bound(ros, tmp_path):
+    """wait_for_energy_s (a split pipeline's driver): the recording is held while its energy
+    reports would have no aggregator (one on another host may be discovered later than the data's
+    far end), plays once one is matched, and the first window's report reaches it."""
+    from hsnn_perception.msg import EnergyReport
+
+    ns = f"drv_energy_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    packets: list[EventPacket] = []
+    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
+    params = {
+        "source": "synthetic",
+        "num_samples": 2,
+        "width": 32,
+        "height": 32,
+        "speed": 0.0,
+        "wait_for_subscribers": 1,
+        "wait_for_energy_s": 60.0,
+        "settle_s": 0.2,
+        "window_us": 160_000,
+    }
+    with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
+        active = lambda: probe.diag("event_driver").get("lifecycle_state") == "active"  # noqa: E731
+        assert probe.spin_until(active, 60), group.log("event_driver")
+        probe.spin_until(lambda: False, 2.0)
+        assert packets == [], "played before its energy reports had an aggregator"
+        reports: list[EnergyReport] = []
+        probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(100))
+        assert probe.spin_until(lambda: len(reports) >= 2, 60), group.log("event_driver")
+        assert packets
+        assert {r.stage for r in reports} == {"driver"}
+        assert min(r.window_id for r in reports) == 0, "the first window's report arrived"
+
+
+def test_a_recording_plays_without_an_energy_aggregator_once_the_bound_has_passed(ros, tmp_path):
+    ns = f"drv_noenergy_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    packets: list[EventPacket] = []
+    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
+    params = {
+        "source": "synthetic",
+        "num_samples": 2,
+        "width": 32,
+        "height": 32,
+        "speed": 0.0,
+        "wait_for_subscribers": 1,
+        "wait_for_energy_s": 1.0,
+        "window_us": 160_000,
+    }
+    with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
+        assert probe.spin_until(lambda: len(packets) > 0, 60), group.log("event_driver")
+        assert "no energy aggregator matched in 1 s: playing without one" in group.log(
+            "event_driver"
+        )
+
+
 def test_unknown_encoding_is_refused_at_configure(ros, tmp_path):
     ns = f"drv_enc_{random.randint(0, 10**6)}"
     probe = Probe(ns)
