@@ -96,8 +96,10 @@ class AccumulatorBridgeNode(HsnnNode):
         self.interval = interval
         self.output_name = str(self.param("output_name")) or self.bundle.ann_input_name
         self._stage = BridgeStage(interval, cpu_meter(), energy_per_add_j)
-        self._pub = self.managed_publisher(TensorList, TENSORS, reliable_qos(20))
-        self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        self._pub = self.managed_publisher(TensorList, TENSORS, reliable_qos(20), hold=True)
+        self._energy_pub = self.managed_publisher(
+            EnergyReport, ENERGY, reliable_qos(100), hold=True
+        )
         self.get_logger().info(
             f"accumulating {self.bundle.timesteps} steps in intervals of {interval} -> "
             f"{self.bundle.timesteps // interval} frames as {self.output_name!r}"

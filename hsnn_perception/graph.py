@@ -40,9 +40,9 @@ LIFECYCLE_MANAGER = str(registry.LIFECYCLE_MANAGER.options["node"])
 # Bring-up order: consumers first, the source last, so nothing is published into a graph that is
 # not yet listening (nav2 lists its nodes the same way): the stages' data-flow order, reversed.
 BRINGUP_ORDER = tuple(STAGE_NODES[s] for s in reversed(registry.STAGES.names()))
-# How long a split pipeline's recording waits for an energy aggregator on the other host (it
-# may be discovered later than the far end of the data; a half may also run without one).
-ENERGY_WAIT_S = 10.0
+# How long a split pipeline's nodes hold what they publish for a reader on the other host that
+# is not matched yet (nodes.base.HeldPublisher): DDS discovery across a link takes seconds.
+SPLIT_HOLD_S = 10.0
 RECORDED_SOURCES = ("synthetic", "aedat4", "rosbag")  # paced by the driver, may be held back
 # The backends the nodes offer, from the registries (names only: no backend is imported here).
 SNN_BACKENDS = registry.SNN_BACKENDS.names(pipeline=True)
@@ -110,7 +110,11 @@ def pipeline(
 
     model = resolve_model(model)
     # The nodes never start themselves here: the manager (or an outside one) brings them up.
-    common = {"use_sim_time": use_sim_time, "autostart": False}
+    common: dict[str, Any] = {"use_sim_time": use_sim_time, "autostart": False}
+    if set(stages) != set(STAGE_NODES):
+        # Part of a pipeline split over hosts: a reader on the other host is discovered after
+        # this half is up, so what the nodes publish before it matches is held, not lost.
+        common["hold_unmatched_s"] = SPLIT_HOLD_S
     window_us = model_window_us(model)
     # A recorded source played as fast as possible is played as fast as the pipeline keeps up:
     # the driver's flow control holds it back and the events travel reliably, so nothing is lost
@@ -119,12 +123,6 @@ def pipeline(
     events_qos = "reliable" if lossless else "sensor"
     # With the window length known, the driver reports its own work per window too.
     reporting = [s for s in registry.ENERGY_STAGES if window_us or s != "driver"]
-    # Where the pipeline continues on another host, a recording waits for its far end.
-    far_ends = [
-        topic
-        for stage, (topic, consumer) in STAGE_OUTPUTS.items()
-        if source in RECORDED_SOURCES and stage in stages and consumer not in stages
-    ]
     nodes = [
         _stage_spec(
             "driver",
@@ -141,8 +139,12 @@ def pipeline(
                 # A recording must not play into a graph that is not listening yet, here or
                 # on the host the pipeline continues on.
                 "wait_for_subscribers": 1 if source in RECORDED_SOURCES else 0,
-                "wait_for_topics": far_ends or [""],
-                "wait_for_energy_s": ENERGY_WAIT_S if far_ends and "energy" not in stages else 0.0,
+                "wait_for_topics": [
+                    topic
+                    for stage, (topic, consumer) in STAGE_OUTPUTS.items()
+                    if source in RECORDED_SOURCES and stage in stages and consumer not in stages
+                ]
+                or [""],
             },
         ),
         _stage_spec(

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from hsnn_perception.graph import (
-    ENERGY_WAIT_S,
     LAUNCH_ARGUMENTS,
+    SPLIT_HOLD_S,
     STAGE_NODES,
     parameters_from_file,
     pipeline,
@@ -230,14 +230,11 @@ def test_a_recorded_source_waits_for_the_far_end_of_a_split_pipeline():
     assert waits(("driver", "snn"), source="camera") == []  # a live source never waits
 
 
-def test_a_split_recording_waits_a_bounded_time_for_an_energy_aggregator_elsewhere():
-    def energy_wait(stages, source="rosbag"):
-        driver = {s.name: s for s in pipeline(stages=stages, source=source)}["event_driver"]
-        return driver.parameters["wait_for_energy_s"]
+def test_a_split_pipeline_holds_what_it_publishes_until_the_other_host_matches():
+    def holds(stages):
+        specs = [s for s in pipeline(stages=stages) if s.name in STAGE_NODES.values()]
+        return {s.name: s.parameters.get("hold_unmatched_s", 0.0) for s in specs}
 
-    assert energy_wait(("driver", "snn")) == ENERGY_WAIT_S  # the aggregator is elsewhere
-    # Every data stage here and no aggregator: one host run without energy reports.
-    assert energy_wait(("driver", "snn", "bridge", "classifier")) == 0.0
-    assert energy_wait(("driver", "snn", "bridge", "classifier", "energy")) == 0.0  # all here
-    assert energy_wait(("driver", "snn", "energy")) == 0.0  # here: the manager orders it first
-    assert energy_wait(("driver", "snn"), source="camera") == 0.0  # a live source never waits
+    assert set(holds(("driver", "snn")).values()) == {SPLIT_HOLD_S}
+    assert set(holds(("bridge", "classifier", "energy")).values()) == {SPLIT_HOLD_S}
+    assert set(holds(tuple(STAGE_NODES)).values()) == {0.0}  # one host: bring-up orders it

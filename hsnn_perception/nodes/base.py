@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import faulthandler
 import functools
+import math
 import os
 import signal
 import struct
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -126,6 +127,71 @@ def guarded_transition(
     return wrapper
 
 
+class HeldPublisher:
+    """A publisher that keeps what it is given while no subscriber is matched, for up to
+    ``hold_s`` after activation, and sends it in order once one is.
+
+    Where the reader runs on another host it is its own DDS participant, discovered some time
+    after this node is up (seconds, under load), and a volatile message sent before the match is
+    lost: the first windows of a recording played into a split pipeline were. Holding at each
+    producer makes the match that matters (this writer's) the one waited for. After the first
+    match, or once ``hold_s`` has passed, it is a plain publisher (what is still held is then
+    sent to nobody and counted by ``on_drop``)."""
+
+    CAPACITY = 256  # messages held at most (windows and reports: 40 s of 160 ms windows)
+
+    def __init__(self, publisher: Any, hold_s: float, on_drop: Callable[[int], None]) -> None:
+        self.publisher = publisher
+        self.hold_s = hold_s
+        self._on_drop = on_drop
+        self._held: deque[Any] = deque()
+        self._deadline: float | None = None  # None: not holding
+
+    def __getattr__(self, name: str) -> Any:  # topic_name, get_subscription_count, ...
+        return getattr(self.publisher, name)
+
+    @property
+    def holding(self) -> bool:
+        return self._deadline is not None
+
+    def arm(self) -> None:
+        """Start holding (on activation), unless a subscriber is matched already."""
+        if self.hold_s > 0 and self.publisher.get_subscription_count() == 0:
+            self._deadline = time.monotonic() + self.hold_s
+
+    def publish(self, msg: Any) -> None:
+        if self._deadline is not None and not self.poll():
+            if len(self._held) >= self.CAPACITY:
+                self._held.popleft()
+                self._on_drop(1)
+            self._held.append(msg)
+            return
+        self.publisher.publish(msg)
+
+    def poll(self) -> bool:
+        """Whether holding is over: a subscriber matched (what was held goes out now) or the
+        time is up (what was held is dropped)."""
+        if self._deadline is None:
+            return True
+        if self.publisher.get_subscription_count() > 0:
+            self._deadline = None
+            while self._held:
+                self.publisher.publish(self._held.popleft())
+            return True
+        if time.monotonic() >= self._deadline:
+            self._deadline = None
+            if self._held:
+                self._on_drop(len(self._held))
+                self._held.clear()
+            return True
+        return False
+
+    def disarm(self) -> None:
+        """Stop holding and forget what is held (deactivation)."""
+        self._deadline = None
+        self._held.clear()
+
+
 class HsnnNode(LifecycleNode):
     """Lifecycle node with counters that end up on /diagnostics.
 
@@ -142,7 +208,11 @@ class HsnnNode(LifecycleNode):
         self._managed_publishers: list[Any] = []
         self._active_subscriptions: list[Any] = []
         self._active_timers: list[Any] = []
+        self._held_publishers: list[HeldPublisher] = []
         self.declare_parameter("autostart", True)
+        # Where a publisher's readers run on another host (graph.pipeline sets it for a split
+        # pipeline): what it publishes before the first match is held this long (HeldPublisher).
+        self.declare("hold_unmatched_s", 0.0)
         self.declare_parameter("diagnostics_period_s", 1.0)
         self.counters: Counter[str] = Counter()
         self.last_errors: dict[str, str] = {}
@@ -348,11 +418,31 @@ class HsnnNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
     # lifecycle: entities owned per state ----
-    def managed_publisher(self, msg_type: type, topic: str, qos: QoSProfile) -> Any:
-        """A lifecycle publisher (silent unless active), destroyed on cleanup."""
+    def managed_publisher(
+        self, msg_type: type, topic: str, qos: QoSProfile, hold: bool = False
+    ) -> Any:
+        """A lifecycle publisher (silent unless active), destroyed on cleanup. With ``hold``
+        (a topic read on another host in a split pipeline) it is a :class:`HeldPublisher` for
+        ``hold_unmatched_s``."""
         publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
         self._managed_publishers.append(publisher)
-        return publisher
+        hold_s = float(self.param("hold_unmatched_s")) if hold else 0.0
+        if not (hold_s > 0 and math.isfinite(hold_s)):  # a bad value holds nothing
+            return publisher
+        held = HeldPublisher(publisher, hold_s, lambda n: self.count("dropped.unmatched", n))
+        self._held_publishers.append(held)
+        return held
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        for held in self._held_publishers:
+            held.arm()
+        if any(held.holding for held in self._held_publishers):
+            self.active_timer(0.05, self._poll_held)
+        return super().on_activate(state)
+
+    def _poll_held(self) -> None:
+        for held in self._held_publishers:
+            held.poll()
 
     def active_subscription(
         self,
@@ -393,6 +483,8 @@ class HsnnNode(LifecycleNode):
         return timer
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        for held in self._held_publishers:
+            held.disarm()
         for timer in self._active_timers:
             self.destroy_timer(timer)
         self._active_timers.clear()
@@ -405,6 +497,7 @@ class HsnnNode(LifecycleNode):
         for publisher in self._managed_publishers:
             self.destroy_lifecycle_publisher(publisher)
         self._managed_publishers.clear()
+        self._held_publishers.clear()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: State) -> TransitionCallbackReturn:

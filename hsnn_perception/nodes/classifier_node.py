@@ -132,8 +132,12 @@ class ClassifierNode(HsnnNode):
             meter=meter_for(str(self._backend.device)),
             model_device=self._energy_model_device,
         )
-        self._pub = self.managed_publisher(Classification, CLASSIFICATION, reliable_qos(50))
-        self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        self._pub = self.managed_publisher(
+            Classification, CLASSIFICATION, reliable_qos(50), hold=True
+        )
+        self._energy_pub = self.managed_publisher(
+            EnergyReport, ENERGY, reliable_qos(100), hold=True
+        )
         return TransitionCallbackReturn.SUCCESS
 
     @guarded_transition

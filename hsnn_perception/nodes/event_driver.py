@@ -119,10 +119,6 @@ class EventDriverNode(HsnnNode):
         # ... and until each of these topics has a subscriber: where the pipeline continues on
         # another host (graph.pipeline with `stages`), its far end (e.g. "snn/spikes").
         p("wait_for_topics", [""])
-        # ... and, for up to this long, until the energy aggregator is matched (0: not at all).
-        # Where it runs on another host it may be discovered after the far end above, and the
-        # first window's report would be lost; bounded, as a split pipeline may have none.
-        p("wait_for_energy_s", 0.0)
         p("settle_s", 0.5)
         # The model's window length in sensor time (graph.pipeline sets it from the bundle): the
         # driver then reports its own work per window on the energy topic (stage "driver").
@@ -154,8 +150,6 @@ class EventDriverNode(HsnnNode):
         self._wait_for_subscribers = 0
         self._wait_for_topics: list[str] = []  # resolved names
         self._settle_s = 0.0
-        self._wait_for_energy_s = 0.0
-        self._energy_wait_since: float | None = None  # since when the driver waits for it
         # Set at activate: waiting for subscribers, then playing.
         self._ready_since: float | None = None  # when enough subscribers matched (monotonic s)
         self._playing = False
@@ -188,7 +182,6 @@ class EventDriverNode(HsnnNode):
             self._max_packets_per_tick = self.checked("max_packets_per_tick", _positive, ">= 1")
             self._wait_for_subscribers = self.checked("wait_for_subscribers", _not_negative, ">= 0")
             self._settle_s = self.checked("settle_s", _time, "finite, >= 0")
-            self._wait_for_energy_s = self.checked("wait_for_energy_s", _time, "finite, >= 0")
             self._wait_for_topics = [
                 self.resolve_topic_name(str(t)) for t in self.param("wait_for_topics") if t
             ]
@@ -229,9 +222,11 @@ class EventDriverNode(HsnnNode):
             self.reject("source", f"cannot open {source} source: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._events_pub = self.managed_publisher(self._event_msg, EVENTS, qos)
-        self._labels_pub = self.managed_publisher(GestureLabel, LABELS, reliable_qos(100))
+        self._labels_pub = self.managed_publisher(
+            GestureLabel, LABELS, reliable_qos(100), hold=True
+        )
         self._energy_pub = (
-            self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
+            self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100), hold=True)
             if self._work is not None
             else None
         )
@@ -250,9 +245,8 @@ class EventDriverNode(HsnnNode):
 
     @guarded_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        waits = self._wait_for_subscribers > 0 or self._wait_for_topics or self._wait_for_energy_s
+        waits = self._wait_for_subscribers > 0 or self._wait_for_topics
         self._ready_since = None if waits else -1e9
-        self._energy_wait_since = None
         self._playing = False
         if self._flow is not None:
             self.active_subscription(
@@ -367,30 +361,12 @@ class EventDriverNode(HsnnNode):
                 return False
             if any(self.count_subscribers(topic) < 1 for topic in self._wait_for_topics):
                 return False
-            if not self._energy_matched():
-                return False
             self._ready_since = time.monotonic()
         if time.monotonic() - self._ready_since < self._settle_s:
             return False
         if not self._playing:
             self._playing = True
             self._pacer.reset()
-        return True
-
-    def _energy_matched(self) -> bool:
-        """Whether the energy reports have their aggregator, or waiting for one is over."""
-        if self._energy_pub is None or self._wait_for_energy_s <= 0:
-            return True
-        if self._energy_pub.get_subscription_count() > 0:
-            return True
-        now = time.monotonic()
-        if self._energy_wait_since is None:
-            self._energy_wait_since = now
-        if now - self._energy_wait_since < self._wait_for_energy_s:
-            return False
-        self.get_logger().warning(
-            f"no energy aggregator matched in {self._wait_for_energy_s:g} s: playing without one"
-        )
         return True
 
     def _tick(self) -> None:

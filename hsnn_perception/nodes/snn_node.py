@@ -227,8 +227,10 @@ class SnnFeatureNode(HsnnNode):
         self._decoder = PacketStreamDecoder(max_events=max_packet_events)
         # The event front end's kernels too (numba: compiled once, then loaded from its cache).
         warm_up_front_end()
-        self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20))
-        self._energy_pub = self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100))
+        self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20), hold=True)
+        self._energy_pub = self.managed_publisher(
+            EnergyReport, ENERGY, reliable_qos(100), hold=True
+        )
         self._debug_pub = None
         if debug_image:
             from sensor_msgs.msg import Image  # only where the debug image is wanted

@@ -171,60 +171,35 @@ def test_flow_control_holds_a_recording_until_its_windows_are_classified(ros, tm
     assert [p.seq for p in packets] == list(range(len(packets))), "nothing lost or reordered"
 
 
-def test_a_recording_waits_for_the_energy_aggregator_within_its_bound(ros, tmp_path):
-    """wait_for_energy_s (a split pipeline's driver): the recording is held while its energy
-    reports would have no aggregator (one on another host may be discovered later than the data's
-    far end), plays once one is matched, and the first window's report reaches it."""
+def test_reports_published_before_their_reader_matches_are_held_not_lost(ros, tmp_path):
+    """hold_unmatched_s (set for a split pipeline): the energy reader, on another host in a
+    deployment, is discovered after the driver plays; the first window's report still reaches it,
+    and the events are not held back for it."""
     from hsnn_perception.msg import EnergyReport
 
-    ns = f"drv_energy_{random.randint(0, 10**6)}"
+    ns = f"drv_held_{random.randint(0, 10**6)}"
     probe = Probe(ns)
     packets: list[EventPacket] = []
     probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
     params = {
         "source": "synthetic",
-        "num_samples": 2,
+        "num_samples": 3,
         "width": 32,
         "height": 32,
-        "speed": 0.0,
+        "speed": 1.0,
         "wait_for_subscribers": 1,
-        "wait_for_energy_s": 60.0,
-        "settle_s": 0.2,
+        "hold_unmatched_s": 60.0,
         "window_us": 160_000,
     }
     with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
-        active = lambda: probe.diag("event_driver").get("lifecycle_state") == "active"  # noqa: E731
-        assert probe.spin_until(active, 60), group.log("event_driver")
-        probe.spin_until(lambda: False, 2.0)
-        assert packets == [], "played before its energy reports had an aggregator"
+        done = lambda: probe.diag("event_driver").get("source_finished") == "True"  # noqa: E731
+        assert probe.spin_until(done, 60), group.log("event_driver")
+        assert packets, "the events were held back"
         reports: list[EnergyReport] = []
         probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(100))
-        assert probe.spin_until(lambda: len(reports) >= 2, 60), group.log("event_driver")
-        assert packets
+        assert probe.spin_until(lambda: len(reports) >= 3, 60), group.log("event_driver")
+        assert sorted(r.window_id for r in reports)[:3] == [0, 1, 2]
         assert {r.stage for r in reports} == {"driver"}
-        assert min(r.window_id for r in reports) == 0, "the first window's report arrived"
-
-
-def test_a_recording_plays_without_an_energy_aggregator_once_the_bound_has_passed(ros, tmp_path):
-    ns = f"drv_noenergy_{random.randint(0, 10**6)}"
-    probe = Probe(ns)
-    packets: list[EventPacket] = []
-    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
-    params = {
-        "source": "synthetic",
-        "num_samples": 2,
-        "width": 32,
-        "height": 32,
-        "speed": 0.0,
-        "wait_for_subscribers": 1,
-        "wait_for_energy_s": 1.0,
-        "window_us": 160_000,
-    }
-    with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
-        assert probe.spin_until(lambda: len(packets) > 0, 60), group.log("event_driver")
-        assert "no energy aggregator matched in 1 s: playing without one" in group.log(
-            "event_driver"
-        )
 
 
 def test_unknown_encoding_is_refused_at_configure(ros, tmp_path):

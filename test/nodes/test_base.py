@@ -1,0 +1,98 @@
+"""nodes.base.HeldPublisher alone (a stand-in publisher isolates the unit; the DDS behaviour is
+test_event_driver.py's held-reports test)."""
+
+from __future__ import annotations
+
+import time
+
+from hsnn_perception.nodes.base import HeldPublisher
+
+
+class Recorder:
+    """What a publisher was given, and how many subscribers it has matched."""
+
+    topic_name = "/t"
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+        self.matched = 0
+
+    def publish(self, msg: int) -> None:
+        self.sent.append(msg)
+
+    def get_subscription_count(self) -> int:
+        return self.matched
+
+
+def test_held_until_a_subscriber_matches_then_sent_in_order():
+    pub, dropped = Recorder(), []
+    held = HeldPublisher(pub, 60.0, dropped.append)
+    held.arm()
+    for k in range(3):
+        held.publish(k)
+    assert pub.sent == [] and held.holding
+    assert held.topic_name == "/t"  # the rest of the publisher shows through
+    pub.matched = 1
+    held.poll()
+    assert pub.sent == [0, 1, 2] and not held.holding
+    held.publish(3)
+    assert pub.sent == [0, 1, 2, 3] and dropped == []
+
+
+def test_a_match_at_publish_time_sends_what_was_held_first():
+    pub = Recorder()
+    held = HeldPublisher(pub, 60.0, lambda n: None)
+    held.arm()
+    held.publish("a")
+    pub.matched = 1
+    held.publish("b")
+    assert pub.sent == ["a", "b"]
+
+
+def test_nothing_held_when_matched_at_activation_or_hold_is_zero():
+    pub = Recorder()
+    pub.matched = 1
+    held = HeldPublisher(pub, 60.0, lambda n: None)
+    held.arm()
+    assert not held.holding
+    idle = Recorder()
+    never = HeldPublisher(idle, 0.0, lambda n: None)
+    never.arm()
+    never.publish(1)
+    assert idle.sent == [1]
+
+
+def test_after_the_hold_what_is_held_is_counted_dropped_and_publishing_goes_on():
+    pub, dropped = Recorder(), []
+    held = HeldPublisher(pub, 0.05, dropped.append)
+    held.arm()
+    held.publish(1)
+    held.publish(2)
+    time.sleep(0.06)
+    assert held.poll()
+    assert dropped == [2] and not held.holding
+    held.publish(3)
+    assert pub.sent == [3]
+
+
+def test_at_capacity_the_oldest_is_dropped():
+    pub, dropped = Recorder(), []
+    held = HeldPublisher(pub, 60.0, dropped.append)
+    held.arm()
+    for k in range(HeldPublisher.CAPACITY + 2):
+        held.publish(k)
+    assert sum(dropped) == 2
+    pub.matched = 1
+    held.poll()
+    assert pub.sent == list(range(2, HeldPublisher.CAPACITY + 2))
+
+
+def test_deactivation_forgets_what_is_held():
+    pub = Recorder()
+    held = HeldPublisher(pub, 60.0, lambda n: None)
+    held.arm()
+    held.publish(1)
+    held.disarm()
+    pub.matched = 1
+    held.poll()
+    assert pub.sent == [] and not held.holding
