@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from hsnn_perception.graph import NodeSpec, ParametersFile, pipeline, qualified_name
+from hsnn_perception.graph import STAGE_NODES, NodeSpec, ParametersFile, pipeline, qualified_name
 
 
 def build_nodes(
@@ -74,6 +74,7 @@ def spin_composed(
         args,
         until,
         thread_per_node=True,
+        event_streams=any(spec.name == STAGE_NODES["driver"] for spec in specs),
     )
 
 

@@ -15,7 +15,8 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -694,16 +695,43 @@ def destroy_nodes(nodes: list[Any]) -> None:
     rclpy.try_shutdown()
 
 
+# Fast DDS transports for a process that publishes event streams (fastdds_event_streams.xml).
+FASTDDS_EVENT_STREAMS = Path(__file__).with_name("fastdds_event_streams.xml")
+FASTDDS_CONFIGURATION = (
+    "FASTDDS_DEFAULT_PROFILES_FILE",
+    "FASTRTPS_DEFAULT_PROFILES_FILE",
+    "FASTDDS_BUILTIN_TRANSPORTS",
+)
+
+
+def event_stream_transport(env: MutableMapping[str, str] = os.environ) -> str | None:
+    """Give Fast DDS the event-stream profile (a larger shared-memory segment) in ``env``, the
+    environment of a process about to create its participant, and return the file; None where
+    the environment already configures Fast DDS (the user's choice wins), another RMW is chosen,
+    or ``HSNN_FASTDDS_PROFILE`` is set empty. ``HSNN_FASTDDS_PROFILE=FILE`` uses FILE instead."""
+    if not env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith("rmw_fastrtps"):
+        return None
+    if any(env.get(name) for name in FASTDDS_CONFIGURATION):
+        return None
+    profile = env.get("HSNN_FASTDDS_PROFILE", str(FASTDDS_EVENT_STREAMS))
+    if not profile:
+        return None
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+    return profile
+
+
 def run_nodes(
     build: Callable[[], list[Any]],
     args: list[str] | None = None,
     until: Callable[[], bool] | None = None,
     *,
     thread_per_node: bool = False,
+    event_streams: bool = False,
 ) -> int:
     """Run the nodes ``build()`` makes (:func:`spin_nodes`) until a signal, shutdown or
     ``until()``; exit within SHUTDOWN_GRACE_S of a signal with status 0; never outlive the parent
-    process. The ``main`` of every node executable and of the composed runner."""
+    process. The ``main`` of every node executable and of the composed runner. A process that
+    publishes event streams (``event_streams``) gets :func:`event_stream_transport`."""
     from rclpy.signals import SignalHandlerOptions
 
     die_with_parent()
@@ -712,6 +740,8 @@ def run_nodes(
     # for the GIL up to this long while another thread of the process computes: 1 ms, not
     # Python's 5 ms, so a hop does not wait on another thread's work.
     sys.setswitchinterval(GIL_SWITCH_S)
+    if event_streams:
+        event_stream_transport()  # before rclpy creates the process's participant
     nodes: list[Any] = []
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -723,6 +753,8 @@ def run_nodes(
     return 0
 
 
-def run_node(node_class: type[Any], args: list[str] | None = None) -> int:
+def run_node(
+    node_class: type[Any], args: list[str] | None = None, *, event_streams: bool = False
+) -> int:
     """``main`` of a node executable (see :func:`run_nodes`)."""
-    return run_nodes(lambda: [node_class()], args)
+    return run_nodes(lambda: [node_class()], args, event_streams=event_streams)

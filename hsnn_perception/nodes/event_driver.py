@@ -527,7 +527,8 @@ class EventDriverNode(HsnnNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(EventDriverNode, args)
+    # The events go out in large best-effort messages: Fast DDS's larger shared-memory segment.
+    return run_node(EventDriverNode, args, event_streams=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """nodes.base.HeldPublisher alone (a stand-in publisher isolates the unit; the DDS behaviour is
-test_event_driver.py's held-reports test)."""
+test_event_driver.py's held-reports test) and the event-stream transport's choice of environment
+(the process it configures: test_event_driver.py's shared-memory segment test)."""
 
 from __future__ import annotations
 
 import time
 
-from hsnn_perception.nodes.base import HeldPublisher
+from hsnn_perception.nodes.base import FASTDDS_EVENT_STREAMS, HeldPublisher, event_stream_transport
 
 
 class Recorder:
@@ -96,3 +97,33 @@ def test_deactivation_forgets_what_is_held():
     pub.matched = 1
     held.poll()
     assert pub.sent == [] and not held.holding
+
+
+def test_the_event_stream_profile_is_used_where_nothing_configures_fast_dds():
+    env: dict[str, str] = {}
+    assert event_stream_transport(env) == str(FASTDDS_EVENT_STREAMS)
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(FASTDDS_EVENT_STREAMS)
+    assert FASTDDS_EVENT_STREAMS.is_file()
+    text = FASTDDS_EVENT_STREAMS.read_text()
+    assert "<segment_size>8388608</segment_size>" in text
+
+
+def test_the_users_fast_dds_configuration_wins():
+    for name in (
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        "FASTRTPS_DEFAULT_PROFILES_FILE",
+        "FASTDDS_BUILTIN_TRANSPORTS",
+    ):
+        env = {name: "theirs"}
+        assert event_stream_transport(env) is None
+        assert env == {name: "theirs"}
+
+
+def test_the_profile_can_be_chosen_or_switched_off_and_other_rmws_are_left_alone():
+    env = {"HSNN_FASTDDS_PROFILE": "/etc/mine.xml"}
+    assert event_stream_transport(env) == "/etc/mine.xml"
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/mine.xml"
+    off = {"HSNN_FASTDDS_PROFILE": ""}
+    assert event_stream_transport(off) is None and "FASTDDS_DEFAULT_PROFILES_FILE" not in off
+    cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
+    assert event_stream_transport(cyclone) is None and len(cyclone) == 1

@@ -4,7 +4,10 @@ the node stays up."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +16,10 @@ from rosgraph_msgs.msg import Clock
 
 from hsnn_perception.core.events.codecs import decode_packet, make_events
 from hsnn_perception.core.sources.dv import write_aedat4
+from hsnn_perception.graph import pipeline
+from hsnn_perception.launcher import ProcessGroup
 from hsnn_perception.msg import EventPacket
-from hsnn_perception.nodes.base import reliable_qos, sensor_qos
+from hsnn_perception.nodes.base import FASTDDS_CONFIGURATION, reliable_qos, sensor_qos
 from hsnn_perception.tools.monitor import LifecycleClient
 
 from .test_bad_input import Probe, start
@@ -200,6 +205,40 @@ def test_reports_published_before_their_reader_matches_are_held_not_lost(ros, tm
         assert probe.spin_until(lambda: len(reports) >= 3, 60), group.log("event_driver")
         assert sorted(r.window_id for r in reports)[:3] == [0, 1, 2]
         assert {r.stage for r in reports} == {"driver"}
+
+
+def shared_memory_segments(pid: int) -> list[int]:
+    """Sizes of the Fast DDS shared-memory segments mapped by process ``pid``."""
+    sizes = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and re.fullmatch(r"/dev/shm/fastdds_[0-9a-f]+", fields[5]):
+            low, high = (int(x, 16) for x in fields[0].split("-"))
+            sizes.append(high - low)
+    return sizes
+
+
+@pytest.mark.parametrize("profile", ["shipped", "off"])
+def test_the_driver_process_gets_the_event_stream_transport(ros, tmp_path, profile):
+    """The driver's participant has the 8 MiB shared-memory segment of
+    fastdds_event_streams.xml (Fast DDS's own is 512 KiB: 1-9 % of 1 ms packets lost at 20 M
+    events/s, bench/throughput.py); HSNN_FASTDDS_PROFILE="" leaves Fast DDS's default."""
+    configured = [name for name in FASTDDS_CONFIGURATION if os.environ.get(name)]
+    if configured:
+        pytest.skip(f"this environment configures Fast DDS itself ({', '.join(configured)})")
+    env = {"HSNN_FASTDDS_PROFILE": ""} if profile == "off" else {}
+    ns = f"drv_shm_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    specs = pipeline(stages=["driver"], overrides={"event_driver": {"source": "synthetic"}})
+    with ProcessGroup(specs, namespace=ns, env=env, log_dir=tmp_path).start() as group:
+        active = lambda: probe.diag("event_driver").get("lifecycle_state") == "active"  # noqa: E731
+        assert probe.spin_until(active, 60), group.log("event_driver")
+        segments = shared_memory_segments(group.procs["event_driver"].pid)
+    assert segments, "no Fast DDS shared-memory segment mapped"
+    if profile == "shipped":
+        assert max(segments) >= 8 * 2**20, segments
+    else:
+        assert max(segments) < 2**20, segments
 
 
 def test_unknown_encoding_is_refused_at_configure(ros, tmp_path):
