@@ -108,7 +108,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def run(bag: Path, enc: str, n_events: int, first: int, last: int, opts: Any, tmp: Path) -> dict:
+def run(
+    bag: Path,
+    enc: str,
+    n_events: int,
+    first: int,
+    last: int,
+    opts: Any,
+    tmp: Path,
+    transport: str = "shipped",
+) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -162,7 +171,10 @@ def run(bag: Path, enc: str, n_events: int, first: int, last: int, opts: Any, tm
     cpu0: dict[str, float] = {}
     cpu1: dict[str, float] = {}
     wall = [0.0, 0.0]
-    with ProcessGroup(specs, namespace=ns, log_dir=tmp) as group:
+    # "default": Fast DDS's own transports (512 KiB shared-memory segment), the peer of
+    # "shipped" (the driver's nodes/fastdds_event_streams.xml, what a launch gives it).
+    env = {"HSNN_FASTDDS_PROFILE": ""} if transport == "default" else {}
+    with ProcessGroup(specs, namespace=ns, log_dir=tmp, env=env) as group:
         pids = {stage: group.procs[STAGE_NODES[stage]].pid for stage in names}
         deadline = time.monotonic() + opts.seconds * 6 + 90
         while time.monotonic() < deadline:
@@ -249,7 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--merge-us", type=int, default=0, help="the driver's merge_us (0: packets as recorded)"
     )
+    ap.add_argument(
+        "--transports",
+        nargs="+",
+        choices=("shipped", "default"),
+        default=["shipped"],
+        help="the driver's Fast DDS transports, each case run with each (interleaved): shipped "
+        "(8 MiB shared-memory segment, as launched) and/or default (Fast DDS's 512 KiB)",
+    )
     opts = ap.parse_args(argv)
+    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        if os.environ.get(name):
+            print(f"note: {name} is set: it, not --transports, decides the driver's transports")
     events, width, height = real_events(opts.raw)
     print(
         f"{opts.raw.name}: {events.size} events {width}x{height} over "
@@ -260,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     cols = (
         "Mev/s",
         "enc",
+        "transport",
         "pace",
         "late ms",
         "pkts pub/recv",
@@ -279,27 +303,34 @@ def main(argv: list[str] | None = None) -> int:
             for enc in opts.encodings:
                 bag = tmp / f"tp_{int(rate)}_{enc}.mcap"
                 n, first, last = make_bag(bag, events, width, height, rate, opts, enc)
-                r = run(bag, enc, n, first, last, opts, tmp)
-                cpu = "/".join(f"{r['cpu'][s]:.0%}" for s in FLOW)
-                lost = ", ".join(f"{k}={v}" for k, v in sorted(r["lost"].items())) or "0"
-                row = (
-                    f"{rate / 1e6:g}",
-                    enc,
-                    f"{r['pace']:.3f}",
-                    f"{r['late_max_ms']:.0f}",
-                    f"{r['pkts_pub']}/{r['pkts_recv']}",
-                    f"{r['ev_pub'] / 1e6:.2f}/{r['ev_recv'] / 1e6:.2f}",
-                    f"{r['win_expected']}/{r['win_snn']}/{r['classified']}",
-                    cpu,
-                    f"{r['ev_pub'] / opts.seconds / max(r['cpu']['driver'], 1e-9) / 1e6:.0f}",
-                    lost,
-                    limit(r),
-                )
-                print(" | ".join(row), flush=True)
+                for transport in opts.transports:
+                    r = run(bag, enc, n, first, last, opts, tmp, transport)
+                    report(rate, enc, transport, r, opts.seconds)
                 shutil.rmtree(bag, ignore_errors=True)  # a bag is a folder or one file
                 bag.unlink(missing_ok=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
+
+
+def report(rate: float, enc: str, transport: str, r: dict, seconds: float) -> None:
+    """One row of the table."""
+    cpu = "/".join(f"{r['cpu'][s]:.0%}" for s in FLOW)
+    lost = ", ".join(f"{k}={v}" for k, v in sorted(r["lost"].items())) or "0"
+    row = (
+        f"{rate / 1e6:g}",
+        enc,
+        transport,
+        f"{r['pace']:.3f}",
+        f"{r['late_max_ms']:.0f}",
+        f"{r['pkts_pub']}/{r['pkts_recv']}",
+        f"{r['ev_pub'] / 1e6:.2f}/{r['ev_recv'] / 1e6:.2f}",
+        f"{r['win_expected']}/{r['win_snn']}/{r['classified']}",
+        cpu,
+        f"{r['ev_pub'] / seconds / max(r['cpu']['driver'], 1e-9) / 1e6:.0f}",
+        lost,
+        limit(r),
+    )
+    print(" | ".join(row), flush=True)
 
 
 if __name__ == "__main__":
