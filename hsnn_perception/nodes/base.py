@@ -144,6 +144,11 @@ class HeldPublisher:
     def __init__(self, publisher: Any, hold_s: float, on_drop: Callable[[int], None]) -> None:
         self.publisher = publisher
         self.hold_s = hold_s
+        # No more than the writer's history keeps: what is held goes out at once on the match,
+        # and a keep-last history would drop the oldest of a larger burst without a count.
+        qos = getattr(publisher, "qos_profile", None)
+        depth = int(getattr(qos, "depth", 0) or 0)
+        self.capacity = min(self.CAPACITY, depth) if depth > 0 else self.CAPACITY
         self._on_drop = on_drop
         self._held: deque[Any] = deque()
         self._deadline: float | None = None  # None: not holding
@@ -162,7 +167,7 @@ class HeldPublisher:
 
     def publish(self, msg: Any) -> None:
         if self._deadline is not None and not self.poll():
-            if len(self._held) >= self.CAPACITY:
+            if len(self._held) >= self.capacity:
                 self._held.popleft()
                 self._on_drop(1)
             self._held.append(msg)

@@ -127,3 +127,19 @@ def test_the_profile_can_be_chosen_or_switched_off_and_other_rmws_are_left_alone
     assert event_stream_transport(off) is None and "FASTDDS_DEFAULT_PROFILES_FILE" not in off
     cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
     assert event_stream_transport(cyclone) is None and len(cyclone) == 1
+
+
+def test_no_more_is_held_than_the_writers_history_keeps():
+    class Keeps20(Recorder):
+        class qos_profile:  # noqa: N801 - the attribute rclpy's Publisher has
+            depth = 20
+
+    pub, dropped = Keeps20(), []
+    held = HeldPublisher(pub, 60.0, dropped.append)
+    held.arm()
+    for k in range(25):
+        held.publish(k)
+    assert held.capacity == 20 and sum(dropped) == 5
+    pub.matched = 1
+    held.poll()
+    assert pub.sent == list(range(5, 25))
