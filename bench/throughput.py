@@ -270,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         "(8 MiB shared-memory segment, as launched) and/or default (Fast DDS's 512 KiB)",
     )
     opts = ap.parse_args(argv)
-    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+    from hsnn_perception.nodes.base import FASTDDS_CONFIGURATION
+
+    for name in FASTDDS_CONFIGURATION:  # where set, the driver leaves its profile out
         if os.environ.get(name):
             print(f"note: {name} is set: it, not --transports, decides the driver's transports")
     events, width, height = real_events(opts.raw)

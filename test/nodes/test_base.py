@@ -25,10 +25,17 @@ class Recorder:
         return self.matched
 
 
-def test_held_until_a_subscriber_matches_then_sent_in_order():
-    pub, dropped = Recorder(), []
-    held = HeldPublisher(pub, 60.0, dropped.append)
+def armed(pub: Recorder | None = None, hold_s: float = 60.0):
+    """(publisher, HeldPublisher on it, activated, list of what it counted as dropped)."""
+    pub = Recorder() if pub is None else pub
+    dropped: list[int] = []
+    held = HeldPublisher(pub, hold_s, dropped.append)
     held.arm()
+    return pub, held, dropped
+
+
+def test_held_until_a_subscriber_matches_then_sent_in_order():
+    pub, held, dropped = armed()
     for k in range(3):
         held.publish(k)
     assert pub.sent == [] and held.holding
@@ -41,9 +48,7 @@ def test_held_until_a_subscriber_matches_then_sent_in_order():
 
 
 def test_a_match_at_publish_time_sends_what_was_held_first():
-    pub = Recorder()
-    held = HeldPublisher(pub, 60.0, lambda n: None)
-    held.arm()
+    pub, held, _ = armed()
     held.publish("a")
     pub.matched = 1
     held.publish("b")
@@ -51,22 +56,16 @@ def test_a_match_at_publish_time_sends_what_was_held_first():
 
 
 def test_nothing_held_when_matched_at_activation_or_hold_is_zero():
-    pub = Recorder()
-    pub.matched = 1
-    held = HeldPublisher(pub, 60.0, lambda n: None)
-    held.arm()
-    assert not held.holding
-    idle = Recorder()
-    never = HeldPublisher(idle, 0.0, lambda n: None)
-    never.arm()
+    matched = Recorder()
+    matched.matched = 1
+    assert not armed(matched)[1].holding
+    idle, never, _ = armed(hold_s=0.0)
     never.publish(1)
     assert idle.sent == [1]
 
 
 def test_after_the_hold_what_is_held_is_counted_dropped_and_publishing_goes_on():
-    pub, dropped = Recorder(), []
-    held = HeldPublisher(pub, 0.05, dropped.append)
-    held.arm()
+    pub, held, dropped = armed(hold_s=0.05)
     held.publish(1)
     held.publish(2)
     time.sleep(0.06)
@@ -77,9 +76,7 @@ def test_after_the_hold_what_is_held_is_counted_dropped_and_publishing_goes_on()
 
 
 def test_at_capacity_the_oldest_is_dropped():
-    pub, dropped = Recorder(), []
-    held = HeldPublisher(pub, 60.0, dropped.append)
-    held.arm()
+    pub, held, dropped = armed()
     for k in range(HeldPublisher.CAPACITY + 2):
         held.publish(k)
     assert sum(dropped) == 2
@@ -88,10 +85,22 @@ def test_at_capacity_the_oldest_is_dropped():
     assert pub.sent == list(range(2, HeldPublisher.CAPACITY + 2))
 
 
+def test_no_more_is_held_than_the_writers_history_keeps():
+    class Keeps20(Recorder):
+        class qos_profile:  # noqa: N801 - the attribute rclpy's Publisher has
+            depth = 20
+
+    pub, held, dropped = armed(Keeps20())
+    for k in range(25):
+        held.publish(k)
+    assert held.capacity == 20 and sum(dropped) == 5
+    pub.matched = 1
+    held.poll()
+    assert pub.sent == list(range(5, 25))
+
+
 def test_deactivation_forgets_what_is_held():
-    pub = Recorder()
-    held = HeldPublisher(pub, 60.0, lambda n: None)
-    held.arm()
+    pub, held, _ = armed()
     held.publish(1)
     held.disarm()
     pub.matched = 1
@@ -127,19 +136,3 @@ def test_the_profile_can_be_chosen_or_switched_off_and_other_rmws_are_left_alone
     assert event_stream_transport(off) is None and "FASTDDS_DEFAULT_PROFILES_FILE" not in off
     cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
     assert event_stream_transport(cyclone) is None and len(cyclone) == 1
-
-
-def test_no_more_is_held_than_the_writers_history_keeps():
-    class Keeps20(Recorder):
-        class qos_profile:  # noqa: N801 - the attribute rclpy's Publisher has
-            depth = 20
-
-    pub, dropped = Keeps20(), []
-    held = HeldPublisher(pub, 60.0, dropped.append)
-    held.arm()
-    for k in range(25):
-        held.publish(k)
-    assert held.capacity == 20 and sum(dropped) == 5
-    pub.matched = 1
-    held.poll()
-    assert pub.sent == list(range(5, 25))
