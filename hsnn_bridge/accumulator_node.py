@@ -18,8 +18,8 @@ from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import BridgeStage
 from hsnn_perception.core.io.spike_codec import SpikeCodecError, decode_spikes
 from hsnn_perception.core.registry import node_name
-from hsnn_perception.graph import ENERGY, SPIKES, SPIKES_TENSOR, TENSORS
-from hsnn_perception.msg import EnergyReport, TensorList
+from hsnn_perception.graph import SPIKES, SPIKES_TENSOR, TENSORS
+from hsnn_perception.msg import TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
 from hsnn_perception.nodes.conversions import (
     MessageFieldError,
@@ -97,9 +97,7 @@ class AccumulatorBridgeNode(HsnnNode):
         self.output_name = str(self.param("output_name")) or self.bundle.ann_input_name
         self._stage = BridgeStage(interval, cpu_meter(), energy_per_add_j)
         self._pub = self.managed_publisher(TensorList, TENSORS, reliable_qos(20), hold=True)
-        self._energy_pub = self.managed_publisher(
-            EnergyReport, ENERGY, reliable_qos(100), hold=True
-        )
+        self._energy_pub = self.energy_publisher()
         self.get_logger().info(
             f"accumulating {self.bundle.timesteps} steps in intervals of {interval} -> "
             f"{self.bundle.timesteps // interval} frames as {self.output_name!r}"

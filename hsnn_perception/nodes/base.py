@@ -34,7 +34,7 @@ from rclpy.qos import (
 )
 
 from hsnn_perception.core.errors import ConfigurationError
-from hsnn_perception.graph import DIAGNOSTICS
+from hsnn_perception.graph import DIAGNOSTICS, ENERGY
 
 # bench/hops.py: with HSNN_HOP_TRACE set to a directory, every node of a process appends
 # "<node> <point> <key> <host ns> [<extra>]" lines to one file there (where a message waits
@@ -91,6 +91,10 @@ def reliable_qos(depth: int = 50) -> QoSProfile:
 
 
 EVENT_QOS = ("sensor", "reliable")
+# How long an energy report waits after its window's data message (DeferredPublisher): longer
+# than a data hop takes (about 1-3 ms on loopback), far shorter than a window.
+REPORT_DELAY_S = 0.005
+MAX_REPORT_DELAY_S = 10.0
 
 
 def event_qos(kind: str, depth: int) -> QoSProfile:
@@ -152,6 +156,8 @@ class HeldPublisher:
         self._on_drop = on_drop
         self._held: deque[Any] = deque()
         self._deadline: float | None = None  # None: not holding
+        # publish() runs on a node's worker or report thread, poll() on its executor.
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:  # topic_name, get_subscription_count, ...
         return getattr(self.publisher, name)
@@ -166,17 +172,22 @@ class HeldPublisher:
             self._deadline = time.monotonic() + self.hold_s
 
     def publish(self, msg: Any) -> None:
-        if self._deadline is not None and not self.poll():
-            if len(self._held) >= self.capacity:
-                self._held.popleft()
-                self._on_drop(1)
-            self._held.append(msg)
-            return
+        with self._lock:
+            if self._deadline is not None and not self._poll():
+                if len(self._held) >= self.capacity:
+                    self._held.popleft()
+                    self._on_drop(1)
+                self._held.append(msg)
+                return
         self.publisher.publish(msg)
 
     def poll(self) -> bool:
         """Whether holding is over: a subscriber matched (what was held goes out now) or the
         time is up (what was held is dropped)."""
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> bool:
         if self._deadline is None:
             return True
         if self.publisher.get_subscription_count() > 0:
@@ -194,8 +205,89 @@ class HeldPublisher:
 
     def disarm(self) -> None:
         """Stop holding and forget what is held (deactivation)."""
-        self._deadline = None
-        self._held.clear()
+        with self._lock:
+            self._deadline = None
+            self._held.clear()
+
+
+class DeferredPublisher:
+    """A publisher that sends each message ``delay_s`` after :meth:`publish`, in order, from a
+    thread of its own.
+
+    For what is off the data path (energy reports): sent at once, a report's building and
+    publishing, and the aggregator it wakes, compete with the next stage for the CPU at the very
+    moment that stage's input arrives (on 2 cores, every data hop was 0.3-0.5 ms slower for it,
+    bench/hops.py). ``flush`` sends what waits now (deactivation, shutdown); a publish that fails
+    is reported through ``on_error`` and the next one is still sent."""
+
+    def __init__(
+        self, publisher: Any, delay_s: float, on_error: Callable[[BaseException], None]
+    ) -> None:
+        self.publisher = publisher
+        self.delay_s = delay_s
+        self._on_error = on_error
+        self._queue: deque[tuple[float, Any]] = deque()
+        self._wake = threading.Condition()
+        self._send_lock = threading.Lock()  # one sender at a time: the thread, or a flush
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="deferred_publisher", daemon=True)
+        self._thread.start()
+
+    def __getattr__(self, name: str) -> Any:  # topic_name, get_subscription_count, ...
+        return getattr(self.publisher, name)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def publish(self, msg: Any) -> None:
+        with self._wake:
+            if self._closed:
+                raise RuntimeError(f"publish on {self.topic_name} after close")
+            self._queue.append((time.monotonic() + self.delay_s, msg))
+            self._wake.notify()
+
+    def flush(self) -> None:
+        """Send everything that waits, now, in order."""
+        with self._send_lock:
+            with self._wake:
+                waiting = [msg for _, msg in self._queue]
+                self._queue.clear()
+            for msg in waiting:
+                self._send(msg)
+
+    def close(self) -> None:
+        """Flush, then stop the thread; further publishes raise."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self.flush()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                wait = self._queue[0][0] - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)  # a later publish or close also wakes it: look again
+                    continue
+            with self._send_lock:
+                with self._wake:
+                    if not self._queue:  # a flush took it meanwhile
+                        continue
+                    _, msg = self._queue.popleft()
+                self._send(msg)
+
+    def _send(self, msg: Any) -> None:
+        try:
+            self.publisher.publish(msg)
+        except Exception as exc:  # noqa: BLE001 - reported; the next report is still sent
+            self._on_error(exc)
 
 
 class HsnnNode(LifecycleNode):
@@ -215,10 +307,13 @@ class HsnnNode(LifecycleNode):
         self._active_subscriptions: list[Any] = []
         self._active_timers: list[Any] = []
         self._held_publishers: list[HeldPublisher] = []
+        self._deferred_publishers: list[DeferredPublisher] = []
         self.declare_parameter("autostart", True)
         # Where a publisher's readers run on another host (graph.pipeline sets it for a split
         # pipeline): what it publishes before the first match is held this long (HeldPublisher).
         self.declare("hold_unmatched_s", 0.0)
+        # Energy reports are sent this long after their window's data message (DeferredPublisher).
+        self.declare("report_delay_s", REPORT_DELAY_S)
         self.declare_parameter("diagnostics_period_s", 1.0)
         self.counters: Counter[str] = Counter()
         self.last_errors: dict[str, str] = {}
@@ -425,19 +520,49 @@ class HsnnNode(LifecycleNode):
 
     # lifecycle: entities owned per state ----
     def managed_publisher(
-        self, msg_type: type, topic: str, qos: QoSProfile, hold: bool = False
+        self,
+        msg_type: type,
+        topic: str,
+        qos: QoSProfile,
+        hold: bool = False,
+        deferred: bool = False,
     ) -> Any:
         """A lifecycle publisher (silent unless active), destroyed on cleanup. With ``hold``
         (a topic read on another host in a split pipeline) it is a :class:`HeldPublisher` for
-        ``hold_unmatched_s``."""
-        publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
+        ``hold_unmatched_s``. With ``deferred`` (what is off the data path: energy reports) it
+        sends ``report_delay_s`` after each publish (:class:`DeferredPublisher`)."""
+        publisher: Any = self.create_lifecycle_publisher(msg_type, topic, qos)
         self._managed_publishers.append(publisher)
         hold_s = float(self.param("hold_unmatched_s")) if hold else 0.0
-        if not (hold_s > 0 and math.isfinite(hold_s)):  # a bad value holds nothing
-            return publisher
-        held = HeldPublisher(publisher, hold_s, lambda n: self.count("dropped.unmatched", n))
-        self._held_publishers.append(held)
-        return held
+        if hold_s > 0 and math.isfinite(hold_s):  # a bad value holds nothing
+            publisher = HeldPublisher(
+                publisher, hold_s, lambda n: self.count("dropped.unmatched", n)
+            )
+            self._held_publishers.append(publisher)
+        delay_s = float(self.param("report_delay_s")) if deferred else 0.0
+        if delay_s > 0 and math.isfinite(delay_s):  # a bad value sends at once
+            publisher = DeferredPublisher(
+                publisher, min(delay_s, MAX_REPORT_DELAY_S), self._deferred_failed
+            )
+            self._deferred_publishers.append(publisher)
+        return publisher
+
+    def energy_publisher(self) -> Any:
+        """The stage's publisher of per-window energy reports on ``energy``: reliable (the
+        aggregator joins every stage's report of a window), held in a split pipeline, and sent
+        after the window's data message rather than beside it (``report_delay_s``)."""
+        from hsnn_perception.msg import EnergyReport
+
+        return self.managed_publisher(
+            EnergyReport, ENERGY, reliable_qos(100), hold=True, deferred=True
+        )
+
+    def _deferred_failed(self, exc: BaseException) -> None:
+        self.reject("internal", f"deferred publish failed: {type(exc).__name__}: {exc}")
+
+    def _flush_deferred(self) -> None:
+        for deferred in self._deferred_publishers:
+            deferred.flush()
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         for held in self._held_publishers:
@@ -489,6 +614,7 @@ class HsnnNode(LifecycleNode):
         return timer
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._flush_deferred()  # while the publishers are still active
         for held in self._held_publishers:
             held.disarm()
         for timer in self._active_timers:
@@ -500,11 +626,21 @@ class HsnnNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        for deferred in self._deferred_publishers:
+            deferred.close()
+        self._deferred_publishers.clear()
         for publisher in self._managed_publishers:
             self.destroy_lifecycle_publisher(publisher)
         self._managed_publishers.clear()
         self._held_publishers.clear()
         return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        # A stop while active: what still waits is sent while the publishers exist.
+        for deferred in self._deferred_publishers:
+            deferred.close()
+        self._deferred_publishers.clear()
+        super().destroy_node()
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
         self.get_logger().error(f"lifecycle error in state {state.label}")

@@ -17,8 +17,8 @@ from hsnn_perception.core.events.stream import SequenceGaps
 from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import ClassifierStage
 from hsnn_perception.core.registry import node_name
-from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, ENERGY, TENSORS
-from hsnn_perception.msg import Classification, EnergyReport, TensorList
+from hsnn_perception.graph import CLASSIFICATION, CLASSIFIER_BACKENDS, TENSORS
+from hsnn_perception.msg import Classification, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
 from hsnn_perception.nodes.conversions import (
     MessageFieldError,
@@ -135,9 +135,7 @@ class ClassifierNode(HsnnNode):
         self._pub = self.managed_publisher(
             Classification, CLASSIFICATION, reliable_qos(50), hold=True
         )
-        self._energy_pub = self.managed_publisher(
-            EnergyReport, ENERGY, reliable_qos(100), hold=True
-        )
+        self._energy_pub = self.energy_publisher()
         return TransitionCallbackReturn.SUCCESS
 
     @guarded_transition

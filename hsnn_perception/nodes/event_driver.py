@@ -34,8 +34,8 @@ from hsnn_perception.core.sources.streams import (
     WindowWork,
     WindowWorkMeter,
 )
-from hsnn_perception.graph import CLASSIFICATION, CLOCK, ENERGY, EVENTS, LABELS, SOURCES
-from hsnn_perception.msg import Classification, EnergyReport, EventPacket, GestureLabel
+from hsnn_perception.graph import CLASSIFICATION, CLOCK, EVENTS, LABELS, SOURCES
+from hsnn_perception.msg import Classification, EventPacket, GestureLabel
 from hsnn_perception.nodes.base import (
     HsnnNode,
     event_qos,
@@ -225,11 +225,7 @@ class EventDriverNode(HsnnNode):
         self._labels_pub = self.managed_publisher(
             GestureLabel, LABELS, reliable_qos(100), hold=True
         )
-        self._energy_pub = (
-            self.managed_publisher(EnergyReport, ENERGY, reliable_qos(100), hold=True)
-            if self._work is not None
-            else None
-        )
+        self._energy_pub = self.energy_publisher() if self._work is not None else None
         self._clock_pub = (
             self.managed_publisher(Clock, CLOCK, reliable_qos(10))
             if self.param("publish_clock")

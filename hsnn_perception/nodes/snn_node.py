@@ -30,8 +30,8 @@ from hsnn_perception.core.hybrid.bundle import ModelBundle, default_bundle_path
 from hsnn_perception.core.hybrid.pipeline import SnnStage, input_spikes
 from hsnn_perception.core.io.spike_codec import ENCODINGS, encode_spikes
 from hsnn_perception.core.registry import node_name
-from hsnn_perception.graph import ENERGY, EVENTS, SNN_BACKENDS, SPIKES, SPIKES_TENSOR
-from hsnn_perception.msg import EnergyReport, TensorList
+from hsnn_perception.graph import EVENTS, SNN_BACKENDS, SPIKES, SPIKES_TENSOR
+from hsnn_perception.msg import TensorList
 from hsnn_perception.nodes.base import (
     HsnnNode,
     event_qos,
@@ -228,9 +228,7 @@ class SnnFeatureNode(HsnnNode):
         # The event front end's kernels too (numba: compiled once, then loaded from its cache).
         warm_up_front_end()
         self._spikes_pub = self.managed_publisher(TensorList, SPIKES, reliable_qos(20), hold=True)
-        self._energy_pub = self.managed_publisher(
-            EnergyReport, ENERGY, reliable_qos(100), hold=True
-        )
+        self._energy_pub = self.energy_publisher()
         self._debug_pub = None
         if debug_image:
             from sensor_msgs.msg import Image  # only where the debug image is wanted

@@ -1,12 +1,20 @@
-"""nodes.base.HeldPublisher alone (a stand-in publisher isolates the unit; the DDS behaviour is
-test_event_driver.py's held-reports test) and the event-stream transport's choice of environment
+"""nodes.base.HeldPublisher and DeferredPublisher alone (a stand-in publisher isolates the unit;
+the DDS behaviour is test_event_driver.py's held-reports and deferred-reports tests) and the event-stream transport's choice of environment
 (the process it configures: test_event_driver.py's shared-memory segment test)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
-from hsnn_perception.nodes.base import FASTDDS_EVENT_STREAMS, HeldPublisher, event_stream_transport
+import pytest
+
+from hsnn_perception.nodes.base import (
+    FASTDDS_EVENT_STREAMS,
+    DeferredPublisher,
+    HeldPublisher,
+    event_stream_transport,
+)
 
 
 class Recorder:
@@ -16,10 +24,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.sent: list[int] = []
+        self.sent_at: list[float] = []
         self.matched = 0
 
     def publish(self, msg: int) -> None:
         self.sent.append(msg)
+        self.sent_at.append(time.monotonic())
 
     def get_subscription_count(self) -> int:
         return self.matched
@@ -106,6 +116,114 @@ def test_deactivation_forgets_what_is_held():
     pub.matched = 1
     held.poll()
     assert pub.sent == [] and not held.holding
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def deferred(delay_s: float, pub: Recorder | None = None):
+    """(publisher, DeferredPublisher on it, list of the errors it reported)."""
+    pub = Recorder() if pub is None else pub
+    errors: list[BaseException] = []
+    return pub, DeferredPublisher(pub, delay_s, errors.append), errors
+
+
+def test_deferred_messages_go_out_after_the_delay_in_order():
+    pub, later, errors = deferred(0.05)
+    try:
+        handed = []
+        for k in range(5):
+            handed.append(time.monotonic())
+            later.publish(k)
+        assert pub.sent == []  # not at once
+        assert wait_until(lambda: len(pub.sent) == 5)
+        assert pub.sent == [0, 1, 2, 3, 4]
+        assert all(sent - at >= 0.05 for sent, at in zip(pub.sent_at, handed, strict=True))
+        assert later.pending == 0 and errors == []
+        assert later.topic_name == "/t"  # the rest is the publisher's
+    finally:
+        later.close()
+
+
+def test_flush_sends_what_waits_now_and_the_thread_sends_it_only_once():
+    pub, later, _ = deferred(60.0)
+    try:
+        later.publish(1)
+        later.publish(2)
+        later.flush()
+        assert pub.sent == [1, 2]
+        later.publish(3)
+        later.flush()
+        time.sleep(0.05)
+        assert pub.sent == [1, 2, 3]
+    finally:
+        later.close()
+
+
+def test_close_sends_what_waits_stops_the_thread_and_refuses_more():
+    pub, later, _ = deferred(60.0)
+    later.publish(7)
+    later.close()
+    assert pub.sent == [7]
+    assert not later._thread.is_alive()
+    with pytest.raises(RuntimeError, match="after close"):
+        later.publish(8)
+
+
+def test_a_failing_publish_is_reported_and_the_next_message_still_goes_out():
+    class FailsOnce(Recorder):
+        def publish(self, msg: int) -> None:
+            if msg == 0:
+                raise RuntimeError("context is shut down")
+            super().publish(msg)
+
+    pub, later, errors = deferred(0.001, FailsOnce())
+    try:
+        later.publish(0)
+        later.publish(1)
+        assert wait_until(lambda: pub.sent == [1])
+        assert [str(e) for e in errors] == ["context is shut down"]
+    finally:
+        later.close()
+
+
+def test_publishes_from_several_threads_all_go_out_once():
+    pub, later, _ = deferred(0.002)
+    try:
+
+        def send(base: int) -> None:
+            for k in range(200):
+                later.publish(base + k)
+
+        threads = [threading.Thread(target=send, args=(b,)) for b in (0, 1000, 2000)]
+        for t in threads:
+            t.start()
+        flusher_done = threading.Event()
+
+        def flush_often() -> None:
+            while not flusher_done.is_set():
+                later.flush()
+                time.sleep(0.001)
+
+        flusher = threading.Thread(target=flush_often)
+        flusher.start()
+        for t in threads:
+            t.join()
+        assert wait_until(lambda: len(pub.sent) == 600)
+        flusher_done.set()
+        flusher.join()
+        assert sorted(pub.sent) == [b + k for b in (0, 1000, 2000) for k in range(200)]
+        for base in (0, 1000, 2000):  # each thread's messages in its order
+            mine = [m for m in pub.sent if base <= m < base + 1000]
+            assert mine == sorted(mine)
+    finally:
+        later.close()
 
 
 def test_the_event_stream_profile_is_used_where_nothing_configures_fast_dds():

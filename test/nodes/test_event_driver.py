@@ -207,6 +207,53 @@ def test_reports_published_before_their_reader_matches_are_held_not_lost(ros, tm
         assert {r.stage for r in reports} == {"driver"}
 
 
+def test_energy_reports_wait_report_delay_s_and_deactivation_sends_them(ros, tmp_path):
+    """Energy reports are sent report_delay_s after their window (off the data hops); what still
+    waits when the node is deactivated goes out then, not lost."""
+    from hsnn_perception.msg import EnergyReport
+
+    ns = f"drv_later_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    reports: list[EnergyReport] = []
+    probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(100))
+    packets: list[EventPacket] = []
+    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
+    params = {
+        "source": "synthetic",
+        "num_samples": 3,
+        "width": 32,
+        "height": 32,
+        "speed": 1.0,
+        "wait_for_subscribers": 1,
+        "window_us": 160_000,
+        "report_delay_s": 0.3,
+    }
+    with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
+        done = lambda: probe.diag("event_driver").get("source_finished") == "True"  # noqa: E731
+        assert probe.spin_until(done, 60), group.log("event_driver")
+        assert probe.spin_until(lambda: len(reports) >= 3, 30), group.log("event_driver")
+        assert sorted(r.window_id for r in reports)[:3] == [0, 1, 2]
+
+    # A long delay, and deactivation before it is up.
+    ns = f"drv_flush_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    reports = []
+    probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(100))
+    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
+    params["report_delay_s"] = 600.0  # more than the longest wait (MAX_REPORT_DELAY_S: 10 s)
+    with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
+        driver = LifecycleClient(probe.node, f"/{ns}/event_driver")
+
+        def spin(seconds: float) -> None:
+            probe.executor.spin_once(timeout_sec=seconds)
+
+        assert probe.spin_until(done, 60), group.log("event_driver")
+        assert reports == [], "sent before report_delay_s"
+        assert driver.transition("deactivate", spin), group.log("event_driver")
+        assert probe.spin_until(lambda: len(reports) >= 3, 30), group.log("event_driver")
+        assert sorted(r.window_id for r in reports)[:3] == [0, 1, 2]
+
+
 def shared_memory_segments(pid: int) -> list[int]:
     """Sizes of the Fast DDS shared-memory segments mapped by process ``pid``."""
     sizes = []
