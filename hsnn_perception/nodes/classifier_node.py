@@ -22,9 +22,8 @@ from hsnn_perception.msg import Classification, TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
 from hsnn_perception.nodes.conversions import (
     MessageFieldError,
+    classification_bytes,
     energy_report,
-    us_to_duration,
-    us_to_time,
 )
 
 if TYPE_CHECKING:
@@ -197,17 +196,18 @@ class ClassifierNode(HsnnNode):
         self.trace("out", start_us)
         scores = result.value
         class_id = int(np.argmax(scores))
-        out = Classification()
-        out.header.stamp = us_to_time(start_us)
-        out.header.frame_id = frame_id
-        out.window_id = window_id
-        out.window_stamp = us_to_time(start_us)
-        out.window_duration = us_to_duration(self.bundle.window_us)
-        out.class_id = class_id
-        out.label = self.bundle.labels[class_id]
-        out.score = float(scores[class_id])
-        out.scores = [float(s) for s in scores]
-        self._pub.publish(out)
+        # Serialized here, not built as a message (conversions.classification_bytes).
+        self._pub.publish(
+            classification_bytes(
+                window_id,
+                start_us,
+                self.bundle.window_us,
+                frame_id,
+                self.bundle.labels[class_id],
+                class_id,
+                scores,
+            )
+        )
         self.trace("pub", start_us)
         self.count("published.classifications")
         self._energy_pub.publish(

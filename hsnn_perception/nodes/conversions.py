@@ -11,6 +11,7 @@ from builtin_interfaces.msg import Duration, Time
 
 from hsnn_perception.core.energy.figure import EnergyFigure
 from hsnn_perception.core.errors import MessageError
+from hsnn_perception.core.io.classification_codec import encode_classification
 from hsnn_perception.core.io.tensor_codec import (
     TensorFields,
     TensorFormatError,
@@ -43,11 +44,17 @@ class MessageFieldError(MessageError, ValueError):
         self.reason = reason
 
 
-def us_to_time(t_us: int) -> Time:
+def us_to_sec_nanosec(t_us: int, what: str = "time") -> tuple[int, int]:
+    """A time or duration in us as builtin_interfaces' (int32 sec, uint32 nanosec)."""
     t_us = int(t_us)
     if not TIME_MIN_US <= t_us <= TIME_MAX_US:
-        raise MessageFieldError("time_range", f"time {t_us} us does not fit a ROS Time (int32 s)")
-    return Time(sec=t_us // 1_000_000, nanosec=(t_us % 1_000_000) * 1000)
+        raise MessageFieldError("time_range", f"{what} {t_us} us does not fit int32 seconds")
+    return t_us // 1_000_000, (t_us % 1_000_000) * 1000
+
+
+def us_to_time(t_us: int) -> Time:
+    sec, nanosec = us_to_sec_nanosec(t_us)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def time_to_us(t: Time) -> int:
@@ -55,10 +62,8 @@ def time_to_us(t: Time) -> int:
 
 
 def us_to_duration(d_us: int) -> Duration:
-    d_us = int(d_us)
-    if not TIME_MIN_US <= d_us <= TIME_MAX_US:
-        raise MessageFieldError("time_range", f"duration {d_us} us does not fit int32 seconds")
-    return Duration(sec=d_us // 1_000_000, nanosec=(d_us % 1_000_000) * 1000)
+    sec, nanosec = us_to_sec_nanosec(d_us, "duration")
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 def ns_to_time(t_ns: int) -> Time:
@@ -112,13 +117,38 @@ def tensor_list_bytes(
 ) -> bytes:
     """:func:`make_tensor_list`'s message, serialized: what the nodes publish on snn/spikes and
     tensors (rclpy sends bytes as they are; no message objects are built and converted)."""
-    stamp = us_to_time(window_start_us)
+    sec, nanosec = us_to_sec_nanosec(window_start_us)
     fields = [encode_tensor(name, arr) for name, arr in tensors.items()]
     fields.append(encode_tensor(WINDOW_ID_TENSOR, np.array([window_id], dtype=np.int64)))
     try:
-        return encode_tensor_list(stamp.sec, stamp.nanosec, frame_id, fields)
+        return encode_tensor_list(sec, nanosec, frame_id, fields)
     except TensorFormatError as exc:
         raise MessageFieldError("tensor", str(exc)) from None
+
+
+def classification_bytes(
+    window_id: int,
+    window_start_us: int,
+    window_us: int,
+    frame_id: str,
+    label: str,
+    class_id: int,
+    scores: np.ndarray,
+) -> bytes:
+    """A serialized Classification of one window (header and window stamped with the window's
+    sensor start): what the classifier publishes, without building the message object."""
+    stamp = us_to_sec_nanosec(window_start_us)
+    return encode_classification(
+        stamp=stamp,
+        frame_id=frame_id,
+        window_id=window_id,
+        window_stamp=stamp,
+        window_duration=us_to_sec_nanosec(window_us, "duration"),
+        class_id=class_id,
+        label=label,
+        score=float(scores[class_id]),
+        scores=scores,
+    )
 
 
 def _deserialize(data: bytes) -> TensorList:

@@ -1,6 +1,7 @@
 """nodes.base.HeldPublisher and DeferredPublisher alone (a stand-in publisher isolates the unit;
-the DDS behaviour is test_event_driver.py's held-reports and deferred-reports tests) and the event-stream transport's choice of environment
-(the process it configures: test_event_driver.py's shared-memory segment test)."""
+the DDS behaviour is test_event_driver.py's held-reports and deferred-reports tests) and the
+event-stream transport's choice of environment (the process it configures:
+test_event_driver.py's shared-memory segment test)."""
 
 from __future__ import annotations
 

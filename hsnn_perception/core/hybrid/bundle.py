@@ -235,6 +235,13 @@ class ModelBundle:
             )
         if not self.labels:
             raise BundleError(f"{where}: no labels")
+        for label in self.labels:  # each goes out as a ROS string: UTF-8, ended by a zero
+            try:
+                label.encode()
+            except UnicodeEncodeError:
+                raise BundleError(f"{where}: label {label!r} is not valid UTF-8") from None
+            if "\x00" in label:
+                raise BundleError(f"{where}: label {label!r} holds a zero character")
         if self.snn_file is None and self.ann_file is None:
             raise BundleError(f"{where}: a bundle needs an SNN part, an ANN part or both")
         if self.snn_output_shape is not None and len(self.snn_output_shape) != 3:

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hsnn_perception.core.errors import MessageError
+from hsnn_perception.core.io.cdr import CDR_LE, align, write_string
 
 # isaac_ros_tensor_list_interfaces/Tensor data_type codes.
 DATA_TYPE_CODES: dict[np.dtype[Any], int] = {
@@ -147,7 +148,6 @@ def decode_tensor(fields: TensorFields, *, copy: bool = False) -> NDArray[Any]:
 # itself once a sleeping process's caches are cold (issue 15, bench/hops.py). The bytes are
 # exactly what rclpy's serialize_message writes (test/core/io/test_tensor_codec.py), so every
 # other reader and recorder of these topics sees the same messages.
-CDR_LE = b"\x00\x01\x00\x00"  # encapsulation: plain CDR (XCDR1), little-endian, no options
 MAX_STRING = 1 << 16  # names and frame ids longer than this are not ours to read
 
 
@@ -161,35 +161,25 @@ class TensorListFields:
     tensors: list[tuple[int, TensorFields]]
 
 
-def _align(buf: bytearray, n: int) -> None:
-    buf += bytes(-(len(buf) - 4) % n)  # alignment counts from the end of the encapsulation
-
-
-def _string(buf: bytearray, text: str) -> None:
-    raw = text.encode()
-    _align(buf, 4)
-    buf += struct.pack("<I", len(raw) + 1) + raw + b"\x00"
-
-
 def encode_tensor_list(sec: int, nanosec: int, frame_id: str, tensors: list[TensorFields]) -> bytes:
     """The serialized TensorList (header stamp, frame id, tensors), as rclpy writes it."""
     buf = bytearray(CDR_LE)
     buf += struct.pack("<iI", sec, nanosec)
-    _string(buf, frame_id)
-    _align(buf, 4)
+    write_string(buf, frame_id)
+    align(buf, 4)
     buf += struct.pack("<I", len(tensors))
     for t in tensors:
         if len(t.dims) > 255:
             raise TensorFormatError(f"tensor {t.name!r}: rank {len(t.dims)} above 255")
-        _string(buf, t.name)
+        write_string(buf, t.name)
         buf += struct.pack("<B", len(t.dims))
-        _align(buf, 4)
+        align(buf, 4)
         buf += struct.pack(f"<I{len(t.dims)}I", len(t.dims), *t.dims)
         buf += struct.pack("<iI", t.data_type, len(t.strides))
         if t.strides:
-            _align(buf, 8)
+            align(buf, 8)
             buf += struct.pack(f"<{len(t.strides)}Q", *t.strides)
-        _align(buf, 4)
+        align(buf, 4)
         buf += struct.pack("<I", len(t.data))
         buf += t.data
     return bytes(buf)

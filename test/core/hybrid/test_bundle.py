@@ -54,6 +54,8 @@ def test_ann_baseline_accumulates_input_spikes(tmp_path):
         ({"interval": 3}, "does not divide"),
         ({"input": {"channels": 2, "height": 48, "width": 32}}, "integer downsampling"),
         ({"labels": []}, "no labels"),
+        ({"labels": ["a", "\ud800"]}, "not valid UTF-8"),
+        ({"labels": ["a\x00b"]}, "zero character"),
         ({"snn": None, "ann": None}, "SNN part, an ANN part or both"),
         ({"format": "other/1"}, "format"),
         ({"snn": {"file": "missing.net", "output_shape": [1, 1, 1]}}, "does not exist"),
