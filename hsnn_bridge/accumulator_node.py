@@ -23,7 +23,6 @@ from hsnn_perception.msg import TensorList
 from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qos, run_node
 from hsnn_perception.nodes.conversions import (
     MessageFieldError,
-    energy_report,
     tensor_list_bytes,
 )
 
@@ -137,14 +136,8 @@ class AccumulatorBridgeNode(HsnnNode):
         self._pub.publish(tensor_list_bytes(window_id, start_us, frame_id, tensors))
         self.trace("pub", start_us)
         self.count("published.tensors")
-        self._energy_pub.publish(
-            energy_report(
-                out.figure,
-                window_id,
-                start_us,
-                self.get_clock().now().to_msg(),
-                host_latency_s=out.latency_s,
-            )
+        self.publish_energy(
+            self._energy_pub, out.figure, window_id, start_us, host_latency_s=out.latency_s
         )
 
     def diagnostic_values(self) -> dict[str, str]:

@@ -211,14 +211,16 @@ class HeldPublisher:
 
 
 class DeferredPublisher:
-    """A publisher that sends each message ``delay_s`` after :meth:`publish`, in order, from a
+    """A publisher that sends each message ``delay_s`` after it is handed over, in order, from a
     thread of its own.
 
     For what is off the data path (energy reports): sent at once, a report's building and
     publishing, and the aggregator it wakes, compete with the next stage for the CPU at the very
     moment that stage's input arrives (on 2 cores, every data hop was 0.3-0.5 ms slower for it,
-    bench/hops.py). ``flush`` sends what waits now (deactivation, shutdown); a publish that fails
-    is reported through ``on_error`` and the next one is still sent."""
+    bench/hops.py). :meth:`publish_later` hands over a function that builds the message, so the
+    building is off the data path too. ``flush`` sends what waits now (deactivation, shutdown); a
+    publish or a build that fails is reported through ``on_error`` and the next one still goes
+    out."""
 
     def __init__(
         self, publisher: Any, delay_s: float, on_error: Callable[[BaseException], None]
@@ -226,7 +228,8 @@ class DeferredPublisher:
         self.publisher = publisher
         self.delay_s = delay_s
         self._on_error = on_error
-        self._queue: deque[tuple[float, Any]] = deque()
+        # (due on the monotonic clock, message or builder, whether it is a builder)
+        self._queue: deque[tuple[float, Any, bool]] = deque()
         self._wake = threading.Condition()
         self._send_lock = threading.Lock()  # one sender at a time: the thread, or a flush
         self._closed = False
@@ -241,20 +244,27 @@ class DeferredPublisher:
         return len(self._queue)
 
     def publish(self, msg: Any) -> None:
+        self._put(msg, False)
+
+    def publish_later(self, build: Callable[[], Any]) -> None:
+        """Send what ``build()`` returns; it is called when the message is due."""
+        self._put(build, True)
+
+    def _put(self, item: Any, is_builder: bool) -> None:
         with self._wake:
             if self._closed:
                 raise RuntimeError(f"publish on {self.topic_name} after close")
-            self._queue.append((time.monotonic() + self.delay_s, msg))
+            self._queue.append((time.monotonic() + self.delay_s, item, is_builder))
             self._wake.notify()
 
     def flush(self) -> None:
         """Send everything that waits, now, in order."""
         with self._send_lock:
             with self._wake:
-                waiting = [msg for _, msg in self._queue]
+                waiting = list(self._queue)
                 self._queue.clear()
-            for msg in waiting:
-                self._send(msg)
+            for _, item, is_builder in waiting:
+                self._send(item, is_builder)
 
     def close(self) -> None:
         """Flush, then stop the thread; further publishes raise."""
@@ -280,13 +290,13 @@ class DeferredPublisher:
                 with self._wake:
                     if not self._queue:  # a flush took it meanwhile
                         continue
-                    _, msg = self._queue.popleft()
-                self._send(msg)
+                    _, item, is_builder = self._queue.popleft()
+                self._send(item, is_builder)
 
-    def _send(self, msg: Any) -> None:
+    def _send(self, item: Any, is_builder: bool) -> None:
         try:
-            self.publisher.publish(msg)
-        except Exception as exc:  # noqa: BLE001 - reported; the next report is still sent
+            self.publisher.publish(item() if is_builder else item)
+        except Exception as exc:  # noqa: BLE001 - reported; the next message still goes out
             self._on_error(exc)
 
 
@@ -530,7 +540,8 @@ class HsnnNode(LifecycleNode):
         """A lifecycle publisher (silent unless active), destroyed on cleanup. With ``hold``
         (a topic read on another host in a split pipeline) it is a :class:`HeldPublisher` for
         ``hold_unmatched_s``. With ``deferred`` (what is off the data path: energy reports) it
-        sends ``report_delay_s`` after each publish (:class:`DeferredPublisher`)."""
+        is a :class:`DeferredPublisher` sending ``report_delay_s`` after each publish (0: at
+        once, still from its own thread)."""
         publisher: Any = self.create_lifecycle_publisher(msg_type, topic, qos)
         self._managed_publishers.append(publisher)
         hold_s = float(self.param("hold_unmatched_s")) if hold else 0.0
@@ -539,8 +550,10 @@ class HsnnNode(LifecycleNode):
                 publisher, hold_s, lambda n: self.count("dropped.unmatched", n)
             )
             self._held_publishers.append(publisher)
-        delay_s = float(self.param("report_delay_s")) if deferred else 0.0
-        if delay_s > 0 and math.isfinite(delay_s):  # a bad value sends at once
+        if deferred:
+            delay_s = float(self.param("report_delay_s"))
+            if not (delay_s > 0 and math.isfinite(delay_s)):  # a bad value sends at once
+                delay_s = 0.0
             publisher = DeferredPublisher(
                 publisher, min(delay_s, MAX_REPORT_DELAY_S), self._deferred_failed
             )
@@ -555,6 +568,32 @@ class HsnnNode(LifecycleNode):
 
         return self.managed_publisher(
             EnergyReport, ENERGY, reliable_qos(100), hold=True, deferred=True
+        )
+
+    def publish_energy(
+        self,
+        publisher: Any,
+        figure: Any,
+        window_id: int,
+        window_start_us: int,
+        host_latency_s: float | None = None,
+    ) -> None:
+        """The stage's energy report of a window on ``publisher`` (:meth:`energy_publisher`):
+        stamped now (ROS time, and the host time at which the stage finished the window), built
+        and sent ``report_delay_s`` later by the report thread."""
+        from hsnn_perception.nodes.conversions import energy_report, ns_to_time
+
+        stamp_ns = self.get_clock().now().nanoseconds
+        host_ns = time.time_ns()
+        publisher.publish_later(
+            lambda: energy_report(
+                figure,
+                window_id,
+                window_start_us,
+                ns_to_time(stamp_ns),
+                host_latency_s=host_latency_s,
+                host_ns=host_ns,
+            )
         )
 
     def _deferred_failed(self, exc: BaseException) -> None:

@@ -23,7 +23,6 @@ from hsnn_perception.nodes.base import HsnnNode, guarded_transition, reliable_qo
 from hsnn_perception.nodes.conversions import (
     MessageFieldError,
     classification_bytes,
-    energy_report,
 )
 
 if TYPE_CHECKING:
@@ -210,14 +209,8 @@ class ClassifierNode(HsnnNode):
         )
         self.trace("pub", start_us)
         self.count("published.classifications")
-        self._energy_pub.publish(
-            energy_report(
-                result.figure,
-                window_id,
-                start_us,
-                self.get_clock().now().to_msg(),
-                host_latency_s=result.latency_s,
-            )
+        self.publish_energy(
+            self._energy_pub, result.figure, window_id, start_us, host_latency_s=result.latency_s
         )
 
     def diagnostic_values(self) -> dict[str, str]:

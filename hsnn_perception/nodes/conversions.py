@@ -273,12 +273,14 @@ def energy_report(
     window_start_us: int,
     stamp: Time,
     host_latency_s: float | None = None,
+    host_ns: int | None = None,
 ) -> EnergyReport:
     """The message of ``figure``; ``host_latency_s`` is what the stage took here when the figure
-    is for another device (a modelled Loihi or Jetson), whose time stays in device_latency_s."""
+    is for another device (a modelled Loihi or Jetson), whose time stays in device_latency_s;
+    ``host_ns`` the host time at which the stage finished the window (default: now)."""
     msg = EnergyReport()
     msg.header.stamp = stamp
-    msg.host_stamp = ns_to_time(time.time_ns())
+    msg.host_stamp = ns_to_time(time.time_ns() if host_ns is None else host_ns)
     window_id = int(window_id)
     if not 0 <= window_id <= UINT64_MAX:
         raise MessageFieldError("window_id", f"window id {window_id} does not fit uint64")

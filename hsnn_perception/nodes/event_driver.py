@@ -43,7 +43,7 @@ from hsnn_perception.nodes.base import (
     reliable_qos,
     run_node,
 )
-from hsnn_perception.nodes.conversions import energy_report, time_to_us, us_to_time
+from hsnn_perception.nodes.conversions import time_to_us, us_to_time
 from hsnn_perception.nodes.event_types import DEFAULT_EVENT_TYPE, load_message_type
 
 
@@ -451,14 +451,8 @@ class EventDriverNode(HsnnNode):
         """The driver's EnergyReport of each window its packets are done with."""
         for work in done:
             figure = driver_stage_energy(work.seconds, self._meter, work.energy_j)
-            self._energy_pub.publish(
-                energy_report(
-                    figure,
-                    work.window_id,
-                    work.start_us,
-                    self.get_clock().now().to_msg(),
-                    host_latency_s=work.seconds,
-                )
+            self.publish_energy(
+                self._energy_pub, figure, work.window_id, work.start_us, host_latency_s=work.seconds
             )
             self.count("published.energy_reports")
 

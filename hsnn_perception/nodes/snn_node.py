@@ -42,7 +42,6 @@ from hsnn_perception.nodes.base import (
 from hsnn_perception.nodes.conversions import (
     TIME_MAX_US,
     MessageFieldError,
-    energy_report,
     tensor_list_bytes,
     us_to_time,
 )
@@ -427,14 +426,12 @@ class SnnFeatureNode(HsnnNode):
         self.trace("pub", window.t_start_us)
         self.count("published.windows")
         self._publish_debug_image(window, out)
-        self._energy_pub.publish(
-            energy_report(
-                result.figure,
-                window.window_id,
-                window.t_start_us,
-                self.get_clock().now().to_msg(),
-                host_latency_s=result.latency_s,
-            )
+        self.publish_energy(
+            self._energy_pub,
+            result.figure,
+            window.window_id,
+            window.t_start_us,
+            host_latency_s=result.latency_s,
         )
 
     def _publish_debug_image(self, window: Window, spikes: np.ndarray) -> None:

@@ -194,6 +194,33 @@ def test_a_failing_publish_is_reported_and_the_next_message_still_goes_out():
         later.close()
 
 
+def test_a_builder_is_called_when_due_and_its_failure_is_reported():
+    pub, later, errors = deferred(0.05)
+    try:
+        built_at: list[float] = []
+
+        def build() -> int:
+            built_at.append(time.monotonic())
+            return 42
+
+        def broken() -> int:
+            raise ValueError("window id -1 does not fit uint64")
+
+        handed = time.monotonic()
+        later.publish_later(build)
+        later.publish_later(broken)
+        later.publish(43)
+        assert built_at == []  # not built by the caller
+        assert wait_until(lambda: pub.sent == [42, 43])
+        assert built_at[0] - handed >= 0.05
+        assert [str(e) for e in errors] == ["window id -1 does not fit uint64"]
+        later.publish_later(build)
+        later.flush()  # a flush builds what waits, too
+        assert pub.sent == [42, 43, 42]
+    finally:
+        later.close()
+
+
 def test_publishes_from_several_threads_all_go_out_once():
     pub, later, _ = deferred(0.002)
     try:
