@@ -189,9 +189,14 @@ def read_window_id(window: np.ndarray | None) -> int:
 def read_stamp_us(stamp: Time) -> int:
     """Sensor time of a header stamp in us; a nanosec field of a second or more is rejected (it
     would carry over into a second the int32 field may not hold)."""
-    if not 0 <= int(stamp.nanosec) < 1_000_000_000:
-        raise MessageFieldError("stamp", f"stamp nanosec {stamp.nanosec} is not below 10^9")
-    return time_to_us(stamp)
+    return stamp_us(int(stamp.sec), int(stamp.nanosec))
+
+
+def stamp_us(sec: int, nanosec: int) -> int:
+    """:func:`read_stamp_us` of a stamp's two fields."""
+    if not 0 <= nanosec < 1_000_000_000:
+        raise MessageFieldError("stamp", f"stamp nanosec {nanosec} is not below 10^9")
+    return sec * 1_000_000 + nanosec // 1000
 
 
 def peek_window_id(msg: TensorList | bytes) -> int | None:
@@ -229,13 +234,14 @@ def read_tensor_message(msg: TensorList | bytes) -> TensorListContent:
             parsed = decode_tensor_list(msg, MAX_TENSORS)
         except TensorFormatError as exc:
             raise MessageFieldError("tensor", str(exc)) from None
-        stamp = Time(sec=parsed.sec, nanosec=parsed.nanosec)
+        sec, nanosec = parsed.sec, parsed.nanosec
         frame_id = parsed.frame_id
         items: list[tuple[str, int | None, Any]] = [(f.name, r, f) for r, f in parsed.tensors]
     else:
         if len(msg.tensors) > MAX_TENSORS:
             raise MessageFieldError("tensor", f"{len(msg.tensors)} tensors, at most {MAX_TENSORS}")
-        stamp, frame_id = msg.header.stamp, msg.header.frame_id
+        sec, nanosec = int(msg.header.stamp.sec), int(msg.header.stamp.nanosec)
+        frame_id = msg.header.frame_id
         items = [(t.name, None, t) for t in msg.tensors]
     arrays: dict[str, np.ndarray] = {}
     for name, rank, item in items:
@@ -246,7 +252,7 @@ def read_tensor_message(msg: TensorList | bytes) -> TensorListContent:
         except TensorFormatError as exc:
             raise MessageFieldError("tensor", str(exc)) from None
     window_id = read_window_id(arrays.pop(WINDOW_ID_TENSOR, None))
-    return TensorListContent(window_id, read_stamp_us(stamp), frame_id, arrays)
+    return TensorListContent(window_id, stamp_us(sec, nanosec), frame_id, arrays)
 
 
 def read_tensor_list(msg: TensorList | bytes) -> tuple[int, int, dict[str, np.ndarray]]:

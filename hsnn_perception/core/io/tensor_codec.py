@@ -186,23 +186,32 @@ def encode_tensor_list(sec: int, nanosec: int, frame_id: str, tensors: list[Tens
 
 
 class _Reader:
+    """Reads CDR fields in order, each bounds-checked (struct.unpack_from: no slice per field)."""
+
     def __init__(self, data: bytes | memoryview) -> None:
         self.view = memoryview(data).cast("B")
+        self.size = len(self.view)
         self.at = 4
 
     def take(self, n: int, align: int = 1) -> memoryview:
-        self.at += -(self.at - 4) % align
-        if n < 0 or self.at + n > len(self.view):
-            raise TensorFormatError(f"TensorList bytes end at {len(self.view)}, before {n} more")
-        part = self.view[self.at : self.at + n]
-        self.at += n
-        return part
+        at = self.at + (-(self.at - 4) % align)
+        if n < 0 or at + n > self.size:
+            raise TensorFormatError(f"TensorList bytes end at {self.size}, before {n} more")
+        self.at = at + n
+        return self.view[at : at + n]
 
-    def unpack(self, fmt: str, align: int) -> tuple[Any, ...]:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt), align))
+    def unpack(self, fmt: str | struct.Struct, align: int) -> tuple[Any, ...]:
+        packed = fmt if isinstance(fmt, struct.Struct) else struct.Struct(fmt)
+        at = self.at + (-(self.at - 4) % align)
+        if at + packed.size > self.size:
+            raise TensorFormatError(
+                f"TensorList bytes end at {self.size}, before {packed.size} more"
+            )
+        self.at = at + packed.size
+        return packed.unpack_from(self.view, at)
 
     def string(self) -> str:
-        (n,) = self.unpack("<I", 4)
+        (n,) = self.unpack(_U32, 4)
         if not 1 <= n <= MAX_STRING:
             raise TensorFormatError(f"string of {n} bytes in a TensorList")
         raw = self.take(n)
@@ -212,6 +221,11 @@ class _Reader:
             return bytes(raw[:-1]).decode()
         except UnicodeDecodeError as exc:
             raise TensorFormatError(f"string in a TensorList is not UTF-8: {exc}") from None
+
+
+_U8 = struct.Struct("<B")
+_U32 = struct.Struct("<I")
+_TIME = struct.Struct("<iI")  # also a tensor's data_type (int32) and strides count (uint32)
 
 
 def is_cdr_le(data: bytes | memoryview) -> bool:
@@ -231,9 +245,9 @@ def decode_tensor_list(
     if not is_cdr_le(data):
         raise TensorFormatError("TensorList bytes are not little-endian CDR")
     r = _Reader(data)
-    sec, nanosec = r.unpack("<iI", 4)
+    sec, nanosec = r.unpack(_TIME, 4)
     frame_id = r.string()
-    (count,) = r.unpack("<I", 4)
+    (count,) = r.unpack(_U32, 4)
     if count > max_tensors:
         if not partial:
             raise TensorFormatError(f"{count} tensors, at most {max_tensors}")
@@ -251,15 +265,15 @@ def decode_tensor_list(
 
 def _read_tensor(r: _Reader) -> tuple[int, TensorFields]:
     name = r.string()
-    (rank,) = r.unpack("<B", 1)
-    (n_dims,) = r.unpack("<I", 4)
+    (rank,) = r.unpack(_U8, 1)
+    (n_dims,) = r.unpack(_U32, 4)
     if n_dims > len(r.view):  # each takes 4 bytes: a count past the end is a lie
         raise TensorFormatError(f"tensor {name!r}: {n_dims} dims in {len(r.view)} bytes")
     dims = r.unpack(f"<{n_dims}I", 4) if n_dims else ()
-    data_type, n_strides = r.unpack("<iI", 4)
+    data_type, n_strides = r.unpack(_TIME, 4)
     if n_strides > len(r.view):
         raise TensorFormatError(f"tensor {name!r}: {n_strides} strides in {len(r.view)} bytes")
     strides = r.unpack(f"<{n_strides}Q", 8) if n_strides else ()
-    (n_data,) = r.unpack("<I", 4)
+    (n_data,) = r.unpack(_U32, 4)
     payload = r.take(n_data)
     return rank, TensorFields(name, dims, data_type, strides, payload)
