@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hsnn_perception.core.io.cdr import CDR_LE, align, write_string
 
@@ -23,7 +25,7 @@ def encode_classification(
     class_id: int,
     label: str,
     score: float,
-    scores: Sequence[float] | np.ndarray,
+    scores: Sequence[float] | NDArray[np.floating[Any]],
 ) -> bytes:
     """The serialized Classification. Times are (sec, nanosec) pairs as in
     builtin_interfaces; ``scores`` is written as float32."""
