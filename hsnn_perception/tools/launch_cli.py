@@ -6,14 +6,19 @@ that have the ``launch``/``launch_ros`` packages but no ``ros2`` command (a whee
 
 With a full ROS 2 install use ``ros2 launch hsnn_perception <file>`` instead: same file, same
 arguments, same behaviour (launch.LaunchService handles SIGINT: the nodes get SIGINT, then
-SIGTERM after 5 s, then SIGKILL).
+SIGTERM after 5 s, then SIGKILL). One difference: here SIGTERM, what a service manager stops a
+service with, ends the launch the same way (``ros2 launch`` leaves its processes to die with it;
+under systemd give it ``KillSignal=SIGINT``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
+from typing import Any
 
 from hsnn_perception.graph import PACKAGE
 
@@ -43,6 +48,44 @@ def launch_file_path(name: str) -> str:
     if not os.path.isfile(path):
         raise ValueError(f"no launch file {name!r} in {os.path.dirname(path)}")
     return path
+
+
+def stop_on_sigterm(service: Any) -> bool:
+    """Have SIGTERM end ``service``'s run as a non-interactive SIGINT does: every process gets
+    SIGINT, then SIGTERM and SIGKILL on launch's own timeouts. False where this launch version
+    offers no way to (then SIGTERM is what launch makes of it).
+
+    launch.LaunchService reads signals through its AsyncSafeSignalManager. For SIGTERM it cancels
+    its run without stopping the processes it started (it logs that they may be orphaned), and
+    as nothing installs a Python handler for SIGTERM, the signal ends the process before that
+    even runs. The nodes then die with their launcher (``nodes.base.die_with_parent``: SIGKILL),
+    before their own clean shutdown: what `systemctl stop`, `docker stop` or `timeout` did to a
+    launch, leaving each node's Fast DDS shared-memory files behind."""
+    try:
+        from launch.utilities.signal_management import AsyncSafeSignalManager
+    except ImportError:
+        return False
+    register = getattr(AsyncSafeSignalManager, "handle", None)
+    if register is None or getattr(register, "_hsnn_sigterm", False):
+        return register is not None
+
+    def on_sigterm(signum: int) -> None:
+        print("[hsnn-launch] SIGTERM: stopping every process as on Ctrl-C", file=sys.stderr)
+        pending = service.shutdown()  # a coroutine when called on the launch loop, as here
+        if pending is not None:
+            asyncio.ensure_future(pending)
+
+    def handle(manager: Any, signum: int, handler: Any) -> Any:
+        if signum == signal.SIGTERM and handler is not None:
+            handler = on_sigterm
+        return register(manager, signum, handler)
+
+    handle._hsnn_sigterm = True  # type: ignore[attr-defined]
+    AsyncSafeSignalManager.handle = handle  # type: ignore[method-assign]
+    # A Python handler, so that SIGTERM reaches the manager (through its wake-up file) instead
+    # of ending the process.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         debug=opts.debug,
         noninteractive=opts.noninteractive,
     )
+    stop_on_sigterm(service)
     service.include_launch_description(
         launch.LaunchDescription(
             [launch.actions.IncludeLaunchDescription(source, launch_arguments=arguments)]

@@ -1,6 +1,8 @@
 """Ending ``ros2 launch`` (here hsnn-launch, which runs the same launch.LaunchService on the same
 file): Ctrl-C ends every node within 3 s with status 0, while data flows and while the SNN node is
-still warming up, in both process modes; a launcher killed outright leaves no node behind."""
+still warming up, in both process modes; so does a service manager's SIGTERM (hsnn-launch only:
+``ros2 launch`` leaves its processes to die with it); a launcher killed outright leaves no node
+behind."""
 
 from __future__ import annotations
 
@@ -104,20 +106,34 @@ def wait_until_gone(pids: list[int], timeout_s: float) -> float:
 
 
 @pytest.mark.parametrize(
-    ("composed", "ctrl_c"),
-    [(False, "group"), (False, "launch"), (True, "group")],
+    ("composed", "ctrl_c", "sig"),
+    [
+        (False, "group", signal.SIGINT),
+        (False, "launch", signal.SIGINT),
+        (True, "group", signal.SIGINT),
+        (False, "group", signal.SIGTERM),
+        (False, "launch", signal.SIGTERM),
+    ],
     # Interactively launch leaves SIGINT to the terminal, which sends it to the whole foreground
-    # job; run non-interactively (a script, a service manager) it passes its own SIGINT on.
+    # job; run non-interactively (a script, a service manager) it passes its own SIGINT on. A
+    # service manager stops with SIGTERM: to every process of the service (systemd's default,
+    # `timeout`), or to the launcher alone (`kill`, docker).
     ids=[
         "processes-terminal-ctrl-c",
         "processes-noninteractive-sigint",
         "composed-terminal-ctrl-c",
+        "processes-service-stop-sigterm-to-all",
+        "processes-sigterm-to-launcher",
     ],
 )
-def test_ctrl_c_while_data_flows_ends_every_node_cleanly(composed, ctrl_c):
+def test_ctrl_c_while_data_flows_ends_every_node_cleanly(composed, ctrl_c, sig):
     ns = namespace("shutdown")
     listener = Listener(ns)
-    run = LaunchRun(ns, f"composed:={str(composed).lower()}", noninteractive=ctrl_c == "launch")
+    run = LaunchRun(
+        ns,
+        f"composed:={str(composed).lower()}",
+        noninteractive=ctrl_c == "launch" or sig == signal.SIGTERM,
+    )
     try:
         pids = run.child_pids(1 if composed else len(NODES) + 1)
         assert listener.wait_for(
@@ -126,9 +142,9 @@ def test_ctrl_c_while_data_flows_ends_every_node_cleanly(composed, ctrl_c):
         assert run.proc.poll() is None, run.output[-3000:]
         sent = time.monotonic()
         if ctrl_c == "group":  # a terminal sends SIGINT to the whole foreground job
-            os.killpg(run.proc.pid, signal.SIGINT)
+            os.killpg(run.proc.pid, sig)
         else:
-            run.proc.send_signal(signal.SIGINT)
+            run.proc.send_signal(sig)
         code = run.wait(30)
         took = max(time.monotonic() - sent, wait_until_gone(pids, 30))
     finally:
