@@ -313,6 +313,14 @@ class SnnFeatureNode(HsnnNode):
         self._close_snn()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        # A stop while active (Ctrl-C) has no transition: the SNN thread, still running, kept the
+        # node's DDS participant from being deleted, and with it its shared-memory file in
+        # /dev/shm (one per run, left until the next reboot).
+        self._stop_worker()
+        self._close_snn()
+        super().destroy_node()
+
     def _close_snn(self) -> None:
         self._stage = None
         if self._snn is not None:

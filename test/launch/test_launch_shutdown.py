@@ -201,3 +201,41 @@ def test_a_killed_launcher_leaves_no_node_behind(composed):
     # (No time bound here: the kernel's parent-death signal starts the nodes' own bounded
     # shutdown, but how soon a loaded machine runs them is not the point.)
     assert not left, f"{len(left)} nodes outlived their launcher ({took:.1f} s)"
+
+
+def fastdds_segments() -> set[str]:
+    """The Fast DDS participants' shared-memory files now (each participant using the
+    shared-memory transport has one, and deletes it when it is deleted)."""
+    return {p.name for p in Path("/dev/shm").glob("fastdds_*") if SEGMENT.fullmatch(p.name)}
+
+
+SEGMENT = re.compile(r"fastdds_[0-9a-f]+")
+
+
+def test_ctrl_c_leaves_no_shared_memory_behind():
+    """Every process of a launch stopped by Ctrl-C deletes its DDS participant, and with it its
+    file in /dev/shm (tmpfs: memory until the next reboot). The SNN node's SNN thread, still
+    running when the node was destroyed, once kept its participant: a file left per run."""
+    ns = namespace("shm")
+    listener = Listener(ns)
+    before = fastdds_segments()
+    run = LaunchRun(ns)
+    try:
+        pids = run.child_pids(len(NODES) + 1)
+        assert listener.wait_for(
+            lambda: run.proc.poll() is not None or len(listener.classified()) >= 1, 120
+        ), run.output[-4000:]
+        created = fastdds_segments() - before
+        os.killpg(run.proc.pid, signal.SIGINT)
+        code = run.wait(30)
+        wait_until_gone(pids, 30)
+    finally:
+        listener.close()
+        run.kill()
+    assert code == 0, run.output[-3000:]
+    assert len(created) >= len(NODES), created  # one per node process at least
+    deadline = time.monotonic() + 5
+    while created & fastdds_segments() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = created & fastdds_segments()
+    assert not left, f"{len(left)} of {len(created)} left in /dev/shm\n{run.output[-2000:]}"
