@@ -12,8 +12,10 @@ import pytest
 
 from hsnn_perception.nodes.base import (
     FASTDDS_EVENT_STREAMS,
+    MAX_REPORT_DELAY_S,
     DeferredPublisher,
     HeldPublisher,
+    HsnnNode,
     event_stream_transport,
 )
 
@@ -252,6 +254,33 @@ def test_publishes_from_several_threads_all_go_out_once():
             assert mine == sorted(mine)
     finally:
         later.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "delay_s"),
+    [(0.005, 0.005), (0.0, 0.0), (-1.0, 0.0), (float("nan"), 0.0), (600.0, MAX_REPORT_DELAY_S)],
+)
+def test_report_delay_s_bad_values_send_at_once_and_long_ones_are_bounded(value, delay_s):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    rclpy.init()
+    try:
+        node = HsnnNode(
+            "delay_check",
+            parameter_overrides=[
+                Parameter("autostart", value=False),
+                Parameter("report_delay_s", value=value),
+            ],
+        )
+        try:
+            reports = node.energy_publisher()
+            assert isinstance(reports, DeferredPublisher)
+            assert reports.delay_s == delay_s
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
 
 
 def test_the_event_stream_profile_is_used_where_nothing_configures_fast_dds():

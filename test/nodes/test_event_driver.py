@@ -176,29 +176,50 @@ def test_flow_control_holds_a_recording_until_its_windows_are_classified(ros, tm
     assert [p.seq for p in packets] == list(range(len(packets))), "nothing lost or reordered"
 
 
-def test_reports_published_before_their_reader_matches_are_held_not_lost(ros, tmp_path):
-    """hold_unmatched_s (set for a split pipeline): the energy reader, on another host in a
-    deployment, is discovered after the driver plays; the first window's report still reaches it,
-    and the events are not held back for it."""
-    from hsnn_perception.msg import EnergyReport
-
-    ns = f"drv_held_{random.randint(0, 10**6)}"
-    probe = Probe(ns)
-    packets: list[EventPacket] = []
-    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
-    params = {
+def three_windows(**extra: object) -> dict[str, object]:
+    """Driver parameters: 3 synthetic 160 ms windows in real time, held until a reader listens,
+    the driver reporting its work per window."""
+    return {
         "source": "synthetic",
         "num_samples": 3,
         "width": 32,
         "height": 32,
         "speed": 1.0,
         "wait_for_subscribers": 1,
-        "hold_unmatched_s": 60.0,
         "window_us": 160_000,
+        **extra,
     }
+
+
+def listening(prefix: str, energy: bool = True):
+    """(namespace, probe, packets, reports): a probe in a fresh namespace taking the events, and
+    the energy reports unless ``energy`` is false (the list then stays empty)."""
+    from hsnn_perception.msg import EnergyReport
+
+    ns = f"{prefix}_{random.randint(0, 10**6)}"
+    probe = Probe(ns)
+    packets: list[EventPacket] = []
+    reports: list[EnergyReport] = []
+    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
+    if energy:
+        probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(100))
+    return ns, probe, packets, reports
+
+
+def source_finished(probe: Probe) -> bool:
+    return probe.diag("event_driver").get("source_finished") == "True"
+
+
+def test_reports_published_before_their_reader_matches_are_held_not_lost(ros, tmp_path):
+    """hold_unmatched_s (set for a split pipeline): the energy reader, on another host in a
+    deployment, is discovered after the driver plays; the first window's report still reaches it,
+    and the events are not held back for it."""
+    from hsnn_perception.msg import EnergyReport
+
+    ns, probe, packets, _ = listening("drv_held", energy=False)
+    params = three_windows(hold_unmatched_s=60.0)
     with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
-        done = lambda: probe.diag("event_driver").get("source_finished") == "True"  # noqa: E731
-        assert probe.spin_until(done, 60), group.log("event_driver")
+        assert probe.spin_until(lambda: source_finished(probe), 60), group.log("event_driver")
         assert packets, "the events were held back"
         reports: list[EnergyReport] = []
         probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(100))
@@ -210,44 +231,25 @@ def test_reports_published_before_their_reader_matches_are_held_not_lost(ros, tm
 def test_energy_reports_wait_report_delay_s_and_deactivation_sends_them(ros, tmp_path):
     """Energy reports are sent report_delay_s after their window (off the data hops); what still
     waits when the node is deactivated goes out then, not lost."""
-    from hsnn_perception.msg import EnergyReport
-
-    ns = f"drv_later_{random.randint(0, 10**6)}"
-    probe = Probe(ns)
-    reports: list[EnergyReport] = []
-    probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(100))
-    packets: list[EventPacket] = []
-    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
-    params = {
-        "source": "synthetic",
-        "num_samples": 3,
-        "width": 32,
-        "height": 32,
-        "speed": 1.0,
-        "wait_for_subscribers": 1,
-        "window_us": 160_000,
-        "report_delay_s": 0.3,
-    }
-    with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
-        done = lambda: probe.diag("event_driver").get("source_finished") == "True"  # noqa: E731
-        assert probe.spin_until(done, 60), group.log("event_driver")
+    ns, probe, _, reports = listening("drv_later")
+    with start(
+        {"event_driver"}, ns, tmp_path, event_driver=three_windows(report_delay_s=0.3)
+    ) as group:
+        assert probe.spin_until(lambda: source_finished(probe), 60), group.log("event_driver")
         assert probe.spin_until(lambda: len(reports) >= 3, 30), group.log("event_driver")
         assert sorted(r.window_id for r in reports)[:3] == [0, 1, 2]
 
-    # A long delay, and deactivation before it is up.
-    ns = f"drv_flush_{random.randint(0, 10**6)}"
-    probe = Probe(ns)
-    reports = []
-    probe.node.create_subscription(EnergyReport, "energy", reports.append, reliable_qos(100))
-    probe.node.create_subscription(EventPacket, "events", packets.append, sensor_qos(1000))
-    params["report_delay_s"] = 600.0  # more than the longest wait (MAX_REPORT_DELAY_S: 10 s)
+    # A long delay (more than the longest wait, MAX_REPORT_DELAY_S: 10 s), and deactivation
+    # before it is up.
+    ns, probe, _, reports = listening("drv_flush")
+    params = three_windows(report_delay_s=600.0)
     with start({"event_driver"}, ns, tmp_path, event_driver=params) as group:
         driver = LifecycleClient(probe.node, f"/{ns}/event_driver")
 
         def spin(seconds: float) -> None:
             probe.executor.spin_once(timeout_sec=seconds)
 
-        assert probe.spin_until(done, 60), group.log("event_driver")
+        assert probe.spin_until(lambda: source_finished(probe), 60), group.log("event_driver")
         assert reports == [], "sent before report_delay_s"
         assert driver.transition("deactivate", spin), group.log("event_driver")
         assert probe.spin_until(lambda: len(reports) >= 3, 30), group.log("event_driver")
