@@ -227,7 +227,14 @@ def start_bare(
 
 # ---- one run of the pipeline ----
 def run_once(
-    mode: str, samples: int, seed: int, work: Path, sizes: Path, period_ms: float, phase: bool
+    mode: str,
+    samples: int,
+    seed: int,
+    work: Path,
+    sizes: Path,
+    period_ms: float,
+    phase: bool,
+    executor_kind: str = "single",
 ) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -263,7 +270,7 @@ def run_once(
     group = ProcessGroup(
         specs,
         namespace=ns,
-        env={"HSNN_HOP_TRACE": str(trace_dir)},
+        env={"HSNN_HOP_TRACE": str(trace_dir), "HSNN_EXECUTOR": executor_kind},
         log_dir=work,
         composed=mode == "composed",
     )
@@ -449,6 +456,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=30, help="gestures (= windows) per run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", nargs="+", default=["separate", "composed"])
+    ap.add_argument(
+        "--executors",
+        nargs="+",
+        default=[os.environ.get("HSNN_EXECUTOR", "single")],
+        choices=["single", "events"],
+        help="the executor the pipeline's nodes spin (HSNN_EXECUTOR), each run in turn: single "
+        "(the nodes' default SingleThreadedExecutor), events (rclpy's EventsExecutor, opt-in); "
+        "default: HSNN_EXECUTOR's, else single",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bare-period-ms", type=float, default=20.0)
     ap.add_argument(
@@ -485,9 +501,15 @@ def main(argv: list[str] | None = None) -> int:
         sizes.write_text(
             json.dumps({"events": event_payload_sizes(opts.samples, opts.seed), **model_shapes()})
         )
+        # Interleaved: each repeat runs every mode under every executor.
+        variants = [(mode, kind) for mode in opts.modes for kind in opts.executors]
+
+        def label(mode: str, kind: str) -> str:
+            return mode if len(opts.executors) == 1 else f"{mode}, {kind} executor"
+
         for i in range(opts.repeats):
-            for mode in opts.modes:  # interleaved: each repeat runs every mode
-                work = Path(tmp) / f"{mode}{i}"
+            for mode, kind in variants:
+                work = Path(tmp) / f"{mode}-{kind}{i}"
                 work.mkdir()
                 result = run_once(
                     mode,
@@ -497,17 +519,18 @@ def main(argv: list[str] | None = None) -> int:
                     sizes,
                     opts.bare_period_ms,
                     opts.bare_phase_locked,
+                    kind,
                 )
-                results[mode].append(result)
+                results[label(mode, kind)].append(result)
                 print(
-                    f"run {i + 1} {mode}: load {result['load']:.1f}, {result['windows']} "
-                    f"windows, post-close p95 {result['post_p95']:.1f} ms "
+                    f"run {i + 1} {label(mode, kind)}: load {result['load']:.1f}, "
+                    f"{result['windows']} windows, post-close p95 {result['post_p95']:.1f} ms "
                     f"(floor {result['floor_p95']:.1f})",
                     flush=True,
                 )
-    for mode in opts.modes:
-        if results[mode]:
-            report(mode, results[mode])
+    for mode, kind in variants:
+        if results[label(mode, kind)]:
+            report(label(mode, kind), results[label(mode, kind)])
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"\nafter: {uptime}")
     if opts.json:
