@@ -94,7 +94,7 @@ EVENT_QOS = ("sensor", "reliable")
 # How long an energy report waits after its window's data message (DeferredPublisher): longer
 # than a data hop takes (about 1-3 ms on loopback), far shorter than a window.
 REPORT_DELAY_S = 0.005
-MAX_REPORT_DELAY_S = 10.0
+MAX_REPORT_DELAY_S = 30.0
 
 
 def event_qos(kind: str, depth: int) -> QoSProfile:

@@ -239,7 +239,7 @@ def test_energy_reports_wait_report_delay_s_and_deactivation_sends_them(ros, tmp
         assert probe.spin_until(lambda: len(reports) >= 3, 30), group.log("event_driver")
         assert sorted(r.window_id for r in reports)[:3] == [0, 1, 2]
 
-    # A long delay (more than the longest wait, MAX_REPORT_DELAY_S: 10 s), and deactivation
+    # A long delay (more than the longest wait, MAX_REPORT_DELAY_S: 30 s), and deactivation
     # before it is up.
     ns, probe, _, reports = listening("drv_flush")
     params = three_windows(report_delay_s=600.0)
