@@ -603,6 +603,13 @@ class HsnnNode(LifecycleNode):
         for deferred in self._deferred_publishers:
             deferred.flush()
 
+    def _close_deferred(self) -> None:
+        """Send what the deferred publishers hold and stop their threads (before the publishers
+        go: cleanup, or the node's destruction)."""
+        for deferred in self._deferred_publishers:
+            deferred.close()
+        self._deferred_publishers.clear()
+
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         for held in self._held_publishers:
             held.arm()
@@ -665,9 +672,7 @@ class HsnnNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        for deferred in self._deferred_publishers:
-            deferred.close()
-        self._deferred_publishers.clear()
+        self._close_deferred()
         for publisher in self._managed_publishers:
             self.destroy_lifecycle_publisher(publisher)
         self._managed_publishers.clear()
@@ -676,9 +681,7 @@ class HsnnNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         # A stop while active: what still waits is sent while the publishers exist.
-        for deferred in self._deferred_publishers:
-            deferred.close()
-        self._deferred_publishers.clear()
+        self._close_deferred()
         super().destroy_node()
 
     def on_error(self, state: State) -> TransitionCallbackReturn:

@@ -50,6 +50,10 @@ def launch_file_path(name: str) -> str:
     return path
 
 
+# The LaunchService that SIGTERM stops: the latest one given to stop_on_sigterm.
+_sigterm_service: Any = None
+
+
 def stop_on_sigterm(service: Any) -> bool:
     """Have SIGTERM end ``service``'s run as a non-interactive SIGINT does: every process gets
     SIGINT, then SIGTERM and SIGKILL on launch's own timeouts. False where this launch version
@@ -61,31 +65,35 @@ def stop_on_sigterm(service: Any) -> bool:
     even runs. The nodes then die with their launcher (``nodes.base.die_with_parent``: SIGKILL),
     before their own clean shutdown: what `systemctl stop`, `docker stop` or `timeout` did to a
     launch, leaving each node's Fast DDS shared-memory files behind."""
+    global _sigterm_service
     try:
         from launch.utilities.signal_management import AsyncSafeSignalManager
     except ImportError:
         return False
     register = getattr(AsyncSafeSignalManager, "handle", None)
-    if register is None or getattr(register, "_hsnn_sigterm", False):
-        return register is not None
+    if register is None:
+        return False
+    _sigterm_service = service
+    if not getattr(register, "_hsnn_sigterm", False):  # patched once per process
 
-    def on_sigterm(signum: int) -> None:
-        print("[hsnn-launch] SIGTERM: stopping every process as on Ctrl-C", file=sys.stderr)
-        pending = service.shutdown()  # a coroutine when called on the launch loop, as here
-        if pending is not None:
-            asyncio.ensure_future(pending)
+        def handle(manager: Any, signum: int, handler: Any) -> Any:
+            if signum == signal.SIGTERM and handler is not None:
+                handler = _on_sigterm
+            return register(manager, signum, handler)
 
-    def handle(manager: Any, signum: int, handler: Any) -> Any:
-        if signum == signal.SIGTERM and handler is not None:
-            handler = on_sigterm
-        return register(manager, signum, handler)
-
-    handle._hsnn_sigterm = True  # type: ignore[attr-defined]
-    AsyncSafeSignalManager.handle = handle  # type: ignore[method-assign]
+        handle._hsnn_sigterm = True  # type: ignore[attr-defined]
+        AsyncSafeSignalManager.handle = handle  # type: ignore[method-assign]
     # A Python handler, so that SIGTERM reaches the manager (through its wake-up file) instead
     # of ending the process.
     signal.signal(signal.SIGTERM, lambda *_: None)
     return True
+
+
+def _on_sigterm(signum: int) -> None:
+    print("[hsnn-launch] SIGTERM: stopping every process as on Ctrl-C", file=sys.stderr)
+    pending = _sigterm_service.shutdown()  # a coroutine when called on the launch loop, as here
+    if pending is not None:
+        asyncio.ensure_future(pending)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -203,13 +203,13 @@ def test_a_killed_launcher_leaves_no_node_behind(composed):
     assert not left, f"{len(left)} nodes outlived their launcher ({took:.1f} s)"
 
 
+SEGMENT = re.compile(r"fastdds_[0-9a-f]+")
+
+
 def fastdds_segments() -> set[str]:
     """The Fast DDS participants' shared-memory files now (each participant using the
     shared-memory transport has one, and deletes it when it is deleted)."""
     return {p.name for p in Path("/dev/shm").glob("fastdds_*") if SEGMENT.fullmatch(p.name)}
-
-
-SEGMENT = re.compile(r"fastdds_[0-9a-f]+")
 
 
 def test_ctrl_c_leaves_no_shared_memory_behind():

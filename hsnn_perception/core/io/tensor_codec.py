@@ -225,7 +225,7 @@ class _Reader:
 
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
-_TIME = struct.Struct("<iI")  # also a tensor's data_type (int32) and strides count (uint32)
+_I32_U32 = struct.Struct("<iI")  # a stamp (sec, nanosec); a tensor's data_type and strides count
 
 
 def is_cdr_le(data: bytes | memoryview) -> bool:
@@ -245,7 +245,7 @@ def decode_tensor_list(
     if not is_cdr_le(data):
         raise TensorFormatError("TensorList bytes are not little-endian CDR")
     r = _Reader(data)
-    sec, nanosec = r.unpack(_TIME, 4)
+    sec, nanosec = r.unpack(_I32_U32, 4)
     frame_id = r.string()
     (count,) = r.unpack(_U32, 4)
     if count > max_tensors:
@@ -267,12 +267,12 @@ def _read_tensor(r: _Reader) -> tuple[int, TensorFields]:
     name = r.string()
     (rank,) = r.unpack(_U8, 1)
     (n_dims,) = r.unpack(_U32, 4)
-    if n_dims > len(r.view):  # each takes 4 bytes: a count past the end is a lie
-        raise TensorFormatError(f"tensor {name!r}: {n_dims} dims in {len(r.view)} bytes")
+    if n_dims > r.size:  # each takes 4 bytes: a count past the end is a lie
+        raise TensorFormatError(f"tensor {name!r}: {n_dims} dims in {r.size} bytes")
     dims = r.unpack(f"<{n_dims}I", 4) if n_dims else ()
-    data_type, n_strides = r.unpack(_TIME, 4)
-    if n_strides > len(r.view):
-        raise TensorFormatError(f"tensor {name!r}: {n_strides} strides in {len(r.view)} bytes")
+    data_type, n_strides = r.unpack(_I32_U32, 4)
+    if n_strides > r.size:
+        raise TensorFormatError(f"tensor {name!r}: {n_strides} strides in {r.size} bytes")
     strides = r.unpack(f"<{n_strides}Q", 8) if n_strides else ()
     (n_data,) = r.unpack(_U32, 4)
     payload = r.take(n_data)
