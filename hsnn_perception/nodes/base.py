@@ -698,12 +698,16 @@ HARD_EXIT_S = 2.8
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
+def die_with_parent(sig: int = signal.SIGINT) -> None:
     """Linux: have the kernel send ``sig`` to this process when its parent dies, so that no node
-    outlives a launcher killed with SIGKILL. SIGKILL, because nobody is left to wait for a clean
-    shutdown, and a node busy in C code holding the GIL cannot run a Python handler for SIGTERM (a
-    composed process outlived its SIGKILLed launcher by 30 s once, under load, with SIGTERM here).
-    A no-op where prctl is not available."""
+    outlives its launcher. SIGINT by default: the node's own bounded shutdown
+    (:class:`ShutdownGuard`) then runs as on Ctrl-C, deactivating the node, sending what it holds
+    and deleting its DDS participant (its /dev/shm file). That is what a stopped ``ros2 launch``
+    leaves its nodes to: launch dies at once on SIGTERM (``docker stop``, ``kill``) without
+    signalling them. With SIGKILL here they died mid-work and each left its shared-memory file.
+    A node inside a long C call that holds the GIL (nothing of ours does once started) handles the
+    signal when the call returns. Call it after ``SHUTDOWN.install()``. A no-op where prctl is not
+    available."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
@@ -750,11 +754,14 @@ class ShutdownGuard:
 
     def _watchdog(self) -> None:
         if not self.done.wait(self.grace_s):
-            sys.stderr.write(
-                f"[hsnn] clean shutdown not finished {self.grace_s:g} s after signal "
-                f"{self._signal}: exiting now\n"
-            )
-            sys.stderr.flush()
+            try:
+                sys.stderr.write(
+                    f"[hsnn] clean shutdown not finished {self.grace_s:g} s after signal "
+                    f"{self._signal}: exiting now\n"
+                )
+                sys.stderr.flush()
+            except (OSError, ValueError):  # no reader left (a launcher that died): exit anyway
+                pass
             os._exit(0)
 
     def finished(self) -> None:
@@ -917,8 +924,8 @@ def run_nodes(
     publishes event streams (``event_streams``) gets :func:`event_stream_transport`."""
     from rclpy.signals import SignalHandlerOptions
 
-    die_with_parent()
     SHUTDOWN.install()
+    die_with_parent()  # after: the parent-death signal is a stop request like any other
     # A thread that a message wakes (a stage's executor, the SNN node's publishing worker) waits
     # for the GIL up to this long while another thread of the process computes: 1 ms, not
     # Python's 5 ms, so a hop does not wait on another thread's work.

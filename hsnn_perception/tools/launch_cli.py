@@ -7,8 +7,8 @@ that have the ``launch``/``launch_ros`` packages but no ``ros2`` command (a whee
 With a full ROS 2 install use ``ros2 launch hsnn_perception <file>`` instead: same file, same
 arguments, same behaviour (launch.LaunchService handles SIGINT: the nodes get SIGINT, then
 SIGTERM after 5 s, then SIGKILL). One difference: here SIGTERM, what a service manager stops a
-service with, ends the launch the same way (``ros2 launch`` leaves its processes to die with it;
-under systemd give it ``KillSignal=SIGINT``).
+service with, ends the launch the same way (``ros2 launch`` exits at once, and its nodes stop on
+their own when their parent is gone; under systemd give it ``KillSignal=SIGINT``).
 """
 
 from __future__ import annotations
@@ -62,9 +62,8 @@ def stop_on_sigterm(service: Any) -> bool:
     launch.LaunchService reads signals through its AsyncSafeSignalManager. For SIGTERM it cancels
     its run without stopping the processes it started (it logs that they may be orphaned), and
     as nothing installs a Python handler for SIGTERM, the signal ends the process before that
-    even runs. The nodes then die with their launcher (``nodes.base.die_with_parent``: SIGKILL),
-    before their own clean shutdown: what `systemctl stop`, `docker stop` or `timeout` did to a
-    launch, leaving each node's Fast DDS shared-memory files behind."""
+    even runs. The nodes are then left to stop on their own when their parent is gone
+    (``nodes.base.die_with_parent``), without launch's escalation or its log of their exit."""
     global _sigterm_service
     try:
         from launch.utilities.signal_management import AsyncSafeSignalManager

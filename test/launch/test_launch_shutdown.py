@@ -1,8 +1,9 @@
 """Ending ``ros2 launch`` (here hsnn-launch, which runs the same launch.LaunchService on the same
 file): Ctrl-C ends every node within 3 s with status 0, while data flows and while the SNN node is
-still warming up, in both process modes; so does a service manager's SIGTERM (hsnn-launch only:
-``ros2 launch`` leaves its processes to die with it); a launcher killed outright leaves no node
-behind."""
+still warming up, in both process modes; so does a service manager's SIGTERM. ``ros2 launch``
+itself (launch.LaunchService as ros2launch runs it) dies at once on SIGTERM without signalling
+its processes: its nodes, and those of a launcher killed outright, then shut down cleanly on their
+own, leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from launch_helpers import NODES, Listener, namespace
+from launch_helpers import NODES, Listener, namespace, pipeline_launch_file
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +38,16 @@ class LaunchRun:
     """hsnn-launch in its own process group (as a terminal runs a foreground job), its output
     read on a thread."""
 
-    def __init__(self, ns: str, *arguments: str, noninteractive: bool = False) -> None:
-        cmd = [sys.executable, "-m", "hsnn_perception.tools.launch_cli", "pipeline.launch.py"]
+    def __init__(
+        self,
+        ns: str,
+        *arguments: str,
+        noninteractive: bool = False,
+        command: list[str] | None = None,
+    ) -> None:
+        cmd = command or [
+            sys.executable, "-m", "hsnn_perception.tools.launch_cli", "pipeline.launch.py"
+        ]  # fmt: skip
         cmd += ["--noninteractive"] if noninteractive else []
         self.proc = subprocess.Popen(
             [*cmd, f"namespace:={ns}", *arguments],
@@ -179,30 +189,6 @@ def test_ctrl_c_during_warm_up_ends_every_node_cleanly():
     assert len(re.findall(r"process has finished cleanly", output)) == len(pids), output[-3000:]
 
 
-@pytest.mark.parametrize("composed", [False, True], ids=["processes", "composed"])
-def test_a_killed_launcher_leaves_no_node_behind(composed):
-    ns = namespace("orphans")
-    listener = Listener(ns)
-    run = LaunchRun(ns, f"composed:={str(composed).lower()}")
-    try:
-        pids = run.child_pids(1 if composed else len(NODES) + 1)
-        assert listener.wait_for(
-            lambda: run.proc.poll() is not None or len(listener.classified()) >= 1, 120
-        ), run.output[-4000:]
-        assert run.proc.poll() is None, run.output[-3000:]
-        run.proc.kill()  # SIGKILL to the launcher alone: it cannot pass anything on
-        run.wait(10)
-        took = wait_until_gone(pids, 30)
-    finally:
-        listener.close()
-    left = [p for p in pids if alive(p)]
-    for pid in left:  # do not leak them into the rest of the test session
-        os.kill(pid, signal.SIGKILL)
-    # (No time bound here: the kernel's parent-death signal starts the nodes' own bounded
-    # shutdown, but how soon a loaded machine runs them is not the point.)
-    assert not left, f"{len(left)} nodes outlived their launcher ({took:.1f} s)"
-
-
 SEGMENT = re.compile(r"fastdds_[0-9a-f]+")
 
 
@@ -210,6 +196,102 @@ def fastdds_segments() -> set[str]:
     """The Fast DDS participants' shared-memory files now (each participant using the
     shared-memory transport has one, and deletes it when it is deleted)."""
     return {p.name for p in Path("/dev/shm").glob("fastdds_*") if SEGMENT.fullmatch(p.name)}
+
+
+def own_segments(pids: list[int]) -> dict[str, int]:
+    """The Fast DDS files that the processes ``pids`` created, with their creator: a participant
+    holds a lock on its segment's lock file (``<segment>_el``) while it lives (processes that
+    write to a segment open that file too, but do not lock it)."""
+    locked: dict[int, int] = {}  # inode -> pid
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and int(fields[4]) in pids:
+            locked[int(fields[5].rsplit(":", 1)[1])] = int(fields[4])
+    owners = {}
+    for path in Path("/dev/shm").glob("fastdds_*_el"):
+        name = path.name[: -len("_el")]
+        try:
+            inode = path.stat().st_ino
+        except OSError:
+            continue
+        if SEGMENT.fullmatch(name) and inode in locked:
+            owners[name] = locked[inode]
+    return owners
+
+
+# What `ros2 launch hsnn_perception pipeline.launch.py ARGS` runs (ros2launch's
+# launch_a_launch_file), with nothing of this package's in the launcher process: hsnn-launch turns
+# SIGTERM into an orderly stop, ros2 launch does not.
+ROS2_LAUNCH = textwrap.dedent(
+    """
+    import sys
+    import launch
+    from launch.launch_description_sources import AnyLaunchDescriptionSource
+    path, args = sys.argv[1], sys.argv[2:]
+    service = launch.LaunchService(argv=args, noninteractive=True)
+    service.include_launch_description(launch.LaunchDescription([
+        launch.actions.IncludeLaunchDescription(
+            AnyLaunchDescriptionSource(path),
+            launch_arguments=[tuple(a.split(":=", 1)) for a in args],
+        )
+    ]))
+    sys.exit(service.run())
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("composed", "launcher", "sig"),
+    [
+        (False, "hsnn-launch", signal.SIGKILL),
+        (True, "hsnn-launch", signal.SIGKILL),
+        (False, "ros2-launch", signal.SIGTERM),
+    ],
+    ids=["processes-launcher-killed", "composed-launcher-killed", "ros2-launch-sigterm"],
+)
+def test_nodes_of_a_launcher_gone_shut_down_cleanly(composed, launcher, sig):
+    """The launcher is gone without signalling its processes: SIGKILL (nothing can pass it on),
+    or SIGTERM to `ros2 launch` (launch installs no handler for it: `docker stop`, `kill`). The
+    kernel's parent-death signal then starts each node's own clean shutdown: no node is left
+    running, and each deletes its DDS participant, whose file in /dev/shm a killed node leaves."""
+    ns = namespace("orphans")
+    listener = Listener(ns)
+    if launcher == "ros2-launch":
+        run = LaunchRun(ns, f"composed:={str(composed).lower()}", command=[
+            sys.executable, "-c", ROS2_LAUNCH, pipeline_launch_file()
+        ])  # fmt: skip
+    else:
+        run = LaunchRun(ns, f"composed:={str(composed).lower()}")
+    try:
+        pids = run.child_pids(1 if composed else len(NODES) + 1)
+        assert listener.wait_for(
+            lambda: run.proc.poll() is not None or len(listener.classified()) >= 1, 120
+        ), run.output[-4000:]
+        assert run.proc.poll() is None, run.output[-3000:]
+        # The nodes' files (a launcher killed outright cannot delete its own).
+        owners = own_segments(pids)
+        created = set(owners)
+        run.proc.send_signal(sig)  # to the launcher alone
+        code = run.wait(10)
+        took = wait_until_gone(pids, 30)
+    finally:
+        listener.close()
+    left = [p for p in pids if alive(p)]
+    for pid in left:  # do not leak them into the rest of the test session
+        os.kill(pid, signal.SIGKILL)
+    assert code == -sig, f"the launcher ended with {code}\n{run.output[-3000:]}"
+    # (No time bound here: the kernel's parent-death signal starts the nodes' own bounded
+    # shutdown, but how soon a loaded machine runs them is not the point.)
+    assert not left, f"{len(left)} nodes outlived their launcher ({took:.1f} s)"
+    assert len(created) >= len(pids), created  # one per node process at least
+    deadline = time.monotonic() + 5
+    while created & fastdds_segments() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left_files = created & fastdds_segments()
+    assert not left_files, (
+        f"{len(left_files)} of {len(created)} left in /dev/shm, of processes "
+        f"{sorted({owners[f] for f in left_files})}\n{run.output[-2000:]}"
+    )
 
 
 def test_ctrl_c_leaves_no_shared_memory_behind():
