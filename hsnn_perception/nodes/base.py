@@ -139,15 +139,29 @@ class HeldPublisher:
     Where the reader runs on another host it is its own DDS participant, discovered some time
     after this node is up (seconds, under load), and a volatile message sent before the match is
     lost: the first windows of a recording played into a split pipeline were. Holding at each
-    producer makes the match that matters (this writer's) the one waited for. After the first
-    match, or once ``hold_s`` has passed, it is a plain publisher (what is still held is then
-    sent to nobody and counted by ``on_drop``)."""
+    producer makes the match that matters (this writer's) the one waited for. A topic may have
+    several readers on the other host (the energy aggregator and an operator's monitor), each its
+    own participant, matched one after the other: what is held goes out once ``settle_s`` has
+    passed with no new match after the first (a reader matched last missed the first windows'
+    reports when the first match released them). After that, or once ``hold_s`` has passed, it
+    is a plain publisher (what is still held then goes to the readers matched by then, or with
+    none, to nobody, counted by ``on_drop``)."""
 
     CAPACITY = 256  # messages held at most (windows and reports: 40 s of 160 ms windows)
+    SETTLE_S = 1.0  # after a match, how long to wait for another before sending what is held
 
-    def __init__(self, publisher: Any, hold_s: float, on_drop: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        publisher: Any,
+        hold_s: float,
+        on_drop: Callable[[int], None],
+        settle_s: float = SETTLE_S,
+    ) -> None:
         self.publisher = publisher
         self.hold_s = hold_s
+        self.settle_s = settle_s
+        self._matched = 0  # readers matched while holding, and when the last of them did
+        self._matched_at = 0.0
         # No more than the writer's history keeps: what is held goes out at once on the match,
         # and a keep-last history would drop the oldest of a larger burst without a count.
         qos = getattr(publisher, "qos_profile", None)
@@ -170,6 +184,7 @@ class HeldPublisher:
         """Start holding (on activation), unless a subscriber is matched already."""
         if self.hold_s > 0 and self.publisher.get_subscription_count() == 0:
             self._deadline = time.monotonic() + self.hold_s
+            self._matched = 0
 
     def publish(self, msg: Any) -> None:
         with self._lock:
@@ -182,20 +197,26 @@ class HeldPublisher:
         self.publisher.publish(msg)
 
     def poll(self) -> bool:
-        """Whether holding is over: a subscriber matched (what was held goes out now) or the
-        time is up (what was held is dropped)."""
+        """Whether holding is over: readers matched and none more for ``settle_s`` (what was held
+        goes out now), or the time is up (what was held goes to the readers matched by then, or
+        is dropped)."""
         with self._lock:
             return self._poll()
 
     def _poll(self) -> bool:
         if self._deadline is None:
             return True
-        if self.publisher.get_subscription_count() > 0:
+        now = time.monotonic()
+        matched = self.publisher.get_subscription_count()
+        if matched > self._matched:
+            self._matched, self._matched_at = matched, now
+        settled = matched > 0 and now - self._matched_at >= self.settle_s
+        if settled or (matched > 0 and now >= self._deadline):
             self._deadline = None
             while self._held:
                 self.publisher.publish(self._held.popleft())
             return True
-        if time.monotonic() >= self._deadline:
+        if now >= self._deadline:
             self._deadline = None
             if self._held:
                 self._on_drop(len(self._held))

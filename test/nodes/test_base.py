@@ -38,11 +38,11 @@ class Recorder:
         return self.matched
 
 
-def armed(pub: Recorder | None = None, hold_s: float = 60.0):
+def armed(pub: Recorder | None = None, hold_s: float = 60.0, settle_s: float = 0.0):
     """(publisher, HeldPublisher on it, activated, list of what it counted as dropped)."""
     pub = Recorder() if pub is None else pub
     dropped: list[int] = []
-    held = HeldPublisher(pub, hold_s, dropped.append)
+    held = HeldPublisher(pub, hold_s, dropped.append, settle_s=settle_s)
     held.arm()
     return pub, held, dropped
 
@@ -58,6 +58,33 @@ def test_held_until_a_subscriber_matches_then_sent_in_order():
     assert pub.sent == [0, 1, 2] and not held.holding
     held.publish(3)
     assert pub.sent == [0, 1, 2, 3] and dropped == []
+
+
+def test_what_is_held_waits_for_the_readers_that_match_soon_after_the_first():
+    pub, held, _ = armed(settle_s=0.2)
+    held.publish(0)
+    pub.matched = 1  # the aggregator on the other host
+    assert not held.poll() and held.publish(1) is None and pub.sent == []
+    time.sleep(0.12)
+    pub.matched = 2  # an operator's monitor there, discovered a little later
+    assert not held.poll()
+    time.sleep(0.12)  # 0.24 s after the first match, 0.12 s after the second
+    assert not held.poll() and pub.sent == []
+    time.sleep(0.1)
+    assert held.poll()
+    assert pub.sent == [0, 1] and not held.holding
+    held.publish(2)
+    assert pub.sent == [0, 1, 2]
+
+
+def test_at_the_end_of_the_hold_the_matched_readers_get_what_is_held():
+    pub, held, dropped = armed(hold_s=0.1, settle_s=60.0)
+    held.publish(0)
+    pub.matched = 1
+    assert not held.poll()
+    time.sleep(0.12)
+    assert held.poll()
+    assert pub.sent == [0] and dropped == []
 
 
 def test_a_match_at_publish_time_sends_what_was_held_first():
