@@ -1,7 +1,9 @@
 """Offline evaluation: a labelled event bag through the pipeline's core code, without ROS.
 
-Same steps as the nodes: packets decoded (core/events), windowed on sensor time and mapped onto
-the model input (binning.EventWindower, filters.MappedWindower), then the per-window pipeline the
+Same steps as the nodes: packets decoded as the SNN node decodes them (the same
+stream.PacketStreamDecoder: EVT3 state carried from packet to packet, mono and evt3 decoded
+straight into the windows), windowed on sensor time and mapped onto the model input
+(binning.EventWindower, filters.MappedWindower), then the per-window pipeline the
 nodes run stage by stage (core/hybrid/pipeline.py: binarise, SNN backend, accumulator, ONNX
 Runtime or, for SNN-only bundles, output spike counts). Energy per stage is obtained the way the
 nodes obtain it (core/energy): measured where a meter is readable, else modelled where a model
@@ -186,9 +188,14 @@ def _run(
     from hsnn_perception.core.events.binning import BinningError
     from hsnn_perception.core.events.codecs import EventCodecError
     from hsnn_perception.core.events.filters import MappedWindower
+    from hsnn_perception.core.events.stream import PacketStreamDecoder
     from hsnn_perception.core.sources.bag import model_windower
 
     drops: Counter = Counter()
+    # The SNN node's decoder and windowing: EVT3 state carried from packet to packet (a stock
+    # driver cuts the raw stream anywhere; decoded alone, each packet loses its first events),
+    # mono and evt3 decoded straight into the windows.
+    decoder = PacketStreamDecoder(strict_standalone=False, drops=drops)
     windower: MappedWindower | None = None
     geometry: tuple[int, int] | None = None
     pending_decode = 0.0
@@ -199,13 +206,6 @@ def _run(
         for pkt in bag.packets():
             bar.update(1)
             t0 = time.perf_counter()
-            try:
-                events = pkt.decode(strict=False, drops=drops)
-            except EventCodecError as exc:
-                drops["undecodable packet"] += 1
-                result.notes.append(f"packet {pkt.seq}: {exc}")
-                continue
-            result.events_read += int(events.size)
             if geometry is None:
                 geometry = (pkt.height, pkt.width)
                 try:  # mapped onto the model input as the SNN node maps it
@@ -227,14 +227,29 @@ def _run(
                         f"{f', roi {list(s.input_roi)}' if s.input_roi else ''})"
                     )
             elif (pkt.height, pkt.width) != geometry:
-                drops["packet with another sensor geometry"] += int(events.size)
+                drops["packets with another sensor geometry"] += 1
                 continue
+            assert windower is not None
             try:
-                windows = windower.push(events)
+                n_events, windows = decoder.decode_into(
+                    windower,
+                    pkt.payload,
+                    pkt.encoding,
+                    pkt.time_base_ns,
+                    pkt.width,
+                    pkt.height,
+                    pkt.is_bigendian,
+                    seq=pkt.seq,
+                )
             except BinningError as exc:
-                drops["events rejected by the windower"] += int(events.size)
+                drops["packets rejected by the windower"] += 1
                 result.notes.append(f"packet {pkt.seq}: {exc}")
                 continue
+            except (EventCodecError, ValueError) as exc:
+                drops["undecodable packet"] += 1
+                result.notes.append(f"packet {pkt.seq}: {exc}")
+                continue
+            result.events_read += n_events
             pending_decode += time.perf_counter() - t0
             for w in windows:
                 _classify(w, bag, s, pipeline, result, pending_decode / len(windows))
@@ -257,6 +272,8 @@ def _run(
             drops["late events (older than the window being filled)"] += windower.late_events
         if windower.skipped_windows:
             drops["silent windows skipped (long gap)"] += windower.skipped_windows
+    if decoder.seq_gaps.lost:
+        drops["packets missing from the bag (seq gaps)"] += decoder.seq_gaps.lost
     result.dropped = dict(drops)
     if geometry is None:
         result.notes.append("the bag has no event packets")
