@@ -138,8 +138,8 @@ def test_an_evt3_stream_cut_anywhere_evaluates_as_in_whole_packets(hybrid_bundle
     """A stock driver (metavision_driver) publishes the raw EVT3 stream cut at buffer
     boundaries: a packet may begin without the time, row or vector base its events need. The
     evaluation carries the decoder's state from packet to packet as the SNN node does; decoded
-    alone, each cut packet lost its first events (0.5 % of the real EVK4 recording's, cut every
-    4 KiB), and the windows were not the pipeline's."""
+    alone, a cut packet lost the events before its first time word (55 % of the real EVK4
+    recording's cut every 4 KiB: docs/evaluation.md), and the windows were not the pipeline's."""
     from hsnn_perception.core.events.synthetic import SyntheticGestures
     from hsnn_perception.core.io.bag.msgtypes import EventPacketData
 
