@@ -43,7 +43,9 @@ def netns_unavailable() -> str | None:
     if made.returncode:
         return f"`ip netns add` is not permitted here: {made.stderr.strip()}"
     try:
-        veth = _ip("link", "add", f"hc{os.getpid()}", "netns", name, "type", "veth", "peer", "hd")
+        # Both ends named per process: two checks at once must not collide on the peer's name.
+        pid = os.getpid()
+        veth = _ip("link", "add", f"hc{pid}", "netns", name, "type", "veth", "peer", f"hd{pid}")
         if veth.returncode:
             return f"a veth pair cannot be made here: {veth.stderr.strip()}"
     finally:

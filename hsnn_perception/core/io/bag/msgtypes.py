@@ -272,7 +272,9 @@ class EventPacketData:
     stamp_ns: int = 0
 
     def decode(self, strict: bool = True, drops: Counter[str] | None = None) -> NDArray[Any]:
-        """The events (EVENT_DTYPE, t in us of sensor time)."""
+        """The events (EVENT_DTYPE, t in us of sensor time) of this packet alone. Not for the
+        packets of an EVT3 stream, which a driver may cut anywhere: decode those in order with
+        ``core.events.stream.PacketStreamDecoder``, which carries the state between them."""
         return decode_packet(
             self.payload,
             self.encoding,
