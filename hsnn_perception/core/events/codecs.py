@@ -107,6 +107,32 @@ class Evt3State:
     base_x: int | None = None
     polarity: int = 0
 
+    def words_state(self) -> tuple[int, int, int, int, int]:
+        """(time_high, time_low, y, base_x, polarity) as the compiled passes over the words take
+        them: -1 for what is not known, polarity 0 without a base."""
+
+        def known(value: int | None) -> int:
+            return -1 if value is None else int(value)
+
+        pol = int(self.polarity) if self.base_x is not None else 0
+        return known(self.time_high), known(self.time_low), known(self.y), known(self.base_x), pol
+
+    def carry(self, th: int, tl: int, y: int, base: int, pol: int, epoch: int, roll: int) -> None:
+        """Take the state a compiled pass over a packet's words ended in (-1: not seen in the
+        packet, what was carried stays); ``epoch``: the packet's first epoch, ``roll``: the
+        rollovers inside it."""
+        if tl >= 0:
+            self.time_low = int(tl)
+        if y >= 0:
+            self.y = int(y)
+        if base >= 0:
+            # A base past 11 bits cannot be carried; later vectors then count as base-less.
+            self.base_x = int(base) if base <= 0x7FF else None
+            self.polarity = int(pol)
+        if th >= 0:
+            self.time_high = int(th)
+            self.epoch = int(epoch) + int(roll)
+
 
 # --------------------------------------------------------------------------- shared by the codecs
 

@@ -225,17 +225,9 @@ def decode_evt3_sequential(
     trig_v = np.empty(n_trig, np.int64)
     info = np.empty(_INFO_SIZE, np.int64)
 
-    def known(value: int | None) -> int:
-        return -1 if value is None else int(value)
-
-    base0 = known(st.base_x)
     _kernel()(
         words,
-        known(st.time_high),
-        known(st.time_low),
-        known(st.y),
-        base0,
-        int(st.polarity) if base0 >= 0 else 0,
+        *st.words_state(),
         out_t,
         out_x,
         out_y,
@@ -259,15 +251,6 @@ def decode_evt3_sequential(
         first = int(info[_I_FIRST_TRIG_NO_TIME])
         unplaced(drops, strict, TRIGGER_NO_TIME, int(info[_I_TRIG_NO_TIME]), first)
     epoch_known = st.time_high is not None
-    if state is not None:
-        if info[_I_TL] >= 0:
-            state.time_low = int(info[_I_TL])
-        if info[_I_Y] >= 0:
-            state.y = int(info[_I_Y])
-        if info[_I_BASE] >= 0:
-            # A base past 11 bits cannot be carried; later vectors then count as base-less.
-            state.base_x = int(info[_I_BASE]) if info[_I_BASE] <= 0x7FF else None
-            state.polarity = int(info[_I_POL])
     if epoch_known:
         epoch = st.epoch
     else:
@@ -276,9 +259,11 @@ def decode_evt3_sequential(
             int(info[_I_FIRST_T24]) if info[_I_FIRST_T24] >= 0 else None,
             int(info[_I_FIRST_TH]) << 12 if info[_I_FIRST_TH] >= 0 else None,
         )
-    if state is not None and info[_I_TH] >= 0:
-        state.time_high = int(info[_I_TH])
-        state.epoch = epoch + int(info[_I_ROLL])
+    if state is not None:
+        th, tl, y, base, pol, roll = (
+            int(info[k]) for k in (_I_TH, _I_TL, _I_Y, _I_BASE, _I_POL, _I_ROLL)
+        )
+        state.carry(th, tl, y, base, pol, epoch, roll)
     triggers = None
     if keep_triggers:
         m = int(info[_I_TRIG])

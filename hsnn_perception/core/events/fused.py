@@ -539,11 +539,7 @@ def push_payload(
         epoch_us = int(state.epoch) * EVT3_EPOCH_US
         if epoch_us + (words.size + 1) * EVT3_EPOCH_US > time_max_us:
             return None  # each TIME_HIGH word may roll the time over once
-        st[TH] = state.time_high
-        st[TL] = -1 if state.time_low is None else state.time_low
-        st[Y] = -1 if state.y is None else state.y
-        st[BASE] = -1 if state.base_x is None else state.base_x
-        st[POL] = state.polarity if state.base_x is not None else 0
+        st[TH], st[TL], st[Y], st[BASE], st[POL] = state.words_state()
         reasons = _EVT3_DROPS
     assert w.origin_us is not None
     origin = w.origin_us
@@ -589,16 +585,7 @@ def push_payload(
             count_drop(drops, reason, v[slot])
     if not mono:
         assert state is not None
-        if v[TL] >= 0:
-            state.time_low = v[TL]
-        if v[Y] >= 0:
-            state.y = v[Y]
-        if v[BASE] >= 0:
-            # A base past 11 bits cannot be carried; later vectors then count as base-less.
-            state.base_x = v[BASE] if v[BASE] <= 0x7FF else None
-            state.polarity = v[POL]
-        state.time_high = v[TH]
-        state.epoch += v[ROLL]
+        state.carry(v[TH], v[TL], v[Y], v[BASE], v[POL], state.epoch, v[ROLL])
     return v[KEPT], v[MAPPED_OUT], out
 
 

@@ -144,18 +144,9 @@ class Evt3Span:
         st, info = self.state, self._info
         raw = np.frombuffer(payload, np.uint8)
         words = raw[: raw.size - raw.size % 2].view("<u2")
-
-        def known(value: int | None) -> int:
-            return -1 if value is None else int(value)
-
-        base0 = known(st.base_x)
         _kernel()(
             words,
-            known(st.time_high),
-            known(st.time_low),
-            known(st.y),
-            base0,
-            int(st.polarity) if base0 >= 0 else 0,
+            *st.words_state(),
             width if width > 0 else 1 << 16,
             height if height > 0 else 1 << 16,
             info,
@@ -168,16 +159,8 @@ class Evt3Span:
                 int(info[_FIRST_OK]) if info[_FIRST_OK] >= 0 else None,
                 int(info[_FIRST_TH]) << 12 if info[_FIRST_TH] >= 0 else None,
             )
-        if info[_TL] >= 0:
-            st.time_low = int(info[_TL])
-        if info[_Y] >= 0:
-            st.y = int(info[_Y])
-        if info[_BASE] >= 0:
-            st.base_x = int(info[_BASE]) if info[_BASE] <= 0x7FF else None
-            st.polarity = int(info[_POL])
-        if info[_TH] >= 0:
-            st.time_high = int(info[_TH])
-            st.epoch = epoch + int(info[_ROLL])
+        th, tl, y, base, pol, roll = (int(info[k]) for k in (_TH, _TL, _Y, _BASE, _POL, _ROLL))
+        st.carry(th, tl, y, base, pol, epoch, roll)
         n = int(info[_N])
         if not n:
             return 0, 0, 0

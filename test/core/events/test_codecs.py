@@ -18,6 +18,7 @@ from hsnn_perception.core.events.codecs import (
     EventCodecError,
     EventDecodeError,
     EventEncodeError,
+    Evt3State,
     decode_packet,
     empty_events,
     encode_packet,
@@ -133,3 +134,22 @@ def test_encode_errors(events: np.ndarray, encoding: str, message: str) -> None:
 def test_wrong_event_dtype_is_rejected() -> None:
     with pytest.raises(EventCodecError, match="EVENT_DTYPE"):
         encode_packet(np.zeros(3, dtype=np.int64), "mono")
+
+
+def test_evt3_state_as_the_compiled_passes_take_it_and_back():
+    state = Evt3State()
+    assert state.words_state() == (-1, -1, -1, -1, 0)  # nothing known; no base, no polarity
+    state.polarity = 1
+    assert state.words_state()[4] == 0
+    # A pass that saw no word of a kind leaves what was carried (-1: not seen).
+    state.carry(th=100, tl=7, y=-1, base=-1, pol=0, epoch=3, roll=2)
+    assert (state.time_high, state.time_low, state.y, state.base_x) == (100, 7, None, None)
+    assert state.epoch == 5  # the packet's first epoch plus its rollovers
+    state.carry(th=-1, tl=-1, y=12, base=0x7FF, pol=1, epoch=9, roll=9)
+    assert (state.time_high, state.epoch, state.y, state.base_x, state.polarity) == (
+        100, 5, 12, 0x7FF, 1
+    )  # fmt: skip
+    assert state.words_state() == (100, 7, 12, 0x7FF, 1)
+    state.carry(th=-1, tl=-1, y=-1, base=0x800, pol=0, epoch=0, roll=0)
+    assert state.base_x is None  # past 11 bits: later vectors count as base-less
+    assert state.words_state() == (100, 7, 12, -1, 0)
