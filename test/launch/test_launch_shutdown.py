@@ -198,6 +198,15 @@ def fastdds_segments() -> set[str]:
     return {p.name for p in Path("/dev/shm").glob("fastdds_*") if SEGMENT.fullmatch(p.name)}
 
 
+def still_there(segments: set[str], timeout_s: float = 5.0) -> set[str]:
+    """Which of ``segments`` are still in /dev/shm after up to ``timeout_s`` (a participant's
+    deletion may trail its process's exit a little)."""
+    deadline = time.monotonic() + timeout_s
+    while segments & fastdds_segments() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return segments & fastdds_segments()
+
+
 def own_segments(pids: list[int]) -> dict[str, int]:
     """The Fast DDS files that the processes ``pids`` created, with their creator: a participant
     holds a lock on its segment's lock file (``<segment>_el``) while it lives (processes that
@@ -256,12 +265,10 @@ def test_nodes_of_a_launcher_gone_shut_down_cleanly(composed, launcher, sig):
     running, and each deletes its DDS participant, whose file in /dev/shm a killed node leaves."""
     ns = namespace("orphans")
     listener = Listener(ns)
+    command = None
     if launcher == "ros2-launch":
-        run = LaunchRun(ns, f"composed:={str(composed).lower()}", command=[
-            sys.executable, "-c", ROS2_LAUNCH, pipeline_launch_file()
-        ])  # fmt: skip
-    else:
-        run = LaunchRun(ns, f"composed:={str(composed).lower()}")
+        command = [sys.executable, "-c", ROS2_LAUNCH, pipeline_launch_file()]
+    run = LaunchRun(ns, f"composed:={str(composed).lower()}", command=command)
     try:
         pids = run.child_pids(1 if composed else len(NODES) + 1)
         assert listener.wait_for(
@@ -276,6 +283,7 @@ def test_nodes_of_a_launcher_gone_shut_down_cleanly(composed, launcher, sig):
         took = wait_until_gone(pids, 30)
     finally:
         listener.close()
+        run.kill()  # a check failed before the launcher was stopped: its group goes
     left = [p for p in pids if alive(p)]
     for pid in left:  # do not leak them into the rest of the test session
         os.kill(pid, signal.SIGKILL)
@@ -284,10 +292,7 @@ def test_nodes_of_a_launcher_gone_shut_down_cleanly(composed, launcher, sig):
     # shutdown, but how soon a loaded machine runs them is not the point.)
     assert not left, f"{len(left)} nodes outlived their launcher ({took:.1f} s)"
     assert len(created) >= len(pids), created  # one per node process at least
-    deadline = time.monotonic() + 5
-    while created & fastdds_segments() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left_files = created & fastdds_segments()
+    left_files = still_there(created)
     assert not left_files, (
         f"{len(left_files)} of {len(created)} left in /dev/shm, of processes "
         f"{sorted({owners[f] for f in left_files})}\n{run.output[-2000:]}"
@@ -316,8 +321,5 @@ def test_ctrl_c_leaves_no_shared_memory_behind():
         run.kill()
     assert code == 0, run.output[-3000:]
     assert len(created) >= len(NODES), created  # one per node process at least
-    deadline = time.monotonic() + 5
-    while created & fastdds_segments() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = created & fastdds_segments()
+    left = still_there(created)
     assert not left, f"{len(left)} of {len(created)} left in /dev/shm\n{run.output[-2000:]}"
